@@ -1,0 +1,243 @@
+// pomaidb_core._kernels: the private compiled module behind pomaidb_core/kernels.py.
+//
+// The boundary is batch-shaped: numpy arrays are used in place (never copied or converted), the
+// GIL is released around every loop, and a wrong dtype, layout or shape raises
+// pomaidb_core.errors.InvalidArgumentError saying how to fix it.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+
+#include "pomaidb/dispatch.h"
+#include "pomaidb/search.h"
+
+namespace py = pybind11;
+
+namespace pomai {
+namespace {
+
+// pomaidb_core.errors.InvalidArgumentError, resolved when the module is imported.
+py::handle g_invalid_argument;
+
+[[noreturn]] void invalid(const std::string& message) {
+  PyErr_SetString(g_invalid_argument.ptr(), message.c_str());
+  throw py::error_already_set();
+}
+
+std::string describe(const py::handle& obj) {
+  return py::str(py::type::handle_of(obj).attr("__name__")).cast<std::string>();
+}
+
+// Checks that `obj` is an ndarray of dtype T (native byte order) with `ndim` dimensions, C
+// contiguous and aligned, and returns it unchanged: the kernels index it as a flat buffer.
+template <typename T>
+py::array require_array(const py::object& obj, const char* name, py::ssize_t ndim,
+                        const char* np_dtype) {
+  const std::string fix =
+      std::string("; use np.ascontiguousarray(") + name + ", dtype=np." + np_dtype + ")";
+  if (!py::isinstance<py::array>(obj)) {
+    invalid(std::string(name) + " must be a numpy array, got " + describe(obj) + fix);
+  }
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().equal(py::dtype::of<T>())) {
+    invalid(std::string(name) + " must have dtype " + np_dtype + ", got " +
+            py::str(arr.dtype()).cast<std::string>() + fix);
+  }
+  if (arr.ndim() != ndim) {
+    invalid(std::string(name) + " must be " + std::to_string(ndim) + "-dimensional, got shape " +
+            py::str(obj.attr("shape")).cast<std::string>());
+  }
+  if ((arr.flags() & py::array::c_style) == 0) {
+    invalid(std::string(name) + " must be C-contiguous (it is a strided view)" + fix);
+  }
+  if ((arr.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) == 0) {
+    invalid(std::string(name) + " must be aligned to its dtype; use np.require(" + name +
+            ", np." + np_dtype + ", ['C', 'A'])");
+  }
+  return arr;
+}
+
+Matrix as_matrix(const py::array& arr) {
+  return {static_cast<const float*>(arr.data()), static_cast<std::size_t>(arr.shape(0)),
+          static_cast<std::size_t>(arr.shape(1))};
+}
+
+Matrix require_vectors(const py::object& obj) {
+  py::array arr = require_array<float>(obj, "vectors", 2, "float32");
+  if (arr.shape(1) == 0) invalid("vectors must have at least one column, got shape (n, 0)");
+  return as_matrix(arr);
+}
+
+Matrix require_queries(const py::object& obj, const Matrix& vectors) {
+  Matrix queries = as_matrix(require_array<float>(obj, "queries", 2, "float32"));
+  if (queries.cols != vectors.cols) {
+    invalid("queries have " + std::to_string(queries.cols) + " columns but vectors have " +
+            std::to_string(vectors.cols));
+  }
+  return queries;
+}
+
+Metric parse_metric(const std::string& name) {
+  if (name == "ip") return Metric::kIp;
+  if (name == "cosine") return Metric::kCosine;
+  if (name == "l2") return Metric::kL2;
+  invalid("metric must be one of 'ip', 'cosine', 'l2', got '" + name + "'");
+}
+
+const std::uint8_t* require_mask(const py::object& obj, std::size_t n) {
+  if (obj.is_none()) return nullptr;
+  const bool is_bool = py::isinstance<py::array>(obj) &&
+                       py::reinterpret_borrow<py::array>(obj).dtype().kind() == 'b';
+  py::array arr = is_bool ? require_array<bool>(obj, "mask", 1, "bool_")
+                          : require_array<std::uint8_t>(obj, "mask", 1, "uint8");
+  if (static_cast<std::size_t>(arr.shape(0)) != n) {
+    invalid("mask has " + std::to_string(arr.shape(0)) + " entries but vectors have " +
+            std::to_string(n) + " rows");
+  }
+  return static_cast<const std::uint8_t*>(arr.data());
+}
+
+std::vector<RowRange> require_ranges(const py::object& obj, std::size_t n) {
+  if (obj.is_none()) return {{0, n}};
+  py::array arr = require_array<std::int64_t>(obj, "row_ranges", 2, "int64");
+  if (arr.shape(1) != 2) {
+    invalid("row_ranges must have shape (m, 2) of [start, end) pairs, got shape " +
+            py::str(obj.attr("shape")).cast<std::string>());
+  }
+  const auto* pairs = static_cast<const std::int64_t*>(arr.data());
+  std::vector<RowRange> ranges;
+  ranges.reserve(static_cast<std::size_t>(arr.shape(0)));
+  for (py::ssize_t i = 0; i < arr.shape(0); ++i) {
+    const std::int64_t start = pairs[2 * i];
+    const std::int64_t end = pairs[2 * i + 1];
+    if (start < 0 || end < start || static_cast<std::uint64_t>(end) > n) {
+      invalid("row_ranges[" + std::to_string(i) + "] = [" + std::to_string(start) + ", " +
+              std::to_string(end) + ") must satisfy 0 <= start <= end <= " + std::to_string(n));
+    }
+    ranges.push_back({static_cast<std::size_t>(start), static_cast<std::size_t>(end)});
+  }
+  return normalize_ranges(std::move(ranges));
+}
+
+py::array_t<float> scores(const py::object& vectors_obj, const py::object& queries_obj,
+                          const std::string& metric_name) {
+  const Matrix vectors = require_vectors(vectors_obj);
+  const Matrix queries = require_queries(queries_obj, vectors);
+  const Metric metric = parse_metric(metric_name);
+  py::array_t<float> out({queries.rows, vectors.rows});
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    compute_scores(active_kernels(), vectors, queries, metric, dst);
+  }
+  return out;
+}
+
+py::tuple topk(const py::object& vectors_obj, const py::object& queries_obj, std::int64_t k,
+               const std::string& metric_name, const py::object& mask_obj,
+               const py::object& ranges_obj) {
+  TopkRequest request{};
+  request.vectors = require_vectors(vectors_obj);
+  request.queries = require_queries(queries_obj, request.vectors);
+  request.metric = parse_metric(metric_name);
+  if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
+  request.k = static_cast<std::size_t>(k);
+  request.mask = require_mask(mask_obj, request.vectors.rows);
+  request.ranges = require_ranges(ranges_obj, request.vectors.rows);
+  py::array_t<float> out_scores({request.queries.rows, request.k});
+  py::array_t<std::int64_t> out_rows({request.queries.rows, request.k});
+  float* scores_dst = out_scores.mutable_data();
+  std::int64_t* rows_dst = out_rows.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    compute_topk(active_kernels(), request, scores_dst, rows_dst);
+  }
+  return py::make_tuple(out_scores, out_rows);
+}
+
+py::array_t<float> l2_norms(const py::object& vectors_obj) {
+  const Matrix vectors = require_vectors(vectors_obj);
+  py::array_t<float> out(static_cast<py::ssize_t>(vectors.rows));
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    compute_l2_norms(active_kernels(), vectors, dst);
+  }
+  return out;
+}
+
+py::array_t<std::uint32_t> hamming64(const py::object& codes_obj, const py::object& queries_obj) {
+  py::array codes = require_array<std::uint64_t>(codes_obj, "codes", 1, "uint64");
+  py::array queries = require_array<std::uint64_t>(queries_obj, "query_codes", 1, "uint64");
+  const auto n = static_cast<std::size_t>(codes.shape(0));
+  const auto nq = static_cast<std::size_t>(queries.shape(0));
+  py::array_t<std::uint32_t> out({nq, n});
+  const auto* src = static_cast<const std::uint64_t*>(codes.data());
+  const auto* query = static_cast<const std::uint64_t*>(queries.data());
+  std::uint32_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    const KernelTable& kernels = active_kernels();
+    for (std::size_t j = 0; j < nq; ++j) kernels.hamming64(src, n, query[j], dst + j * n);
+  }
+  return out;
+}
+
+// A C-contiguous buffer view, released when it goes out of scope (with the GIL held).
+class ContiguousBuffer {
+ public:
+  explicit ContiguousBuffer(const py::object& obj) {
+    if (PyObject_GetBuffer(obj.ptr(), &view_, PyBUF_C_CONTIGUOUS) != 0) {
+      PyErr_Clear();
+      invalid("data must be a C-contiguous buffer (bytes, bytearray, memoryview, numpy array, "
+              "mmap), got " + describe(obj) + "; use np.ascontiguousarray(data) or bytes(data)");
+    }
+  }
+  ~ContiguousBuffer() { PyBuffer_Release(&view_); }
+  ContiguousBuffer(const ContiguousBuffer&) = delete;
+  ContiguousBuffer& operator=(const ContiguousBuffer&) = delete;
+
+  const unsigned char* data() const { return static_cast<const unsigned char*>(view_.buf); }
+  std::size_t size() const { return static_cast<std::size_t>(view_.len); }
+
+ private:
+  Py_buffer view_{};
+};
+
+std::uint32_t crc32c(const py::object& data, std::int64_t value) {
+  if (value < 0 || value > 0xFFFFFFFFLL) {
+    invalid("value must be a CRC32C in [0, 2**32), got " + std::to_string(value));
+  }
+  ContiguousBuffer buffer(data);
+  py::gil_scoped_release nogil;
+  return active_kernels().crc32c(static_cast<std::uint32_t>(value), buffer.data(), buffer.size());
+}
+
+void set_isa(const std::string& name) {
+  if (!set_active_isa(name)) {
+    std::string supported;
+    for (const std::string& isa : supported_isas()) supported += (supported.empty() ? "" : ", ") + isa;
+    invalid("ISA '" + name + "' is not supported on this machine (supported: " + supported + ")");
+  }
+}
+
+}  // namespace
+}  // namespace pomai
+
+PYBIND11_MODULE(_kernels, m) {
+  using namespace pomai;
+  py::object error_type = py::module_::import("pomaidb_core.errors").attr("InvalidArgumentError");
+  g_invalid_argument = error_type.release();  // kept for the life of the process
+  m.doc() = "Private compiled kernels of PomaiDB; use pomaidb_core.kernels.";
+  m.def("supported_isas", &supported_isas);
+  m.def("active_isa", [] { return std::string(active_kernels().name); });
+  m.def("set_isa", &set_isa, py::arg("name"));
+  m.def("scores", &scores, py::arg("vectors"), py::arg("queries"), py::arg("metric"));
+  m.def("topk", &topk, py::arg("vectors"), py::arg("queries"), py::arg("k"), py::arg("metric"),
+        py::arg("mask"), py::arg("row_ranges"));
+  m.def("l2_norms", &l2_norms, py::arg("vectors"));
+  m.def("hamming64", &hamming64, py::arg("codes"), py::arg("query_codes"));
+  m.def("crc32c", &crc32c, py::arg("data"), py::arg("value"));
+}

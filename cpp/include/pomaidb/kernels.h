@@ -1,0 +1,75 @@
+// The hot loops of PomaiDB, one implementation per instruction-set level.
+//
+// Every level exports the same functions in its own namespace (pomai::scalar, pomai::avx2,
+// pomai::avx512); dispatch.cc gathers one level's functions into a KernelTable and makes it the
+// active one.  Each level lives in its own source file compiled with its own -m flags, so only
+// the file of a level the CPU supports ever runs.
+//
+// Shared contract: pointers are valid for the sizes given, float matrices are row-major with
+// row length `d` (rows `d` floats apart), outputs do not alias inputs.  Kernels allocate nothing,
+// throw nothing and never touch Python: the bindings call them with the GIL released.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pomai {
+
+// out[j * out_stride + i] = <x_i, q_j> for i < rows, j < nq.  When row_sq_norms is not null it
+// also receives |x_i|^2, computed in the same pass over x (cosine needs both and x is the
+// memory-bound operand).  nq may be 0 to compute norms only.
+using DotTileFn = void (*)(const float* x, std::size_t rows, std::size_t d, const float* q,
+                           std::size_t nq, float* out, std::size_t out_stride,
+                           float* row_sq_norms);
+
+// out[j * out_stride + i] = |x_i - q_j|^2, summed from the differences (not from norms and dots,
+// which cancel catastrophically for near neighbours, the rows that matter).
+using L2sqTileFn = void (*)(const float* x, std::size_t rows, std::size_t d, const float* q,
+                            std::size_t nq, float* out, std::size_t out_stride);
+
+// out[i] = popcount(codes[i] ^ query).
+using Hamming64Fn = void (*)(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
+                             std::uint32_t* out);
+
+// Continues a CRC32C (Castagnoli, reflected polynomial 0x82F63B78) over `len` more bytes.
+// `crc` is a finished checksum (0 for none), so crc32c(b, crc32c(a)) == crc32c(a + b).
+using Crc32cFn = std::uint32_t (*)(std::uint32_t crc, const unsigned char* data, std::size_t len);
+
+struct KernelTable {
+  const char* name;  // "scalar" | "avx2" | "avx512", as reported to Python
+  DotTileFn dot_tile;
+  L2sqTileFn l2sq_tile;
+  Hamming64Fn hamming64;
+  Crc32cFn crc32c;
+};
+
+// The similarity kernels exist at every level.
+#define POMAI_DECLARE_SIMILARITY_KERNELS(ns)                                                   \
+  namespace ns {                                                                               \
+  void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* q,              \
+                std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms);     \
+  void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* q,             \
+                 std::size_t nq, float* out, std::size_t out_stride);                         \
+  }
+
+POMAI_DECLARE_SIMILARITY_KERNELS(scalar)
+POMAI_DECLARE_SIMILARITY_KERNELS(avx2)
+POMAI_DECLARE_SIMILARITY_KERNELS(avx512)
+
+#undef POMAI_DECLARE_SIMILARITY_KERNELS
+
+// Hamming and CRC32C need only POPCNT and SSE4.2, which the AVX2 level includes; the AVX-512
+// level reuses them (popcount of one word per cycle already outruns memory).
+namespace scalar {
+void hamming64(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
+               std::uint32_t* out);
+std::uint32_t crc32c(std::uint32_t crc, const unsigned char* data, std::size_t len);
+}  // namespace scalar
+
+namespace avx2 {
+void hamming64(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
+               std::uint32_t* out);
+std::uint32_t crc32c(std::uint32_t crc, const unsigned char* data, std::size_t len);
+}  // namespace avx2
+
+}  // namespace pomai

@@ -1,0 +1,136 @@
+// AVX-512 kernels (F, DQ, BW, VL, with FMA).  CMakeLists.txt compiles this file alone with
+// -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma; dispatch.cc calls it only after CPUID
+// and XGETBV (opmask and ZMM state) confirm all of them.  Hamming and CRC32C come from the AVX2
+// level: one POPCNT or CRC32 per word already outruns memory.
+//
+// Only intrinsics and plain loops here, never a standard-library template or other inline
+// function shared with other files: the linker keeps one copy of such a function for the whole
+// module, and if it kept this file's copy, baseline callers would run AVX-512 code.
+#include <immintrin.h>
+
+#include "pomaidb/kernels.h"
+
+namespace pomai::avx512 {
+namespace {
+
+constexpr std::size_t kWidth = 16;
+
+inline __mmask16 tail_mask(std::size_t rem) {
+  return static_cast<__mmask16>((1u << rem) - 1u);
+}
+
+// Horizontal sum from zero-masking shuffles and extracts: GCC 12's unmasked forms (and the casts
+// and _mm512_reduce_add_ps built on them) start from _mm512_undefined_ps() and trip
+// -Wuninitialized, which the CI build makes an error.
+inline float hsum(__m512 v) {
+  constexpr __mmask16 kAll = 0xFFFF;
+  __m512 s = _mm512_add_ps(v, _mm512_maskz_shuffle_f32x4(kAll, v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm512_add_ps(s, _mm512_maskz_shuffle_f32x4(kAll, s, s, _MM_SHUFFLE(2, 3, 0, 1)));
+  __m128 t = _mm512_maskz_extractf32x4_ps(0xF, s, 0);
+  t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+  t = _mm_add_ss(t, _mm_movehdup_ps(t));
+  return _mm_cvtss_f32(t);
+}
+
+// R rows of x against Q queries in one pass over the columns: every loaded x chunk feeds Q
+// products, every loaded q chunk feeds R, and the R * Q accumulators are independent chains that
+// hide the FMA latency.  The last partial chunk is a masked load (zeros beyond the row), so no
+// scalar tail.  Q == 0 computes norms only.
+template <std::size_t R, std::size_t Q, bool kNorms, bool kL2>
+inline void micro_tile(const float* x, std::size_t d, const float* q, float* out,
+                       std::size_t out_stride, float* row_sq) {
+  constexpr std::size_t kQ = Q > 0 ? Q : 1;
+  __m512 acc[R][kQ];
+  __m512 nrm[R];
+  for (std::size_t r = 0; r < R; ++r) {
+    nrm[r] = _mm512_setzero_ps();
+    for (std::size_t j = 0; j < kQ; ++j) acc[r][j] = _mm512_setzero_ps();
+  }
+  auto step = [&](std::size_t k, bool masked, __mmask16 m) {
+    __m512 xv[R];
+    for (std::size_t r = 0; r < R; ++r) {
+      const float* p = x + r * d + k;
+      xv[r] = masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
+      if constexpr (kNorms) nrm[r] = _mm512_fmadd_ps(xv[r], xv[r], nrm[r]);
+    }
+    for (std::size_t j = 0; j < Q; ++j) {
+      const float* p = q + j * d + k;
+      const __m512 qv = masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
+      for (std::size_t r = 0; r < R; ++r) {
+        if constexpr (kL2) {
+          const __m512 diff = _mm512_sub_ps(xv[r], qv);
+          acc[r][j] = _mm512_fmadd_ps(diff, diff, acc[r][j]);
+        } else {
+          acc[r][j] = _mm512_fmadd_ps(xv[r], qv, acc[r][j]);
+        }
+      }
+    }
+  };
+  std::size_t k = 0;
+  for (; k + kWidth <= d; k += kWidth) step(k, false, 0);
+  if (k < d) step(k, true, tail_mask(d - k));
+  for (std::size_t r = 0; r < R; ++r) {
+    for (std::size_t j = 0; j < Q; ++j) {
+      out[j * out_stride + r] =
+          hsum(acc[r][j]);
+    }
+    if constexpr (kNorms) row_sq[r] = hsum(nrm[r]);
+  }
+}
+
+// All rows against Q queries, four rows per micro tile (at most 16 accumulators, 4 norms,
+// 4 x chunks and a q chunk: 25 of the 32 ZMM registers).
+template <std::size_t Q, bool kNorms, bool kL2>
+void rows_tile(const float* x, std::size_t rows, std::size_t d, const float* q, float* out,
+               std::size_t out_stride, float* row_sq) {
+  constexpr std::size_t R = 4;
+  std::size_t i = 0;
+  for (; i + R <= rows; i += R) {
+    micro_tile<R, Q, kNorms, kL2>(x + i * d, d, q, Q > 0 ? out + i : out, out_stride,
+                                  kNorms ? row_sq + i : nullptr);
+  }
+  for (; i < rows; ++i) {
+    micro_tile<1, Q, kNorms, kL2>(x + i * d, d, q, Q > 0 ? out + i : out, out_stride,
+                                  kNorms ? row_sq + i : nullptr);
+  }
+}
+
+// Queries in groups of four, then one by one; norms (if wanted) ride along the first group.
+template <bool kL2>
+void any_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
+              float* out, std::size_t out_stride, float* row_sq) {
+  std::size_t j = 0;
+  for (; j + 4 <= nq; j += 4) {
+    const float* qj = q + j * d;
+    float* oj = out + j * out_stride;
+    if (j == 0 && row_sq != nullptr) {
+      rows_tile<4, true, kL2>(x, rows, d, qj, oj, out_stride, row_sq);
+    } else {
+      rows_tile<4, false, kL2>(x, rows, d, qj, oj, out_stride, nullptr);
+    }
+  }
+  for (; j < nq; ++j) {
+    const float* qj = q + j * d;
+    float* oj = out + j * out_stride;
+    if (j == 0 && row_sq != nullptr) {
+      rows_tile<1, true, kL2>(x, rows, d, qj, oj, out_stride, row_sq);
+    } else {
+      rows_tile<1, false, kL2>(x, rows, d, qj, oj, out_stride, nullptr);
+    }
+  }
+  if (nq == 0 && row_sq != nullptr) rows_tile<0, true, kL2>(x, rows, d, q, out, out_stride, row_sq);
+}
+
+}  // namespace
+
+void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
+              float* out, std::size_t out_stride, float* row_sq_norms) {
+  any_tile<false>(x, rows, d, q, nq, out, out_stride, row_sq_norms);
+}
+
+void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
+               float* out, std::size_t out_stride) {
+  any_tile<true>(x, rows, d, q, nq, out, out_stride, nullptr);
+}
+
+}  // namespace pomai::avx512

@@ -1,0 +1,179 @@
+"""The typed Python face of PomaiDB's compiled kernels (the private `_kernels` module).
+
+Every hot loop of the engine runs here: similarity scores, fused top-k selection, Hamming
+distances of 64-bit codes and CRC32C.  Inputs are numpy arrays used in place, never copied:
+a wrong dtype, a strided view or a misaligned buffer raises InvalidArgumentError saying how to
+fix it (usually `np.ascontiguousarray(x, dtype=np.float32)`).  The GIL is released inside every
+kernel, so Python threads (one per shard) scan in parallel.
+
+Scores are always "higher is more similar":
+- "ip": the inner product <q, x>;
+- "cosine": <q, x> / (|q| |x|), and 0.0 when either norm is 0 (vectors need not be normalised);
+- "l2": the negated squared Euclidean distance -|q - x|^2.
+
+Instruction sets.  Everything is built for baseline x86-64, plus AVX2+FMA and AVX-512 kernels in
+their own files.  At import the best level that both the CPU (CPUID) and the operating system
+(XGETBV) support becomes active.  The environment variable POMAIDB_ISA=scalar|avx2|avx512 can
+only lower it: naming a level this machine lacks, or an unknown name, emits a RuntimeWarning
+and keeps the best supported level, because a database that refuses to import over a setting
+meant for another machine helps nobody.  `use_isa()` switches levels at runtime (tests run every
+kernel on every level this way); the active level is process-wide.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _kernels
+from .errors import InvalidArgumentError
+
+Metric = Literal["ip", "cosine", "l2"]
+METRICS: tuple[str, ...] = ("ip", "cosine", "l2")
+ISA_ENV_VAR = "POMAIDB_ISA"
+
+F32Array = npt.NDArray[np.float32]
+
+
+def available_isas() -> list[str]:
+    """Instruction-set levels this machine can run, lowest first ("scalar" is always there)."""
+    return list(_kernels.supported_isas())
+
+
+def active_isa() -> str:
+    """The level every kernel call uses now: "avx512", "avx2" or "scalar"."""
+    return str(_kernels.active_isa())
+
+
+def set_isa(name: str) -> None:
+    """Make `name` the active level for the whole process.
+
+    Raises InvalidArgumentError when this machine cannot run it (see available_isas()).
+    """
+    _kernels.set_isa(name)
+
+
+@contextmanager
+def use_isa(name: str) -> Iterator[None]:
+    """Run the body with level `name` active, then restore the previous level.
+
+    Process-wide, not per thread: meant for tests and benchmarks, not for concurrent callers.
+    """
+    previous = active_isa()
+    set_isa(name)
+    try:
+        yield
+    finally:
+        set_isa(previous)
+
+
+def _as_query_matrix(queries: Any) -> Any:
+    """A 1-d query is a batch of one: reshaped as a (1, d) view, not copied."""
+    if isinstance(queries, np.ndarray) and queries.ndim == 1:
+        return queries.reshape(1, -1)
+    return queries
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in METRICS:
+        raise InvalidArgumentError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def scores(vectors: F32Array, queries: F32Array, metric: Metric) -> F32Array:
+    """Score every query against every vector.
+
+    vectors: (n, d) float32, C-contiguous.  queries: (q, d) float32, or (d,) for one query.
+    Returns a (q, n) float32 array; entry [j, i] scores query j against vector i.
+    """
+    _check_metric(metric)
+    result: F32Array = _kernels.scores(vectors, _as_query_matrix(queries), metric)
+    return result
+
+
+def topk(
+    vectors: F32Array,
+    queries: F32Array,
+    k: int,
+    metric: Metric,
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
+    row_ranges: npt.NDArray[np.int64] | None = None,
+) -> tuple[F32Array, npt.NDArray[np.int64]]:
+    """The k best vectors for each query, scored and selected in one pass.
+
+    vectors: (n, d) float32, C-contiguous.  queries: (q, d) float32, or (d,) for one query.
+    k: >= 1; k > n is fine.
+    mask: optional (n,) bool or uint8; rows where it is false/0 never qualify.
+    row_ranges: optional (m, 2) int64 of [start, end) row ranges, 0 <= start <= end <= n; only
+        rows inside some range qualify.  Ranges may be empty, overlap or come in any order; a
+        row covered twice still counts once.
+    Returns (scores, rows), both (q, k): best first, equal scores ordered by row ascending.
+    When fewer than k rows qualify, the tail holds score -inf and row -1.  Rows whose score is
+    NaN (NaN in the data) never qualify.  Never materialises the full (q, n) score matrix.
+    """
+    _check_metric(metric)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InvalidArgumentError(f"k must be an int, got {type(k).__name__}")
+    top_scores, top_rows = _kernels.topk(
+        vectors, _as_query_matrix(queries), int(k), metric, mask, row_ranges
+    )
+    return top_scores, top_rows
+
+
+def l2_norms(vectors: F32Array) -> F32Array:
+    """The Euclidean norm of each row of a (n, d) float32 array, as (n,) float32."""
+    result: F32Array = _kernels.l2_norms(vectors)
+    return result
+
+
+def hamming64(
+    codes: npt.NDArray[np.uint64], query_codes: npt.NDArray[np.uint64] | int | np.uint64
+) -> npt.NDArray[np.uint32]:
+    """popcount(code ^ query) of every code against every query code.
+
+    codes: (n,) uint64.  query_codes: (q,) uint64, or one code (int or np.uint64), which is a
+    batch of one.  Returns (q, n) uint32.
+    """
+    if isinstance(query_codes, (int, np.integer)) and not isinstance(query_codes, bool):
+        if not 0 <= int(query_codes) < 2**64:
+            raise InvalidArgumentError(f"a query code must be in [0, 2**64), got {query_codes}")
+        query_codes = np.array([query_codes], dtype=np.uint64)
+    result: npt.NDArray[np.uint32] = _kernels.hamming64(codes, query_codes)
+    return result
+
+
+def crc32c(data: Any, value: int = 0) -> int:
+    """CRC32C (Castagnoli) of any C-contiguous buffer, continuing from `value`.
+
+    data: bytes, bytearray, memoryview, numpy array, mmap or a slice of one.  `value` is a
+    previous result to chain from: crc32c(b, crc32c(a)) == crc32c(a + b).  Uses the SSE4.2 CRC32
+    instruction on the avx2 and avx512 levels, a table on "scalar".
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InvalidArgumentError(f"value must be an int, got {type(value).__name__}")
+    if not 0 <= int(value) < 2**32:
+        raise InvalidArgumentError(f"value must be a CRC32C in [0, 2**32), got {value}")
+    return int(_kernels.crc32c(data, int(value)))
+
+
+def _apply_isa_env() -> None:
+    requested = os.environ.get(ISA_ENV_VAR, "").strip().lower()
+    if not requested:
+        return
+    if requested not in available_isas():
+        warnings.warn(
+            f"{ISA_ENV_VAR}={requested!r} is not one of this machine's instruction sets "
+            f"{available_isas()}; using {active_isa()!r}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return
+    set_isa(requested)
+
+
+_apply_isa_env()
