@@ -1,0 +1,19 @@
+"""LangChain integration of PomaiDB: `from langchain_pomaidb import PomaiDBVectorStore`.
+
+Installed by `pip install "pomaidb[langchain]"`. See vectorstore.py for the storage model,
+the filter forms and the async behaviour, and relevance.py for the [0, 1] score maps.
+"""
+
+from .hashing import HashingEmbeddings
+from .ids import IdCollisionError
+from .relevance import cosine_relevance, ip_relevance, l2_relevance
+from .vectorstore import PomaiDBVectorStore
+
+__all__ = [
+    "HashingEmbeddings",
+    "IdCollisionError",
+    "PomaiDBVectorStore",
+    "cosine_relevance",
+    "ip_relevance",
+    "l2_relevance",
+]

@@ -1,0 +1,57 @@
+"""HashingEmbeddings: a deterministic, offline embedding by feature hashing.
+
+Each lower-cased word and each pair of adjacent words adds +1 or -1 (chosen by a hash) to one
+of `dim` coordinates (chosen by the same hash), and the sum is scaled to unit length. Texts
+that share words are close in cosine similarity. There is no model and no network, so it suits
+tests, demos and CI; it is lexical, not semantic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+import pomaidb_core as pdb
+
+_WORD = re.compile(r"\w+")
+_EMPTY_FEATURE = "\x00empty"  # what a text without words (or whose hashes cancel) embeds as
+
+
+class HashingEmbeddings(Embeddings):
+    def __init__(self, dim: int = 256) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
+            raise pdb.InvalidArgumentError(f"dim must be an int >= 2, got {dim!r}")
+        self.dim = dim
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.embed_query(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        words = _WORD.findall(text.lower())
+        features = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+        vector = self._hashed(features)
+        norm = float(np.linalg.norm(vector))
+        if norm == 0.0:
+            vector = self._hashed([_EMPTY_FEATURE])
+            norm = 1.0
+        return (vector / norm).tolist()
+
+    # Hashing is a few microseconds of CPU per text: computing it in the coroutine keeps the
+    # async path free of thread hops.
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.embed_documents(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return self.embed_query(text)
+
+    def _hashed(self, features: list[str]) -> np.ndarray:
+        vector = np.zeros(self.dim, dtype=np.float64)
+        for feature in features:
+            digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
+            slot = int.from_bytes(digest[:4], "big") % self.dim
+            vector[slot] += 1.0 if digest[4] & 1 else -1.0
+        return vector
