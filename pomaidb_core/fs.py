@@ -245,21 +245,20 @@ def file_size(path: str) -> int:
 
 
 class FileLock:
-    """An OS advisory lock (flock) on a file; held until `release`.
+    """An exclusive OS advisory lock (flock) on a file; held until `release`.
 
     flock locks belong to the open file description, so a second DB in the
     same process that opens the LOCK file again is refused too.
     """
 
-    def __init__(self, path: str, exclusive: bool) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
         try:
             self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except OSError as exc:
             raise _storage_error("open", path, exc) from exc
-        flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
         try:
-            fcntl.flock(self._fd, flags)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self._fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
