@@ -103,7 +103,7 @@ def element_key(value: Any) -> tuple[Any, ...]:
     return (kind,)
 
 
-def float_of(value: int | float) -> float:
+def float_of(value: float) -> float:
     """The nearest float64, with +-inf for ints beyond its range (float() would raise)."""
     try:
         return float(value)
@@ -122,7 +122,7 @@ def is_empty_value(value: Any) -> bool:
 class FieldColumn:
     """One field's arrays (see the module docstring); rows are written only after a clear."""
 
-    __slots__ = ("kind", "num", "scode", "empty", "lists", "big", "vocab", "vocab_index")
+    __slots__ = ("big", "empty", "kind", "lists", "num", "scode", "vocab", "vocab_index")
 
     def __init__(self, capacity: int) -> None:
         self.kind = np.zeros(capacity, np.int8)

@@ -55,8 +55,8 @@ from .columns import (
     KIND_NUMBER,
     KIND_STR,
     MISSING,
-    MetadataColumns,
     FieldColumn,
+    MetadataColumns,
     element_key,
     float_of,
     is_empty_value,
@@ -273,10 +273,8 @@ _COMPARISONS: dict[str, tuple[Callable[[Any, Any], bool], np.ufunc, np.ufunc, in
 
 
 class _Compare(_Op):
-    def __init__(self, name: str, operand: int | float | str) -> None:
-        self.compare, self.np_compare, self.np_compare_rounded, self.direction = _COMPARISONS[
-            name
-        ]
+    def __init__(self, name: str, operand: float | str) -> None:
+        self.compare, self.np_compare, self.np_compare_rounded, self.direction = _COMPARISONS[name]
         self.operand = operand
         self.kind = kind_of(operand)
 
@@ -367,7 +365,7 @@ class _Exists(_IsEmpty):
         return ~missing if self.wanted else missing
 
 
-def _float_target(number: int | float) -> tuple[float, int]:
+def _float_target(number: float) -> tuple[float, int]:
     """The float64 nearest `number` and which way it was rounded: 0 exact, +1 up, -1 down."""
     target = float_of(number)
     return target, (target > number) - (target < number)
@@ -381,7 +379,9 @@ def _string_mask(column: FieldColumn, rows: int, predicate: Callable[[str], bool
     return passed[column.scode[:rows]]
 
 
-def _list_mask(column: FieldColumn, rows: int, predicate: Callable[[frozenset], bool]) -> np.ndarray:
+def _list_mask(
+    column: FieldColumn, rows: int, predicate: Callable[[frozenset], bool]
+) -> np.ndarray:
     out = np.zeros(rows, np.bool_)
     if column.lists is None:
         return out
