@@ -1,0 +1,421 @@
+"""PomaiDBVectorStore: a LlamaIndex vector store on one PomaiDB membrane.
+
+Each node is one engine record (layout in codec.py): its embedding is the
+vector, its text, metadata and every other field ride in the record's
+metadata, so `stores_text=True` and nodes come back exactly as added.
+
+Similarities in query results are the engine's scores, higher is better:
+cosine similarity for metric="cosine" (in [-1, 1]), the inner product for
+"ip", and the negated squared Euclidean distance for "l2" (<= 0).
+
+The async methods await the engine's own coroutines (asearch fans a query
+out to every shard concurrently), so they never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+import pomaidb_core as pdb
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.schema import BaseNode
+from llama_index.core.vector_stores.types import (
+    BasePydanticVectorStore,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+    VectorStoreQueryResult,
+)
+from pomaidb_core import InvalidArgumentError
+
+from .codec import (
+    NODE_ID_KEY,
+    REF_DOC_ID_KEY,
+    check_no_collisions,
+    decode_node,
+    encode_metadata,
+    engine_id,
+    stored_node_id,
+    unique_nodes,
+)
+from .filters import EngineFilter, all_of, to_engine_filter
+from .mmr import DEFAULT_MMR_THRESHOLD, mmr_order
+
+METRICS = ("cosine", "ip", "l2")  # API.md: the engine's metrics
+DEFAULT_MMR_PREFETCH_FACTOR = 4  # MMR re-ranks this many times similarity_top_k candidates
+
+
+class PomaiDBVectorStore(BasePydanticVectorStore):
+    """LlamaIndex vector store backed by a PomaiDB membrane.
+
+    Args:
+        path: directory of the database; opened (created if missing) here and
+            closed by close(). Leave None when passing `db`.
+        membrane: name of the membrane holding the nodes.
+        metric: "cosine", "ip" or "l2"; fixed when the membrane is created.
+        dim: embedding dimension; None infers it from the first node added.
+        db: an already open `pomaidb_core.DB` to use instead of `path`; the
+            caller keeps ownership (close() leaves it open).
+        exact: score every record instead of the WSBR index (slower, exact).
+        **db_options: `pomaidb_core.Options` fields (shards=, sync=, ...).
+
+    Query semantics: `node_ids` and `doc_ids` restrict the search when they
+    are non-empty lists (an empty list restricts nothing, as
+    VectorIndexRetriever sends one); `filters` take every FilterOperator and
+    FilterCondition, nested groups included; mode=MMR re-ranks candidates
+    (see mmr.py) with `mmr_threshold` from the query or a keyword argument.
+    """
+
+    stores_text: bool = True
+    flat_metadata: bool = False
+
+    path: Optional[str] = None
+    membrane: str = "llamaindex"
+    metric: str = "cosine"
+    dim: Optional[int] = None
+    exact: bool = False
+
+    _db: Any = PrivateAttr(default=None)
+    _owns_db: bool = PrivateAttr(default=False)
+    _collection: Any = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        path: Optional[str] = None,
+        membrane: str = "llamaindex",
+        metric: str = "cosine",
+        dim: Optional[int] = None,
+        *,
+        db: Optional[pdb.DB] = None,
+        exact: bool = False,
+        **db_options: Any,
+    ) -> None:
+        _validate_settings(path, db, metric, dim, db_options)
+        super().__init__(
+            path=None if path is None else str(path),
+            membrane=membrane,
+            metric=metric,
+            dim=dim,
+            exact=exact,
+        )
+        self._owns_db = db is None
+        self._db = pdb.open(str(path), **db_options) if db is None else db
+        try:
+            self._collection = self._open_existing_membrane()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "PomaiDBVectorStore"
+
+    @property
+    def client(self) -> Any:
+        """The `pomaidb_core.DB` underneath."""
+        return self._db
+
+    def close(self) -> None:
+        """Close the database if this store opened it. Idempotent."""
+        if self._owns_db and self._db is not None:
+            self._db.close()
+
+    def __enter__(self) -> PomaiDBVectorStore:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- writes ---------------------------------------------------------------
+
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> List[str]:
+        """Upsert `nodes` (each needs an embedding); returns their ids in order."""
+        batch = unique_nodes(nodes)
+        if not batch:
+            return []
+        ids, vectors, metadatas = _to_columns(batch)
+        membrane = self._membrane_for(vectors.shape[1])
+        check_no_collisions([n.node_id for n in batch], membrane.get_batch(ids))
+        membrane.put_batch(ids, vectors, metadatas)
+        return [node.node_id for node in nodes]
+
+    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:
+        batch = unique_nodes(nodes)
+        if not batch:
+            return []
+        ids, vectors, metadatas = _to_columns(batch)
+        membrane = self._membrane_for(vectors.shape[1])
+        check_no_collisions([n.node_id for n in batch], await membrane.aget_batch(ids))
+        await membrane.aput_batch(ids, vectors, metadatas)
+        return [node.node_id for node in nodes]
+
+    def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Delete every node whose source document is `ref_doc_id`."""
+        if self._collection is not None:
+            self._collection.delete_where({REF_DOC_ID_KEY: ref_doc_id})
+
+    async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        if self._collection is not None:
+            await self._collection.adelete_where({REF_DOC_ID_KEY: ref_doc_id})
+
+    def delete_nodes(
+        self,
+        node_ids: Optional[List[str]] = None,
+        filters: Optional[MetadataFilters] = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        """Delete the nodes named by `node_ids` that also match `filters`.
+
+        Unlike a query, this never widens to "everything": with neither node
+        ids nor a restricting filter it deletes nothing (use clear() for that).
+        """
+        membrane, where = self._collection, to_engine_filter(filters)
+        if membrane is None or not _deletes_anything(node_ids, where):
+            return
+        if where is None:
+            ids = _ids_holding(node_ids, membrane.get_batch(_engine_ids(node_ids)))
+            membrane.delete_batch(ids)
+        else:
+            membrane.delete_where(all_of(_node_id_filter(node_ids), where))
+
+    async def adelete_nodes(
+        self,
+        node_ids: Optional[List[str]] = None,
+        filters: Optional[MetadataFilters] = None,
+        **delete_kwargs: Any,
+    ) -> None:
+        membrane, where = self._collection, to_engine_filter(filters)
+        if membrane is None or not _deletes_anything(node_ids, where):
+            return
+        if where is None:
+            stored = await membrane.aget_batch(_engine_ids(node_ids))
+            await membrane.adelete_batch(_ids_holding(node_ids, stored))
+        else:
+            await membrane.adelete_where(all_of(_node_id_filter(node_ids), where))
+
+    def clear(self) -> None:
+        """Delete every node; the membrane (and its dimension) stays."""
+        if self._collection is not None:
+            self._collection.delete_where({})
+
+    async def aclear(self) -> None:
+        if self._collection is not None:
+            await self._collection.adelete_where({})
+
+    # -- reads ----------------------------------------------------------------
+
+    def get_nodes(
+        self,
+        node_ids: Optional[List[str]] = None,
+        filters: Optional[MetadataFilters] = None,
+    ) -> List[BaseNode]:
+        """Stored nodes, with their embeddings.
+
+        `node_ids` (in that order, missing ones skipped) when given, else every
+        node; either way only those matching `filters`. An empty `node_ids`
+        list names no node.
+        """
+        membrane, where = self._collection, to_engine_filter(filters)
+        if membrane is None or node_ids == []:
+            return []
+        if node_ids is not None and where is None:
+            return _nodes_holding(node_ids, membrane.get_batch(_engine_ids(node_ids)))
+        records = membrane.scan(all_of(_node_id_filter(node_ids), where))
+        return [decode_node(r.metadata, r.vector) for r in records]
+
+    async def aget_nodes(
+        self,
+        node_ids: Optional[List[str]] = None,
+        filters: Optional[MetadataFilters] = None,
+    ) -> List[BaseNode]:
+        membrane, where = self._collection, to_engine_filter(filters)
+        if membrane is None or node_ids == []:
+            return []
+        if node_ids is not None and where is None:
+            stored = await membrane.aget_batch(_engine_ids(node_ids))
+            return _nodes_holding(node_ids, stored)
+        # The engine has no async scan yet: a worker thread keeps the event loop free.
+        where = all_of(_node_id_filter(node_ids), where)
+        records = await asyncio.to_thread(lambda: list(membrane.scan(where)))
+        return [decode_node(r.metadata, r.vector) for r in records]
+
+    def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """The `similarity_top_k` best nodes for `query.query_embedding`."""
+        plan = _QueryPlan(query, kwargs, self.exact)
+        membrane = self._collection
+        if membrane is None:
+            return _result([])
+        hits = membrane.search(plan.vector, plan.fetch_k, plan.where, exact=plan.exact)
+        if plan.mmr_threshold is None:
+            return _result(hits)
+        stored = membrane.get_batch([hit.id for hit in hits])
+        return _result(plan.mmr_pick(hits, stored))
+
+    async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        plan = _QueryPlan(query, kwargs, self.exact)
+        membrane = self._collection
+        if membrane is None:
+            return _result([])
+        hits = await membrane.asearch(plan.vector, plan.fetch_k, plan.where, exact=plan.exact)
+        if plan.mmr_threshold is None:
+            return _result(hits)
+        stored = await membrane.aget_batch([hit.id for hit in hits])
+        return _result(plan.mmr_pick(hits, stored))
+
+    # -- membrane lifecycle ---------------------------------------------------
+
+    def _open_existing_membrane(self) -> Any:
+        """The membrane if it exists or `dim` is known; None until the first add."""
+        if self.dim is not None:
+            return self._db.get_or_create_membrane(self.membrane, dim=self.dim, metric=self.metric)
+        if self.membrane not in self._db.membranes():
+            return None
+        membrane = self._db.membrane(self.membrane)
+        if membrane.metric != self.metric:
+            raise InvalidArgumentError(
+                f"membrane {self.membrane!r} exists with metric {membrane.metric!r}, "
+                f"not {self.metric!r}"
+            )
+        self.dim = membrane.dim
+        return membrane
+
+    def _membrane_for(self, dim: int) -> Any:
+        """The membrane, created with dimension `dim` on the first add."""
+        if self._collection is None:
+            self._collection = self._db.get_or_create_membrane(
+                self.membrane, dim=dim, metric=self.metric
+            )
+            self.dim = dim
+        return self._collection
+
+
+class _QueryPlan:
+    """What one VectorStoreQuery asks of the engine, validated once for sync and async."""
+
+    def __init__(self, query: VectorStoreQuery, kwargs: dict[str, Any], exact: bool) -> None:
+        if query.query_embedding is None:
+            raise InvalidArgumentError("PomaiDBVectorStore needs query.query_embedding")
+        if query.similarity_top_k < 1:
+            raise InvalidArgumentError(
+                f"similarity_top_k must be >= 1, got {query.similarity_top_k}"
+            )
+        self.vector = np.asarray(query.query_embedding, dtype=np.float32)
+        self.k = query.similarity_top_k
+        self.exact = bool(kwargs.get("exact", exact))
+        self.where = all_of(
+            to_engine_filter(query.filters),
+            _in_filter(REF_DOC_ID_KEY, query.doc_ids),
+            _in_filter(NODE_ID_KEY, query.node_ids),
+        )
+        self.mmr_threshold = _mmr_threshold(query, kwargs)
+        self.fetch_k = self.k
+        if self.mmr_threshold is not None:
+            factor = kwargs.get("mmr_prefetch_factor", DEFAULT_MMR_PREFETCH_FACTOR)
+            self.fetch_k = int(kwargs.get("mmr_prefetch_k", self.k * factor))
+            if self.fetch_k < self.k:
+                raise InvalidArgumentError(
+                    f"mmr_prefetch_k ({self.fetch_k}) must be >= similarity_top_k ({self.k})"
+                )
+
+    def mmr_pick(self, hits: Sequence[Any], stored: Sequence[Any]) -> list[Any]:
+        """The hits MMR keeps, in pick order (records deleted meanwhile drop out)."""
+        present = [(hit, rec) for hit, rec in zip(hits, stored) if rec is not None]
+        if not present:
+            return []
+        vectors = np.stack([rec.vector for _, rec in present])
+        assert self.mmr_threshold is not None
+        order = mmr_order(self.vector, vectors, self.k, self.mmr_threshold)
+        return [present[i][0] for i in order]
+
+
+def _mmr_threshold(query: VectorStoreQuery, kwargs: dict[str, Any]) -> Optional[float]:
+    """lambda for an MMR query (keyword, then the query's field, then 0.5); None otherwise."""
+    if query.mode == VectorStoreQueryMode.MMR:
+        threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
+        return DEFAULT_MMR_THRESHOLD if threshold is None else float(threshold)
+    if query.mode != VectorStoreQueryMode.DEFAULT:
+        raise InvalidArgumentError(
+            f"PomaiDBVectorStore supports query modes 'default' and 'mmr', not {query.mode.value!r}"
+        )
+    return None
+
+
+def _result(hits: Sequence[Any]) -> VectorStoreQueryResult:
+    nodes = [decode_node(hit.metadata) for hit in hits]
+    return VectorStoreQueryResult(
+        nodes=nodes,
+        similarities=[float(hit.score) for hit in hits],
+        ids=[node.node_id for node in nodes],
+    )
+
+
+def _to_columns(nodes: Sequence[BaseNode]) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
+    """Engine ids, an (n, dim) float32 matrix and record metadata for `nodes`."""
+    try:
+        vectors = np.asarray([node.get_embedding() for node in nodes], dtype=np.float32)
+    except ValueError as exc:
+        raise InvalidArgumentError(f"every node needs an embedding of one length: {exc}") from exc
+    return (
+        [engine_id(node.node_id) for node in nodes],
+        vectors,
+        [encode_metadata(node) for node in nodes],
+    )
+
+
+def _engine_ids(node_ids: Sequence[str]) -> list[int]:
+    return [engine_id(node_id) for node_id in node_ids]
+
+
+def _ids_holding(node_ids: Sequence[str], stored: Sequence[Any]) -> list[int]:
+    """Engine ids of the records that really hold the asked-for node (not a hash collision)."""
+    return [
+        rec.id
+        for node_id, rec in zip(node_ids, stored)
+        if rec is not None and stored_node_id(rec.metadata) == node_id
+    ]
+
+
+def _nodes_holding(node_ids: Sequence[str], stored: Sequence[Any]) -> list[BaseNode]:
+    seen: set[str] = set()
+    nodes = []
+    for node_id, rec in zip(node_ids, stored):
+        if rec is None or node_id in seen or stored_node_id(rec.metadata) != node_id:
+            continue
+        seen.add(node_id)
+        nodes.append(decode_node(rec.metadata, rec.vector))
+    return nodes
+
+
+def _in_filter(key: str, values: Optional[List[str]]) -> Optional[EngineFilter]:
+    """Restrict `key` to `values`; None or [] restricts nothing (VectorIndexRetriever sends [])."""
+    return {key: {"$in": list(values)}} if values else None
+
+
+def _node_id_filter(node_ids: Optional[List[str]]) -> Optional[EngineFilter]:
+    """Restrict to `node_ids` exactly; only None restricts nothing."""
+    return None if node_ids is None else {NODE_ID_KEY: {"$in": list(node_ids)}}
+
+
+def _deletes_anything(node_ids: Optional[List[str]], where: Optional[EngineFilter]) -> bool:
+    if node_ids is not None:
+        return len(node_ids) > 0
+    return where is not None
+
+
+def _validate_settings(
+    path: Optional[str],
+    db: Optional[Any],
+    metric: str,
+    dim: Optional[int],
+    db_options: dict[str, Any],
+) -> None:
+    if (path is None) == (db is None):
+        raise InvalidArgumentError("give exactly one of path= and db=")
+    if db is not None and db_options:
+        raise InvalidArgumentError(f"db= is already open; options {sorted(db_options)} do not apply")
+    if metric not in METRICS:
+        raise InvalidArgumentError(f"metric must be one of {METRICS}, got {metric!r}")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
+        raise InvalidArgumentError(f"dim must be a positive int or None, got {dim!r}")

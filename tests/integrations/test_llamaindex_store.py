@@ -1,0 +1,344 @@
+"""PomaiDBVectorStore for LlamaIndex: the conformance suite, plus what is PomaiDB's own.
+
+The suite (llamaindex_conformance.py) covers the LlamaIndex contract; the tests
+here cover settings, id hashing and collisions, per-metric similarities, the
+async paths' independence from the blocking engine calls, reopening in another
+process, and the namespace-package layout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pomaidb_core as pdb
+import pytest
+from llama_index.core import StorageContext, VectorStoreIndex
+from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.vector_stores.types import (
+    FilterOperator,
+    MetadataFilter,
+    MetadataFilters,
+    VectorStoreQuery,
+    VectorStoreQueryMode,
+)
+from llama_index.vector_stores.pomaidb import PomaiDBVectorStore
+from llama_index.vector_stores.pomaidb import base as store_module
+from llama_index.vector_stores.pomaidb import codec
+
+from tests.integrations.llamaindex_conformance import (
+    DIM,
+    HashEmbedding,
+    LlamaIndexVectorStoreSuite,
+    corpus_nodes,
+    similarity,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def open_store(path: Path, **kwargs: Any) -> PomaiDBVectorStore:
+    return PomaiDBVectorStore(path=str(path), shards=2, **kwargs)
+
+
+class TestPomaiDBConformance(LlamaIndexVectorStoreSuite):
+    metric = "cosine"
+
+    @pytest.fixture
+    def vector_store(self, tmp_path: Path) -> Iterator[PomaiDBVectorStore]:
+        self.opened = [open_store(tmp_path / "db", metric=self.metric)]
+        yield self.opened[0]
+        for store in self.opened:
+            store.close()
+
+    def reopen(self, store: PomaiDBVectorStore) -> PomaiDBVectorStore:
+        store.close()
+        again = open_store(Path(store.path), membrane=store.membrane, metric=store.metric)
+        self.opened.append(again)
+        return again
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[PomaiDBVectorStore]:
+    with open_store(tmp_path / "db") as opened:
+        yield opened
+
+
+def vector(seed: int, dim: int = DIM) -> list[float]:
+    return np.random.default_rng(seed).normal(size=dim).astype(np.float32).tolist()
+
+
+# -- settings -------------------------------------------------------------------
+
+
+def test_dim_is_inferred_from_the_first_added_node(store: PomaiDBVectorStore) -> None:
+    assert store.dim is None
+    store.add([TextNode(id_="a", text="a", embedding=vector(0, 7))])
+    assert store.dim == 7
+    assert store.client.membrane("llamaindex").dim == 7
+
+
+def test_node_with_another_dimension_is_rejected_and_nothing_is_written(
+    store: PomaiDBVectorStore,
+) -> None:
+    store.add([TextNode(id_="a", text="a", embedding=vector(0, 4))])
+    with pytest.raises(pdb.InvalidArgumentError):
+        store.add([TextNode(id_="b", text="b", embedding=vector(1, 5))])
+    assert [n.node_id for n in store.get_nodes()] == ["a"]
+
+
+def test_node_without_embedding_is_rejected(store: PomaiDBVectorStore) -> None:
+    with pytest.raises(ValueError):
+        store.add([TextNode(id_="a", text="no embedding")])
+
+
+def test_reopening_with_another_metric_is_rejected(tmp_path: Path) -> None:
+    with open_store(tmp_path / "db", metric="l2") as first:
+        first.add([TextNode(id_="a", text="a", embedding=vector(0))])
+    with pytest.raises(pdb.InvalidArgumentError, match="metric"):
+        open_store(tmp_path / "db", metric="cosine")
+    with pytest.raises(pdb.InvalidArgumentError):
+        open_store(tmp_path / "db", metric="l2", dim=DIM + 1)
+    with open_store(tmp_path / "db", metric="l2") as again:
+        assert again.dim == DIM
+
+
+def test_explicit_dim_creates_the_membrane_before_any_add(tmp_path: Path) -> None:
+    with open_store(tmp_path / "db", dim=12, metric="ip", membrane="m") as store:
+        assert store.client.membrane("m").dim == 12
+        assert store.client.membrane("m").metric == "ip"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"metric": "dot"},
+        {"dim": 0},
+        {"dim": 2.5},
+    ],
+)
+def test_bad_settings_are_rejected_before_opening(tmp_path: Path, kwargs: dict) -> None:
+    with pytest.raises(pdb.InvalidArgumentError):
+        open_store(tmp_path / "db", **kwargs)
+    assert not (tmp_path / "db").exists()
+
+
+def test_path_and_db_are_mutually_exclusive(tmp_path: Path) -> None:
+    with pytest.raises(pdb.InvalidArgumentError):
+        PomaiDBVectorStore()
+    with pdb.open(str(tmp_path / "db")) as db:
+        with pytest.raises(pdb.InvalidArgumentError):
+            PomaiDBVectorStore(path=str(tmp_path / "db"), db=db)
+
+
+def test_store_on_a_shared_db_leaves_it_open_on_close(tmp_path: Path) -> None:
+    with pdb.open(str(tmp_path / "db"), shards=2) as db:
+        store = PomaiDBVectorStore(db=db, membrane="nodes")
+        store.add([TextNode(id_="a", text="a", embedding=vector(0))])
+        store.close()
+        assert db.membrane("nodes").count() == 1
+
+
+def test_unsupported_query_modes_and_arguments_are_rejected(store: PomaiDBVectorStore) -> None:
+    store.add([TextNode(id_="a", text="a", embedding=vector(0))])
+    bad_queries = [
+        (VectorStoreQuery(query_embedding=vector(1), mode=VectorStoreQueryMode.HYBRID), {}),
+        (VectorStoreQuery(query_embedding=None, similarity_top_k=1), {}),
+        (VectorStoreQuery(query_embedding=vector(1), similarity_top_k=0), {}),
+        (VectorStoreQuery(query_embedding=vector(1), mode=VectorStoreQueryMode.MMR),
+         {"mmr_threshold": 1.5}),
+        (VectorStoreQuery(
+            query_embedding=vector(1),
+            filters=MetadataFilters(filters=[
+                MetadataFilter(key="k", operator=FilterOperator.IN, value="not a list")]),
+        ), {}),
+    ]
+    for query, kwargs in bad_queries:
+        with pytest.raises(pdb.InvalidArgumentError):
+            store.query(query, **kwargs)
+
+
+# -- ids --------------------------------------------------------------------------
+
+
+def test_engine_id_is_a_stable_64_bit_hash_of_the_node_id() -> None:
+    # Frozen: these values are on disk in every existing store.
+    assert codec.engine_id("node-1") == codec.engine_id("node-1")
+    assert 0 <= codec.engine_id("") < 2**64
+    assert len({codec.engine_id(f"n{i}") for i in range(10_000)}) == 10_000
+
+
+def put_foreign_record(store: PomaiDBVectorStore, node_id: str, holder: str) -> None:
+    """Make `node_id`'s engine id hold the node `holder`, as a hash collision would."""
+    other = TextNode(id_=holder, text="the holder", embedding=vector(9))
+    store.client.membrane(store.membrane).put(
+        codec.engine_id(node_id), np.asarray(other.embedding), codec.encode_metadata(other)
+    )
+
+
+def test_add_that_collides_with_another_node_raises_and_writes_nothing(
+    store: PomaiDBVectorStore,
+) -> None:
+    store.add([TextNode(id_="seed", text="seed", embedding=vector(0))])
+    put_foreign_record(store, "victim", holder="holder")
+    newcomers = [TextNode(id_="fine", text="f", embedding=vector(1)),
+                 TextNode(id_="victim", text="v", embedding=vector(2))]
+    with pytest.raises(pdb.AlreadyExistsError, match="'holder'"):
+        store.add(newcomers)
+    assert sorted(n.node_id for n in store.get_nodes()) == ["holder", "seed"]
+
+
+async def test_async_add_that_collides_raises_too(store: PomaiDBVectorStore) -> None:
+    store.add([TextNode(id_="seed", text="seed", embedding=vector(0))])
+    put_foreign_record(store, "victim", holder="holder")
+    with pytest.raises(pdb.AlreadyExistsError):
+        await store.async_add([TextNode(id_="victim", text="v", embedding=vector(2))])
+
+
+def test_reads_and_deletes_by_id_never_touch_the_colliding_node(
+    store: PomaiDBVectorStore,
+) -> None:
+    store.add([TextNode(id_="seed", text="seed", embedding=vector(0))])
+    put_foreign_record(store, "victim", holder="holder")
+    assert store.get_nodes(node_ids=["victim"]) == []
+    store.delete_nodes(node_ids=["victim"])
+    assert [n.node_id for n in store.get_nodes(node_ids=["holder"])] == ["holder"]
+
+
+def test_two_node_ids_with_one_engine_id_in_a_batch_are_rejected(
+    store: PomaiDBVectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(codec, "engine_id", lambda node_id: 42)
+    nodes = [TextNode(id_="x", text="x", embedding=vector(0)),
+             TextNode(id_="y", text="y", embedding=vector(1))]
+    with pytest.raises(pdb.InvalidArgumentError, match="same engine id"):
+        store.add(nodes)
+
+
+# -- similarities per metric ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_similarities_are_the_documented_score_of_each_metric(
+    tmp_path: Path, metric: str
+) -> None:
+    nodes = corpus_nodes()
+    query = np.asarray(vector(77), dtype=np.float64)
+    with open_store(tmp_path / "db", metric=metric) as store:
+        store.add(nodes)
+        result = store.query(VectorStoreQuery(query_embedding=query.tolist(), similarity_top_k=8))
+        vectors = np.array([n.embedding for n in nodes])
+        scores = similarity(metric, query, vectors)
+        order = np.argsort(-scores, kind="stable")[:8]
+        assert result.ids == [nodes[i].node_id for i in order]
+        np.testing.assert_allclose(result.similarities, scores[order], rtol=1e-4, atol=1e-4)
+        best = store.query(VectorStoreQuery(query_embedding=nodes[3].embedding))
+        expected_best = {"cosine": 1.0, "l2": 0.0}.get(metric, float(np.dot(*[nodes[3].embedding] * 2)))
+        assert best.ids == ["node-3"]
+        assert best.similarities[0] == pytest.approx(expected_best, abs=1e-4)
+
+
+# -- async never calls the blocking engine methods ---------------------------------------
+
+
+class AsyncOnlyMembrane:
+    """Wraps a membrane; any blocking method call fails the test."""
+
+    BLOCKING = {"put", "put_batch", "delete", "delete_batch", "delete_where", "get",
+                "get_batch", "exists", "count", "search", "search_batch"}
+
+    def __init__(self, membrane: Any) -> None:
+        self._membrane = membrane
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self.BLOCKING:
+            raise AssertionError(f"async path called blocking membrane.{name}")
+        return getattr(self._membrane, name)
+
+
+async def test_async_methods_use_only_the_engines_coroutines(store: PomaiDBVectorStore) -> None:
+    nodes = corpus_nodes()
+    store.add(nodes[:1])
+    store._collection = AsyncOnlyMembrane(store._collection)
+    await store.async_add(nodes)
+    result = await store.aquery(VectorStoreQuery(query_embedding=vector(5), similarity_top_k=3))
+    assert len(result.ids) == 3
+    mmr = VectorStoreQuery(query_embedding=vector(5), similarity_top_k=3,
+                           mode=VectorStoreQueryMode.MMR)
+    assert len((await store.aquery(mmr, mmr_threshold=0.5)).ids) == 3
+    assert len(await store.aget_nodes(node_ids=["node-1", "node-2"])) == 2
+    await store.adelete_nodes(node_ids=["node-1"])
+    await store.adelete("doc-2")
+    await store.aclear()
+    assert await store._collection.acount() == 0
+
+
+# -- persistence across processes ----------------------------------------------------------
+
+REOPEN_SCRIPT = """
+import json, sys
+from llama_index.core import VectorStoreIndex
+from llama_index.vector_stores.pomaidb import PomaiDBVectorStore
+from tests.integrations.llamaindex_conformance import HashEmbedding
+
+store = PomaiDBVectorStore(path=sys.argv[1])
+index = VectorStoreIndex.from_vector_store(store, embed_model=HashEmbedding())
+hits = index.as_retriever(similarity_top_k=2).retrieve(sys.argv[2])
+print(json.dumps([[h.node.ref_doc_id, h.node.get_content(), h.node.metadata] for h in hits]))
+store.close()
+"""
+
+
+def test_index_reopened_in_a_new_process_retrieves_the_same_nodes(tmp_path: Path) -> None:
+    from llama_index.core import Document
+
+    docs = [
+        Document(id_="wal", text="The write-ahead log is fsynced before acknowledging.",
+                 metadata={"kind": "storage"}),
+        Document(id_="cat", text="A cat naps in the afternoon sun.", metadata={"kind": "pets"}),
+    ]
+    with open_store(tmp_path / "db") as store:
+        VectorStoreIndex.from_documents(
+            docs, storage_context=StorageContext.from_defaults(vector_store=store),
+            embed_model=HashEmbedding(),
+        )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), *sys.path]))
+    out = subprocess.run(
+        [sys.executable, "-c", REOPEN_SCRIPT, str(tmp_path / "db"), docs[1].text],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120, check=True,
+    )
+    hits = json.loads(out.stdout.strip().splitlines()[-1])
+    assert hits[0] == ["cat", docs[1].text, {"kind": "pets"}]
+    assert [hit[0] for hit in hits] == ["cat", "wal"]
+
+
+# -- packaging --------------------------------------------------------------------------
+
+
+def test_integration_is_a_namespace_package_beside_llama_index_core() -> None:
+    import llama_index
+    import llama_index.core
+
+    package_root = REPO_ROOT / "integrations" / "llama_index"
+    assert not (package_root / "__init__.py").exists()
+    assert not (package_root / "vector_stores" / "__init__.py").exists()
+    assert (package_root / "vector_stores" / "pomaidb" / "__init__.py").exists()
+    assert getattr(llama_index, "__file__", None) is None  # a namespace package
+    assert llama_index.core.__name__ == "llama_index.core"
+    assert store_module.PomaiDBVectorStore is PomaiDBVectorStore
+
+
+def test_nodes_metadata_layout_keeps_user_keys_filterable() -> None:
+    node = TextNode(
+        id_="n", text="t", metadata={"year": 2020, "nested": {"a": 1}, "ref_doc_id": "user"},
+        relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="doc")},
+    )
+    stored = codec.encode_metadata(node)
+    assert stored["year"] == 2020 and "nested" not in stored
+    assert stored["ref_doc_id"] == "doc" and stored["_node_id"] == "n"
+    assert codec.decode_node(stored).metadata == node.metadata
