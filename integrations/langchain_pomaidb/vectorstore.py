@@ -17,6 +17,7 @@ store is empty. Every a* method awaits the embeddings' aembed_* and the membrane
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
@@ -514,7 +515,7 @@ def _open_db(path: str | os.PathLike[str], options: dict[str, Any]) -> Any:
 
 
 def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise pdb.InvalidArgumentError(f"{name} must be an int >= 1, got {value!r}")
 
 
