@@ -1,0 +1,461 @@
+"""Immutable segment files: one frozen batch of a membrane's records in one shard.
+
+A segment is written once (`write_segment`) and then only memory-mapped
+(`SegmentReader`). Opening validates the header and the section table and
+nothing else, so it costs the same for ten rows as for ten million; every
+section is checked against its CRC32C the first time it is touched.
+
+Byte layout (all integers little-endian):
+
+    offset  width  field
+    0       8      magic b"PMDBSEG\\0"
+    8       4      u32 format version = 1
+    12      4      u32 flags: bit 0 = at least one row is a tombstone; other bits 0
+    16      8      u64 membrane id
+    24      8      u64 record count n (1 <= n < 2**32)
+    32      8      u64 file size in bytes
+    40      4      u32 dim (>= 1)
+    44      1      u8 metric, a frozen enum: 1 = "cosine", 2 = "ip", 3 = "l2"
+    45      1      u8 section count = 7
+    46      2      zero
+    48      168    section table: 7 entries of 24 bytes, in the order below:
+                     u64 offset, u64 length, u32 CRC32C of the section's bytes, u32 zero
+    216     4      u32 header CRC32C of bytes [0, 216)
+    220     36     zero
+    256            sections, in table order, each at the first 64-byte aligned
+                   offset after the previous one; gaps are zero; the last
+                   section ends exactly at the file size
+
+    section        length     content
+    0 ids          8 n        u64 id of each row, in row order
+    1 tombstones   n          u8 per row: 1 = delete marker (its vector is ignored), 0 = record
+    2 vectors      4 n dim    f32 row-major; 64-byte aligned so kernels scan it in place
+    3 sorted ids   8 n        the ids in strictly ascending order (ids are unique per segment)
+    4 sorted rows  4 n        u32 row of each sorted id: ids[sorted_rows[i]] == sorted_ids[i]
+    5 meta offsets 8 (n + 1)  u64 offsets into section 6; row r is [off[r], off[r + 1]);
+                              off[0] = 0, non-decreasing, off[n] = length of section 6
+    6 meta blob    any        row r's metadata as UTF-8 JSON (an object); an empty
+                              range means None
+
+The header CRC covers every header field and, through the section CRCs, every
+data byte; it is the segment's `data_checksum`, which the WSBR sidecar stores
+to bind itself to this exact file. Only the zero padding is outside every CRC:
+`verify` checks that it is zero.
+
+Rows are never reordered here: the caller writes them in final (WSBR block)
+order, and the sorted-id index makes `lookup` O(m log n) without a rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import fs
+from .errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
+from .filenames import tmp_path
+from .kernels import crc32c
+
+from .filters import MetadataColumns
+
+MAGIC = b"PMDBSEG\0"
+FORMAT_VERSION = 1
+FLAG_HAS_TOMBSTONES = 1
+METRIC_CODES = {"cosine": 1, "ip": 2, "l2": 3}  # frozen: written to disk, never renumbered
+ALIGN = 64
+MAX_ROWS = 2**32 - 1  # sorted rows are u32
+
+_FIXED = struct.Struct("<8sIIQQQIBBH")
+_ENTRY = struct.Struct("<QQII")
+_CRC = struct.Struct("<I")
+
+IDS, TOMBSTONES, VECTORS, SORTED_IDS, SORTED_ROWS, META_OFFSETS, META_BLOB = range(7)
+SECTION_NAMES = ("ids", "tombstones", "vectors", "sorted ids", "sorted rows",
+                 "metadata offsets", "metadata")
+SECTION_COUNT = len(SECTION_NAMES)
+TABLE_OFFSET = _FIXED.size
+HEADER_CRC_OFFSET = TABLE_OFFSET + SECTION_COUNT * _ENTRY.size
+HEADER_BYTES = 256
+assert HEADER_CRC_OFFSET + _CRC.size <= HEADER_BYTES
+
+_U64 = np.dtype("<u8")
+_U32 = np.dtype("<u4")
+_F32 = np.dtype("<f4")
+
+
+def _align(offset: int) -> int:
+    return (offset + ALIGN - 1) // ALIGN * ALIGN
+
+
+def _section_lengths(n: int, dim: int, blob_length: int) -> list[int]:
+    return [8 * n, n, 4 * n * dim, 8 * n, 4 * n, 8 * (n + 1), blob_length]
+
+
+def _layout(lengths: Sequence[int]) -> tuple[list[int], int]:
+    """Canonical section offsets and the file size for these section lengths."""
+    offsets, end = [], HEADER_BYTES
+    for length in lengths:
+        start = _align(end)
+        offsets.append(start)
+        end = start + length
+    return offsets, end
+
+
+def _pack_header(fields: tuple[Any, ...], table: Sequence[tuple[int, int, int]]) -> bytes:
+    head = bytearray(HEADER_BYTES)
+    _FIXED.pack_into(head, 0, *fields)
+    for i, (offset, length, crc) in enumerate(table):
+        _ENTRY.pack_into(head, TABLE_OFFSET + i * _ENTRY.size, offset, length, crc, 0)
+    _CRC.pack_into(head, HEADER_CRC_OFFSET, crc32c(memoryview(head)[:HEADER_CRC_OFFSET]))
+    return bytes(head)
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _check_inputs(membrane_id: int, dim: int, metric: str, ids: np.ndarray,
+                  tombstones: np.ndarray, vectors: np.ndarray, n_meta: int) -> None:
+    if metric not in METRIC_CODES:
+        raise InvalidArgumentError(f"metric must be one of {sorted(METRIC_CODES)}, got {metric!r}")
+    if not 0 <= membrane_id < 2**64 or not 1 <= dim < 2**32:
+        raise InvalidArgumentError(f"bad membrane id {membrane_id} or dim {dim}")
+    if ids.dtype != _U64 or ids.ndim != 1:
+        raise InvalidArgumentError("ids must be a 1-d uint64 array")
+    n = ids.shape[0]
+    if not 1 <= n <= MAX_ROWS:
+        raise InvalidArgumentError(f"a segment holds 1 to {MAX_ROWS} rows, got {n}")
+    if tombstones.dtype != np.bool_ or tombstones.shape != (n,):
+        raise InvalidArgumentError(f"tombstones must be a bool array of shape ({n},)")
+    if vectors.dtype != _F32 or vectors.shape != (n, dim):
+        raise InvalidArgumentError(f"vectors must be a float32 array of shape ({n}, {dim})")
+    if n_meta != n:
+        raise InvalidArgumentError(f"got {n_meta} metadata entries for {n} rows")
+
+
+def _encode_metadata(metadatas: Sequence[dict | None]) -> tuple[np.ndarray, bytes]:
+    offsets = np.zeros(len(metadatas) + 1, dtype=_U64)
+    parts = []
+    for row, meta in enumerate(metadatas):
+        if meta is None:
+            encoded = b""
+        elif isinstance(meta, dict):
+            try:
+                encoded = json.dumps(meta, ensure_ascii=False, allow_nan=False,
+                                     separators=(",", ":")).encode("utf-8")
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgumentError(f"metadata of row {row} is not JSON: {exc}") from None
+        else:
+            raise InvalidArgumentError(f"metadata of row {row} must be a dict or None")
+        parts.append(encoded)
+        offsets[row + 1] = len(encoded)
+    np.cumsum(offsets, out=offsets)
+    return offsets, b"".join(parts)
+
+
+def _sorted_index(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rows = np.argsort(ids, kind="stable")
+    sorted_ids = ids[rows]
+    if sorted_ids.shape[0] > 1 and not (sorted_ids[1:] > sorted_ids[:-1]).all():
+        raise InvalidArgumentError("ids must be unique within a segment")
+    return sorted_ids, rows.astype(_U32)
+
+
+def write_segment(path: str, *, membrane_id: int, dim: int, metric: str, ids: np.ndarray,
+                  tombstones: np.ndarray, vectors: np.ndarray,
+                  metadatas: Sequence[dict | None]) -> int:
+    """Write a segment durably at `path` and return its data checksum.
+
+    The file is written as `path + ".tmp"`, fsynced and renamed; the caller
+    fsyncs the directory once for every file of its commit. Rows keep the
+    given order. Raises InvalidArgumentError for malformed input (an empty
+    segment, duplicate ids, wrong dtypes or shapes) and StorageError when the
+    disk refuses.
+    """
+    _check_inputs(membrane_id, dim, metric, ids, tombstones, vectors, len(metadatas))
+    n = ids.shape[0]
+    vectors = np.ascontiguousarray(vectors)
+    sorted_ids, sorted_rows = _sorted_index(ids)
+    meta_offsets, blob = _encode_metadata(metadatas)
+    flags_u8 = np.ascontiguousarray(tombstones).view(np.uint8)
+    sections: list[Any] = [np.ascontiguousarray(ids), flags_u8, vectors,
+                           sorted_ids, sorted_rows, meta_offsets, blob]
+    lengths = [memoryview(s).nbytes for s in sections]
+    assert lengths == _section_lengths(n, dim, len(blob))
+    offsets, file_size = _layout(lengths)
+    table = [(off, length, crc32c(s)) for off, length, s in zip(offsets, lengths, sections)]
+    flags = FLAG_HAS_TOMBSTONES if tombstones.any() else 0
+    header = _pack_header((MAGIC, FORMAT_VERSION, flags, membrane_id, n, file_size, dim,
+                           METRIC_CODES[metric], SECTION_COUNT, 0), table)
+    _write_file(path, header, sections, offsets)
+    return _CRC.unpack_from(header, HEADER_CRC_OFFSET)[0]
+
+
+def _write_file(path: str, header: bytes, sections: list[Any], offsets: list[int]) -> None:
+    tmp = tmp_path(path)
+    handle = fs.create(tmp)
+    try:
+        handle.write(header)
+        position = len(header)
+        for section, offset in zip(sections, offsets):
+            handle.write(bytes(offset - position))
+            handle.write(memoryview(section).cast("B"))
+            position = offset + memoryview(section).nbytes
+        handle.fsync()
+        handle.close()
+        fs.rename(tmp, path)
+    except BaseException:
+        handle.close()
+        _discard(tmp)
+        raise
+
+
+def _discard(tmp: str) -> None:
+    # A segment can be hundreds of MiB, so a failed write should not leave its
+    # temporary behind on a full disk; the first error is the one to report.
+    try:
+        fs.unlink(tmp)
+    except StorageError:
+        pass
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+class SegmentReader:
+    """A memory-mapped, read-only segment; safe to share between threads.
+
+    Opening checks only the header; each section is verified against its CRC
+    on first access (under a lock) and then served as a zero-copy numpy view.
+    Any mismatch raises CorruptionError, never a wrong answer.
+    """
+
+    def __init__(self, path: str, *, membrane_id: int, dim: int, metric: str) -> None:
+        self.path = path
+        self.dim = dim
+        self.metric = metric
+        self._lock = threading.RLock()  # a section check may load another section
+        self._verified: dict[int, Any] = {}
+        self._columns: MetadataColumns | None = None
+        self._columns_lock = threading.Lock()  # building columns reads sections under _lock
+        self._map = self._open_map(path)
+        try:
+            self._parse_header(membrane_id, dim, metric)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _open_map(path: str) -> Any:
+        if not fs.exists(path):
+            raise CorruptionError(f"segment {path} is missing")
+        mapped = fs.map_file(path)
+        if mapped is None:
+            raise CorruptionError(f"segment {path} is empty")
+        return mapped
+
+    def _corrupt(self, what: str) -> CorruptionError:
+        return CorruptionError(f"segment {self.path}: {what}")
+
+    def _parse_header(self, membrane_id: int, dim: int, metric: str) -> None:
+        mapped = self._map
+        self.nbytes = len(mapped)
+        if self.nbytes < HEADER_BYTES:
+            raise self._corrupt(f"truncated to {self.nbytes} bytes")
+        fields = _FIXED.unpack_from(mapped, 0)
+        magic, version, flags, file_membrane, n, file_size, file_dim, code, count, zero = fields
+        if magic != MAGIC:
+            raise self._corrupt("bad magic (not a PomaiDB segment)")
+        if version != FORMAT_VERSION:
+            raise self._corrupt(f"unsupported format version {version}")
+        (stored_crc,) = _CRC.unpack_from(mapped, HEADER_CRC_OFFSET)
+        if crc32c(mapped[:HEADER_CRC_OFFSET]) != stored_crc:
+            raise self._corrupt("header checksum mismatch")
+        if file_size != self.nbytes:
+            raise self._corrupt(f"header says {file_size} bytes, file has {self.nbytes}")
+        if flags & ~FLAG_HAS_TOMBSTONES or count != SECTION_COUNT or zero != 0:
+            raise self._corrupt("unknown flags or section count")
+        if (file_membrane, file_dim, code) != (membrane_id, dim, METRIC_CODES.get(metric)):
+            raise self._corrupt(
+                f"holds membrane {file_membrane} dim {file_dim} metric code {code}, expected "
+                f"membrane {membrane_id} dim {dim} metric {metric!r}")
+        if not 1 <= n <= MAX_ROWS:
+            raise self._corrupt(f"bad record count {n}")
+        self.n = n
+        self.has_tombstones = bool(flags & FLAG_HAS_TOMBSTONES)
+        self.data_checksum = stored_crc
+        self._table = self._parse_table()
+
+    def _parse_table(self) -> list[tuple[int, int, int]]:
+        table = [_ENTRY.unpack_from(self._map, TABLE_OFFSET + i * _ENTRY.size)
+                 for i in range(SECTION_COUNT)]
+        if any(entry[3] != 0 for entry in table):
+            raise self._corrupt("nonzero reserved field in the section table")
+        lengths = [entry[1] for entry in table]
+        expected = _section_lengths(self.n, self.dim, lengths[META_BLOB])
+        offsets, end = _layout(expected)
+        if lengths != expected or [e[0] for e in table] != offsets or end != self.nbytes:
+            raise self._corrupt("section table does not match the record count and file size")
+        return [(offset, length, crc) for offset, length, crc, _ in table]
+
+    # ------------------------------------------------------------ lazy, verified sections
+
+    def _section(self, index: int) -> Any:
+        """The verified, decoded section `index` (cached after the first call)."""
+        cached = self._verified.get(index)
+        if cached is not None:
+            return cached
+        with self._lock:
+            cached = self._verified.get(index)
+            if cached is None:
+                cached = self._load(index)
+                self._verified[index] = cached
+            return cached
+
+    def _mapped(self) -> Any:
+        if self._map is None:
+            raise ClosedError(f"segment {self.path} is closed")
+        return self._map
+
+    def _raw(self, index: int) -> memoryview:
+        offset, length, crc = self._table[index]
+        view = memoryview(self._mapped())[offset:offset + length]
+        if crc32c(view) != crc:
+            raise self._corrupt(f"{SECTION_NAMES[index]} section checksum mismatch")
+        return view
+
+    def _array(self, index: int, dtype: np.dtype) -> np.ndarray:
+        return np.frombuffer(self._raw(index), dtype=dtype)
+
+    def _load(self, index: int) -> Any:
+        if index == IDS:
+            return self._array(IDS, _U64)
+        if index == TOMBSTONES:
+            return self._load_tombstones()
+        if index == VECTORS:
+            return self._array(VECTORS, _F32).reshape(self.n, self.dim)
+        if index == SORTED_IDS:
+            return self._load_sorted_index()
+        if index == META_OFFSETS:
+            return self._load_meta_offsets()
+        assert index == META_BLOB
+        return self._raw(META_BLOB)
+
+    def _load_tombstones(self) -> np.ndarray:
+        flags = self._array(TOMBSTONES, np.uint8)
+        if (flags > 1).any():
+            raise self._corrupt("tombstone flag other than 0 or 1")
+        if bool(flags.any()) != self.has_tombstones:
+            raise self._corrupt("tombstone flags disagree with the header")
+        return flags.view(np.bool_)
+
+    def _load_sorted_index(self) -> tuple[np.ndarray, np.ndarray]:
+        sorted_ids = self._array(SORTED_IDS, _U64)
+        rows = self._array(SORTED_ROWS, _U32)
+        if self.n > 1 and not (sorted_ids[1:] > sorted_ids[:-1]).all():
+            raise self._corrupt("sorted id index is not strictly ascending")
+        # Checked against the id column so a lookup can never land on a wrong row.
+        if rows.max() >= self.n or not np.array_equal(self.ids[rows], sorted_ids):
+            raise self._corrupt("sorted id index does not match the id column")
+        return sorted_ids, rows
+
+    def _load_meta_offsets(self) -> np.ndarray:
+        offsets = self._array(META_OFFSETS, _U64)
+        blob_length = self._table[META_BLOB][1]
+        if offsets[0] != 0 or offsets[-1] != blob_length or (offsets[1:] < offsets[:-1]).any():
+            raise self._corrupt("metadata offsets are not a partition of the metadata section")
+        return offsets
+
+    @property
+    def ids(self) -> np.ndarray:
+        """uint64 (n,) id of each row, zero-copy from the map."""
+        return self._section(IDS)
+
+    @property
+    def tombstones(self) -> np.ndarray:
+        """bool (n,) True where the row is a delete marker, zero-copy from the map."""
+        return self._section(TOMBSTONES)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """float32 (n, dim) C-contiguous, 64-byte aligned, zero-copy from the map."""
+        return self._section(VECTORS)
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """int64 row of each id (-1 where absent), by binary search in the sorted index."""
+        wanted = np.asarray(ids, dtype=np.uint64).reshape(-1)
+        sorted_ids, rows = self._section(SORTED_IDS)
+        positions = np.searchsorted(sorted_ids, wanted)
+        np.minimum(positions, self.n - 1, out=positions)
+        found = sorted_ids[positions] == wanted
+        return np.where(found, rows[positions].astype(np.int64), np.int64(-1))
+
+    def metadata(self, rows: Iterable[int]) -> list[dict | None]:
+        """Decoded metadata of each row (None where the row has none)."""
+        offsets = self._section(META_OFFSETS)
+        blob = self._section(META_BLOB)
+        return [self._decode(int(row), offsets, blob) for row in rows]
+
+    def _decode(self, row: int, offsets: np.ndarray, blob: memoryview) -> dict | None:
+        if not 0 <= row < self.n:
+            raise InvalidArgumentError(f"row {row} out of range for {self.n} rows")
+        start, end = int(offsets[row]), int(offsets[row + 1])
+        if start == end:
+            return None
+        try:
+            value = json.loads(bytes(blob[start:end]).decode("utf-8"))
+        except (ValueError, RecursionError):
+            raise self._corrupt(f"metadata of row {row} is not valid JSON") from None
+        if not isinstance(value, dict):
+            raise self._corrupt(f"metadata of row {row} is not a JSON object")
+        return value
+
+    @property
+    def columns(self) -> MetadataColumns:
+        """Per-field metadata columns for fast filters, built once on first use."""
+        with self._columns_lock:
+            if self._columns is None:
+                self._columns = self._build_columns()
+            return self._columns
+
+    def _build_columns(self) -> MetadataColumns:
+        try:
+            return MetadataColumns.from_list(self.metadata(range(self.n)))
+        except InvalidArgumentError as exc:
+            # Every metadata was validated before it was written.
+            raise self._corrupt(f"metadata unusable for filtering: {exc}") from None
+
+    def verify(self) -> None:
+        """Check every checksum, every structural invariant and the zero padding."""
+        # Checksums are recomputed even for cached sections: verify exists to
+        # catch a file that went bad after it was first read.
+        for index in range(SECTION_COUNT):
+            self._raw(index)
+        for index in (TOMBSTONES, SORTED_IDS, META_OFFSETS):
+            self._section(index)
+        self.metadata(range(self.n))
+        self._verify_padding()
+
+    def _verify_padding(self) -> None:
+        mapped = self._mapped()
+        gaps = [(HEADER_CRC_OFFSET + _CRC.size, self._table[0][0])]
+        for (offset, length, _), (next_offset, _, _) in zip(self._table, self._table[1:]):
+            gaps.append((offset + length, next_offset))
+        if any(mapped[start:end].count(0) != end - start for start, end in gaps):
+            raise self._corrupt("nonzero padding")
+
+    def close(self) -> None:
+        """Release the map; arrays already handed out keep it alive until dropped."""
+        mapped, self._map = self._map, None
+        self._verified = {}
+        if mapped is not None:
+            try:
+                mapped.close()
+            except BufferError:
+                # Views are still referenced (a search in flight): the map is
+                # unmapped when the last of them is garbage-collected.
+                pass
