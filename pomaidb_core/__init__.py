@@ -3,6 +3,7 @@
 Public names only; see ../shared/API.md for the contract.
 """
 
+from .db import DB, open
 from .errors import (
     AlreadyExistsError,
     ClosedError,
@@ -14,9 +15,16 @@ from .errors import (
     ReadOnlyError,
     StorageError,
 )
+from .membrane import Membrane
 from .options import IndexParams, Options
+from .results import Hit, Record
 
 __all__ = [
+    "DB",
+    "Hit",
+    "Membrane",
+    "Record",
+    "open",
     "AlreadyExistsError",
     "ClosedError",
     "CorruptionError",

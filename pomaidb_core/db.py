@@ -1,0 +1,331 @@
+"""The DB facade: opening a directory, the membrane catalog, and fan-out to shards.
+
+`DB(path, options)` only validates (design doc 002: constructors do no fallible
+IO); `open()` takes the LOCK, loads the manifest, removes orphans, and starts
+one actor per shard, which replays its WAL. Every public call is thread-safe:
+calls turn into commands on shard mailboxes; the DB itself guards only the
+membrane catalog and its own lifecycle with a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import os
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+from . import filenames, fs
+from .errors import (
+    AlreadyExistsError,
+    ClosedError,
+    InvalidArgumentError,
+    NotFoundError,
+    PomaiError,
+    ReadOnlyError,
+)
+from .mailbox import Command
+from .manifest import Manifest, ManifestStore, MembraneMeta, read_manifest
+from .membrane import Membrane
+from .options import METRICS, IndexParams, Options
+from .shard import Shard
+from .worker import BackgroundWorker
+
+MAX_MEMBRANE_NAME_BYTES = 128
+MAX_DIM = 65536
+
+
+class DB:
+    def __init__(self, path: str | os.PathLike, options: Options | None = None, **kwargs: Any):
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise InvalidArgumentError("path must be a non-empty str or os.PathLike")
+        self.path = os.path.abspath(os.fspath(path))
+        self.options = Options.merged(options, kwargs)
+        self._lock = threading.RLock()
+        self._opened = False
+        self._closed = False
+        self._shards: list[Shard] = []
+        self._catalog: dict[int, MembraneMeta] = {}
+        self._membranes: dict[str, Membrane] = {}
+        self._worker: BackgroundWorker | None = None
+        self._file_lock: fs.FileLock | None = None
+        self._store = ManifestStore(self.path)
+        self._segment_ids = itertools.count()
+        self._segment_id_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> DB:
+        with self._lock:
+            if self._closed:
+                raise ClosedError("this DB was closed; create a new DB object to reopen")
+            if self._opened:
+                return self
+            try:
+                self._open_locked()
+            except BaseException:
+                self._teardown()
+                raise
+            self._opened = True
+            return self
+
+    def _open_locked(self) -> None:
+        read_only = self.options.read_only
+        if read_only:
+            if not os.path.isdir(filenames.manifest_dir(self.path)):
+                raise NotFoundError(f"no PomaiDB database at {self.path}")
+        else:
+            fs.makedirs(self.path)
+            self._file_lock = fs.FileLock(filenames.lock_path(self.path))
+        manifest = self._store.load_or_create(self.options.shards, create=not read_only)
+        self._catalog.update({m.membrane_id: m for m in manifest.membranes.values()})
+        self._segment_ids = itertools.count(manifest.next_segment_id)
+        if not read_only:
+            self._remove_orphans(manifest)
+            self._worker = BackgroundWorker()
+        self._shards = [
+            Shard(i, self.path, self.options, self._store, self._catalog, self._worker,
+                  self._allocate_segment_id)
+            for i in range(manifest.shards)
+        ]
+        started = [shard.start() for shard in self._shards]
+        for future in started:
+            future.result()
+
+    def _remove_orphans(self, manifest: Manifest) -> None:
+        live = self._store.live_files()
+        for shard in range(manifest.shards):
+            directory = filenames.segment_dir(self.path, shard)
+            for name in fs.listdir(directory):
+                path = os.path.join(directory, name)
+                if path not in live:
+                    fs.unlink(path)
+
+    def _allocate_segment_id(self) -> int:
+        with self._segment_id_lock:
+            return next(self._segment_ids)
+
+    def close(self) -> None:
+        """Idempotent: drains every mailbox, stops the shards, releases the files and the LOCK."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._teardown()
+
+    def _teardown(self) -> None:
+        for shard in self._shards:
+            shard.stop()
+        if self._worker is not None:
+            self._worker.stop()
+        if self._file_lock is not None:
+            self._file_lock.release()
+            self._file_lock = None
+
+    def __enter__(self) -> DB:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._opened else "new"
+        return f"DB({self.path!r}, shards={self.options.shards}, {state})"
+
+    # ------------------------------------------------------------------ membranes
+
+    def create_membrane(self, name: str, dim: int, metric: str = "cosine",
+                        index: IndexParams | None = None) -> Membrane:
+        _check_name(name)
+        _check_dim_metric(dim, metric)
+        if index is not None and not isinstance(index, IndexParams):
+            raise InvalidArgumentError("index must be a pomaidb_core.IndexParams")
+        with self._lock:
+            self._require_writable()
+            if name in self._store.current.membranes:
+                raise AlreadyExistsError(f"membrane {name!r} already exists")
+            params = (index or self.options.index).to_dict()
+
+            def edit(manifest: Manifest) -> Manifest:
+                meta = MembraneMeta(manifest.next_membrane_id, name, dim, metric, params)
+                return dataclasses.replace(
+                    manifest, membranes={**manifest.membranes, name: meta},
+                    next_membrane_id=manifest.next_membrane_id + 1)
+
+            meta = self._store.commit(edit).membranes[name]
+            self._catalog[meta.membrane_id] = meta
+            return self._membrane_for(meta)
+
+    def membrane(self, name: str) -> Membrane:
+        with self._lock:
+            self._require_open()
+            meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
+            if meta is None:
+                raise NotFoundError(f"no membrane named {name!r}; create it with create_membrane")
+            return self._membrane_for(meta)
+
+    def get_or_create_membrane(self, name: str, dim: int, metric: str = "cosine",
+                               index: IndexParams | None = None) -> Membrane:
+        with self._lock:
+            self._require_open()
+            meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
+            if meta is None:
+                return self.create_membrane(name, dim, metric, index)
+            if meta.dim != dim or meta.metric != metric:
+                raise InvalidArgumentError(
+                    f"membrane {name!r} exists with dim={meta.dim}, metric={meta.metric!r}; "
+                    f"asked for dim={dim}, metric={metric!r}")
+            return self._membrane_for(meta)
+
+    def membranes(self) -> list[str]:
+        with self._lock:
+            self._require_open()
+            return sorted(self._store.current.membranes)
+
+    def drop_membrane(self, name: str) -> None:
+        with self._lock:
+            self._require_writable()
+            meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
+            if meta is None:
+                raise NotFoundError(f"no membrane named {name!r}")
+            mid = meta.membrane_id
+
+            def edit(manifest: Manifest) -> Manifest:
+                membranes = {k: v for k, v in manifest.membranes.items() if k != name}
+                segments = {k: v for k, v in manifest.segments.items() if k[1] != mid}
+                return dataclasses.replace(manifest, membranes=membranes, segments=segments)
+
+            self._store.commit(edit)
+            del self._catalog[mid]
+            self._membranes.pop(name, None)
+            self.broadcast("drop", mid)
+
+    def _membrane_for(self, meta: MembraneMeta) -> Membrane:
+        cached = self._membranes.get(meta.name)
+        if cached is None or cached.meta.membrane_id != meta.membrane_id:
+            cached = Membrane(self, meta)
+            self._membranes[meta.name] = cached
+        return cached
+
+    # ------------------------------------------------------------------ maintenance
+
+    def freeze(self) -> None:
+        """Every shard's memtables -> segments + sidecars, manifest commit, WAL reset; waits."""
+        self._require_writable()
+        waiters = [Future() for _ in self._shards]
+        for shard, waiter in zip(self._shards, waiters):
+            self.submit(shard.index, "freeze", waiter)
+        for waiter in waiters:
+            waiter.result()
+
+    def compact(self) -> None:
+        """Merges each membrane's segments per shard, dropping overwritten and deleted rows; waits."""
+        self._require_writable()
+        waiters = []
+        for shard in self._shards:
+            for mid in list(self._catalog):
+                waiter: Future = Future()
+                self.submit(shard.index, "compact", waiter, mid)
+                waiters.append(waiter)
+        for waiter in waiters:
+            waiter.result()
+
+    def stats(self) -> dict:
+        self._require_open()
+        per_shard = self.broadcast("stats")
+        manifest = self._store.current
+        out: dict[str, Any] = {"path": self.path, "shards": len(self._shards), "membranes": {}}
+        for name, meta in sorted(manifest.membranes.items()):
+            shards = [stats.get(name, _empty_stats()) for stats in per_shard]
+            totals = {key: sum(s[key] for s in shards) for key in _empty_stats()}
+            out["membranes"][name] = {"dim": meta.dim, "metric": meta.metric, **totals,
+                                      "per_shard": shards}
+        return out
+
+    def verify(self) -> None:
+        """Reads every file and checks every checksum; raises CorruptionError on the first bad one."""
+        self._require_open()
+        read_manifest(filenames.manifest_path(self.path, self._store.current.number))
+        self.broadcast("verify")
+
+    # ------------------------------------------------------------------ plumbing for Membrane
+
+    def _require_open(self) -> None:
+        if not self._opened or self._closed:
+            raise ClosedError("the database is not open; call open() (or use pomaidb_core.open)")
+
+    def _require_writable(self) -> None:
+        self._require_open()
+        if self.options.read_only:
+            raise ReadOnlyError("this database was opened with read_only=True; writes are refused")
+
+    @property
+    def shard_count(self) -> int:
+        return len(self._shards)
+
+    def submit(self, shard: int, kind: str, *args: Any) -> Future:
+        self._require_open()
+        command = Command(kind, args)
+        self._shards[shard].mailbox.put(command)
+        return command.future
+
+    def call(self, shard: int, kind: str, *args: Any) -> Any:
+        return self.submit(shard, kind, *args).result()
+
+    def broadcast(self, kind: str, *args: Any) -> list:
+        futures = [self.submit(i, kind, *args) for i in range(len(self._shards))]
+        return [f.result() for f in futures]
+
+    async def acall(self, shard: int, kind: str, *args: Any) -> Any:
+        """Like call, but never blocks the event loop, not even on a full mailbox."""
+        self._require_open()
+        command = Command(kind, args)
+        mailbox = self._shards[shard].mailbox
+        delay = 0.0001
+        while not mailbox.put(command, block=False):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        return await asyncio.wrap_future(command.future)
+
+    async def abroadcast(self, kind: str, *args: Any) -> list:
+        return list(await asyncio.gather(
+            *(self.acall(i, kind, *args) for i in range(len(self._shards)))))
+
+    def scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
+        for shard in range(len(self._shards)):
+            snapshot = self.call(shard, "snapshot", membrane_id, flt)
+            yield from snapshot.records()
+
+
+def _empty_stats() -> dict:
+    return {"records": 0, "memtable_records": 0, "memtable_bytes": 0, "frozen_memtables": 0,
+            "segments": 0, "segment_rows": 0, "bytes_on_disk": 0}
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name:
+        raise InvalidArgumentError("membrane name must be a non-empty string")
+    if len(name.encode("utf-8")) > MAX_MEMBRANE_NAME_BYTES:
+        raise InvalidArgumentError(f"membrane name is longer than {MAX_MEMBRANE_NAME_BYTES} bytes")
+    if name in (".", "..") or any(c in name for c in "/\\\x00") or not name.isprintable():
+        raise InvalidArgumentError(
+            f"membrane name {name!r} may not be '.' or '..' or contain '/', '\\\\', NUL or "
+            "control characters")
+
+
+def _check_dim_metric(dim: Any, metric: Any) -> None:
+    if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+        raise InvalidArgumentError(f"dim must be an int in [1, {MAX_DIM}], got {dim!r}")
+    if metric not in METRICS:
+        raise InvalidArgumentError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def open(path: str | os.PathLike, options: Options | None = None, **kwargs: Any) -> DB:  # noqa: A001
+    """Construct and open; usable as a context manager that closes on exit."""
+    return DB(path, options, **kwargs).open()
+
+
+__all__ = ["DB", "open", "PomaiError"]

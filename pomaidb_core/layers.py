@@ -1,0 +1,334 @@
+"""One membrane's layers inside one shard, and every read over them.
+
+Canonical order, newest first (design doc 002 section 4): the active memtable,
+frozen memtables (newest first), then segments (newest first). The first layer
+that knows an id decides: a live row is the answer, a tombstone hides every
+older layer. Search, get, exists, count and scan all follow that one rule:
+
+* Rows of a segment that a newer *segment* overrides are removed by a per-stack
+  `live mask` (computed once per segment stack, not per query).
+* Rows that a newer *memtable* overrides are removed after ranking: each layer
+  is asked for a few more than k and ids found in newer memtables are skipped
+  (memtables are small dicts, so this is cheap), widening if too many drop out.
+
+Runs on the shard thread, except `Snapshot`, which a scan iterates elsewhere.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import fs, kernels, wsbr
+from .filters import Filter
+from .manifest import MembraneMeta, SegmentMeta
+from .memtable import LIVE, TOMBSTONE, Memtable
+from .results import Record
+from .segment import SegmentReader
+
+_FILTER_CACHE_SIZE = 8
+
+
+def clone_metadata(value):
+    """A private deep copy of JSON-shaped metadata (callers may mutate what they get)."""
+    if isinstance(value, dict):
+        return {k: clone_metadata(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone_metadata(v) for v in value]
+    return value
+
+
+class LiveSegment:
+    """A segment file + its WSBR sidecar, shared by the manifest and any snapshots.
+
+    Files are unlinked only when the segment is obsolete (compacted or dropped)
+    *and* no snapshot still holds it.
+    """
+
+    def __init__(self, meta: SegmentMeta, reader: SegmentReader, index: wsbr.WsbrIndex,
+                 paths: tuple[str, str]) -> None:
+        self.meta = meta
+        self.reader = reader
+        self.index = index
+        self.paths = paths
+        self._refs = 1
+        self._obsolete = False
+        self._lock = threading.Lock()
+        self._filter_masks: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def acquire(self) -> LiveSegment:
+        with self._lock:
+            self._refs += 1
+        return self
+
+    def release(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            done = self._refs == 0 and self._obsolete
+        if done:
+            self._delete_files()
+
+    def retire(self) -> None:
+        """The manifest no longer lists this segment: drop the manifest's reference."""
+        with self._lock:
+            self._obsolete = True
+        self.release()
+
+    def _delete_files(self) -> None:
+        self.reader.close()
+        for path in self.paths:
+            fs.unlink(path)
+
+    def filter_mask(self, flt: Filter, key: str) -> np.ndarray:
+        """Filter masks of immutable rows are cached by the filter's canonical JSON `key`."""
+        with self._lock:
+            mask = self._filter_masks.get(key)
+            if mask is not None:
+                self._filter_masks.move_to_end(key)
+                return mask
+        mask = flt.mask(self.reader.columns)
+        with self._lock:
+            self._filter_masks[key] = mask
+            while len(self._filter_masks) > _FILTER_CACHE_SIZE:
+                self._filter_masks.popitem(last=False)
+        return mask
+
+
+@dataclass
+class SearchParams:
+    k: int
+    flt: Filter | None
+    filter_key: str
+    exact: bool
+    top_blocks: int | None
+    widen_blocks: int | None
+    mode: str
+
+
+@dataclass
+class MembraneState:
+    """Owned by the shard thread; frozen memtables and segments are immutable."""
+
+    meta: MembraneMeta
+    active: Memtable
+    frozen: list[Memtable] = field(default_factory=list)  # newest first
+    segments: list[LiveSegment] = field(default_factory=list)  # newest first
+    _stack_masks: list[np.ndarray] | None = None
+
+    def memtables(self) -> list[Memtable]:
+        return [self.active, *self.frozen]
+
+    def set_segments(self, segments: list[LiveSegment]) -> None:
+        self.segments = segments
+        self._stack_masks = None
+
+    def stack_masks(self) -> list[np.ndarray]:
+        """Per segment: rows that are puts and not overridden by a newer segment."""
+        if self._stack_masks is None:
+            self._stack_masks = stack_masks_of(self.segments)
+        return self._stack_masks
+
+    # -------------------------------------------------------------- point reads
+
+    def lookup(self, key: int) -> Record | None:
+        for table in self.memtables():
+            state, slot = table.state(key)
+            if state == LIVE:
+                return Record(key, table.vectors[slot].copy(), clone_metadata(table.metadatas[slot]))
+            if state == TOMBSTONE:
+                return None
+        probe = np.array([key], dtype=np.uint64)
+        for seg in self.segments:
+            row = int(seg.reader.lookup(probe)[0])
+            if row >= 0:
+                if seg.reader.tombstones[row]:
+                    return None
+                vector = np.array(seg.reader.vectors[row], dtype=np.float32)
+                return Record(key, vector, seg.reader.metadata([row])[0])
+        return None
+
+    def is_live(self, key: int) -> bool:
+        for table in self.memtables():
+            state, _ = table.state(key)
+            if state != 0:
+                return state == LIVE
+        probe = np.array([key], dtype=np.uint64)
+        for seg in self.segments:
+            row = int(seg.reader.lookup(probe)[0])
+            if row >= 0:
+                return not bool(seg.reader.tombstones[row])
+        return False
+
+    # -------------------------------------------------------------- bulk reads
+
+    def live_rows(self, flt: Filter | None) -> Iterator[tuple[object, np.ndarray]]:
+        """(layer, rows) of every live, newest-wins row matching `flt`, layer by layer."""
+        seen: set[int] = set()
+        for table in self.memtables():
+            mask = table.live_mask().copy()
+            if flt is not None:
+                mask &= flt.mask(table.columns)[: table.n]
+            rows = np.flatnonzero(mask)
+            if seen:
+                ids = table.view_ids()
+                rows = np.array([r for r in rows.tolist() if int(ids[r]) not in seen], dtype=np.int64)
+            seen.update(table.slot_of)
+            yield table, rows
+        shadow = np.fromiter(seen, dtype=np.uint64, count=len(seen))
+        for seg, stack_mask in zip(self.segments, self.stack_masks()):
+            mask = stack_mask.copy()
+            if flt is not None:
+                mask &= flt.mask(seg.reader.columns)
+            if len(shadow):
+                hidden = seg.reader.lookup(shadow)
+                mask[hidden[hidden >= 0]] = False
+            yield seg, np.flatnonzero(mask)
+
+    def count(self) -> int:
+        return sum(len(rows) for _, rows in self.live_rows(None))
+
+    def matching_ids(self, flt: Filter | None) -> np.ndarray:
+        parts = [_layer_ids(layer)[rows] for layer, rows in self.live_rows(flt)]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+
+    def search(self, queries: np.ndarray, params: SearchParams) -> list[list[tuple]]:
+        """Per query, up to k (score, id, layer, row), best first, ties by id."""
+        per_query: list[list[tuple]] = [[] for _ in range(len(queries))]
+        tables = self.memtables()
+        metric = self.meta.metric
+        for index, table in enumerate(tables):
+            if table.n == 0:
+                continue
+            mask = table.live_mask()
+            if params.flt is not None:
+                mask = mask & params.flt.mask(table.columns)[: table.n]
+            vectors = table.view_vectors()
+
+            def rank(kk: int, vectors=vectors, mask=mask):
+                return kernels.topk(vectors, queries, kk, metric, mask=mask)
+
+            _collect(rank, table, table.view_ids(), tables[:index], params.k, table.n, per_query)
+        for seg, stack_mask in zip(self.segments, self.stack_masks()):
+            mask = stack_mask if params.flt is None else stack_mask & seg.filter_mask(params.flt, params.filter_key)
+            _collect(_segment_ranker(seg, queries, metric, mask, params), seg, seg.reader.ids,
+                     tables, params.k, seg.reader.n, per_query)
+        for found in per_query:
+            found.sort(key=lambda c: (-c[0], c[1]))
+            del found[params.k :]
+        return per_query
+
+
+def _layer_ids(layer) -> np.ndarray:
+    return layer.view_ids() if isinstance(layer, Memtable) else layer.reader.ids
+
+
+def layer_metadata(layer, row: int) -> dict | None:
+    if isinstance(layer, Memtable):
+        return clone_metadata(layer.metadatas[row])
+    return layer.reader.metadata([row])[0]
+
+
+def layer_vector(layer, row: int) -> np.ndarray:
+    if isinstance(layer, Memtable):
+        return layer.vectors[row].copy()
+    return np.array(layer.reader.vectors[row], dtype=np.float32)
+
+
+def _segment_ranker(seg: LiveSegment, queries, metric, mask, params: SearchParams) -> Callable:
+    vectors = seg.reader.vectors
+    if params.exact:
+        return lambda kk: kernels.topk(vectors, queries, kk, metric, mask=mask)
+    return lambda kk: wsbr.search_segment(
+        vectors, seg.index, queries, kk, metric, mask=mask, top_blocks=params.top_blocks,
+        widen_blocks=params.widen_blocks, mode=params.mode)
+
+
+def _collect(rank: Callable, layer, ids: np.ndarray, newer: list[Memtable], k: int, n_rows: int,
+             per_query: list[list[tuple]]) -> None:
+    """Add this layer's best k rows per query that no newer memtable overrides."""
+    want = k if not any(t.n for t in newer) else k + 8
+    while True:
+        scores, rows = rank(min(want, max(n_rows, 1)))
+        short = False
+        kept_all: list[list[tuple]] = []
+        for q_scores, q_rows in zip(scores.tolist(), rows.tolist()):
+            kept = []
+            valid = 0
+            for score, row in zip(q_scores, q_rows):
+                if row < 0:
+                    break
+                valid += 1
+                key = int(ids[row])
+                if any(key in t.slot_of for t in newer):
+                    continue
+                kept.append((score, key, layer, row))
+                if len(kept) == k:
+                    break
+            if len(kept) < k and valid == len(q_rows) and want < n_rows:
+                short = True
+            kept_all.append(kept)
+        if not short:
+            break
+        want *= 4
+    for found, kept in zip(per_query, kept_all):
+        found.extend(kept)
+
+
+def stack_masks_of(segments: list[LiveSegment]) -> list[np.ndarray]:
+    masks = []
+    newer_ids: list[np.ndarray] = []
+    for seg in segments:
+        mask = ~np.asarray(seg.reader.tombstones, dtype=bool)
+        for ids in newer_ids:
+            mask &= ~np.isin(seg.reader.ids, ids, assume_unique=True)
+        masks.append(mask)
+        newer_ids.append(np.asarray(seg.reader.ids))
+    return masks
+
+
+class Snapshot:
+    """Live records of one membrane in one shard, frozen at a point in time, for scan().
+
+    Holds references on its segments so compaction cannot delete their files
+    until the scan is done; the active memtable's live rows are copied.
+    """
+
+    def __init__(self, state: MembraneState, flt: Filter | None) -> None:
+        self._parts: list[tuple[object, np.ndarray]] = []
+        for layer, rows in state.live_rows(flt):
+            if isinstance(layer, Memtable) and not layer.frozen:
+                layer = _copy_rows(layer, rows)
+                rows = np.arange(len(rows))
+            elif isinstance(layer, LiveSegment):
+                layer.acquire()
+            self._parts.append((layer, rows))
+
+    def records(self) -> Iterator[Record]:
+        try:
+            for layer, rows in self._parts:
+                ids = _layer_ids(layer)
+                for row in rows.tolist():
+                    yield Record(int(ids[row]), layer_vector(layer, row), layer_metadata(layer, row))
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        parts, self._parts = self._parts, []
+        for layer, _ in parts:
+            if isinstance(layer, LiveSegment):
+                layer.release()
+
+
+def _copy_rows(table: Memtable, rows: np.ndarray) -> Memtable:
+    copy = Memtable(table.dim)
+    copy.n = len(rows)
+    copy.ids = table.ids[rows].copy()
+    copy.vectors = table.vectors[rows].copy()
+    copy.live = np.ones(len(rows), dtype=bool)
+    copy.metadatas = [clone_metadata(table.metadatas[r]) for r in rows.tolist()]
+    copy.frozen = True
+    return copy

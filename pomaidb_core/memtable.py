@@ -1,0 +1,115 @@
+"""A membrane's in-memory table within one shard: the newest layer of the LSM.
+
+Vectors live in one contiguous, growable float32 array (kernels scan it in
+place); an id -> slot dict finds a record; a `live` flag per slot tells a put
+from a tombstone. A put to an id already here overwrites its slot, so one id
+owns exactly one slot. Tombstones are slots too: they must hide older layers.
+
+Mutated on the shard thread only. Once frozen it is never written again, so
+readers on any thread may hold it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .filters import MetadataColumns
+
+ABSENT, LIVE, TOMBSTONE = 0, 1, 2
+_INITIAL_CAPACITY = 64
+
+
+class Memtable:
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.n = 0  # slots used
+        self.ids = np.zeros(_INITIAL_CAPACITY, dtype=np.uint64)
+        self.live = np.zeros(_INITIAL_CAPACITY, dtype=bool)
+        self.vectors = np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32)
+        self.metadatas: list[dict | None] = []
+        self.columns = MetadataColumns()
+        self.slot_of: dict[int, int] = {}
+        self.max_seq = 0  # highest WAL sequence applied here
+        self.nbytes = 0  # approximate: vectors + metadata JSON
+        self.frozen = False
+
+    # ------------------------------------------------------------ writes
+
+    def put_batch(self, ids: np.ndarray, vectors: np.ndarray, metadatas: list, blobs: list) -> None:
+        """ids are unique within the batch (records.make_put_batch guarantees it)."""
+        assert not self.frozen
+        slots = self._slots_for(ids)
+        self.vectors[slots] = vectors
+        self.live[slots] = True
+        for slot, metadata in zip(slots.tolist(), metadatas):
+            self.metadatas[slot] = metadata
+            self.columns.set(slot, metadata)
+        self.nbytes += vectors.nbytes + sum(len(b) for b in blobs if b is not None)
+
+    def delete_batch(self, ids: np.ndarray) -> None:
+        assert not self.frozen
+        slots = self._slots_for(ids)
+        self.live[slots] = False
+        for slot in slots.tolist():
+            if self.metadatas[slot] is not None:
+                self.metadatas[slot] = None
+                self.columns.set(slot, None)
+
+    def _slots_for(self, ids: np.ndarray) -> np.ndarray:
+        slots = np.empty(len(ids), dtype=np.int64)
+        new_ids = []
+        for i, key in enumerate(ids.tolist()):
+            slot = self.slot_of.get(key)
+            if slot is None:
+                slot = self.n + len(new_ids)
+                self.slot_of[key] = slot
+                new_ids.append(key)
+            slots[i] = slot
+        if new_ids:
+            self._grow(self.n + len(new_ids))
+            self.ids[self.n : self.n + len(new_ids)] = new_ids
+            for _ in new_ids:
+                self.metadatas.append(None)
+                self.columns.append(None)
+            self.n += len(new_ids)
+        return slots
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self.ids)
+        if needed <= capacity:
+            return
+        while capacity < needed:
+            capacity *= 2
+        self.ids = _resized(self.ids, capacity)
+        self.live = _resized(self.live, capacity)
+        self.vectors = _resized(self.vectors, capacity)
+
+    # ------------------------------------------------------------ reads
+
+    def state(self, key: int) -> tuple[int, int]:
+        """(ABSENT | LIVE | TOMBSTONE, slot)."""
+        slot = self.slot_of.get(key)
+        if slot is None:
+            return ABSENT, -1
+        return (LIVE if self.live[slot] else TOMBSTONE), slot
+
+    def live_mask(self) -> np.ndarray:
+        return self.live[: self.n]
+
+    def view_vectors(self) -> np.ndarray:
+        return self.vectors[: self.n]
+
+    def view_ids(self) -> np.ndarray:
+        return self.ids[: self.n]
+
+    def live_count(self) -> int:
+        return int(np.count_nonzero(self.live[: self.n]))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _resized(array: np.ndarray, capacity: int) -> np.ndarray:
+    out = np.zeros((capacity,) + array.shape[1:], dtype=array.dtype)
+    out[: len(array)] = array
+    return out

@@ -1,0 +1,33 @@
+"""What reads return: Record (get, scan) and Hit (search)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Record:
+    id: int
+    vector: np.ndarray  # float32 (dim,), a private copy
+    metadata: dict | None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Record):
+            return NotImplemented
+        return (
+            self.id == other.id
+            and self.metadata == other.metadata
+            and np.array_equal(self.vector, other.vector)
+        )
+
+    def __repr__(self) -> str:
+        return f"Record(id={self.id}, vector=<{self.vector.shape[0]} floats>, metadata={self.metadata!r})"
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float  # higher is more similar: cosine, inner product, or -squared L2
+    metadata: dict | None

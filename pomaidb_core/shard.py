@@ -1,0 +1,530 @@
+"""A shard: one thread, one bounded mailbox, sole owner of its WAL, memtables and segment list.
+
+Other threads never touch this state; they send a `Command` and wait on its
+future. The loop drains up to `group_commit_max` commands at a time, appends
+every write to the WAL, syncs once per drain (`sync="batch"`), per write
+(`"always"`) or never (`"never"`), applies the writes to the active memtable,
+and only then acknowledges them. A read in the same drain first forces the
+pending writes to be synced and acknowledged, so reads always see acknowledged
+writes (read-your-writes) and nothing unacknowledged is ever exposed.
+
+Freeze: the active memtables of all membranes become one frozen *generation*
+covering WAL sequence numbers up to `max_seq`; the WAL rotates to a new file;
+the background worker writes the generation's segments and sidecars; back on
+this thread the manifest commit makes them live and records `max_seq` as
+covered, and only then are covered WAL files deleted. Generations install
+strictly in order, so `wal_covered` never skips unsaved records.
+
+A failed WAL write or fsync is sticky (LevelDB's background error): the shard
+refuses writes until the database is reopened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import builder, compaction, filenames, fs, records, wal
+from .errors import ClosedError, NotFoundError, PomaiError, StorageError
+from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata
+from .mailbox import Command, Mailbox, resolve
+from .manifest import Manifest, ManifestStore, MembraneMeta
+from .memtable import Memtable
+from .options import Options
+from .worker import BackgroundWorker
+
+_MAX_PENDING_GENERATIONS = 2
+WRITE_KINDS = frozenset({"put", "delete", "delete_where"})
+
+
+@dataclass
+class Generation:
+    """Memtables frozen together; they become segments in one manifest commit."""
+
+    max_seq: int
+    tables: dict[int, Memtable]
+    waiters: list[Future] = field(default_factory=list)
+    built: list[builder.BuiltSegment] | None = None
+    error: BaseException | None = None
+    running: bool = False
+
+
+@dataclass
+class CompactionJob:
+    membrane_id: int
+    inputs: list[LiveSegment]
+    waiters: list[Future] = field(default_factory=list)
+    built: builder.BuiltSegment | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
+class Shard:
+    def __init__(self, index: int, root: str, options: Options, store: ManifestStore,
+                 catalog: dict[int, MembraneMeta], worker: BackgroundWorker | None,
+                 allocate_segment_id: Callable[[], int]) -> None:
+        self.index = index
+        self._root = root
+        self._options = options
+        self._store = store
+        self._catalog = catalog
+        self._worker = worker
+        self._allocate_segment_id = allocate_segment_id
+        self.mailbox = Mailbox(options.mailbox_capacity)
+        self._states: dict[int, MembraneState] = {}
+        self._wal: wal.WalWriter | None = None
+        self._write_error: StorageError | None = None
+        self._pending: list[Generation] = []
+        self._compactions: dict[int, CompactionJob] = {}
+        self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
+                                        daemon=True)
+        self._opened: Future = Future()
+        self._built_signal = threading.Condition()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Future:
+        self._thread.start()
+        return self._opened
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.mailbox.put_internal(Command("stop", ()))
+            self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self._open()
+        except BaseException as exc:  # reported to DB.open, which closes everything
+            self._opened.set_exception(exc)
+            return
+        self._opened.set_result(None)
+        try:
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _open(self) -> None:
+        manifest = self._store.current
+        for mid, meta in self._catalog.items():
+            state = MembraneState(meta, Memtable(meta.dim))
+            segments = manifest.segments.get((self.index, mid), ())
+            state.set_segments([builder.open_segment(self._root, self.index, meta, s)
+                                for s in segments])
+            self._states[mid] = state
+        covered = manifest.wal_covered[self.index]
+        replay = wal.read_wal(wal.list_wal_files(self._root, self.index), covered)
+        for seq, batch in wal.iter_decoded(replay):
+            state = self._states.get(batch.membrane_id)
+            if state is not None:  # records of a dropped membrane are ignored
+                self._apply(state, batch, seq)
+        if self._options.read_only:
+            return
+        if replay.torn_file is not None:
+            wal.truncate_torn_tail(replay.torn_file, replay.torn_offset)
+        fs.makedirs(filenames.wal_dir(self._root, self.index))
+        fs.makedirs(filenames.segment_dir(self._root, self.index))
+        self._wal = wal.WalWriter(self._root, self.index, replay.last_seq + 1,
+                                  self._options.wal_file_limit_bytes)
+        self._wal.rotate()
+
+    def _shutdown(self) -> None:
+        for command in self.mailbox.close():
+            resolve(command.future, error=ClosedError("the database was closed"))
+        try:
+            if self._wal is not None:
+                self._wal.close()
+        except StorageError:
+            pass  # every acknowledged write was already synced per its policy or is in the page cache
+        for generation in self._pending:
+            for waiter in generation.waiters:
+                resolve(waiter, error=PomaiError("the database closed before the freeze finished"))
+        for state in self._states.values():
+            for seg in state.segments:
+                seg.release()
+
+    # ------------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        limit = self._options.group_commit_max
+        while True:
+            commands = self.mailbox.drain(limit)
+            unacked: list[tuple[Command, object]] = []
+            for command in commands:
+                if command.kind == "stop":
+                    self._ack(unacked)
+                    return
+                if command.kind in WRITE_KINDS:
+                    self._write(command, unacked)
+                else:
+                    self._ack(unacked)
+                    self._dispatch(command)
+            self._ack(unacked)
+            self._maybe_freeze()
+
+    def _write(self, command: Command, unacked: list) -> None:
+        try:
+            if self._write_error is not None:
+                raise self._write_error
+            result = getattr(self, "_do_" + command.kind)(*command.args)
+        except BaseException as exc:
+            resolve(command.future, error=exc)
+            return
+        unacked.append((command, result))
+        if self._options.sync == "always":
+            self._ack(unacked)
+
+    def _ack(self, unacked: list) -> None:
+        if not unacked:
+            return
+        error: BaseException | None = None
+        if self._options.sync != "never" and self._wal is not None:
+            try:
+                self._wal.sync()
+            except StorageError as exc:
+                self._write_error = StorageError(
+                    f"shard {self.index}: a WAL fsync failed ({exc}); it refuses writes until "
+                    "the database is reopened")
+                error = self._write_error
+        for command, result in unacked:
+            resolve(command.future, result, error)
+        unacked.clear()
+
+    def _dispatch(self, command: Command) -> None:
+        try:
+            result = getattr(self, "_do_" + command.kind)(*command.args)
+        except BaseException as exc:
+            resolve(command.future, error=exc)
+            return
+        if result is not _DEFERRED:
+            resolve(command.future, result)
+
+    # ------------------------------------------------------------------ writes
+
+    def _state(self, membrane_id: int) -> MembraneState:
+        state = self._states.get(membrane_id)
+        if state is None:
+            meta = self._catalog.get(membrane_id)
+            if meta is None:
+                raise NotFoundError(f"membrane id {membrane_id} was dropped")
+            state = MembraneState(meta, Memtable(meta.dim))
+            self._states[membrane_id] = state
+        return state
+
+    def _append(self, kind: int, payload: bytes) -> int:
+        assert self._wal is not None, "writes are refused before reaching a read-only shard"
+        try:
+            return self._wal.append(kind, payload)
+        except StorageError as exc:
+            self._write_error = StorageError(
+                f"shard {self.index}: a WAL write failed ({exc}); it refuses writes until the "
+                "database is reopened")
+            raise self._write_error from exc
+
+    def _apply(self, state: MembraneState, batch, seq: int) -> None:
+        if isinstance(batch, records.PutBatch):
+            state.active.put_batch(batch.ids, batch.vectors, batch.metadatas, batch.meta_blobs)
+        else:
+            state.active.delete_batch(batch.ids)
+        state.active.max_seq = seq
+
+    def _do_put(self, batch: records.PutBatch, payload: bytes) -> None:
+        state = self._state(batch.membrane_id)
+        seq = self._append(records.PUT_BATCH, payload)
+        self._apply(state, batch, seq)
+
+    def _do_delete(self, membrane_id: int, ids: np.ndarray) -> int:
+        state = self._state(membrane_id)
+        live = np.array([k for k in ids.tolist() if state.is_live(k)], dtype=np.uint64)
+        return self._tombstone(state, live)
+
+    def _do_delete_where(self, membrane_id: int, flt) -> int:
+        state = self._state(membrane_id)
+        return self._tombstone(state, state.matching_ids(flt))
+
+    def _tombstone(self, state: MembraneState, ids: np.ndarray) -> int:
+        if len(ids) == 0:
+            return 0
+        batch = records.DeleteBatch(state.meta.membrane_id, ids)
+        seq = self._append(records.DELETE_BATCH, records.encode_delete(batch))
+        self._apply(state, batch, seq)
+        return len(ids)
+
+    def _do_drop(self, membrane_id: int) -> None:
+        state = self._states.pop(membrane_id, None)
+        if state is not None:
+            for seg in state.segments:
+                seg.retire()
+
+    # ------------------------------------------------------------------ reads
+
+    def _do_get(self, membrane_id: int, ids: list[int]) -> list:
+        state = self._state(membrane_id)
+        return [state.lookup(key) for key in ids]
+
+    def _do_exists(self, membrane_id: int, ids: list[int]) -> list[bool]:
+        state = self._state(membrane_id)
+        return [state.is_live(key) for key in ids]
+
+    def _do_count(self, membrane_id: int) -> int:
+        return self._state(membrane_id).count()
+
+    def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams) -> list:
+        """Per query: [(score, id, metadata)], best first, at most k."""
+        found = self._state(membrane_id).search(queries, params)
+        return [[(score, key, layer_metadata(layer, row)) for score, key, layer, row in hits]
+                for hits in found]
+
+    def _do_snapshot(self, membrane_id: int, flt) -> Snapshot:
+        return Snapshot(self._state(membrane_id), flt)
+
+    def _do_stats(self) -> dict:
+        out = {}
+        for mid, state in self._states.items():
+            out[state.meta.name] = {
+                "records": state.count(),
+                "memtable_records": state.active.n,
+                "memtable_bytes": state.active.nbytes,
+                "frozen_memtables": len(state.frozen),
+                "segments": len(state.segments),
+                "segment_rows": sum(s.meta.rows for s in state.segments),
+                "bytes_on_disk": sum(s.meta.nbytes for s in state.segments),
+            }
+        return out
+
+    def _do_verify(self) -> None:
+        for state in self._states.values():
+            for seg in state.segments:
+                seg.reader.verify()
+                builder.verify_sidecar(seg)
+        manifest = self._store.current
+        wal.read_wal(wal.list_wal_files(self._root, self.index), manifest.wal_covered[self.index])
+
+    # ------------------------------------------------------------------ freeze
+
+    def _maybe_freeze(self) -> None:
+        if not self._options.auto_freeze or self._wal is None:
+            return
+        records_ = sum(s.active.n for s in self._states.values())
+        nbytes = sum(s.active.nbytes for s in self._states.values())
+        if records_ >= self._options.memtable_limit or nbytes >= self._options.memtable_limit_bytes:
+            self._freeze(None)
+
+    def _do_freeze(self, waiter: Future) -> object:
+        self._freeze(waiter)
+        return _DEFERRED
+
+    def _freeze(self, waiter: Future | None) -> None:
+        assert self._wal is not None
+        tables = {mid: s.active for mid, s in self._states.items() if s.active.n}
+        if tables:
+            generation = Generation(self._wal.next_seq - 1, tables)
+            for mid, table in tables.items():
+                state = self._states[mid]
+                table.frozen = True
+                state.frozen.insert(0, table)
+                state.active = Memtable(state.meta.dim)
+            self._wal.rotate()
+            self._pending.append(generation)
+        if waiter is not None:
+            if self._pending:
+                self._pending[-1].waiters.append(waiter)
+            else:
+                resolve(waiter)
+        for generation in self._pending:
+            if not generation.running:
+                generation.running = True
+                generation.error = None
+                self._submit(lambda g=generation: self._build_generation(g))
+        while len(self._pending) > _MAX_PENDING_GENERATIONS:
+            self._wait_for_built()
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        assert self._worker is not None
+        self._worker.submit(job)
+
+    def _build_generation(self, generation: Generation) -> None:
+        """Background worker: write the generation's segments (no shared state touched)."""
+        try:
+            built = []
+            for mid, table in generation.tables.items():
+                meta = self._catalog.get(mid)
+                if meta is None:
+                    continue
+                n = table.n
+                built.append(builder.build_segment(
+                    self._root, self.index, meta, self._allocate_segment_id(), table.ids[:n],
+                    ~table.live[:n], table.vectors[:n], table.metadatas[:n]))
+            fs.fsync_dir(filenames.segment_dir(self._root, self.index))
+            generation.built = built
+        except BaseException as exc:
+            generation.error = exc
+        self._notify_built()
+
+    def _notify_built(self) -> None:
+        with self._built_signal:
+            self._built_signal.notify_all()
+        self.mailbox.put_internal(Command("install", ()))
+
+    def _wait_for_built(self) -> None:
+        """Backpressure: block this shard until the oldest generation is built, then install."""
+        with self._built_signal:
+            self._built_signal.wait_for(lambda: self._pending[0].built is not None
+                                        or self._pending[0].error is not None)
+        self._do_install()
+
+    def _do_install(self) -> None:
+        self._install_generations()
+        self._finish_compactions()
+        for mid in list(self._states):
+            self._maybe_compact(mid, None)
+
+    def _install_generations(self) -> None:
+        while self._pending:
+            generation = self._pending[0]
+            if generation.error is not None:
+                generation.running = False
+                self._fail_waiters(generation.waiters, generation.error)
+                return  # retried by the next freeze; later generations wait behind it
+            if generation.built is None:
+                return
+            try:
+                self._commit_generation(generation)
+            except BaseException as exc:
+                generation.running = False
+                generation.built = None
+                self._fail_waiters(generation.waiters, exc)
+                return
+            self._pending.pop(0)
+            for waiter in generation.waiters:
+                resolve(waiter)
+
+    @staticmethod
+    def _fail_waiters(waiters: list[Future], error: BaseException) -> None:
+        for waiter in waiters:
+            resolve(waiter, error=error)
+        waiters.clear()
+
+    def _commit_generation(self, generation: Generation) -> None:
+        shard = self.index
+        built = generation.built or []
+
+        def edit(manifest: Manifest) -> Manifest:
+            live_ids = {m.membrane_id for m in manifest.membranes.values()}
+            segments = dict(manifest.segments)
+            for item in built:
+                if item.membrane_id in live_ids:
+                    key = (shard, item.membrane_id)
+                    segments[key] = (item.live.meta,) + segments.get(key, ())
+            covered = list(manifest.wal_covered)
+            covered[shard] = generation.max_seq
+            top = max((b.live.meta.segment_id for b in built), default=-1)
+            return dataclasses.replace(
+                manifest, segments=segments, wal_covered=tuple(covered),
+                next_segment_id=max(manifest.next_segment_id, top + 1))
+
+        self._store.commit(edit)
+        for item in built:
+            state = self._states.get(item.membrane_id)
+            if state is None:
+                item.live.retire()
+                continue
+            state.set_segments([item.live, *state.segments])
+        for mid, table in generation.tables.items():
+            state = self._states.get(mid)
+            if state is not None:
+                state.frozen.remove(table)
+        assert self._wal is not None
+        self._wal.drop_covered(generation.max_seq)
+
+    # ------------------------------------------------------------------ compaction
+
+    def _do_compact(self, waiter: Future, membrane_id: int) -> object:
+        self._maybe_compact(membrane_id, waiter, forced=True)
+        return _DEFERRED
+
+    def _maybe_compact(self, membrane_id: int, waiter: Future | None, forced: bool = False) -> None:
+        state = self._states.get(membrane_id)
+        running = self._compactions.get(membrane_id)
+        if running is not None:
+            if waiter is not None:
+                running.waiters.append(waiter)
+            return
+        if (state is None or self._worker is None or not (forced or self._options.auto_compact)
+                or not compaction.worth_compacting(state.segments,
+                                                   self._options.compaction_trigger, forced)):
+            if waiter is not None:
+                resolve(waiter)
+            return
+        job = CompactionJob(membrane_id, [seg.acquire() for seg in state.segments])
+        if waiter is not None:
+            job.waiters.append(waiter)
+        self._compactions[membrane_id] = job
+        self._submit(lambda: self._build_compaction(job, state.meta))
+
+    def _build_compaction(self, job: CompactionJob, meta: MembraneMeta) -> None:
+        try:
+            ids, vectors, metadatas = compaction.merged_rows(job.inputs)
+            if len(ids):
+                job.built = builder.build_segment(
+                    self._root, self.index, meta, self._allocate_segment_id(), ids,
+                    np.zeros(len(ids), dtype=bool), vectors, metadatas)
+                fs.fsync_dir(filenames.segment_dir(self._root, self.index))
+        except BaseException as exc:
+            job.error = exc
+        job.done = True
+        self._notify_built()
+
+    def _finish_compactions(self) -> None:
+        for mid, job in list(self._compactions.items()):
+            if not job.done:
+                continue
+            del self._compactions[mid]
+            try:
+                if job.error is not None:
+                    raise job.error
+                self._commit_compaction(job)
+            except BaseException as exc:
+                if job.built is not None:
+                    job.built.live.retire()
+                self._fail_waiters(job.waiters, exc)
+            else:
+                for waiter in job.waiters:
+                    resolve(waiter)
+            finally:
+                for seg in job.inputs:
+                    seg.release()
+
+    def _commit_compaction(self, job: CompactionJob) -> None:
+        shard, mid = self.index, job.membrane_id
+        input_ids = {seg.meta.segment_id for seg in job.inputs}
+        output = job.built
+
+        def edit(manifest: Manifest) -> Manifest:
+            key = (shard, mid)
+            current = manifest.segments.get(key, ())
+            if not input_ids <= {s.segment_id for s in current}:
+                raise PomaiError("compaction inputs changed underneath it (membrane dropped)")
+            kept = tuple(s for s in current if s.segment_id not in input_ids)
+            segments = dict(manifest.segments)
+            segments[key] = kept + ((output.live.meta,) if output is not None else ())
+            if not segments[key]:
+                del segments[key]
+            top = output.live.meta.segment_id if output is not None else -1
+            return dataclasses.replace(manifest, segments=segments,
+                                       next_segment_id=max(manifest.next_segment_id, top + 1))
+
+        self._store.commit(edit)
+        state = self._states[mid]
+        kept = [seg for seg in state.segments if seg.meta.segment_id not in input_ids]
+        state.set_segments(kept + ([output.live] if output is not None else []))
+        for seg in job.inputs:
+            seg.retire()
+
+
+_DEFERRED = object()  # the command's future is resolved later (freeze, compaction)
