@@ -226,6 +226,10 @@ def _discard(tmp: str) -> None:
 # ---------------------------------------------------------------------------- reading
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (the writer never stores it)")
+
+
 class SegmentReader:
     """A memory-mapped, read-only segment; safe to share between threads.
 
@@ -407,7 +411,8 @@ class SegmentReader:
         if start == end:
             return None
         try:
-            value = json.loads(bytes(blob[start:end]).decode("utf-8"))
+            value = json.loads(bytes(blob[start:end]).decode("utf-8"),
+                               parse_constant=_reject_constant)
         except (ValueError, RecursionError):
             raise self._corrupt(f"metadata of row {row} is not valid JSON") from None
         if not isinstance(value, dict):

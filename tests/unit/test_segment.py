@@ -1,0 +1,344 @@
+"""Segment files: round trips against the written arrays, and fail-closed reading of damaged files."""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from pomaidb_core import fs
+from pomaidb_core.errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
+from pomaidb_core.filters import compile_filter
+from pomaidb_core.kernels import crc32c
+from pomaidb_core.segment import (
+    HEADER_CRC_OFFSET,
+    META_BLOB,
+    META_OFFSETS,
+    SORTED_ROWS,
+    TABLE_OFFSET,
+    TOMBSTONES,
+    SegmentReader,
+    write_segment,
+)
+
+MEMBRANE, METRIC = 7, "cosine"
+
+
+def make_rows(rng, n, dim, *, tombstone_every=0):
+    ids = np.unique(rng.integers(0, 2**64 - 1, size=2 * n, dtype=np.uint64))[:n]
+    rng.shuffle(ids)
+    tombstones = np.zeros(n, dtype=bool)
+    if tombstone_every:
+        tombstones[::tombstone_every] = True
+    vectors = rng.standard_normal((n, dim)).astype(np.float32)
+    metadatas = [
+        None if i % 3 == 0 else {} if i % 5 == 0 else
+        {"tag": f"t{i % 4}", "year": 2000 + i, "naïve": "ünï©ødé ✓", "list": [i, "x", None, 1.5]}
+        for i in range(n)
+    ]
+    return ids, tombstones, vectors, metadatas
+
+
+def write(path, rows, dim, membrane=MEMBRANE, metric=METRIC):
+    ids, tombstones, vectors, metadatas = rows
+    return write_segment(str(path), membrane_id=membrane, dim=dim, metric=metric, ids=ids,
+                         tombstones=tombstones, vectors=vectors, metadatas=metadatas)
+
+
+def open_reader(path, dim, membrane=MEMBRANE, metric=METRIC):
+    return SegmentReader(str(path), membrane_id=membrane, dim=dim, metric=metric)
+
+
+@pytest.mark.parametrize("n,dim", [(1, 1), (2, 1), (17, 3), (64, 16), (301, 97)])
+def test_round_trip_returns_exactly_what_was_written(tmp_path, n, dim):
+    rng = np.random.default_rng(n * 1000 + dim)
+    rows = make_rows(rng, n, dim, tombstone_every=4)
+    path = tmp_path / "1-1.seg"
+    checksum = write(path, rows, dim)
+    reader = open_reader(path, dim)
+    ids, tombstones, vectors, metadatas = rows
+    assert (reader.n, reader.dim, reader.metric) == (n, dim, METRIC)
+    assert reader.nbytes == os.path.getsize(path)
+    assert reader.data_checksum == checksum
+    assert reader.has_tombstones == bool(tombstones.any())
+    np.testing.assert_array_equal(reader.ids, ids)
+    np.testing.assert_array_equal(reader.tombstones, tombstones)
+    np.testing.assert_array_equal(reader.vectors, vectors)
+    assert reader.metadata(range(n)) == metadatas
+    reader.verify()
+    reader.close()
+    assert sorted(os.listdir(tmp_path)) == ["1-1.seg"]
+
+
+def test_lookup_agrees_with_a_dict_of_ids_to_rows(tmp_path):
+    rng = np.random.default_rng(3)
+    n, dim = 500, 4
+    ids, tombstones, vectors, metadatas = make_rows(rng, n, dim)
+    ids[0], ids[1] = 0, 2**64 - 1
+    write(tmp_path / "s.seg", (ids, tombstones, vectors, metadatas), dim)
+    reader = open_reader(tmp_path / "s.seg", dim)
+    oracle = {int(key): row for row, key in enumerate(ids)}
+    probes = np.concatenate([ids, rng.integers(0, 2**63, 500, dtype=np.uint64),
+                             np.array([1, 2**64 - 2], dtype=np.uint64)])
+    expected = [oracle.get(int(key), -1) for key in probes]
+    assert reader.lookup(probes).tolist() == expected
+    assert reader.lookup(np.array([], dtype=np.uint64)).tolist() == []
+
+
+def _mappings_of(path):
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            if line.rstrip().endswith(str(path)):
+                start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                yield start, end
+
+
+def test_vectors_are_a_zero_copy_aligned_view_of_the_mapped_file(tmp_path):
+    rng = np.random.default_rng(5)
+    n, dim = 1000, 17
+    path = tmp_path / "s.seg"
+    write(path, make_rows(rng, n, dim), dim)
+    reader = open_reader(path, dim)
+    vectors = reader.vectors
+    address = vectors.ctypes.data
+    assert vectors.dtype == np.float32 and vectors.shape == (n, dim)
+    assert vectors.flags.c_contiguous and not vectors.flags.owndata
+    assert not vectors.flags.writeable
+    assert address % 64 == 0
+    assert any(start <= address and address + vectors.nbytes <= end
+               for start, end in _mappings_of(path))
+    assert reader.vectors is vectors  # verified once, then cached
+
+
+def test_close_keeps_handed_out_arrays_valid_and_refuses_new_access(tmp_path):
+    rng = np.random.default_rng(6)
+    rows = make_rows(rng, 50, 8)
+    write(tmp_path / "s.seg", rows, 8)
+    reader = open_reader(tmp_path / "s.seg", 8)
+    vectors = reader.vectors
+    reader.close()
+    reader.close()
+    np.testing.assert_array_equal(vectors, rows[2])
+    with pytest.raises(ClosedError):
+        reader.ids
+
+
+def test_concurrent_first_access_returns_one_verified_view(tmp_path):
+    rng = np.random.default_rng(8)
+    write(tmp_path / "s.seg", make_rows(rng, 2000, 32), 32)
+    reader = open_reader(tmp_path / "s.seg", 32)
+    seen = []
+    threads = [threading.Thread(target=lambda: seen.append(reader.vectors)) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 8 and all(view is seen[0] for view in seen)
+
+
+def test_columns_give_the_same_filter_answers_as_the_metadata(tmp_path):
+    rng = np.random.default_rng(9)
+    rows = make_rows(rng, 120, 2)
+    write(tmp_path / "s.seg", rows, 2)
+    reader = open_reader(tmp_path / "s.seg", 2)
+    flt = compile_filter({"tag": "t1", "year": {"$gte": 2050}})
+    expected = [flt.matches(meta or {}) for meta in rows[3]]
+    assert flt.mask(reader.columns).tolist() == expected
+    assert reader.columns is reader.columns
+
+
+@pytest.mark.parametrize("change", [
+    {"ids": np.array([1, 2, 1], dtype=np.uint64)},
+    {"ids": np.array([], dtype=np.uint64), "tombstones": np.zeros(0, bool),
+     "vectors": np.zeros((0, 2), np.float32), "metadatas": []},
+    {"ids": np.array([1, 2, 3], dtype=np.int64)},
+    {"vectors": np.zeros((3, 2), np.float64)},
+    {"vectors": np.zeros((3, 3), np.float32)},
+    {"tombstones": np.zeros(3, np.uint8)},
+    {"metadatas": [None, None]},
+    {"metadatas": [None, "text", None]},
+    {"metadatas": [None, {"x": float("nan")}, None]},
+    {"metadatas": [None, {"x": object()}, None]},
+    {"metric": "hamming"},
+])
+def test_malformed_input_is_rejected_and_writes_nothing(tmp_path, change):
+    args = dict(membrane_id=1, dim=2, metric="l2", ids=np.array([1, 2, 3], dtype=np.uint64),
+                tombstones=np.zeros(3, bool), vectors=np.zeros((3, 2), np.float32),
+                metadatas=[None] * 3)
+    args.update(change)
+    with pytest.raises(InvalidArgumentError):
+        write_segment(str(tmp_path / "s.seg"), **args)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("failing_op", ["create", "write", "fsync", "rename"])
+def test_failed_write_raises_storage_error_and_leaves_no_file(tmp_path, failing_op):
+    rows = make_rows(np.random.default_rng(1), 10, 2)
+
+    def hook(op, path):
+        if op == failing_op:
+            raise OSError(28, "No space left on device")
+
+    fs.set_fault_hook(hook)
+    try:
+        with pytest.raises(StorageError):
+            write(tmp_path / "s.seg", rows, 2)
+    finally:
+        fs.set_fault_hook(None)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("membrane,dim,metric", [(8, 3, METRIC), (MEMBRANE, 4, METRIC),
+                                                 (MEMBRANE, 3, "l2")])
+def test_opening_with_other_membrane_dim_or_metric_is_corruption(tmp_path, membrane, dim, metric):
+    write(tmp_path / "s.seg", make_rows(np.random.default_rng(2), 5, 3), 3)
+    with pytest.raises(CorruptionError):
+        SegmentReader(str(tmp_path / "s.seg"), membrane_id=membrane, dim=dim, metric=metric)
+
+
+def test_missing_or_empty_file_is_corruption(tmp_path):
+    with pytest.raises(CorruptionError):
+        open_reader(tmp_path / "absent.seg", 3)
+    (tmp_path / "empty.seg").write_bytes(b"")
+    with pytest.raises(CorruptionError):
+        open_reader(tmp_path / "empty.seg", 3)
+
+
+# ---------------------------------------------------------------------------- damaged files
+
+
+def small_segment(tmp_path):
+    """A segment with every section non-trivial: tombstones, unicode and empty metadata."""
+    rows = make_rows(np.random.default_rng(11), 6, 3, tombstone_every=4)
+    path = tmp_path / "good.seg"
+    write(path, rows, 3)
+    return path.read_bytes(), rows
+
+
+def each_access_is_right_or_corruption(path, rows, dim):
+    """Every read returns the written value or raises CorruptionError; True if any raised."""
+    ids, tombstones, vectors, metadatas = rows
+    probes = np.concatenate([ids, np.array([12345, 2**64 - 1], dtype=np.uint64)])
+    expected_rows = list(range(len(ids))) + [-1, -1]
+    checks = [
+        lambda r: np.array_equal(r.ids, ids),
+        lambda r: np.array_equal(r.tombstones, tombstones),
+        lambda r: np.array_equal(r.vectors, vectors),
+        lambda r: r.lookup(probes).tolist() == expected_rows,
+        lambda r: r.metadata(range(len(ids))) == metadatas,
+        lambda r: r.verify() is None,
+    ]
+    try:
+        reader = open_reader(path, dim)
+    except CorruptionError:
+        return True
+    detected = False
+    for check in checks:
+        try:
+            assert check(reader), f"wrong answer from a damaged segment at {path}"
+        except CorruptionError:
+            detected = True
+    reader.close()
+    return detected
+
+
+@pytest.mark.parametrize("mask", [0x01, 0x80, 0xFF])
+def test_every_flipped_byte_is_detected_and_never_answers_wrongly(tmp_path, mask):
+    good, rows = small_segment(tmp_path)
+    path = tmp_path / "bad.seg"
+    for offset in range(len(good)):
+        damaged = bytearray(good)
+        damaged[offset] ^= mask
+        path.write_bytes(damaged)
+        assert each_access_is_right_or_corruption(path, rows, 3), f"flip at {offset} unnoticed"
+
+
+def test_truncation_at_every_length_and_extension_are_corruption(tmp_path):
+    good, _ = small_segment(tmp_path)
+    path = tmp_path / "bad.seg"
+    for length in range(len(good)):
+        path.write_bytes(good[:length])
+        with pytest.raises(CorruptionError):
+            open_reader(path, 3)
+    path.write_bytes(good + b"\0")
+    with pytest.raises(CorruptionError):
+        open_reader(path, 3)
+
+
+def _section(data, index):
+    return struct.unpack_from("<QQ", data, TABLE_OFFSET + 24 * index)
+
+
+def reseal(data):
+    """Recompute every CRC, as a hostile writer would, so only structural checks can object."""
+    data = bytearray(data)
+    for index in range(7):
+        offset, length = _section(data, index)
+        struct.pack_into("<I", data, TABLE_OFFSET + 24 * index + 16,
+                         crc32c(bytes(data[offset:offset + length])))
+    struct.pack_into("<I", data, HEADER_CRC_OFFSET, crc32c(bytes(data[:HEADER_CRC_OFFSET])))
+    return bytes(data)
+
+
+def test_forged_header_fields_with_valid_checksums_are_rejected_at_open(tmp_path):
+    good, _ = small_segment(tmp_path)
+    path = tmp_path / "bad.seg"
+    for offset, fmt, value in [(24, "<Q", 2**40), (24, "<Q", 0), (32, "<Q", 2**62),
+                               (12, "<I", 2), (45, "<B", 8), (TABLE_OFFSET + 20, "<I", 9),
+                               (TABLE_OFFSET + 8, "<Q", 2**63), (TABLE_OFFSET + 48, "<Q", 1024)]:
+        damaged = bytearray(good)
+        struct.pack_into(fmt, damaged, offset, value)
+        path.write_bytes(reseal(damaged))
+        with pytest.raises(CorruptionError):
+            open_reader(path, 3)
+
+
+def _forge(good, index, element_format, position, value):
+    data = bytearray(good)
+    offset, _ = _section(data, index)
+    struct.pack_into(element_format, data, offset + position * struct.calcsize(element_format),
+                     value)
+    return reseal(data)
+
+
+def test_forged_no_tombstones_flag_is_caught_when_tombstones_are_read(tmp_path):
+    good, rows = small_segment(tmp_path)
+    damaged = bytearray(good)
+    struct.pack_into("<I", damaged, 12, 0)
+    (tmp_path / "bad.seg").write_bytes(reseal(damaged))
+    assert each_access_is_right_or_corruption(tmp_path / "bad.seg", rows, 3)
+
+
+@pytest.mark.parametrize("index,fmt,position,value", [
+    (TOMBSTONES, "<B", 1, 2),  # neither 0 nor 1
+    (SORTED_ROWS, "<I", 0, 10**6),  # row out of range
+    (SORTED_ROWS, "<I", 0, 1),  # points at another id's row
+    (META_OFFSETS, "<Q", 1, 10**9),  # past the metadata section
+    (META_OFFSETS, "<Q", 0, 1),  # does not start at 0
+])
+def test_forged_sections_with_valid_checksums_never_answer_wrongly(tmp_path, index, fmt,
+                                                                   position, value):
+    good, rows = small_segment(tmp_path)
+    path = tmp_path / "bad.seg"
+    path.write_bytes(_forge(good, index, fmt, position, value))
+    assert each_access_is_right_or_corruption(path, rows, 3)
+
+
+def test_forged_metadata_that_is_not_an_object_is_corruption(tmp_path):
+    rows = (np.array([5], np.uint64), np.zeros(1, bool), np.ones((1, 1), np.float32),
+            [{"a": 1234}])
+    write(tmp_path / "good.seg", rows, 1)
+    good = (tmp_path / "good.seg").read_bytes()
+    for forged_json in (b'[1,2,3,45]', b'{"a":12\xff}', b'{"a":NaN }', b'{"a":1230', b"0"):
+        offset, length = _section(good, META_BLOB)
+        data = bytearray(good)
+        data[offset:offset + length] = forged_json.ljust(length, b" ")[:length]
+        (tmp_path / "bad.seg").write_bytes(reseal(data))
+        reader = open_reader(tmp_path / "bad.seg", 1)
+        with pytest.raises(CorruptionError):
+            reader.metadata([0])
+        with pytest.raises(CorruptionError):
+            reader.verify()
