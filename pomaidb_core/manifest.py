@@ -88,34 +88,55 @@ class Manifest:
 
 
 def empty_manifest(shards: int) -> Manifest:
-    return Manifest(number=1, shards=shards, next_membrane_id=1, next_segment_id=1,
-                    membranes={}, wal_covered=(0,) * shards, segments={})
+    return Manifest(
+        number=1,
+        shards=shards,
+        next_membrane_id=1,
+        next_segment_id=1,
+        membranes={},
+        wal_covered=(0,) * shards,
+        segments={},
+    )
 
 
 # ---------------------------------------------------------------------------- encoding
 
 
 def _segment_to_json(meta: SegmentMeta) -> dict[str, Any]:
-    return {"id": meta.segment_id, "rows": meta.rows, "live_rows": meta.live_rows,
-            "nbytes": meta.nbytes, "data_checksum": meta.data_checksum,
-            "has_sidecar": meta.has_sidecar}
+    return {
+        "id": meta.segment_id,
+        "rows": meta.rows,
+        "live_rows": meta.live_rows,
+        "nbytes": meta.nbytes,
+        "data_checksum": meta.data_checksum,
+        "has_sidecar": meta.has_sidecar,
+    }
 
 
 def _body(manifest: Manifest) -> dict[str, Any]:
-    membranes = [{"id": m.membrane_id, "name": m.name, "dim": m.dim, "metric": m.metric,
-                  "index": m.index} for m in manifest.membranes.values()]
-    segments = [{"shard": shard, "membrane": mid, "live": [_segment_to_json(s) for s in live]}
-                for (shard, mid), live in sorted(manifest.segments.items())]
-    return {"number": manifest.number, "shards": manifest.shards,
-            "next_membrane_id": manifest.next_membrane_id,
-            "next_segment_id": manifest.next_segment_id,
-            "wal_covered": list(manifest.wal_covered),
-            "membranes": sorted(membranes, key=lambda m: m["id"]), "segments": segments}
+    membranes = [
+        {"id": m.membrane_id, "name": m.name, "dim": m.dim, "metric": m.metric, "index": m.index}
+        for m in manifest.membranes.values()
+    ]
+    segments = [
+        {"shard": shard, "membrane": mid, "live": [_segment_to_json(s) for s in live]}
+        for (shard, mid), live in sorted(manifest.segments.items())
+    ]
+    return {
+        "number": manifest.number,
+        "shards": manifest.shards,
+        "next_membrane_id": manifest.next_membrane_id,
+        "next_segment_id": manifest.next_segment_id,
+        "wal_covered": list(manifest.wal_covered),
+        "membranes": sorted(membranes, key=lambda m: m["id"]),
+        "segments": segments,
+    }
 
 
 def encode_manifest(manifest: Manifest) -> bytes:
-    body = json.dumps(_body(manifest), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False, allow_nan=False).encode("utf-8")
+    body = json.dumps(
+        _body(manifest), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
     head = _HEADER.pack(MAGIC, FORMAT_VERSION, len(body), crc32c(body))
     return head + _HEADER_CRC.pack(crc32c(head)) + body
 
@@ -158,8 +179,9 @@ def _membrane(raw: Any) -> MembraneMeta:
         IndexParams.from_dict(index)
     except (InvalidArgumentError, TypeError) as exc:
         raise _Invalid(f"membrane {name!r} index is invalid: {exc}") from None
-    return MembraneMeta(_int(raw["id"], "membrane id"), name,
-                        _int(raw["dim"], "dim", 1, 2**32 - 1), metric, index)
+    return MembraneMeta(
+        _int(raw["id"], "membrane id"), name, _int(raw["dim"], "dim", 1, 2**32 - 1), metric, index
+    )
 
 
 def _segment(raw: Any) -> SegmentMeta:
@@ -168,14 +190,19 @@ def _segment(raw: Any) -> SegmentMeta:
     if not isinstance(raw["has_sidecar"], bool):
         raise _Invalid("has_sidecar must be a bool")
     rows = _int(raw["rows"], "rows", 1)
-    return SegmentMeta(_int(raw["id"], "segment id"), rows,
-                       _int(raw["live_rows"], "live_rows", 0, rows),
-                       _int(raw["nbytes"], "nbytes", 1), _int(raw["data_checksum"], "checksum"),
-                       raw["has_sidecar"])
+    return SegmentMeta(
+        _int(raw["id"], "segment id"),
+        rows,
+        _int(raw["live_rows"], "live_rows", 0, rows),
+        _int(raw["nbytes"], "nbytes", 1),
+        _int(raw["data_checksum"], "checksum"),
+        raw["has_sidecar"],
+    )
 
 
-def _segment_lists(raw: Any, shards: int, membrane_ids: set[int]
-                   ) -> dict[tuple[int, int], tuple[SegmentMeta, ...]]:
+def _segment_lists(
+    raw: Any, shards: int, membrane_ids: set[int]
+) -> dict[tuple[int, int], tuple[SegmentMeta, ...]]:
     segments: dict[tuple[int, int], tuple[SegmentMeta, ...]] = {}
     for entry in _list(raw, "segments"):
         entry = _obj(entry, {"shard", "membrane", "live"}, "segment list")
@@ -190,8 +217,15 @@ def _segment_lists(raw: Any, shards: int, membrane_ids: set[int]
 
 
 def _from_body(raw: Any) -> Manifest:
-    keys = {"number", "shards", "next_membrane_id", "next_segment_id", "wal_covered",
-            "membranes", "segments"}
+    keys = {
+        "number",
+        "shards",
+        "next_membrane_id",
+        "next_segment_id",
+        "wal_covered",
+        "membranes",
+        "segments",
+    }
     raw = _obj(raw, keys, "manifest")
     shards = _int(raw["shards"], "shards", 1, 256)
     covered = _list(raw["wal_covered"], "wal_covered")
@@ -204,7 +238,8 @@ def _from_body(raw: Any) -> Manifest:
         next_segment_id=_int(raw["next_segment_id"], "next_segment_id"),
         membranes={m.name: m for m in membranes},
         wal_covered=tuple(_int(seq, "wal_covered") for seq in covered),
-        segments=_segment_lists(raw["segments"], shards, ids))
+        segments=_segment_lists(raw["segments"], shards, ids),
+    )
     if len(manifest.membranes) != len(membranes):
         raise _Invalid("two membranes share a name")
     _check_consistent(manifest)
@@ -214,8 +249,10 @@ def _from_body(raw: Any) -> Manifest:
 def _check_consistent(manifest: Manifest) -> None:
     """The cross-field rules every manifest obeys, read from disk or produced by an edit."""
     if len(manifest.wal_covered) != manifest.shards:
-        raise _Invalid(f"wal_covered has {len(manifest.wal_covered)} entries, "
-                       f"expected one per shard ({manifest.shards})")
+        raise _Invalid(
+            f"wal_covered has {len(manifest.wal_covered)} entries, "
+            f"expected one per shard ({manifest.shards})"
+        )
     membrane_ids = [m.membrane_id for m in manifest.membranes.values()]
     if len(set(membrane_ids)) != len(membrane_ids):
         raise _Invalid("two membranes share an id")
@@ -241,19 +278,21 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
     (head_crc,) = _HEADER_CRC.unpack_from(data, _HEADER.size)
     if magic != MAGIC:
         raise CorruptionError(f"manifest {where} has a bad magic (not a PomaiDB manifest)")
-    if crc32c(data[:_HEADER.size]) != head_crc:
+    if crc32c(data[: _HEADER.size]) != head_crc:
         raise CorruptionError(f"manifest {where} header checksum mismatch")
     if version != FORMAT_VERSION:
         raise CorruptionError(f"manifest {where} has unsupported format version {version}")
     if length != len(data) - HEADER_BYTES:
-        raise CorruptionError(f"manifest {where} is {len(data)} bytes, header says "
-                              f"{HEADER_BYTES + length}")
+        raise CorruptionError(
+            f"manifest {where} is {len(data)} bytes, header says {HEADER_BYTES + length}"
+        )
     body = data[HEADER_BYTES:]
     if crc32c(body) != body_crc:
         raise CorruptionError(f"manifest {where} body checksum mismatch")
     try:
-        raw = json.loads(body.decode("utf-8"), parse_constant=_reject_constant,
-                         object_pairs_hook=_unique_keys)
+        raw = json.loads(
+            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
         return _from_body(raw)
     except (ValueError, RecursionError, _Invalid) as exc:
         raise CorruptionError(f"manifest {where} is malformed: {exc}") from None
@@ -323,7 +362,8 @@ class ManifestStore:
             if manifest.shards != shards:
                 raise InvalidArgumentError(
                     f"{self.root} was created with {manifest.shards} shards; "
-                    f"open it with shards={manifest.shards}")
+                    f"open it with shards={manifest.shards}"
+                )
             if create:
                 self._remove_stale(manifest.number)
             self._current = manifest
@@ -398,8 +438,11 @@ def _normalized(new: Manifest, old: Manifest) -> Manifest:
     if not isinstance(new, Manifest) or new.shards != old.shards:
         raise InvalidArgumentError("a manifest edit must return a Manifest with the same shards")
     new = dataclasses.replace(
-        new, number=old.number + 1, wal_covered=tuple(new.wal_covered),
-        segments={key: tuple(live) for key, live in new.segments.items() if live})
+        new,
+        number=old.number + 1,
+        wal_covered=tuple(new.wal_covered),
+        segments={key: tuple(live) for key, live in new.segments.items() if live},
+    )
     try:
         _check_consistent(new)
         return decode_manifest(encode_manifest(new), "edit")

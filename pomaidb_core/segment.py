@@ -59,9 +59,8 @@ import numpy as np
 from . import fs
 from .errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from .filenames import tmp_path
-from .kernels import crc32c
-
 from .filters import MetadataColumns
+from .kernels import crc32c
 
 MAGIC = b"PMDBSEG\0"
 FORMAT_VERSION = 1
@@ -75,8 +74,15 @@ _ENTRY = struct.Struct("<QQII")
 _CRC = struct.Struct("<I")
 
 IDS, TOMBSTONES, VECTORS, SORTED_IDS, SORTED_ROWS, META_OFFSETS, META_BLOB = range(7)
-SECTION_NAMES = ("ids", "tombstones", "vectors", "sorted ids", "sorted rows",
-                 "metadata offsets", "metadata")
+SECTION_NAMES = (
+    "ids",
+    "tombstones",
+    "vectors",
+    "sorted ids",
+    "sorted rows",
+    "metadata offsets",
+    "metadata",
+)
 SECTION_COUNT = len(SECTION_NAMES)
 TABLE_OFFSET = _FIXED.size
 HEADER_CRC_OFFSET = TABLE_OFFSET + SECTION_COUNT * _ENTRY.size
@@ -118,8 +124,15 @@ def _pack_header(fields: tuple[Any, ...], table: Sequence[tuple[int, int, int]])
 # ---------------------------------------------------------------------------- writing
 
 
-def _check_inputs(membrane_id: int, dim: int, metric: str, ids: np.ndarray,
-                  tombstones: np.ndarray, vectors: np.ndarray, n_meta: int) -> None:
+def _check_inputs(
+    membrane_id: int,
+    dim: int,
+    metric: str,
+    ids: np.ndarray,
+    tombstones: np.ndarray,
+    vectors: np.ndarray,
+    n_meta: int,
+) -> None:
     if metric not in METRIC_CODES:
         raise InvalidArgumentError(f"metric must be one of {sorted(METRIC_CODES)}, got {metric!r}")
     if not 0 <= membrane_id < 2**64 or not 1 <= dim < 2**32:
@@ -145,8 +158,9 @@ def _encode_metadata(metadatas: Sequence[dict | None]) -> tuple[np.ndarray, byte
             encoded = b""
         elif isinstance(meta, dict):
             try:
-                encoded = json.dumps(meta, ensure_ascii=False, allow_nan=False,
-                                     separators=(",", ":")).encode("utf-8")
+                encoded = json.dumps(
+                    meta, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+                ).encode("utf-8")
             except (TypeError, ValueError) as exc:
                 raise InvalidArgumentError(f"metadata of row {row} is not JSON: {exc}") from None
         else:
@@ -165,9 +179,17 @@ def _sorted_index(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sorted_ids, rows.astype(_U32)
 
 
-def write_segment(path: str, *, membrane_id: int, dim: int, metric: str, ids: np.ndarray,
-                  tombstones: np.ndarray, vectors: np.ndarray,
-                  metadatas: Sequence[dict | None]) -> int:
+def write_segment(
+    path: str,
+    *,
+    membrane_id: int,
+    dim: int,
+    metric: str,
+    ids: np.ndarray,
+    tombstones: np.ndarray,
+    vectors: np.ndarray,
+    metadatas: Sequence[dict | None],
+) -> int:
     """Write a segment durably at `path` and return its data checksum.
 
     The file is written as `path + ".tmp"`, fsynced and renamed; the caller
@@ -182,15 +204,35 @@ def write_segment(path: str, *, membrane_id: int, dim: int, metric: str, ids: np
     sorted_ids, sorted_rows = _sorted_index(ids)
     meta_offsets, blob = _encode_metadata(metadatas)
     flags_u8 = np.ascontiguousarray(tombstones).view(np.uint8)
-    sections: list[Any] = [np.ascontiguousarray(ids), flags_u8, vectors,
-                           sorted_ids, sorted_rows, meta_offsets, blob]
+    sections: list[Any] = [
+        np.ascontiguousarray(ids),
+        flags_u8,
+        vectors,
+        sorted_ids,
+        sorted_rows,
+        meta_offsets,
+        blob,
+    ]
     lengths = [memoryview(s).nbytes for s in sections]
     assert lengths == _section_lengths(n, dim, len(blob))
     offsets, file_size = _layout(lengths)
     table = [(off, length, crc32c(s)) for off, length, s in zip(offsets, lengths, sections)]
     flags = FLAG_HAS_TOMBSTONES if tombstones.any() else 0
-    header = _pack_header((MAGIC, FORMAT_VERSION, flags, membrane_id, n, file_size, dim,
-                           METRIC_CODES[metric], SECTION_COUNT, 0), table)
+    header = _pack_header(
+        (
+            MAGIC,
+            FORMAT_VERSION,
+            flags,
+            membrane_id,
+            n,
+            file_size,
+            dim,
+            METRIC_CODES[metric],
+            SECTION_COUNT,
+            0,
+        ),
+        table,
+    )
     _write_file(path, header, sections, offsets)
     return _CRC.unpack_from(header, HEADER_CRC_OFFSET)[0]
 
@@ -286,7 +328,8 @@ class SegmentReader:
         if (file_membrane, file_dim, code) != (membrane_id, dim, METRIC_CODES.get(metric)):
             raise self._corrupt(
                 f"holds membrane {file_membrane} dim {file_dim} metric code {code}, expected "
-                f"membrane {membrane_id} dim {dim} metric {metric!r}")
+                f"membrane {membrane_id} dim {dim} metric {metric!r}"
+            )
         if not 1 <= n <= MAX_ROWS:
             raise self._corrupt(f"bad record count {n}")
         self.n = n
@@ -295,8 +338,10 @@ class SegmentReader:
         self._table = self._parse_table()
 
     def _parse_table(self) -> list[tuple[int, int, int]]:
-        table = [_ENTRY.unpack_from(self._map, TABLE_OFFSET + i * _ENTRY.size)
-                 for i in range(SECTION_COUNT)]
+        table = [
+            _ENTRY.unpack_from(self._map, TABLE_OFFSET + i * _ENTRY.size)
+            for i in range(SECTION_COUNT)
+        ]
         if any(entry[3] != 0 for entry in table):
             raise self._corrupt("nonzero reserved field in the section table")
         lengths = [entry[1] for entry in table]
@@ -327,7 +372,7 @@ class SegmentReader:
 
     def _raw(self, index: int) -> memoryview:
         offset, length, crc = self._table[index]
-        view = memoryview(self._mapped())[offset:offset + length]
+        view = memoryview(self._mapped())[offset : offset + length]
         if crc32c(view) != crc:
             raise self._corrupt(f"{SECTION_NAMES[index]} section checksum mismatch")
         return view
@@ -411,8 +456,9 @@ class SegmentReader:
         if start == end:
             return None
         try:
-            value = json.loads(bytes(blob[start:end]).decode("utf-8"),
-                               parse_constant=_reject_constant)
+            value = json.loads(
+                bytes(blob[start:end]).decode("utf-8"), parse_constant=_reject_constant
+            )
         except (ValueError, RecursionError):
             raise self._corrupt(f"metadata of row {row} is not valid JSON") from None
         if not isinstance(value, dict):

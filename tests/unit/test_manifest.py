@@ -34,8 +34,10 @@ def manifest_names(root):
 def add_membrane(name, dim=4, metric="cosine"):
     def edit(m: Manifest) -> Manifest:
         meta = MembraneMeta(m.next_membrane_id, name, dim, metric, {"wsbr_block_size": 32})
-        return dataclasses.replace(m, membranes={**m.membranes, name: meta},
-                                   next_membrane_id=m.next_membrane_id + 1)
+        return dataclasses.replace(
+            m, membranes={**m.membranes, name: meta}, next_membrane_id=m.next_membrane_id + 1
+        )
+
     return edit
 
 
@@ -45,8 +47,13 @@ def add_segment(shard, membrane_id, rows=10, covered=None):
         key = (shard, membrane_id)
         wal = list(m.wal_covered)
         wal[shard] = covered if covered is not None else wal[shard] + rows
-        return dataclasses.replace(m, segments={**m.segments, key: (meta,) + m.segments.get(key, ())},
-                                   next_segment_id=m.next_segment_id + 1, wal_covered=tuple(wal))
+        return dataclasses.replace(
+            m,
+            segments={**m.segments, key: (meta,) + m.segments.get(key, ())},
+            next_segment_id=m.next_segment_id + 1,
+            wal_covered=tuple(wal),
+        )
+
     return edit
 
 
@@ -88,8 +95,7 @@ def test_commits_round_trip_through_a_reopen_and_keep_one_version(tmp_path):
 
 def test_empty_segment_lists_are_dropped_by_commit(tmp_path):
     store = populated(tmp_path)
-    manifest = store.commit(lambda m: dataclasses.replace(
-        m, segments={**m.segments, (2, 2): ()}))
+    manifest = store.commit(lambda m: dataclasses.replace(m, segments={**m.segments, (2, 2): ()}))
     assert (2, 2) not in manifest.segments
     assert ManifestStore(str(tmp_path)).load_or_create(3, create=True) == manifest
 
@@ -101,8 +107,10 @@ def test_live_files_name_every_segment_and_sidecar(tmp_path):
     expected = set()
     for (shard, mid), segment_ids in ids.items():
         for sid in segment_ids:
-            expected |= {filenames.segment_path(root, shard, mid, sid),
-                         filenames.sidecar_path(root, shard, mid, sid)}
+            expected |= {
+                filenames.segment_path(root, shard, mid, sid),
+                filenames.sidecar_path(root, shard, mid, sid),
+            }
     assert store.live_files() == expected and len(expected) == 6
 
 
@@ -144,10 +152,11 @@ def test_crash_between_rename_and_unlink_opens_the_newer_version(tmp_path):
     assert manifest_names(tmp_path) == ["MANIFEST-7"]
 
 
-@pytest.mark.parametrize("failing_op,survives", [
-    ("create", False), ("write", False), ("fsync", False), ("rename", False), ("unlink", True)])
-def test_a_commit_that_fails_on_disk_keeps_the_old_state_in_memory(tmp_path, failing_op,
-                                                                    survives):
+@pytest.mark.parametrize(
+    "failing_op,survives",
+    [("create", False), ("write", False), ("fsync", False), ("rename", False), ("unlink", True)],
+)
+def test_a_commit_that_fails_on_disk_keeps_the_old_state_in_memory(tmp_path, failing_op, survives):
     store = populated(tmp_path)
     old = store.current
 
@@ -171,7 +180,7 @@ def test_a_commit_that_fails_on_disk_keeps_the_old_state_in_memory(tmp_path, fai
 
 def test_a_reader_racing_commits_always_sees_a_whole_version(tmp_path):
     store = populated(tmp_path)
-    bump = lambda m: dataclasses.replace(m, next_segment_id=m.next_segment_id + 1)  # noqa: E731
+    bump = lambda m: dataclasses.replace(m, next_segment_id=m.next_segment_id + 1)
     done = threading.Event()
 
     def writer():
@@ -202,24 +211,37 @@ def test_an_edit_that_raises_changes_nothing(tmp_path):
     assert store.current == old and manifest_names(tmp_path) == ["MANIFEST-6"]
 
 
-@pytest.mark.parametrize("edit", [
-    lambda m: dataclasses.replace(m, wal_covered=(1, 2)),
-    lambda m: dataclasses.replace(m, shards=4, wal_covered=(0, 0, 0, 0)),
-    lambda m: dataclasses.replace(m, next_segment_id=1),
-    lambda m: dataclasses.replace(m, next_membrane_id=1),
-    lambda m: dataclasses.replace(m, segments={**m.segments, (0, 99): m.segments[(0, 1)]}),
-    lambda m: dataclasses.replace(m, segments={**m.segments, (5, 1): m.segments[(0, 1)]}),
-    lambda m: dataclasses.replace(
-        m, segments={(0, 1): m.segments[(0, 1)] + m.segments[(0, 1)][:1]}),
-    lambda m: dataclasses.replace(m, membranes={"x": m.membranes["docs"]}),
-    lambda m: dataclasses.replace(m, membranes={
-        **m.membranes, "docs": dataclasses.replace(m.membranes["docs"], metric="hamming")}),
-    lambda m: dataclasses.replace(m, membranes={
-        **m.membranes, "docs": dataclasses.replace(m.membranes["docs"],
-                                                   index={"wsbr_block_size": 0})}),
-    lambda m: dataclasses.replace(m, wal_covered=(-1, 0, 0)),
-    lambda m: "not a manifest",
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: dataclasses.replace(m, wal_covered=(1, 2)),
+        lambda m: dataclasses.replace(m, shards=4, wal_covered=(0, 0, 0, 0)),
+        lambda m: dataclasses.replace(m, next_segment_id=1),
+        lambda m: dataclasses.replace(m, next_membrane_id=1),
+        lambda m: dataclasses.replace(m, segments={**m.segments, (0, 99): m.segments[(0, 1)]}),
+        lambda m: dataclasses.replace(m, segments={**m.segments, (5, 1): m.segments[(0, 1)]}),
+        lambda m: dataclasses.replace(
+            m, segments={(0, 1): m.segments[(0, 1)] + m.segments[(0, 1)][:1]}
+        ),
+        lambda m: dataclasses.replace(m, membranes={"x": m.membranes["docs"]}),
+        lambda m: dataclasses.replace(
+            m,
+            membranes={
+                **m.membranes,
+                "docs": dataclasses.replace(m.membranes["docs"], metric="hamming"),
+            },
+        ),
+        lambda m: dataclasses.replace(
+            m,
+            membranes={
+                **m.membranes,
+                "docs": dataclasses.replace(m.membranes["docs"], index={"wsbr_block_size": 0}),
+            },
+        ),
+        lambda m: dataclasses.replace(m, wal_covered=(-1, 0, 0)),
+        lambda m: "not a manifest",
+    ],
+)
 def test_an_edit_that_breaks_a_rule_is_rejected_and_changes_nothing(tmp_path, edit):
     store = populated(tmp_path)
     old = store.current
@@ -231,9 +253,10 @@ def test_an_edit_that_breaks_a_rule_is_rejected_and_changes_nothing(tmp_path, ed
 def test_concurrent_commits_are_serialized(tmp_path):
     store = ManifestStore(str(tmp_path))
     store.load_or_create(1, create=True)
-    bump = lambda m: dataclasses.replace(m, next_segment_id=m.next_segment_id + 1)  # noqa: E731
-    threads = [threading.Thread(target=lambda: [store.commit(bump) for _ in range(10)])
-               for _ in range(4)]
+    bump = lambda m: dataclasses.replace(m, next_segment_id=m.next_segment_id + 1)
+    threads = [
+        threading.Thread(target=lambda: [store.commit(bump) for _ in range(10)]) for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -248,7 +271,8 @@ def test_concurrent_commits_are_serialized(tmp_path):
 def test_every_flipped_byte_is_corruption(tmp_path):
     store = populated(tmp_path)
     path = filenames.manifest_path(str(tmp_path), store.current.number)
-    good = open(path, "rb").read()
+    with open(path, "rb") as handle:
+        good = handle.read()
     for offset in range(len(good)):
         for mask in (0x01, 0xFF):
             damaged = bytearray(good)
@@ -264,7 +288,8 @@ def test_every_flipped_byte_is_corruption(tmp_path):
 def test_truncation_at_every_length_and_extension_are_corruption(tmp_path):
     store = populated(tmp_path)
     path = filenames.manifest_path(str(tmp_path), store.current.number)
-    good = open(path, "rb").read()
+    with open(path, "rb") as handle:
+        good = handle.read()
     for data in [good[:length] for length in range(len(good))] + [good + b" "]:
         with open(path, "wb") as handle:
             handle.write(data)
@@ -294,33 +319,37 @@ def sealed(body: bytes) -> bytes:
 def valid_body(tmp_path):
     store = populated(tmp_path)
     path = filenames.manifest_path(str(tmp_path), store.current.number)
-    return path, json.loads(open(path, "rb").read()[24:])
+    with open(path, "rb") as handle:
+        return path, json.loads(handle.read()[24:])
 
 
-@pytest.mark.parametrize("damage", [
-    lambda b: b.update(number=True),
-    lambda b: b.update(number=0),
-    lambda b: b.update(number=5),  # not the number in the file name
-    lambda b: b.update(shards=0),
-    lambda b: b.update(shards="3"),
-    lambda b: b.update(extra=1),
-    lambda b: b.pop("segments"),
-    lambda b: b.update(wal_covered=[0, 0]),
-    lambda b: b.update(wal_covered=[0, 0, 2**64]),
-    lambda b: b.update(next_segment_id=2),
-    lambda b: b["membranes"][0].update(name=""),
-    lambda b: b["membranes"][0].update(dim=0),
-    lambda b: b["membranes"][0].update(index=[]),
-    lambda b: b["membranes"].append(dict(b["membranes"][0], id=0)),  # repeated name
-    lambda b: b["segments"][0].update(shard=3),
-    lambda b: b["segments"][0].update(membrane=77),
-    lambda b: b["segments"][0].update(live=[]),
-    lambda b: b["segments"].append(b["segments"][0]),
-    lambda b: b["segments"][0]["live"][0].update(live_rows=11),
-    lambda b: b["segments"][0]["live"][0].update(rows=1.5),
-    lambda b: b["segments"][0]["live"][0].update(has_sidecar=1),
-    lambda b: b.update(membranes={}),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b.update(number=True),
+        lambda b: b.update(number=0),
+        lambda b: b.update(number=5),  # not the number in the file name
+        lambda b: b.update(shards=0),
+        lambda b: b.update(shards="3"),
+        lambda b: b.update(extra=1),
+        lambda b: b.pop("segments"),
+        lambda b: b.update(wal_covered=[0, 0]),
+        lambda b: b.update(wal_covered=[0, 0, 2**64]),
+        lambda b: b.update(next_segment_id=2),
+        lambda b: b["membranes"][0].update(name=""),
+        lambda b: b["membranes"][0].update(dim=0),
+        lambda b: b["membranes"][0].update(index=[]),
+        lambda b: b["membranes"].append(dict(b["membranes"][0], id=0)),  # repeated name
+        lambda b: b["segments"][0].update(shard=3),
+        lambda b: b["segments"][0].update(membrane=77),
+        lambda b: b["segments"][0].update(live=[]),
+        lambda b: b["segments"].append(b["segments"][0]),
+        lambda b: b["segments"][0]["live"][0].update(live_rows=11),
+        lambda b: b["segments"][0]["live"][0].update(rows=1.5),
+        lambda b: b["segments"][0]["live"][0].update(has_sidecar=1),
+        lambda b: b.update(membranes={}),
+    ],
+)
 def test_structurally_invalid_bodies_with_valid_checksums_are_corruption(tmp_path, damage):
     path, body = valid_body(tmp_path)
     damage(body)
@@ -330,10 +359,17 @@ def test_structurally_invalid_bodies_with_valid_checksums_are_corruption(tmp_pat
         ManifestStore(str(tmp_path)).load_or_create(3, create=True)
 
 
-@pytest.mark.parametrize("text", [
-    b'{"number": NaN}', b'{"number": 6, "number": 6}', b"[]", b"\xff\xfe", b"[" * 100000,
-    b'{"number": 1' + b"0" * 5000 + b"}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"number": NaN}',
+        b'{"number": 6, "number": 6}',
+        b"[]",
+        b"\xff\xfe",
+        b"[" * 100000,
+        b'{"number": 1' + b"0" * 5000 + b"}",
+    ],
+)
 def test_non_json_bodies_with_valid_checksums_are_corruption(tmp_path, text):
     path, _ = valid_body(tmp_path)
     with open(path, "wb") as handle:
@@ -357,16 +393,26 @@ while True:
 @pytest.mark.parametrize("seed", range(6))
 def test_a_process_killed_at_a_random_step_reopens_to_the_last_or_next_commit(tmp_path, seed):
     package_root = os.path.dirname(os.path.dirname(pomaidb_core.__file__))
-    env = dict(os.environ, POMAIDB_TEST_KILL_ODDS=str(4 + seed * 3),
-               PYTHONPATH=os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        POMAIDB_TEST_KILL_ODDS=str(4 + seed * 3),
+        PYTHONPATH=os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")]),
+    )
     root = str(tmp_path / "db")
-    result = subprocess.run([sys.executable, "-c", _CHILD, root], env=env, capture_output=True,
-                            timeout=120, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, root],
+        check=False,
+        env=env,
+        capture_output=True,
+        timeout=120,
+        text=True,
+    )
     assert result.returncode == -signal.SIGKILL, result.stderr
     acknowledged = [int(line) for line in result.stdout.split()]
     last = acknowledged[-1] if acknowledged else 1
     if not os.path.isdir(filenames.manifest_dir(root)) or not any(
-            n.startswith("MANIFEST-") and not n.endswith(".tmp") for n in manifest_names(root)):
+        n.startswith("MANIFEST-") and not n.endswith(".tmp") for n in manifest_names(root)
+    ):
         assert not acknowledged  # killed while creating the very first version
         return
     manifest = ManifestStore(root).load_or_create(2, create=True)

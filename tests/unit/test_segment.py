@@ -35,8 +35,16 @@ def make_rows(rng, n, dim, *, tombstone_every=0):
         tombstones[::tombstone_every] = True
     vectors = rng.standard_normal((n, dim)).astype(np.float32)
     metadatas = [
-        None if i % 3 == 0 else {} if i % 5 == 0 else
-        {"tag": f"t{i % 4}", "year": 2000 + i, "naïve": "ünï©ødé ✓", "list": [i, "x", None, 1.5]}
+        None
+        if i % 3 == 0
+        else {}
+        if i % 5 == 0
+        else {
+            "tag": f"t{i % 4}",
+            "year": 2000 + i,
+            "naïve": "ünï©ødé ✓",
+            "list": [i, "x", None, 1.5],
+        }
         for i in range(n)
     ]
     return ids, tombstones, vectors, metadatas
@@ -44,8 +52,16 @@ def make_rows(rng, n, dim, *, tombstone_every=0):
 
 def write(path, rows, dim, membrane=MEMBRANE, metric=METRIC):
     ids, tombstones, vectors, metadatas = rows
-    return write_segment(str(path), membrane_id=membrane, dim=dim, metric=metric, ids=ids,
-                         tombstones=tombstones, vectors=vectors, metadatas=metadatas)
+    return write_segment(
+        str(path),
+        membrane_id=membrane,
+        dim=dim,
+        metric=metric,
+        ids=ids,
+        tombstones=tombstones,
+        vectors=vectors,
+        metadatas=metadatas,
+    )
 
 
 def open_reader(path, dim, membrane=MEMBRANE, metric=METRIC):
@@ -81,8 +97,13 @@ def test_lookup_agrees_with_a_dict_of_ids_to_rows(tmp_path):
     write(tmp_path / "s.seg", (ids, tombstones, vectors, metadatas), dim)
     reader = open_reader(tmp_path / "s.seg", dim)
     oracle = {int(key): row for row, key in enumerate(ids)}
-    probes = np.concatenate([ids, rng.integers(0, 2**63, 500, dtype=np.uint64),
-                             np.array([1, 2**64 - 2], dtype=np.uint64)])
+    probes = np.concatenate(
+        [
+            ids,
+            rng.integers(0, 2**63, 500, dtype=np.uint64),
+            np.array([1, 2**64 - 2], dtype=np.uint64),
+        ]
+    )
     expected = [oracle.get(int(key), -1) for key in probes]
     assert reader.lookup(probes).tolist() == expected
     assert reader.lookup(np.array([], dtype=np.uint64)).tolist() == []
@@ -108,8 +129,9 @@ def test_vectors_are_a_zero_copy_aligned_view_of_the_mapped_file(tmp_path):
     assert vectors.flags.c_contiguous and not vectors.flags.owndata
     assert not vectors.flags.writeable
     assert address % 64 == 0
-    assert any(start <= address and address + vectors.nbytes <= end
-               for start, end in _mappings_of(path))
+    assert any(
+        start <= address and address + vectors.nbytes <= end for start, end in _mappings_of(path)
+    )
     assert reader.vectors is vectors  # verified once, then cached
 
 
@@ -123,7 +145,7 @@ def test_close_keeps_handed_out_arrays_valid_and_refuses_new_access(tmp_path):
     reader.close()
     np.testing.assert_array_equal(vectors, rows[2])
     with pytest.raises(ClosedError):
-        reader.ids
+        _ = reader.ids
 
 
 def test_concurrent_first_access_returns_one_verified_view(tmp_path):
@@ -150,24 +172,37 @@ def test_columns_give_the_same_filter_answers_as_the_metadata(tmp_path):
     assert reader.columns is reader.columns
 
 
-@pytest.mark.parametrize("change", [
-    {"ids": np.array([1, 2, 1], dtype=np.uint64)},
-    {"ids": np.array([], dtype=np.uint64), "tombstones": np.zeros(0, bool),
-     "vectors": np.zeros((0, 2), np.float32), "metadatas": []},
-    {"ids": np.array([1, 2, 3], dtype=np.int64)},
-    {"vectors": np.zeros((3, 2), np.float64)},
-    {"vectors": np.zeros((3, 3), np.float32)},
-    {"tombstones": np.zeros(3, np.uint8)},
-    {"metadatas": [None, None]},
-    {"metadatas": [None, "text", None]},
-    {"metadatas": [None, {"x": float("nan")}, None]},
-    {"metadatas": [None, {"x": object()}, None]},
-    {"metric": "hamming"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"ids": np.array([1, 2, 1], dtype=np.uint64)},
+        {
+            "ids": np.array([], dtype=np.uint64),
+            "tombstones": np.zeros(0, bool),
+            "vectors": np.zeros((0, 2), np.float32),
+            "metadatas": [],
+        },
+        {"ids": np.array([1, 2, 3], dtype=np.int64)},
+        {"vectors": np.zeros((3, 2), np.float64)},
+        {"vectors": np.zeros((3, 3), np.float32)},
+        {"tombstones": np.zeros(3, np.uint8)},
+        {"metadatas": [None, None]},
+        {"metadatas": [None, "text", None]},
+        {"metadatas": [None, {"x": float("nan")}, None]},
+        {"metadatas": [None, {"x": object()}, None]},
+        {"metric": "hamming"},
+    ],
+)
 def test_malformed_input_is_rejected_and_writes_nothing(tmp_path, change):
-    args = dict(membrane_id=1, dim=2, metric="l2", ids=np.array([1, 2, 3], dtype=np.uint64),
-                tombstones=np.zeros(3, bool), vectors=np.zeros((3, 2), np.float32),
-                metadatas=[None] * 3)
+    args = {
+        "membrane_id": 1,
+        "dim": 2,
+        "metric": "l2",
+        "ids": np.array([1, 2, 3], dtype=np.uint64),
+        "tombstones": np.zeros(3, bool),
+        "vectors": np.zeros((3, 2), np.float32),
+        "metadatas": [None] * 3,
+    }
     args.update(change)
     with pytest.raises(InvalidArgumentError):
         write_segment(str(tmp_path / "s.seg"), **args)
@@ -191,8 +226,9 @@ def test_failed_write_raises_storage_error_and_leaves_no_file(tmp_path, failing_
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("membrane,dim,metric", [(8, 3, METRIC), (MEMBRANE, 4, METRIC),
-                                                 (MEMBRANE, 3, "l2")])
+@pytest.mark.parametrize(
+    "membrane,dim,metric", [(8, 3, METRIC), (MEMBRANE, 4, METRIC), (MEMBRANE, 3, "l2")]
+)
 def test_opening_with_other_membrane_dim_or_metric_is_corruption(tmp_path, membrane, dim, metric):
     write(tmp_path / "s.seg", make_rows(np.random.default_rng(2), 5, 3), 3)
     with pytest.raises(CorruptionError):
@@ -277,8 +313,12 @@ def reseal(data):
     data = bytearray(data)
     for index in range(7):
         offset, length = _section(data, index)
-        struct.pack_into("<I", data, TABLE_OFFSET + 24 * index + 16,
-                         crc32c(bytes(data[offset:offset + length])))
+        struct.pack_into(
+            "<I",
+            data,
+            TABLE_OFFSET + 24 * index + 16,
+            crc32c(bytes(data[offset : offset + length])),
+        )
     struct.pack_into("<I", data, HEADER_CRC_OFFSET, crc32c(bytes(data[:HEADER_CRC_OFFSET])))
     return bytes(data)
 
@@ -286,9 +326,16 @@ def reseal(data):
 def test_forged_header_fields_with_valid_checksums_are_rejected_at_open(tmp_path):
     good, _ = small_segment(tmp_path)
     path = tmp_path / "bad.seg"
-    for offset, fmt, value in [(24, "<Q", 2**40), (24, "<Q", 0), (32, "<Q", 2**62),
-                               (12, "<I", 2), (45, "<B", 8), (TABLE_OFFSET + 20, "<I", 9),
-                               (TABLE_OFFSET + 8, "<Q", 2**63), (TABLE_OFFSET + 48, "<Q", 1024)]:
+    for offset, fmt, value in [
+        (24, "<Q", 2**40),
+        (24, "<Q", 0),
+        (32, "<Q", 2**62),
+        (12, "<I", 2),
+        (45, "<B", 8),
+        (TABLE_OFFSET + 20, "<I", 9),
+        (TABLE_OFFSET + 8, "<Q", 2**63),
+        (TABLE_OFFSET + 48, "<Q", 1024),
+    ]:
         damaged = bytearray(good)
         struct.pack_into(fmt, damaged, offset, value)
         path.write_bytes(reseal(damaged))
@@ -299,8 +346,9 @@ def test_forged_header_fields_with_valid_checksums_are_rejected_at_open(tmp_path
 def _forge(good, index, element_format, position, value):
     data = bytearray(good)
     offset, _ = _section(data, index)
-    struct.pack_into(element_format, data, offset + position * struct.calcsize(element_format),
-                     value)
+    struct.pack_into(
+        element_format, data, offset + position * struct.calcsize(element_format), value
+    )
     return reseal(data)
 
 
@@ -312,15 +360,19 @@ def test_forged_no_tombstones_flag_is_caught_when_tombstones_are_read(tmp_path):
     assert each_access_is_right_or_corruption(tmp_path / "bad.seg", rows, 3)
 
 
-@pytest.mark.parametrize("index,fmt,position,value", [
-    (TOMBSTONES, "<B", 1, 2),  # neither 0 nor 1
-    (SORTED_ROWS, "<I", 0, 10**6),  # row out of range
-    (SORTED_ROWS, "<I", 0, 1),  # points at another id's row
-    (META_OFFSETS, "<Q", 1, 10**9),  # past the metadata section
-    (META_OFFSETS, "<Q", 0, 1),  # does not start at 0
-])
-def test_forged_sections_with_valid_checksums_never_answer_wrongly(tmp_path, index, fmt,
-                                                                   position, value):
+@pytest.mark.parametrize(
+    "index,fmt,position,value",
+    [
+        (TOMBSTONES, "<B", 1, 2),  # neither 0 nor 1
+        (SORTED_ROWS, "<I", 0, 10**6),  # row out of range
+        (SORTED_ROWS, "<I", 0, 1),  # points at another id's row
+        (META_OFFSETS, "<Q", 1, 10**9),  # past the metadata section
+        (META_OFFSETS, "<Q", 0, 1),  # does not start at 0
+    ],
+)
+def test_forged_sections_with_valid_checksums_never_answer_wrongly(
+    tmp_path, index, fmt, position, value
+):
     good, rows = small_segment(tmp_path)
     path = tmp_path / "bad.seg"
     path.write_bytes(_forge(good, index, fmt, position, value))
@@ -328,14 +380,13 @@ def test_forged_sections_with_valid_checksums_never_answer_wrongly(tmp_path, ind
 
 
 def test_forged_metadata_that_is_not_an_object_is_corruption(tmp_path):
-    rows = (np.array([5], np.uint64), np.zeros(1, bool), np.ones((1, 1), np.float32),
-            [{"a": 1234}])
+    rows = (np.array([5], np.uint64), np.zeros(1, bool), np.ones((1, 1), np.float32), [{"a": 1234}])
     write(tmp_path / "good.seg", rows, 1)
     good = (tmp_path / "good.seg").read_bytes()
-    for forged_json in (b'[1,2,3,45]', b'{"a":12\xff}', b'{"a":NaN }', b'{"a":1230', b"0"):
+    for forged_json in (b"[1,2,3,45]", b'{"a":12\xff}', b'{"a":NaN }', b'{"a":1230', b"0"):
         offset, length = _section(good, META_BLOB)
         data = bytearray(good)
-        data[offset:offset + length] = forged_json.ljust(length, b" ")[:length]
+        data[offset : offset + length] = forged_json.ljust(length, b" ")[:length]
         (tmp_path / "bad.seg").write_bytes(reseal(data))
         reader = open_reader(tmp_path / "bad.seg", 1)
         with pytest.raises(CorruptionError):
