@@ -218,7 +218,9 @@ std::uint32_t crc32c(const py::object& data, std::int64_t value) {
 void set_isa(const std::string& name) {
   if (!set_active_isa(name)) {
     std::string supported;
-    for (const std::string& isa : supported_isas()) supported += (supported.empty() ? "" : ", ") + isa;
+    for (const std::string& isa : supported_isas()) {
+      supported += (supported.empty() ? "" : ", ") + isa;
+    }
     invalid("ISA '" + name + "' is not supported on this machine (supported: " + supported + ")");
   }
 }

@@ -57,7 +57,9 @@ struct Crc32cTables {
       t[0][b] = crc;
     }
     for (std::size_t s = 1; s < 8; ++s) {
-      for (std::size_t b = 0; b < 256; ++b) t[s][b] = (t[s - 1][b] >> 8) ^ t[0][t[s - 1][b] & 0xFFu];
+      for (std::size_t b = 0; b < 256; ++b) {
+        t[s][b] = (t[s - 1][b] >> 8) ^ t[0][t[s - 1][b] & 0xFFu];
+      }
     }
   }
 };

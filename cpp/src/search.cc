@@ -53,7 +53,8 @@ struct BlockScorer {
       return;
     }
     const bool cosine = metric == Metric::kCosine;
-    kernels.dot_tile(x, rows, d, q, nq, out, out_stride, cosine && fill_row_inv ? row_inv : nullptr);
+    float* want_norms = cosine && fill_row_inv ? row_inv : nullptr;
+    kernels.dot_tile(x, rows, d, q, nq, out, out_stride, want_norms);
     if (!cosine) return;
     if (fill_row_inv) {
       for (std::size_t i = 0; i < rows; ++i) row_inv[i] = inverse_norm(row_inv[i]);

@@ -194,6 +194,7 @@ def test_rows_with_nan_never_qualify(isa):
     vectors[[0, 4]] = np.nan
     scores, rows = kernels.topk(vectors, np.ones(3, dtype=np.float32), 6, "ip")
     np.testing.assert_array_equal(rows[0], [1, 2, 3, 5, -1, -1])
+    np.testing.assert_array_equal(scores[0], [3.0, 3.0, 3.0, 3.0, -np.inf, -np.inf])
 
 
 def test_no_vectors_returns_only_padding(isa):

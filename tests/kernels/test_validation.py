@@ -118,4 +118,6 @@ def test_read_only_and_memory_mapped_arrays_are_used_in_place(tmp_path):
     data = np.random.default_rng(1).standard_normal((20, 4), dtype=np.float32)
     data.tofile(path)
     mapped = np.memmap(path, dtype=np.float32, mode="r", shape=(20, 4))
-    np.testing.assert_array_equal(kernels.scores(mapped, QUERY, "ip"), kernels.scores(data, QUERY, "ip"))
+    np.testing.assert_array_equal(
+        kernels.scores(mapped, QUERY, "ip"), kernels.scores(data, QUERY, "ip")
+    )
