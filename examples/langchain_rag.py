@@ -113,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pomaidb-langchain-") as workdir:
         path = Path(workdir) / "db"
         store = PomaiDBVectorStore.from_texts(
-            texts, embeddings, metadatas, path=path, membrane="pypi", shards=2
+            texts, embeddings, metadatas, path=path, membrane="pypi"
         )
         with store:
             question = QUESTIONS[0]
