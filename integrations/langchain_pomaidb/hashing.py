@@ -1,9 +1,11 @@
 """HashingEmbeddings: a deterministic, offline embedding by feature hashing.
 
-Each lower-cased word and each pair of adjacent words adds +1 or -1 (chosen by a hash) to one
-of `dim` coordinates (chosen by the same hash), and the sum is scaled to unit length. Texts
-that share words are close in cosine similarity. There is no model and no network, so it suits
-tests, demos and CI; it is lexical, not semantic.
+Each feature of a text adds +weight or -weight (the sign chosen by a hash) to one of `dim`
+coordinates (chosen by the same hash), and the sum is scaled to unit length. The features are
+the lower-cased words and pairs of adjacent words (weight 1), and the character trigrams of
+each word with its boundaries, " testing " -> " te", "tes", ... (weight 1/2), so that
+"test" and "testing" are close too. There is no model and no network, so it suits tests, demos
+and CI; it is lexical, not semantic.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ class HashingEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         words = _WORD.findall(text.lower())
-        features = words + [f"{a} {b}" for a, b in itertools.pairwise(words)]
+        features = [(word, 1.0) for word in words]
+        features += [(f"{a} {b}", 1.0) for a, b in itertools.pairwise(words)]
+        features += [(trigram, 0.5) for word in words for trigram in _trigrams(word)]
         vector = self._hashed(features)
         norm = float(np.linalg.norm(vector))
         if norm == 0.0:
-            vector = self._hashed([_EMPTY_FEATURE])
+            vector = self._hashed([(_EMPTY_FEATURE, 1.0)])
             norm = 1.0
         return (vector / norm).tolist()
 
@@ -48,10 +52,15 @@ class HashingEmbeddings(Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         return self.embed_query(text)
 
-    def _hashed(self, features: list[str]) -> np.ndarray:
+    def _hashed(self, features: list[tuple[str, float]]) -> np.ndarray:
         vector = np.zeros(self.dim, dtype=np.float64)
-        for feature in features:
+        for feature, weight in features:
             digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
             slot = int.from_bytes(digest[:4], "big") % self.dim
-            vector[slot] += 1.0 if digest[4] & 1 else -1.0
+            vector[slot] += weight if digest[4] & 1 else -weight
         return vector
+
+
+def _trigrams(word: str) -> list[str]:
+    padded = f" {word} "
+    return [padded[i : i + 3] for i in range(len(padded) - 2)]
