@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import List
 
 import numpy as np
 from llama_index.core import Document, StorageContext, VectorStoreIndex
@@ -47,10 +47,10 @@ class FeatureHashEmbedding(BaseEmbedding):
 
     dim: int = 256
 
-    def _embed(self, text: str) -> List[float]:
+    def _embed(self, text: str) -> list[float]:
         words = re.findall(r"\w+", text.lower())
         vector = np.zeros(self.dim)
-        for feature in words + [f"{a} {b}" for a, b in zip(words, words[1:])]:
+        for feature in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
             digest = hashlib.blake2b(feature.encode(), digest_size=8).digest()
             vector[int.from_bytes(digest[:4], "little") % self.dim] += 1 if digest[4] & 1 else -1
         norm = np.linalg.norm(vector)
@@ -58,13 +58,13 @@ class FeatureHashEmbedding(BaseEmbedding):
             vector[0], norm = 1.0, 1.0  # a text without words still needs a direction
         return (vector / norm).tolist()
 
-    def _get_text_embedding(self, text: str) -> List[float]:
+    def _get_text_embedding(self, text: str) -> list[float]:
         return self._embed(text)
 
-    def _get_query_embedding(self, query: str) -> List[float]:
+    def _get_query_embedding(self, query: str) -> list[float]:
         return self._embed(query)
 
-    async def _aget_query_embedding(self, query: str) -> List[float]:
+    async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._embed(query)
 
 
@@ -139,8 +139,11 @@ def main() -> int:
         same_after_reopen = [h.node.node_id for h in after] == [h.node.node_id for h in hits]
         reopened.close()
 
-    checks = {"probe found first": found_probe, "filters respected": filters_hold,
-              "same results after reopen": same_after_reopen}
+    checks = {
+        "probe found first": found_probe,
+        "filters respected": filters_hold,
+        "same results after reopen": same_after_reopen,
+    }
     print("\n" + ", ".join(f"{name}: {'ok' if ok else 'FAILED'}" for name, ok in checks.items()))
     return 0 if all(checks.values()) else 1
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable, List, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,7 +56,7 @@ class HashEmbedding(BaseEmbedding):
     def class_name(cls) -> str:
         return "HashEmbedding"
 
-    def _embed(self, text: str) -> List[float]:
+    def _embed(self, text: str) -> list[float]:
         vector = np.zeros(self.dim)
         for word in re.findall(r"\w+", text.lower()):
             padded = f" {word} "
@@ -66,13 +67,13 @@ class HashEmbedding(BaseEmbedding):
         norm = np.linalg.norm(vector)
         return (vector / norm if norm else vector).tolist()
 
-    def _get_text_embedding(self, text: str) -> List[float]:
+    def _get_text_embedding(self, text: str) -> list[float]:
         return self._embed(text)
 
-    def _get_query_embedding(self, query: str) -> List[float]:
+    def _get_query_embedding(self, query: str) -> list[float]:
         return self._embed(query)
 
-    async def _aget_query_embedding(self, query: str) -> List[float]:
+    async def _aget_query_embedding(self, query: str) -> list[float]:
         return self._embed(query)
 
 
@@ -156,7 +157,8 @@ def reference_match(metadata: dict[str, Any], filters: MetadataFilters) -> bool:
     if not filters.filters:
         return True
     matches = [
-        reference_match(metadata, child) if isinstance(child, MetadataFilters)
+        reference_match(metadata, child)
+        if isinstance(child, MetadataFilters)
         else reference_leaf(metadata, child)
         for child in filters.filters
     ]
@@ -322,8 +324,14 @@ class LlamaIndexVectorStoreSuite:
         rich = TextNode(
             id_="rich",
             text="Some text, ünïcode and\nnewlines.",
-            metadata={"author": "Ann", "pages": 12, "score": 0.5, "flags": ["x", "y"],
-                      "nested": {"a": [1, {"b": None}]}, "empty": None},
+            metadata={
+                "author": "Ann",
+                "pages": 12,
+                "score": 0.5,
+                "flags": ["x", "y"],
+                "nested": {"a": [1, {"b": None}]},
+                "empty": None,
+            },
             excluded_embed_metadata_keys=["pages"],
             excluded_llm_metadata_keys=["score"],
             relationships={
@@ -339,8 +347,9 @@ class LlamaIndexVectorStoreSuite:
         index_node = IndexNode(
             id_="pointer", text="points elsewhere", index_id="sub-index", embedding=self.probe(3)
         )
-        document = Document(id_="whole-doc", text="a document", metadata={"m": 1},
-                            embedding=self.probe(4))
+        document = Document(
+            id_="whole-doc", text="a document", metadata={"m": 1}, embedding=self.probe(4)
+        )
         vector_store.add([rich, index_node, document])
         got = vector_store.get_nodes(node_ids=["pointer", "rich", "whole-doc"])
         for actual, expected in zip(got, [index_node, rich, document]):
@@ -361,9 +370,7 @@ class LlamaIndexVectorStoreSuite:
     def test_add_with_existing_node_id_replaces_the_node(
         self, filled_store: BasePydanticVectorStore, corpus: list[TextNode]
     ) -> None:
-        replacement = corpus[3].model_copy(
-            update={"text": "rewritten", "embedding": self.probe(5)}
-        )
+        replacement = corpus[3].model_copy(update={"text": "rewritten", "embedding": self.probe(5)})
         filled_store.add([replacement])
         (got,) = filled_store.get_nodes(node_ids=[replacement.node_id])
         self.assert_same_node(got, replacement)
@@ -440,13 +447,17 @@ class LlamaIndexVectorStoreSuite:
         node_ids = [f"node-{i}" for i in range(0, CORPUS_SIZE, 2)]
         filters = MetadataFilters(filters=[_leaf("year", Op.GT, 1995)])
         result = filled_store.query(
-            self.query_for(query, CORPUS_SIZE, node_ids=node_ids, doc_ids=["doc-0", "doc-2"],
-                           filters=filters)
+            self.query_for(
+                query, CORPUS_SIZE, node_ids=node_ids, doc_ids=["doc-0", "doc-2"], filters=filters
+            )
         )
 
         def keep(node: TextNode) -> bool:
-            return (node.node_id in node_ids and node.ref_doc_id in ("doc-0", "doc-2")
-                    and reference_match(node.metadata, filters))
+            return (
+                node.node_id in node_ids
+                and node.ref_doc_id in ("doc-0", "doc-2")
+                and reference_match(node.metadata, filters)
+            )
 
         assert result.ids == self.oracle_ids(corpus, query, CORPUS_SIZE, keep)
 
@@ -475,8 +486,9 @@ class LlamaIndexVectorStoreSuite:
         expected = {n.node_id for n in corpus if reference_match(n.metadata, filters)}
         assert sorted(n.node_id for n in got) == sorted(expected)
 
-    @pytest.mark.parametrize("case", ["eq_string", "is_empty_none_blank_or_missing", "not",
-                                      "nested_or_of_and_and_not"])
+    @pytest.mark.parametrize(
+        "case", ["eq_string", "is_empty_none_blank_or_missing", "not", "nested_or_of_and_and_not"]
+    )
     def test_delete_nodes_with_filters_deletes_exactly_the_matching_nodes(
         self, filled_store: BasePydanticVectorStore, corpus: list[TextNode], case: str
     ) -> None:
@@ -544,9 +556,7 @@ class LlamaIndexVectorStoreSuite:
         filled_store.delete_nodes(node_ids=ids, filters=filters)
         gone = {n.node_id for n in corpus[:10] if reference_match(n.metadata, filters)}
         assert gone
-        assert {n.node_id for n in filled_store.get_nodes()} == {
-            n.node_id for n in corpus
-        } - gone
+        assert {n.node_id for n in filled_store.get_nodes()} == {n.node_id for n in corpus} - gone
 
     def test_delete_nodes_with_empty_id_list_deletes_nothing(
         self, filled_store: BasePydanticVectorStore
@@ -595,8 +605,11 @@ class LlamaIndexVectorStoreSuite:
         base = np.zeros(DIM)
         base[0] = 1.0
         nodes = [
-            TextNode(id_=f"copy-{i}", text=f"copy {i}",
-                     embedding=(base + 0.01 * i * np.eye(DIM)[1]).tolist())
+            TextNode(
+                id_=f"copy-{i}",
+                text=f"copy {i}",
+                embedding=(base + 0.01 * i * np.eye(DIM)[1]).tolist(),
+            )
             for i in range(3)
         ]
         other = base * 0.6 + np.eye(DIM)[2] * 0.8
@@ -631,12 +644,10 @@ class LlamaIndexVectorStoreSuite:
         assert await vector_store.async_add(corpus) == [n.node_id for n in corpus]
         query, filters = self.probe(), FILTER_CASES["nested_or_of_and_and_not"]
         result = await vector_store.aquery(self.query_for(query, 4, filters=filters))
-        keep = lambda n: reference_match(n.metadata, filters)  # noqa: E731
+        keep = lambda n: reference_match(n.metadata, filters)
         assert result.ids == self.oracle_ids(corpus, query, 4, keep)
 
-    async def test_aquery_mmr_matches_sync_mmr(
-        self, filled_store: BasePydanticVectorStore
-    ) -> None:
+    async def test_aquery_mmr_matches_sync_mmr(self, filled_store: BasePydanticVectorStore) -> None:
         query = self.query_for(self.probe(), 5, mode=VectorStoreQueryMode.MMR)
         sync = filled_store.query(query, mmr_threshold=0.4)
         asynchronous = await filled_store.aquery(query, mmr_threshold=0.4)
@@ -647,8 +658,12 @@ class LlamaIndexVectorStoreSuite:
         self, filled_store: BasePydanticVectorStore
     ) -> None:
         filters = FILTER_CASES["or"]
-        for kwargs in ({"node_ids": ["node-3", "node-1"]}, {"filters": filters},
-                       {"node_ids": ["node-3", "node-7"], "filters": filters}, {}):
+        for kwargs in (
+            {"node_ids": ["node-3", "node-1"]},
+            {"filters": filters},
+            {"node_ids": ["node-3", "node-7"], "filters": filters},
+            {},
+        ):
             sync = filled_store.get_nodes(**kwargs)
             asynchronous = await filled_store.aget_nodes(**kwargs)
             assert sorted(n.node_id for n in asynchronous) == sorted(n.node_id for n in sync)
@@ -668,7 +683,8 @@ class LlamaIndexVectorStoreSuite:
         await filled_store.adelete_nodes(filters=filters)
         left = {n.node_id for n in filled_store.get_nodes()}
         assert left == {
-            n.node_id for n in corpus
+            n.node_id
+            for n in corpus
             if n.node_id not in ("node-0", "node-2") and not reference_match(n.metadata, filters)
         }
 
@@ -717,7 +733,9 @@ class LlamaIndexVectorStoreSuite:
 
     @staticmethod
     def retrieved_doc_ids(index: VectorStoreIndex, text: str, k: int = 1) -> list[str]:
-        return [hit.node.ref_doc_id for hit in index.as_retriever(similarity_top_k=k).retrieve(text)]
+        return [
+            hit.node.ref_doc_id for hit in index.as_retriever(similarity_top_k=k).retrieve(text)
+        ]
 
     def test_retriever_over_index_finds_the_matching_document(
         self, index: VectorStoreIndex, documents: list[Document]
@@ -766,8 +784,9 @@ class LlamaIndexVectorStoreSuite:
     def test_refresh_ref_docs_updates_changed_and_skips_unchanged_documents(
         self, index: VectorStoreIndex, documents: list[Document]
     ) -> None:
-        changed = Document(id_="doc-1", text="Dogs fetch sticks in the park.",
-                           metadata=documents[1].metadata)
+        changed = Document(
+            id_="doc-1", text="Dogs fetch sticks in the park.", metadata=documents[1].metadata
+        )
         added = Document(id_="doc-9", text="Volcanoes erupt molten rock and ash.")
         assert index.refresh_ref_docs([documents[0], changed, added]) == [False, True, True]
         assert self.retrieved_doc_ids(index, changed.text) == ["doc-1"]
@@ -804,9 +823,7 @@ class LlamaIndexVectorStoreSuite:
         assert index.refresh_ref_docs(documents) == [False, False, True, False, False]
         assert self.retrieved_doc_ids(index, documents[2].text) == ["doc-2"]
 
-    async def test_async_index_insert_retrieve_and_delete(
-        self, index: VectorStoreIndex
-    ) -> None:
+    async def test_async_index_insert_retrieve_and_delete(self, index: VectorStoreIndex) -> None:
         extra = Document(id_="doc-async", text="Glaciers carve valleys over millennia.")
         await index.ainsert(extra)
         hits = await index.as_retriever(similarity_top_k=1).aretrieve(extra.text)

@@ -12,11 +12,11 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
-import pomaidb_core as pdb
 import pytest
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
@@ -27,10 +27,10 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryMode,
 )
-from llama_index.vector_stores.pomaidb import PomaiDBVectorStore
+from llama_index.vector_stores.pomaidb import PomaiDBVectorStore, codec
 from llama_index.vector_stores.pomaidb import base as store_module
-from llama_index.vector_stores.pomaidb import codec
 
+import pomaidb_core as pdb
 from tests.integrations.llamaindex_conformance import (
     DIM,
     HashEmbedding,
@@ -131,9 +131,8 @@ def test_bad_settings_are_rejected_before_opening(tmp_path: Path, kwargs: dict) 
 def test_path_and_db_are_mutually_exclusive(tmp_path: Path) -> None:
     with pytest.raises(pdb.InvalidArgumentError):
         PomaiDBVectorStore()
-    with pdb.open(str(tmp_path / "db")) as db:
-        with pytest.raises(pdb.InvalidArgumentError):
-            PomaiDBVectorStore(path=str(tmp_path / "db"), db=db)
+    with pdb.open(str(tmp_path / "db")) as db, pytest.raises(pdb.InvalidArgumentError):
+        PomaiDBVectorStore(path=str(tmp_path / "db"), db=db)
 
 
 def test_store_on_a_shared_db_leaves_it_open_on_close(tmp_path: Path) -> None:
@@ -150,13 +149,21 @@ def test_unsupported_query_modes_and_arguments_are_rejected(store: PomaiDBVector
         (VectorStoreQuery(query_embedding=vector(1), mode=VectorStoreQueryMode.HYBRID), {}),
         (VectorStoreQuery(query_embedding=None, similarity_top_k=1), {}),
         (VectorStoreQuery(query_embedding=vector(1), similarity_top_k=0), {}),
-        (VectorStoreQuery(query_embedding=vector(1), mode=VectorStoreQueryMode.MMR),
-         {"mmr_threshold": 1.5}),
-        (VectorStoreQuery(
-            query_embedding=vector(1),
-            filters=MetadataFilters(filters=[
-                MetadataFilter(key="k", operator=FilterOperator.IN, value="not a list")]),
-        ), {}),
+        (
+            VectorStoreQuery(query_embedding=vector(1), mode=VectorStoreQueryMode.MMR),
+            {"mmr_threshold": 1.5},
+        ),
+        (
+            VectorStoreQuery(
+                query_embedding=vector(1),
+                filters=MetadataFilters(
+                    filters=[
+                        MetadataFilter(key="k", operator=FilterOperator.IN, value="not a list")
+                    ]
+                ),
+            ),
+            {},
+        ),
     ]
     for query, kwargs in bad_queries:
         with pytest.raises(pdb.InvalidArgumentError):
@@ -186,8 +193,10 @@ def test_add_that_collides_with_another_node_raises_and_writes_nothing(
 ) -> None:
     store.add([TextNode(id_="seed", text="seed", embedding=vector(0))])
     put_foreign_record(store, "victim", holder="holder")
-    newcomers = [TextNode(id_="fine", text="f", embedding=vector(1)),
-                 TextNode(id_="victim", text="v", embedding=vector(2))]
+    newcomers = [
+        TextNode(id_="fine", text="f", embedding=vector(1)),
+        TextNode(id_="victim", text="v", embedding=vector(2)),
+    ]
     with pytest.raises(pdb.AlreadyExistsError, match="'holder'"):
         store.add(newcomers)
     assert sorted(n.node_id for n in store.get_nodes()) == ["holder", "seed"]
@@ -214,8 +223,10 @@ def test_two_node_ids_with_one_engine_id_in_a_batch_are_rejected(
     store: PomaiDBVectorStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(codec, "engine_id", lambda node_id: 42)
-    nodes = [TextNode(id_="x", text="x", embedding=vector(0)),
-             TextNode(id_="y", text="y", embedding=vector(1))]
+    nodes = [
+        TextNode(id_="x", text="x", embedding=vector(0)),
+        TextNode(id_="y", text="y", embedding=vector(1)),
+    ]
     with pytest.raises(pdb.InvalidArgumentError, match="same engine id"):
         store.add(nodes)
 
@@ -224,9 +235,7 @@ def test_two_node_ids_with_one_engine_id_in_a_batch_are_rejected(
 
 
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
-def test_similarities_are_the_documented_score_of_each_metric(
-    tmp_path: Path, metric: str
-) -> None:
+def test_similarities_are_the_documented_score_of_each_metric(tmp_path: Path, metric: str) -> None:
     nodes = corpus_nodes()
     query = np.asarray(vector(77), dtype=np.float64)
     with open_store(tmp_path / "db", metric=metric) as store:
@@ -238,7 +247,9 @@ def test_similarities_are_the_documented_score_of_each_metric(
         assert result.ids == [nodes[i].node_id for i in order]
         np.testing.assert_allclose(result.similarities, scores[order], rtol=1e-4, atol=1e-4)
         best = store.query(VectorStoreQuery(query_embedding=nodes[3].embedding))
-        expected_best = {"cosine": 1.0, "l2": 0.0}.get(metric, float(np.dot(*[nodes[3].embedding] * 2)))
+        expected_best = {"cosine": 1.0, "l2": 0.0}.get(
+            metric, float(np.dot(*[nodes[3].embedding] * 2))
+        )
         assert best.ids == ["node-3"]
         assert best.similarities[0] == pytest.approx(expected_best, abs=1e-4)
 
@@ -249,8 +260,19 @@ def test_similarities_are_the_documented_score_of_each_metric(
 class AsyncOnlyMembrane:
     """Wraps a membrane; any blocking method call fails the test."""
 
-    BLOCKING = {"put", "put_batch", "delete", "delete_batch", "delete_where", "get",
-                "get_batch", "exists", "count", "search", "search_batch"}
+    BLOCKING: ClassVar[set[str]] = {
+        "put",
+        "put_batch",
+        "delete",
+        "delete_batch",
+        "delete_where",
+        "get",
+        "get_batch",
+        "exists",
+        "count",
+        "search",
+        "search_batch",
+    }
 
     def __init__(self, membrane: Any) -> None:
         self._membrane = membrane
@@ -268,8 +290,9 @@ async def test_async_methods_use_only_the_engines_coroutines(store: PomaiDBVecto
     await store.async_add(nodes)
     result = await store.aquery(VectorStoreQuery(query_embedding=vector(5), similarity_top_k=3))
     assert len(result.ids) == 3
-    mmr = VectorStoreQuery(query_embedding=vector(5), similarity_top_k=3,
-                           mode=VectorStoreQueryMode.MMR)
+    mmr = VectorStoreQuery(
+        query_embedding=vector(5), similarity_top_k=3, mode=VectorStoreQueryMode.MMR
+    )
     assert len((await store.aquery(mmr, mmr_threshold=0.5)).ids) == 3
     assert len(await store.aget_nodes(node_ids=["node-1", "node-2"])) == 2
     await store.adelete_nodes(node_ids=["node-1"])
@@ -298,19 +321,28 @@ def test_index_reopened_in_a_new_process_retrieves_the_same_nodes(tmp_path: Path
     from llama_index.core import Document
 
     docs = [
-        Document(id_="wal", text="The write-ahead log is fsynced before acknowledging.",
-                 metadata={"kind": "storage"}),
+        Document(
+            id_="wal",
+            text="The write-ahead log is fsynced before acknowledging.",
+            metadata={"kind": "storage"},
+        ),
         Document(id_="cat", text="A cat naps in the afternoon sun.", metadata={"kind": "pets"}),
     ]
     with open_store(tmp_path / "db") as store:
         VectorStoreIndex.from_documents(
-            docs, storage_context=StorageContext.from_defaults(vector_store=store),
+            docs,
+            storage_context=StorageContext.from_defaults(vector_store=store),
             embed_model=HashEmbedding(),
         )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), *sys.path]))
     out = subprocess.run(
         [sys.executable, "-c", REOPEN_SCRIPT, str(tmp_path / "db"), docs[1].text],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     hits = json.loads(out.stdout.strip().splitlines()[-1])
@@ -336,7 +368,9 @@ def test_integration_is_a_namespace_package_beside_llama_index_core() -> None:
 
 def test_nodes_metadata_layout_keeps_user_keys_filterable() -> None:
     node = TextNode(
-        id_="n", text="t", metadata={"year": 2020, "nested": {"a": 1}, "ref_doc_id": "user"},
+        id_="n",
+        text="t",
+        metadata={"year": 2020, "nested": {"a": 1}, "ref_doc_id": "user"},
         relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="doc")},
     )
     stored = codec.encode_metadata(node)

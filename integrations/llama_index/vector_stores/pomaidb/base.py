@@ -15,10 +15,10 @@ out to every shard concurrently), so they never block the event loop.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, List, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-import pomaidb_core as pdb
 from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.schema import BaseNode
 from llama_index.core.vector_stores.types import (
@@ -28,6 +28,9 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
     VectorStoreQueryResult,
 )
+from typing_extensions import Self
+
+import pomaidb_core as pdb
 from pomaidb_core import InvalidArgumentError
 
 from .codec import (
@@ -71,10 +74,10 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
     stores_text: bool = True
     flat_metadata: bool = False
 
-    path: Optional[str] = None
+    path: str | None = None
     membrane: str = "llamaindex"
     metric: str = "cosine"
-    dim: Optional[int] = None
+    dim: int | None = None
     exact: bool = False
 
     _db: Any = PrivateAttr(default=None)
@@ -83,12 +86,12 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     def __init__(
         self,
-        path: Optional[str] = None,
+        path: str | None = None,
         membrane: str = "llamaindex",
         metric: str = "cosine",
-        dim: Optional[int] = None,
+        dim: int | None = None,
         *,
-        db: Optional[pdb.DB] = None,
+        db: pdb.DB | None = None,
         exact: bool = False,
         **db_options: Any,
     ) -> None:
@@ -122,15 +125,15 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         if self._owns_db and self._db is not None:
             self._db.close()
 
-    def __enter__(self) -> PomaiDBVectorStore:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- writes ---------------------------------------------------------------
 
-    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> List[str]:
+    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
         """Upsert `nodes` (each needs an embedding); returns their ids in order."""
         batch = unique_nodes(nodes)
         if not batch:
@@ -141,7 +144,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         membrane.put_batch(ids, vectors, metadatas)
         return [node.node_id for node in nodes]
 
-    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> List[str]:
+    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
         batch = unique_nodes(nodes)
         if not batch:
             return []
@@ -162,8 +165,8 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     def delete_nodes(
         self,
-        node_ids: Optional[List[str]] = None,
-        filters: Optional[MetadataFilters] = None,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
         **delete_kwargs: Any,
     ) -> None:
         """Delete the nodes named by `node_ids` that also match `filters`.
@@ -182,8 +185,8 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     async def adelete_nodes(
         self,
-        node_ids: Optional[List[str]] = None,
-        filters: Optional[MetadataFilters] = None,
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
         **delete_kwargs: Any,
     ) -> None:
         membrane, where = self._collection, to_engine_filter(filters)
@@ -208,9 +211,9 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     def get_nodes(
         self,
-        node_ids: Optional[List[str]] = None,
-        filters: Optional[MetadataFilters] = None,
-    ) -> List[BaseNode]:
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
         """Stored nodes, with their embeddings.
 
         `node_ids` (in that order, missing ones skipped) when given, else every
@@ -227,9 +230,9 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     async def aget_nodes(
         self,
-        node_ids: Optional[List[str]] = None,
-        filters: Optional[MetadataFilters] = None,
-    ) -> List[BaseNode]:
+        node_ids: list[str] | None = None,
+        filters: MetadataFilters | None = None,
+    ) -> list[BaseNode]:
         membrane, where = self._collection, to_engine_filter(filters)
         if membrane is None or node_ids == []:
             return []
@@ -330,7 +333,7 @@ class _QueryPlan:
         return [present[i][0] for i in order]
 
 
-def _mmr_threshold(query: VectorStoreQuery, kwargs: dict[str, Any]) -> Optional[float]:
+def _mmr_threshold(query: VectorStoreQuery, kwargs: dict[str, Any]) -> float | None:
     """lambda for an MMR query (keyword, then the query's field, then 0.5); None otherwise."""
     if query.mode == VectorStoreQueryMode.MMR:
         threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
@@ -388,33 +391,35 @@ def _nodes_holding(node_ids: Sequence[str], stored: Sequence[Any]) -> list[BaseN
     return nodes
 
 
-def _in_filter(key: str, values: Optional[List[str]]) -> Optional[EngineFilter]:
+def _in_filter(key: str, values: list[str] | None) -> EngineFilter | None:
     """Restrict `key` to `values`; None or [] restricts nothing (VectorIndexRetriever sends [])."""
     return {key: {"$in": list(values)}} if values else None
 
 
-def _node_id_filter(node_ids: Optional[List[str]]) -> Optional[EngineFilter]:
+def _node_id_filter(node_ids: list[str] | None) -> EngineFilter | None:
     """Restrict to `node_ids` exactly; only None restricts nothing."""
     return None if node_ids is None else {NODE_ID_KEY: {"$in": list(node_ids)}}
 
 
-def _deletes_anything(node_ids: Optional[List[str]], where: Optional[EngineFilter]) -> bool:
+def _deletes_anything(node_ids: list[str] | None, where: EngineFilter | None) -> bool:
     if node_ids is not None:
         return len(node_ids) > 0
     return where is not None
 
 
 def _validate_settings(
-    path: Optional[str],
-    db: Optional[Any],
+    path: str | None,
+    db: Any | None,
     metric: str,
-    dim: Optional[int],
+    dim: int | None,
     db_options: dict[str, Any],
 ) -> None:
     if (path is None) == (db is None):
         raise InvalidArgumentError("give exactly one of path= and db=")
     if db is not None and db_options:
-        raise InvalidArgumentError(f"db= is already open; options {sorted(db_options)} do not apply")
+        raise InvalidArgumentError(
+            f"db= is already open; options {sorted(db_options)} do not apply"
+        )
     if metric not in METRICS:
         raise InvalidArgumentError(f"metric must be one of {METRICS}, got {metric!r}")
     if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from llama_index.core.schema import (
@@ -36,6 +37,7 @@ from llama_index.core.schema import (
     Node,
     TextNode,
 )
+
 from pomaidb_core import AlreadyExistsError, CorruptionError, InvalidArgumentError
 
 NODE_ID_KEY = "_node_id"
@@ -72,7 +74,7 @@ def encode_metadata(node: BaseNode) -> dict[str, Any]:
     return filterable
 
 
-def decode_node(metadata: dict[str, Any], vector: Optional[np.ndarray] = None) -> BaseNode:
+def decode_node(metadata: dict[str, Any], vector: np.ndarray | None = None) -> BaseNode:
     """The node stored in a record's metadata, with `vector` as its embedding if given."""
     try:
         node_class = _NODE_CLASSES[metadata[NODE_TYPE_KEY]]
@@ -86,7 +88,7 @@ def decode_node(metadata: dict[str, Any], vector: Optional[np.ndarray] = None) -
     return node
 
 
-def stored_node_id(metadata: Optional[dict[str, Any]]) -> Optional[str]:
+def stored_node_id(metadata: dict[str, Any] | None) -> str | None:
     """The node id a record holds, or None for a record this store did not write."""
     if not metadata:
         return None
@@ -94,7 +96,7 @@ def stored_node_id(metadata: Optional[dict[str, Any]]) -> Optional[str]:
     return node_id if isinstance(node_id, str) else None
 
 
-def check_no_collisions(node_ids: Sequence[str], stored: Sequence[Optional[Any]]) -> None:
+def check_no_collisions(node_ids: Sequence[str], stored: Sequence[Any | None]) -> None:
     """Raise AlreadyExistsError if an engine id of `node_ids` belongs to another node.
 
     `stored[i]` is the live record (or None) at engine_id(node_ids[i]); a record

@@ -16,7 +16,7 @@ Semantics follow llama-index-core's reference evaluator
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from llama_index.core.vector_stores.types import (
     FilterCondition,
@@ -24,6 +24,7 @@ from llama_index.core.vector_stores.types import (
     MetadataFilter,
     MetadataFilters,
 )
+
 from pomaidb_core import InvalidArgumentError
 
 EngineFilter = dict[str, Any]
@@ -55,14 +56,14 @@ _TEXT_OPERATORS = (FilterOperator.TEXT_MATCH, FilterOperator.TEXT_MATCH_INSENSIT
 MATCH_NOTHING: EngineFilter = {"$not": {}}
 
 
-def to_engine_filter(filters: Optional[MetadataFilters]) -> Optional[EngineFilter]:
+def to_engine_filter(filters: MetadataFilters | None) -> EngineFilter | None:
     """The engine filter for `filters`, or None when they restrict nothing."""
     if filters is None:
         return None
     return _group(filters)
 
 
-def all_of(*parts: Optional[EngineFilter]) -> Optional[EngineFilter]:
+def all_of(*parts: EngineFilter | None) -> EngineFilter | None:
     """AND of the given filters, skipping None (no restriction)."""
     present = [part for part in parts if part is not None]
     if not present:
@@ -72,7 +73,7 @@ def all_of(*parts: Optional[EngineFilter]) -> Optional[EngineFilter]:
     return {"$and": present}
 
 
-def _group(filters: MetadataFilters) -> Optional[EngineFilter]:
+def _group(filters: MetadataFilters) -> EngineFilter | None:
     if not filters.filters:
         return None
     children = [_child(child) for child in filters.filters]
@@ -90,7 +91,7 @@ def _group(filters: MetadataFilters) -> Optional[EngineFilter]:
     raise InvalidArgumentError(f"unknown filter condition {condition!r}")
 
 
-def _child(child: Any) -> Optional[EngineFilter]:
+def _child(child: Any) -> EngineFilter | None:
     if isinstance(child, MetadataFilters):
         return _group(child)
     if isinstance(child, MetadataFilter):

@@ -14,6 +14,7 @@ Ties go to the earlier candidate, so the engine's order breaks them.
 from __future__ import annotations
 
 import numpy as np
+
 from pomaidb_core import InvalidArgumentError
 
 DEFAULT_MMR_THRESHOLD = 0.5  # llama-index-core's default lambda
