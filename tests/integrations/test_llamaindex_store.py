@@ -33,9 +33,11 @@ from llama_index.vector_stores.pomaidb import base as store_module
 import pomaidb_core as pdb
 from tests.integrations.llamaindex_conformance import (
     DIM,
+    FILTER_CASES,
     HashEmbedding,
     LlamaIndexVectorStoreSuite,
     corpus_nodes,
+    reference_match,
     similarity,
 )
 
@@ -252,6 +254,35 @@ def test_similarities_are_the_documented_score_of_each_metric(tmp_path: Path, me
         )
         assert best.ids == ["node-3"]
         assert best.similarities[0] == pytest.approx(expected_best, abs=1e-4)
+
+
+# -- segments, tombstones and compaction ----------------------------------------------------
+
+
+def test_queries_and_reads_over_segments_and_tombstones_match_the_oracle(
+    store: PomaiDBVectorStore,
+) -> None:
+    nodes = corpus_nodes()
+    store.add(nodes)
+    store.delete("doc-1")
+    store.client.freeze()
+    rewritten = nodes[0].model_copy(update={"text": "rewritten", "embedding": vector(50)})
+    store.add([rewritten])
+    store.client.compact()
+    live = [rewritten] + [n for n in nodes[1:] if n.ref_doc_id != "doc-1"]
+    query = np.asarray(vector(51), dtype=np.float64)
+    for name, filters in FILTER_CASES.items():
+        kept = [n for n in live if reference_match(n.metadata, filters)]
+        result = store.query(
+            VectorStoreQuery(query_embedding=query.tolist(), similarity_top_k=5, filters=filters)
+        )
+        scores = similarity("cosine", query, np.array([n.embedding for n in kept]).reshape(-1, DIM))
+        expected = [kept[i].node_id for i in np.argsort(-scores, kind="stable")[:5]]
+        assert result.ids == expected, name
+        got = store.get_nodes(filters=filters)
+        assert sorted(n.node_id for n in got) == sorted(n.node_id for n in kept), name
+    (node,) = store.get_nodes(node_ids=["node-0"])
+    assert node.text == "rewritten"
 
 
 # -- async never calls the blocking engine methods ---------------------------------------
