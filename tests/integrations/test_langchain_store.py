@@ -213,8 +213,11 @@ def test_callable_filter_selects_what_it_accepts_best_first(open_store):
     [{"rare": True}, lambda document: document.metadata["rare"]],
     ids=["dict", "callable"],
 )
-def test_a_selective_filter_returns_k_matches_whenever_k_exist(open_store, rare_filter):
+@pytest.mark.parametrize("frozen", [False, True], ids=["memtable", "segments"])
+def test_a_selective_filter_returns_k_matches_whenever_k_exist(open_store, rare_filter, frozen):
     store, *_ = filled(open_store, 600)  # six documents are rare
+    if frozen:
+        store.db.freeze()  # searched through WSBR, approximately
     four = store.similarity_search("w0", k=4, filter=rare_filter)
     assert len(four) == 4 and all(doc.metadata["rare"] for doc in four)
     every = store.similarity_search("w0", k=10, filter=rare_filter)
