@@ -9,7 +9,6 @@ process, and the namespace-package layout.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -334,11 +333,17 @@ async def test_async_methods_use_only_the_engines_coroutines(store: PomaiDBVecto
 
 # -- persistence across processes ----------------------------------------------------------
 
+# Runs outside the repository (cwd elsewhere, no PYTHONPATH change) so that it imports the
+# installed pomaidb, never the source tree; the suite module is loaded from its file.
 REOPEN_SCRIPT = """
-import json, sys
+import importlib.util, json, sys
 from llama_index.core import VectorStoreIndex
 from llama_index.vector_stores.pomaidb import PomaiDBVectorStore
-from tests.integrations.llamaindex_conformance import HashEmbedding
+
+spec = importlib.util.spec_from_file_location("llamaindex_conformance", sys.argv[3])
+suite = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(suite)
+HashEmbedding = suite.HashEmbedding
 
 store = PomaiDBVectorStore(path=sys.argv[1], shards=2)
 index = VectorStoreIndex.from_vector_store(store, embed_model=HashEmbedding())
@@ -365,11 +370,10 @@ def test_index_reopened_in_a_new_process_retrieves_the_same_nodes(tmp_path: Path
             storage_context=StorageContext.from_defaults(vector_store=store),
             embed_model=HashEmbedding(),
         )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), *sys.path]))
+    suite_file = Path(__file__).with_name("llamaindex_conformance.py")
     out = subprocess.run(
-        [sys.executable, "-c", REOPEN_SCRIPT, str(tmp_path / "db"), docs[1].text],
-        cwd=REPO_ROOT,
-        env=env,
+        [sys.executable, "-c", REOPEN_SCRIPT, str(tmp_path / "db"), docs[1].text, suite_file],
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=120,
