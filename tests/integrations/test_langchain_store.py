@@ -436,6 +436,7 @@ def test_from_texts_persists_and_a_new_process_reads_the_same_documents_and_scor
         docs = store.get_by_ids(["id-1", "id-2", "gone"])
     run = subprocess.run(
         [sys.executable, "-c", REOPEN_SCRIPT, str(path), "w3 w4"],
+        cwd=tmp_path,  # `-c` puts the working directory first on sys.path: not the source tree
         capture_output=True,
         text=True,
         check=True,
