@@ -1,0 +1,580 @@
+"""WSBR (WAL-Sketched Block Routing): PomaiDB's one ANN routing algorithm, per segment.
+
+Build (freeze and compaction, `build_index`):
+  The segment's rows are grouped into blocks of at most `block_size` similar rows (k-means
+  plus median splits, wsbr_build.py); the segment writer stores them block by block, so every
+  block is one contiguous row range. Routing works in the *routing space*: rows scaled to unit
+  length for "cosine", the rows as they are for "ip" and "l2". From a seeded sample it fits
+  `mu` (the mean) and a 64 x d ITQ projection; a row's 64-bit sketch has bit j set iff
+  `P_j . Q(x - mu) > 0`, and a block's signature is the bitwise majority of its rows' sketches
+  (bit set iff set in more than half of them). Each block also gets a centroid record: an
+  int8 direction and two f32 coefficients (see "Centroid scores").
+
+Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
+  1. the query's sketch, computed exactly as a row's (the same mu and projection);
+  2. every block ranked by (hamming(query sketch, block signature), block_id), ascending;
+  3. "literal" mode: the first T blocks are selected.
+     "shortlist" mode: the first T + W blocks are candidates; they are re-ranked by
+     (centroid score descending, hamming, block_id) and the first T are selected;
+  4. the selected blocks are scored exactly (kernels.topk over their row ranges).
+  With a mask (tombstones, shadowed rows, a filter), if the selected blocks hold fewer than
+  `need` allowed rows, T and W are doubled together and steps 3-4 repeated until they do or
+  every block is selected; `need` is k, or more when the filter is selective (see
+  `_allowed_rows_needed`). A filtered search therefore never returns fewer than k rows when k
+  rows are allowed. With T >= n_blocks every row is scored: the result equals exact search.
+
+Determinism: the query sketch and the centroid scores use only integer-valued float32
+arithmetic. `Q(v)` rounds v * (L / max|v|) to integers in [-L, L] (L = `quant_level(dim)`, at
+most 127), the projection and the centroid directions are stored as such integers, and
+dim * L^2 <= 2^24, so every partial sum of a dot product is an exactly representable integer
+and the result is the same whatever the BLAS, the summation order or the batch a query
+arrives in. Ties are broken by block id, so one sidecar gives one answer on every platform.
+
+Centroid scores: est_b(q) = alpha_b * (Q(q) . C_b) * g(q) + beta_b, estimating the best score
+of q in block b; c_b is the mean of the block's routing rows:
+  cosine: C_b = Q(c_b / |c_b|), alpha_b = max|c_b / |c_b|| / L, beta_b = 0, g = 1
+  ip:     as cosine, alpha_b also times the mean row norm of the block, g = 1
+  l2:     C_b = Q(c_b), alpha_b = 2 max|c_b| / L, beta_b = -|c_b|^2, g(q) = max|q| / L
+          (-|q - c_b|^2 up to the query's own constant).
+
+Sidecar file `<m>-<s>.wsbr` (version 1), little-endian:
+  header, 64 bytes:
+     0  4s   magic b"WSBR"
+     4  u16  version (1)
+     6  u16  header size (64)
+     8  u8   metric: 0 "ip", 1 "cosine", 2 "l2" (frozen values, never reused)
+     9  u8   quant level L, must equal quant_level(dim)
+    10  u16  zero
+    12  u32  dim
+    16  u64  n_rows (must equal the segment's)
+    24  u32  n_blocks (1 <= n_blocks <= n_rows, or 0 when n_rows is 0)
+    28  u32  block_size the blocks were built with
+    32  u32  default top_blocks
+    36  u32  default widen_blocks
+    40  u64  segment checksum (the segment file's data checksum; binds the pair)
+    48  u64  seed the projection and blocks were trained with
+    56  u32  payload CRC32C (every byte from offset 64 to the footer)
+    60  u32  header CRC32C (bytes 0..59)
+  payload, each section starting at a multiple of 8 (zero padding between):
+    mu             f32[dim]
+    projection     i8[64 * dim]             row j gives bit j
+    block_offsets  u64[n_blocks + 1]        0 = offsets[0] < ... < offsets[n_blocks] = n_rows
+    signatures     u64[n_blocks]
+    alpha          f32[n_blocks]
+    beta           f32[n_blocks]
+    centroids      i8[n_blocks * dim]
+  footer, 8 bytes: u32 n_blocks, 4s b"RBSW".
+A missing, truncated or damaged sidecar, or one that does not match its segment, raises
+CorruptionError: search never falls back to a full scan or another index.
+
+Defaults (`default_params`), from the measured study (../shared/research/wsbr-prototype.md)
+and bench_wsbr.py on real sentence embeddings: see `_AUTO_TABLE`.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from functools import cached_property
+
+import numpy as np
+
+from . import fs
+from .errors import CorruptionError, InvalidArgumentError
+from .kernels import crc32c, hamming64, topk
+from .options import IndexParams
+from .wsbr_build import form_blocks, itq_projection
+
+MAGIC = b"WSBR"
+FOOTER_MAGIC = b"RBSW"
+VERSION = 1
+SEED = 0x57534252  # "WSBR": the fixed seed of every sidecar's training
+SIGNATURE_BITS = 64
+MODES = ("shortlist", "literal")
+METRIC_CODES = {"ip": 0, "cosine": 1, "l2": 2}  # frozen: stored in sidecars
+
+_HEADER = struct.Struct("<4sHHBBHIQIIIIQQII")
+_FOOTER = struct.Struct("<I4s")
+_EXACT_SUM_LIMIT = 1 << 24  # float32 holds every integer up to here exactly
+_MAX_BLOCKS = 1 << 26  # keeps hamming * n_blocks + block_id inside 32 bits (see _rank_keys)
+_MAX_ROWS = (1 << 32) - 1  # row numbers fit the low half of a merge key (see _merge_topk)
+
+# (largest segment rows, block size, fraction of the blocks scored per query). Small segments
+# need small blocks to route well (the study: ten 10k segments at B=32 lose 5-8 points
+# against B=16); large ones need larger blocks to keep k-means training, the centroid table
+# and the per-block scoring overhead cheap. Fractions: measured on pypi-100k for recall@10 >=
+# 0.95 (bench_wsbr.py).
+_AUTO_TABLE = ((16_384, 16, 0.06), (65_536, 32, 0.07), (None, 64, 0.08))
+_AUTO_MIN_TOP = 8
+_AUTO_WIDEN_FACTOR = 7  # shortlist = top_blocks * (1 + factor)
+_GATHER_MAX_QUERIES = 4  # fewer queries than this: score only candidate centroids
+_GROUPED_MIN_QUERIES = 8  # at least this many queries: score block by block
+
+
+def quant_level(dim: int) -> int:
+    """The integer range [-L, L] of quantised vectors: the largest L <= 127 with dim*L^2 <= 2^24."""
+    return min(127, math.isqrt(_EXACT_SUM_LIMIT // max(dim, 1)))
+
+
+def quantize(rows: np.ndarray, level: int) -> np.ndarray:
+    """Each row scaled so its largest |component| is `level`, rounded: integer-valued float32."""
+    amax = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(len(rows), np.float32)
+    scale = np.zeros(len(rows), dtype=np.float32)
+    np.divide(np.float32(level), amax, out=scale, where=amax > 0)
+    return np.rint(rows * scale[:, None])
+
+
+def routing_rows(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """The rows routing works on: unit length for cosine (zero rows stay zero), else as given."""
+    if metric != "cosine":
+        return vectors
+    norms = np.sqrt((vectors * vectors).sum(axis=1))
+    inv = np.zeros_like(norms)
+    np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
+    return vectors * inv[:, None]
+
+
+def sketch_rows(rows: np.ndarray, metric: str, mu: np.ndarray, projection: np.ndarray,
+                level: int) -> np.ndarray:
+    """(m,) uint64 sketches: bit j set iff projection[j] . Q(routing(row) - mu) > 0 (exact)."""
+    exact = quantize(routing_rows(rows, metric) - mu, level) @ projection.T
+    return _pack_bits(exact > 0)
+
+
+def _pack_bits(bits: np.ndarray) -> np.ndarray:
+    """(m, 64) bool -> (m,) uint64 with bit j = bits[:, j]."""
+    return np.packbits(bits, axis=1, bitorder="little").view("<u8").ravel().astype(np.uint64)
+
+
+def default_params(n_rows: int) -> tuple[int, float]:
+    """(block_size, fraction of the blocks to score per query) for a segment of n_rows."""
+    for limit, size, fraction in _AUTO_TABLE:
+        if limit is None or n_rows <= limit:
+            return size, fraction
+    raise AssertionError("the last row of _AUTO_TABLE has no limit")
+
+
+class WsbrIndex:
+    """A segment's routing data: blocks, sketch projection, signatures and centroid table.
+
+    Immutable once built or read; safe to share between threads (the float copies made on
+    first use are pure functions of the stored arrays).
+    """
+
+    def __init__(self, *, metric: str, dim: int, n_rows: int, block_size: int, top_blocks: int,
+                 widen_blocks: int, seed: int, mu: np.ndarray, projection: np.ndarray,
+                 block_offsets: np.ndarray, signatures: np.ndarray, alpha: np.ndarray,
+                 beta: np.ndarray, centroids: np.ndarray) -> None:
+        self.metric = metric
+        self.dim = dim
+        self.n_rows = n_rows
+        self.n_blocks = len(block_offsets) - 1
+        self.block_size = block_size
+        self.top_blocks = top_blocks
+        self.widen_blocks = widen_blocks
+        self.seed = seed
+        self.level = quant_level(dim)
+        self.mu = mu
+        self.projection = projection
+        self.block_offsets = block_offsets
+        self.signatures = signatures
+        self.alpha = alpha
+        self.beta = beta
+        self.centroids = centroids
+
+    def default_top_blocks(self) -> int:
+        return self.top_blocks
+
+    def default_widen_blocks(self) -> int:
+        return self.widen_blocks
+
+    @cached_property
+    def block_sizes(self) -> np.ndarray:
+        return np.diff(self.block_offsets)
+
+    @cached_property
+    def block_ranges(self) -> np.ndarray:
+        """(n_blocks, 2) int64 [start, end) row range of every block."""
+        return np.ascontiguousarray(np.stack((self.block_offsets[:-1], self.block_offsets[1:]), 1))
+
+    @cached_property
+    def _projection_f32(self) -> np.ndarray:
+        return self.projection.astype(np.float32)
+
+    @cached_property
+    def _centroids_f32(self) -> np.ndarray:
+        return self.centroids.astype(np.float32)
+
+    def sketch(self, rows: np.ndarray) -> np.ndarray:
+        """64-bit sketches of (m, dim) float32 vectors (not yet in routing space)."""
+        return sketch_rows(rows, self.metric, self.mu, self._projection_f32, self.level)
+
+    def centroid_scores(self, queries: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+        """est (see the module docstring) of each query against each of its (q, c) blocks."""
+        q8 = quantize(queries, self.level)
+        if len(queries) < _GATHER_MAX_QUERIES:
+            dots = np.matmul(self._centroids_f32[blocks], q8[:, :, None])[:, :, 0]
+        else:
+            dots = np.take_along_axis(q8 @ self._centroids_f32.T, blocks, axis=1)
+        est = self.alpha[blocks] * dots
+        if self.metric == "l2":
+            gain = np.abs(queries).max(axis=1) / np.float32(self.level)
+            est = est * gain[:, None] + self.beta[blocks]
+        return est
+
+    # ------------------------------------------------------------------ serialisation
+
+    def to_bytes(self, segment_checksum: int) -> bytes:
+        sections = [self.mu.astype("<f4"), self.projection.astype(np.int8),
+                    self.block_offsets.astype("<u8"), self.signatures.astype("<u8"),
+                    self.alpha.astype("<f4"), self.beta.astype("<f4"),
+                    self.centroids.astype(np.int8)]
+        payload = bytearray()
+        for section in sections:
+            payload += section.tobytes()
+            payload += bytes(-len(payload) % 8)
+        head = _HEADER.pack(MAGIC, VERSION, _HEADER.size, METRIC_CODES[self.metric], self.level,
+                            0, self.dim, self.n_rows, self.n_blocks, self.block_size,
+                            self.top_blocks, self.widen_blocks, segment_checksum, self.seed,
+                            crc32c(payload), 0)[:60]
+        return head + struct.pack("<I", crc32c(head)) + bytes(payload) + _FOOTER.pack(
+            self.n_blocks, FOOTER_MAGIC)
+
+    @classmethod
+    def from_bytes(cls, data, *, n_rows: int, dim: int, segment_checksum: int) -> WsbrIndex:
+        """Parse and check a sidecar; any inconsistency raises CorruptionError."""
+        buf = memoryview(data).cast("B")
+        if len(buf) < _HEADER.size + _FOOTER.size:
+            raise CorruptionError(f"WSBR sidecar truncated: {len(buf)} bytes")
+        fields = _HEADER.unpack_from(buf, 0)
+        (magic, version, header_size, metric_code, level, zero, s_dim, s_rows, n_blocks,
+         block_size, top_blocks, widen_blocks, s_checksum, seed, payload_crc, header_crc) = fields
+        if magic != MAGIC:
+            raise CorruptionError(f"WSBR sidecar has bad magic {bytes(magic)!r}")
+        if crc32c(buf[:60]) != header_crc:
+            raise CorruptionError("WSBR sidecar header checksum mismatch")
+        if version != VERSION or header_size != _HEADER.size or zero != 0:
+            raise CorruptionError(f"WSBR sidecar version {version} is not supported")
+        metric = {code: name for name, code in METRIC_CODES.items()}.get(metric_code)
+        if metric is None or level != quant_level(s_dim):
+            raise CorruptionError("WSBR sidecar header has invalid fields")
+        if s_dim != dim or s_rows != n_rows or s_checksum != segment_checksum:
+            raise CorruptionError(
+                f"WSBR sidecar belongs to another segment (dim {s_dim}, rows {s_rows}, "
+                f"checksum {s_checksum:#x}; expected {dim}, {n_rows}, {segment_checksum:#x})")
+        if n_rows > _MAX_ROWS or n_blocks > n_rows or n_blocks >= _MAX_BLOCKS or (n_rows > 0) != (n_blocks > 0):
+            raise CorruptionError(f"WSBR sidecar has an impossible block count {n_blocks}")
+        layout, payload_size = _section_layout(dim, n_blocks)
+        end = _HEADER.size + payload_size
+        if len(buf) != end + _FOOTER.size:
+            raise CorruptionError(
+                f"WSBR sidecar is {len(buf)} bytes; its header implies {end + _FOOTER.size}")
+        if _FOOTER.unpack_from(buf, end) != (n_blocks, FOOTER_MAGIC):
+            raise CorruptionError("WSBR sidecar footer mismatch")
+        if crc32c(buf[_HEADER.size : end]) != payload_crc:
+            raise CorruptionError("WSBR sidecar payload checksum mismatch")
+        arrays = {name: np.frombuffer(buf, dtype=dtype, count=count, offset=_HEADER.size + off)
+                  for name, (off, dtype, count) in layout.items()}
+        offsets = arrays["block_offsets"].astype(np.int64)
+        if len(offsets) and (offsets[0] != 0 or offsets[-1] != n_rows
+                             or np.any(offsets[1:] <= offsets[:-1])):
+            raise CorruptionError("WSBR sidecar block offsets are not a partition of the rows")
+        return cls(metric=metric, dim=dim, n_rows=n_rows, block_size=block_size,
+                   top_blocks=top_blocks, widen_blocks=widen_blocks, seed=seed,
+                   mu=arrays["mu"], projection=arrays["projection"].reshape(SIGNATURE_BITS, dim),
+                   block_offsets=offsets, signatures=arrays["signatures"].astype(np.uint64),
+                   alpha=arrays["alpha"], beta=arrays["beta"],
+                   centroids=arrays["centroids"].reshape(n_blocks, dim))
+
+    def write(self, path: str, segment_checksum: int) -> None:
+        """Write to path + ".tmp", fsync, rename over path (the caller fsyncs the directory)."""
+        tmp = path + ".tmp"
+        fs.write_file(tmp, self.to_bytes(segment_checksum))
+        fs.rename(tmp, path)
+
+    @classmethod
+    def read(cls, path: str, *, n_rows: int, dim: int, segment_checksum: int) -> WsbrIndex:
+        if not fs.exists(path):
+            raise CorruptionError(f"WSBR sidecar {path} is missing")
+        try:
+            return cls.from_bytes(fs.read_file(path), n_rows=n_rows, dim=dim,
+                                  segment_checksum=segment_checksum)
+        except CorruptionError as exc:
+            raise CorruptionError(f"{path}: {exc}") from None
+
+
+def _section_layout(dim: int, n_blocks: int) -> tuple[dict, int]:
+    """({name: (offset from the payload start, dtype, count)}, payload size)."""
+    sections = (("mu", "<f4", dim), ("projection", np.int8, SIGNATURE_BITS * dim),
+                ("block_offsets", "<u8", n_blocks + 1), ("signatures", "<u8", n_blocks),
+                ("alpha", "<f4", n_blocks), ("beta", "<f4", n_blocks),
+                ("centroids", np.int8, n_blocks * dim))
+    layout: dict = {}
+    offset = 0
+    for name, dtype, count in sections:
+        layout[name] = (offset, dtype, count)
+        offset += np.dtype(dtype).itemsize * count
+        offset += -offset % 8
+    return layout, offset
+
+
+# ---------------------------------------------------------------------------- build
+
+
+def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[np.ndarray, WsbrIndex]:
+    """Blocks and routing data for a segment of (n, d) float32 rows in arrival order.
+
+    Returns (order, index): the segment must store row order[r] as its row r, which makes
+    every block the contiguous row range [block_offsets[b], block_offsets[b + 1]).
+    """
+    if metric not in METRIC_CODES:
+        raise InvalidArgumentError(f"metric must be one of {tuple(METRIC_CODES)}, got {metric!r}")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] < 1:
+        raise InvalidArgumentError(f"vectors must be (n, d) with d >= 1, got {vectors.shape}")
+    n, dim = vectors.shape
+    if n > _MAX_ROWS:
+        raise InvalidArgumentError(f"a segment holds at most {_MAX_ROWS} rows, got {n}")
+    auto_size, top_fraction = default_params(n)
+    block_size = params.wsbr_block_size or auto_size
+    rng = np.random.Generator(np.random.PCG64(SEED))
+    routing = routing_rows(vectors, metric)
+    blocks = form_blocks(routing, block_size, rng)
+    order = np.concatenate(blocks).astype(np.int64) if blocks else np.zeros(0, np.int64)
+    offsets = np.zeros(len(blocks) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in blocks], out=offsets[1:])
+    if n > 0:
+        mu, w = itq_projection(routing, SIGNATURE_BITS, rng)
+    else:
+        mu, w = np.zeros(dim, np.float32), np.zeros((SIGNATURE_BITS, dim), np.float32)
+    level = quant_level(dim)
+    projection = quantize(w, level)
+    n_blocks = len(blocks)
+    top = params.wsbr_top_blocks or max(_AUTO_MIN_TOP, math.ceil(top_fraction * n_blocks))
+    widen = params.wsbr_widen_blocks
+    if widen is None:
+        widen = _AUTO_WIDEN_FACTOR * top
+    ordered = vectors[order]
+    sketches = sketch_rows(ordered, metric, mu, projection, level)
+    alpha, beta, centroids = _centroid_table(routing[order], ordered, offsets, metric, level)
+    index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size, top_blocks=top,
+                      widen_blocks=widen, seed=SEED, mu=mu, projection=projection.astype(np.int8),
+                      block_offsets=offsets, signatures=_majority(sketches, offsets),
+                      alpha=alpha, beta=beta, centroids=centroids)
+    return order, index
+
+
+def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per block, bit j set iff it is set in more than half of the block's row sketches."""
+    if len(offsets) == 1:
+        return np.zeros(0, np.uint64)
+    bits = np.unpackbits(sketches.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    counts = np.add.reduceat(bits.astype(np.int32), offsets[:-1], axis=0)
+    return _pack_bits(2 * counts > np.diff(offsets)[:, None])
+
+
+def _centroid_table(routing: np.ndarray, raw: np.ndarray, offsets: np.ndarray, metric: str,
+                    level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alpha, beta, int8 centroids) per block; rows are already in block order."""
+    n_blocks = len(offsets) - 1
+    dim = routing.shape[1]
+    if n_blocks == 0:
+        return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.int8)
+    sizes = np.diff(offsets)[:, None]
+    means = (np.add.reduceat(routing, offsets[:-1], axis=0, dtype=np.float64) / sizes)
+    means = means.astype(np.float32)
+    beta = np.zeros(n_blocks, dtype=np.float32)
+    if metric == "l2":
+        direction = means
+        gain = np.float32(2.0)
+        beta = -np.einsum("ij,ij->i", means, means)
+    else:
+        direction = routing_rows(means, "cosine")
+        gain = np.float32(1.0)
+        if metric == "ip":
+            row_norms = np.sqrt(np.einsum("ij,ij->i", raw, raw, dtype=np.float64))
+            gain = (np.add.reduceat(row_norms, offsets[:-1]) / sizes[:, 0]).astype(np.float32)
+    amax = np.abs(direction).max(axis=1)
+    alpha = (gain * amax / np.float32(level)).astype(np.float32)
+    return alpha, beta.astype(np.float32), quantize(direction, level).astype(np.int8)
+
+
+# ---------------------------------------------------------------------------- search
+
+
+def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k: int,
+                   metric: str, *, mask: np.ndarray | None = None, top_blocks: int | None = None,
+                   widen_blocks: int | None = None,
+                   mode: str = "shortlist") -> tuple[np.ndarray, np.ndarray]:
+    """The k best allowed rows of one segment per query, routed by WSBR.
+
+    vectors: the segment's (n_rows, dim) float32 rows in block order. mask: (n_rows,) bool of
+    allowed rows, or None. Returns (scores (q, k) float32, rows (q, k) int64) like kernels.topk,
+    best first, padded with -inf / -1.
+    """
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InvalidArgumentError(f"k must be an int >= 1, got {k!r}")
+    if mode not in MODES:
+        raise InvalidArgumentError(f"mode must be one of {MODES}, got {mode!r}")
+    if metric != index.metric:
+        raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    if queries.ndim == 1:
+        queries = queries.reshape(1, -1)
+    if queries.ndim != 2 or queries.shape[1] != index.dim:
+        raise InvalidArgumentError(f"queries must be (q, {index.dim}), got {queries.shape}")
+    if vectors.shape != (index.n_rows, index.dim):
+        raise InvalidArgumentError(
+            f"vectors must be the segment's ({index.n_rows}, {index.dim}) rows, got {vectors.shape}")
+    top = index.default_top_blocks() if top_blocks is None else top_blocks
+    widen = index.default_widen_blocks() if widen_blocks is None else widen_blocks
+    if top < 1 or widen < 0:
+        raise InvalidArgumentError(f"need top_blocks >= 1 and widen_blocks >= 0, got {top}, {widen}")
+    if top >= index.n_blocks:
+        return topk(vectors, queries, k, metric, mask=mask)
+    allowed = _allowed_per_block(index, mask)
+    selected = _select_blocks(index, queries, top, widen if mode == "shortlist" else 0)
+    groups = _widen_for_mask(index, queries, selected, allowed, k, top, widen, mode)
+    return _score_selected(vectors, index, queries, groups, k, metric, mask)
+
+
+def _allowed_per_block(index: WsbrIndex, mask: np.ndarray | None) -> np.ndarray:
+    if mask is None:
+        return index.block_sizes
+    mask = np.asarray(mask)
+    if mask.shape != (index.n_rows,):
+        raise InvalidArgumentError(f"mask must have shape ({index.n_rows},), got {mask.shape}")
+    return np.add.reduceat(mask.astype(np.int64), index.block_offsets[:-1])
+
+
+def _smallest(keys: np.ndarray, count: int) -> np.ndarray:
+    """Column indices of the `count` smallest keys of each row, ascending by column.
+
+    Keys are unique within a row, so "at most the count-th smallest key" is exactly that set.
+    """
+    if count >= keys.shape[1]:
+        return np.broadcast_to(np.arange(keys.shape[1]), keys.shape).copy()
+    kth = np.partition(keys, count - 1, axis=1)[:, count - 1 : count]
+    return np.nonzero(keys <= kth)[1].reshape(len(keys), count)
+
+
+def _rank_keys(hamming: np.ndarray, blocks: np.ndarray, n_blocks: int) -> np.ndarray:
+    """uint32 keys ordering blocks by (hamming, block_id): hamming <= 64 and n_blocks < 2^26."""
+    return hamming * np.uint32(n_blocks) + blocks.astype(np.uint32)
+
+
+def _descending_float_key(values: np.ndarray) -> np.ndarray:
+    """uint64 whose ascending order is the float32 values' descending order (no NaN)."""
+    # + 0.0 turns -0.0 into +0.0: kernels.topk treats them as equal scores.
+    bits = np.ascontiguousarray(values + np.float32(0.0), dtype=np.float32).view(np.uint32)
+    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    return (~ascending).astype(np.uint64)
+
+
+def _select_blocks(index: WsbrIndex, queries: np.ndarray, top: int, widen: int) -> np.ndarray:
+    """(q, min(top, n_blocks)) selected block ids per query, in no particular order."""
+    nb = index.n_blocks
+    ids = np.arange(nb)
+    hamming = hamming64(index.signatures, index.sketch(queries))
+    keys = _rank_keys(hamming, ids[None, :], nb)
+    if widen == 0 or top >= nb:
+        return _smallest(keys, top)
+    candidates = _smallest(keys, top + widen)
+    est = index.centroid_scores(queries, candidates)
+    tie = np.take_along_axis(keys, candidates, axis=1).astype(np.uint64)
+    order = _smallest((_descending_float_key(est) << np.uint64(32)) | tie, top)
+    return np.take_along_axis(candidates, order, axis=1)
+
+
+def _allowed_rows_needed(allowed_total: int, k: int) -> int:
+    return min(allowed_total, k)
+
+
+def _widen_for_mask(index: WsbrIndex, queries: np.ndarray, selected: np.ndarray,
+                    allowed: np.ndarray, k: int, top: int, widen: int, mode: str) -> list[np.ndarray]:
+    """Per query, its blocks: `selected`, or a wider selection when too few rows are allowed."""
+    need = _allowed_rows_needed(int(allowed.sum()), k)
+    groups = list(selected)
+    short = np.nonzero(allowed[selected].sum(axis=1) < need)[0]
+    while len(short):
+        top, widen = 2 * top, 2 * widen
+        if top >= index.n_blocks:
+            everything = np.arange(index.n_blocks)
+            for i in short:
+                groups[i] = everything
+            break
+        wider = _select_blocks(index, queries[short], top, widen if mode == "shortlist" else 0)
+        for i, blocks in zip(short, wider):
+            groups[i] = blocks
+        short = short[allowed[wider].sum(axis=1) < need]
+    return groups
+
+
+def _score_selected(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray,
+                    groups: list[np.ndarray], k: int, metric: str,
+                    mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of each query over the row ranges of its blocks."""
+    if len(queries) < _GROUPED_MIN_QUERIES:
+        out_s = np.empty((len(queries), k), dtype=np.float32)
+        out_r = np.empty((len(queries), k), dtype=np.int64)
+        for i, blocks in enumerate(groups):
+            s, r = topk(vectors, queries[i : i + 1], k, metric, mask=mask,
+                        row_ranges=index.block_ranges[blocks])
+            out_s[i], out_r[i] = s[0], r[0]
+        return out_s, out_r
+    return _score_by_block(vectors, index, queries, groups, k, metric, mask)
+
+
+def _score_by_block(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray,
+                    groups: list[np.ndarray], k: int, metric: str,
+                    mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Many queries: each selected block is scored once for all queries that selected it
+    (the block stays in cache), then every query's per-block results are merged."""
+    lengths = np.array([len(g) for g in groups])
+    block_of = np.concatenate(groups)
+    by_block = np.argsort(block_of, kind="stable")
+    query_of = np.repeat(np.arange(len(groups)), lengths)[by_block]
+    slot_of = (np.arange(len(block_of)) - np.repeat(np.cumsum(lengths) - lengths, lengths))[by_block]
+    used, first = np.unique(block_of[by_block], return_index=True)
+    ranges = index.block_ranges
+    found = [topk(vectors, queries[qs], k, metric, mask=mask, row_ranges=ranges[b : b + 1])
+             for b, qs in zip(used.tolist(), np.split(query_of, first[1:]))]
+    width = int(lengths.max()) * k
+    cand_s = np.full((len(groups), width), -np.inf, dtype=np.float32)
+    cand_r = np.full((len(groups), width), -1, dtype=np.int64)
+    place = slot_of[:, None] * k + np.arange(k)
+    cand_s[query_of[:, None], place] = np.concatenate([s for s, _ in found])
+    cand_r[query_of[:, None], place] = np.concatenate([r for _, r in found])
+    return _merge_topk(cand_s, cand_r, k)
+
+
+def _merge_topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best of each row of candidates, ordered like kernels.topk (score desc, row asc).
+
+    Candidate rows are distinct within a query; padding is (-inf, -1).
+    """
+    if scores.shape[1] > k:
+        best = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
+        kth = np.take_along_axis(scores, best, axis=1).min(axis=1)
+        # A score equal to the k-th best may have been left out in favour of a higher row:
+        # redo those queries with the exact (score, row) order.
+        tied = np.nonzero(((scores >= kth[:, None]).sum(axis=1) > k) & (kth > -np.inf))[0]
+        for i in tied:
+            best[i] = _exact_best(scores[i], rows[i], k)
+        scores = np.take_along_axis(scores, best, axis=1)
+        rows = np.take_along_axis(rows, best, axis=1)
+    pad_key = np.where(rows < 0, np.iinfo(np.int64).max, rows)
+    order = np.lexsort((pad_key, -scores), axis=1)
+    out_s = np.take_along_axis(scores, order, axis=1)
+    out_r = np.take_along_axis(rows, order, axis=1)
+    if out_s.shape[1] < k:
+        pad = k - out_s.shape[1]
+        out_s = np.pad(out_s, ((0, 0), (0, pad)), constant_values=-np.inf)
+        out_r = np.pad(out_r, ((0, 0), (0, pad)), constant_values=-1)
+    return out_s, out_r
+
+
+def _exact_best(scores: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best of one query's candidates by (score desc, row asc)."""
+    pad_key = np.where(rows < 0, np.iinfo(np.int64).max, rows)
+    return np.lexsort((pad_key, -scores))[:k]

@@ -1,0 +1,188 @@
+"""WSBR training at freeze and compaction time: block formation and the ITQ sketch projection.
+
+Pure functions of a segment's routing-space rows (see wsbr.py) and a seeded numpy Generator;
+they write nothing and know no file format. Every random choice comes from the Generator, so
+the same rows and seed give the same blocks and projection on the same machine.
+
+Cost is what shapes this module: a freeze must build at >= 5,000 rows/s on one core, so flat
+k-means over all rows with k = n / block_size (O(n^2 d / B)) is out. Instead:
+
+1. PCA to `_KMEANS_DIMS` dimensions (randomised subspace iteration on a sample);
+2. Lloyd's k-means with k = ceil(n / block_size) in that space, trained on a sample of about
+   `_SAMPLE_PER_CLUSTER` rows per centroid (random distinct rows as the initial centroids,
+   empty clusters keep their old centroid), then every row assigned by one BLAS pass;
+3. `_REFINE_ROUNDS` rounds of Lloyd in the full space where a row may only move to one of the
+   `_REFINE_NEIGHBOURS` centroids nearest its current one (cheap; recovers most of the loss of
+   steps 1-2 against full flat k-means);
+4. clusters larger than block_size are cut at the median of their principal axis, recursively,
+   so no block exceeds block_size rows (blocks average about 0.65 block_size).
+
+Blocks are numbered cluster by cluster, so neighbouring block ids tend to be near each other
+in space and a query's selected blocks coalesce into fewer row ranges.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_KMEANS_DIMS = 128  # PCA dimensions k-means is trained and assigned in
+_KMEANS_ITERS = 10  # Lloyd iterations on the training sample
+_SAMPLE_PER_CLUSTER = 8  # training rows per centroid (the sample is at least _MIN_SAMPLE)
+_MIN_SAMPLE = 4096
+_REFINE_ROUNDS = 2
+_REFINE_NEIGHBOURS = 32
+_PCA_SAMPLE = 10_000  # rows the PCA and ITQ are fitted on
+_PCA_OVERSAMPLE = 16
+_PCA_POWER_ITERS = 4
+_ITQ_ITERS = 50
+_CHUNK_ROWS = 8192  # rows per BLAS call when assigning: bounds the (rows, k) distance buffer
+
+
+def sample_rows(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` distinct row indices (all of them, in order, when count >= n)."""
+    if count >= n:
+        return np.arange(n)
+    return np.sort(rng.choice(n, size=count, replace=False))
+
+
+def pca_basis(centred: np.ndarray, dims: int, rng: np.random.Generator) -> np.ndarray:
+    """(d, min(dims, d)) orthonormal basis of the top principal directions of `centred` rows.
+
+    Randomised subspace iteration: O(rows * d * dims) for any d, where an exact eigh of the
+    d x d covariance would cost O(d^3) (minutes at d = 3072).
+    """
+    d = centred.shape[1]
+    dims = min(dims, d)
+    width = min(d, dims + _PCA_OVERSAMPLE)
+    basis = np.linalg.qr(centred.T @ (centred @ rng.standard_normal((d, width)).astype(np.float32)))[0]
+    for _ in range(_PCA_POWER_ITERS):
+        basis = np.linalg.qr(centred.T @ (centred @ basis))[0]
+    small = centred @ basis  # (rows, width): the data in the found subspace
+    _, _, vt = np.linalg.svd(small, full_matrices=False)
+    return np.ascontiguousarray((basis @ vt.T)[:, :dims], dtype=np.float32)
+
+
+def itq_projection(routing: np.ndarray, bits: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(mu (d,), w (bits, d)) so that sign(w @ (x - mu)) is an ITQ code of x.
+
+    Iterative quantisation (Gong & Lazebnik): PCA to min(bits, d) dimensions, then the rotation
+    minimising the distance between the projected sample and its sign code. Rows of w beyond
+    the data's dimension are zero (their bit is always 0 and never affects a Hamming distance).
+    """
+    n, d = routing.shape
+    sample = routing[sample_rows(n, _PCA_SAMPLE, rng)]
+    mu = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+    centred = sample - mu
+    basis = pca_basis(centred, bits, rng)  # (d, m)
+    m = basis.shape[1]
+    projected = centred @ basis
+    rotation = np.linalg.qr(rng.standard_normal((m, m)))[0].astype(np.float32)
+    for _ in range(_ITQ_ITERS):
+        codes = np.where(projected @ rotation > 0, 1.0, -1.0).astype(np.float32)
+        u, _, vt = np.linalg.svd(projected.T @ codes)
+        rotation = (u @ vt).astype(np.float32)
+    w = np.zeros((bits, d), dtype=np.float32)
+    w[:m] = (basis @ rotation).T
+    return mu, w
+
+
+def _sq_norms(x: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", x, x)
+
+
+def assign_nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (L2) of every row; ties go to the lower index."""
+    c_norms = _sq_norms(centroids)
+    labels = np.empty(len(x), dtype=np.int64)
+    for start in range(0, len(x), _CHUNK_ROWS):
+        dist = x[start : start + _CHUNK_ROWS] @ centroids.T
+        dist *= -2.0
+        dist += c_norms
+        labels[start : start + _CHUNK_ROWS] = dist.argmin(axis=1)
+    return labels
+
+
+def cluster_means(x: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Mean of each cluster's rows; an empty cluster keeps its previous centroid."""
+    counts = np.bincount(labels, minlength=len(previous))
+    order = np.argsort(labels, kind="stable")
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    filled = counts > 0
+    means = previous.copy()
+    sums = np.add.reduceat(x[order], starts[filled], axis=0, dtype=np.float64)
+    means[filled] = (sums / counts[filled, None]).astype(np.float32)
+    return means
+
+
+def _lloyd(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centroids = x[sample_rows(len(x), k, rng)].copy()
+    for _ in range(_KMEANS_ITERS):
+        centroids = cluster_means(x, assign_nearest(x, centroids), centroids)
+    return centroids
+
+
+def _refine(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Lloyd rounds where a row may only move among its centroid's nearest centroids."""
+    centroids = cluster_means(x, labels, np.zeros((k, x.shape[1]), dtype=np.float32))
+    neighbours = min(_REFINE_NEIGHBOURS, k)
+    for _ in range(_REFINE_ROUNDS):
+        c_norms = _sq_norms(centroids)
+        between = c_norms[None, :] - 2.0 * (centroids @ centroids.T)
+        near = np.argpartition(between, neighbours - 1, axis=1)[:, :neighbours]
+        near.sort(axis=1)  # candidate order decides ties: keep it independent of argpartition
+        order = np.argsort(labels, kind="stable")
+        bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k))))
+        moved = labels.copy()
+        for c in np.nonzero(bounds[1:] > bounds[:-1])[0]:
+            rows = order[bounds[c] : bounds[c + 1]]
+            cand = near[c]
+            dist = c_norms[cand][None, :] - 2.0 * (x[rows] @ centroids[cand].T)
+            moved[rows] = cand[dist.argmin(axis=1)]
+        labels = moved
+        centroids = cluster_means(x, labels, centroids)
+    return labels
+
+
+def _split(x: np.ndarray, rows: np.ndarray, block_size: int, out: list[np.ndarray]) -> None:
+    """Cut `rows` at the median of their principal axis until no piece exceeds block_size."""
+    if len(rows) <= block_size:
+        out.append(np.sort(rows))
+        return
+    centred = x[rows] - x[rows].mean(axis=0)
+    axis = centred[np.argmax(_sq_norms(centred))].copy()
+    for _ in range(8):  # power iteration from the farthest row: enough to find a good cut
+        nxt = centred.T @ (centred @ axis)
+        norm = float(np.linalg.norm(nxt))
+        if norm == 0.0:
+            break
+        axis = nxt / norm
+    ranked = rows[np.argsort(centred @ axis, kind="stable")]
+    half = len(rows) // 2
+    _split(x, ranked[:half], block_size, out)
+    _split(x, ranked[half:], block_size, out)
+
+
+def form_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Partition rows 0..n-1 into blocks of at most block_size similar rows.
+
+    Returns the blocks in block-id order, each an ascending array of row indices.
+    """
+    n, d = routing.shape
+    if n == 0:
+        return []
+    k = -(-n // block_size)
+    if k == 1:
+        return [np.arange(n)]
+    sample = routing[sample_rows(n, max(_MIN_SAMPLE, _SAMPLE_PER_CLUSTER * k), rng)]
+    mu = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+    basis = pca_basis(sample - mu, _KMEANS_DIMS, rng)
+    reduced = (routing - mu) @ basis
+    labels = assign_nearest(reduced, _lloyd((sample - mu) @ basis, k, rng))
+    labels = _refine(routing, labels, k)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k))))
+    blocks: list[np.ndarray] = []
+    for c in range(k):
+        if bounds[c + 1] > bounds[c]:
+            _split(routing, order[bounds[c] : bounds[c + 1]], block_size, blocks)
+    return blocks

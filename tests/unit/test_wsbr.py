@@ -1,0 +1,284 @@
+"""WSBR: determinism, recall against numpy brute force, exactness, widening, fail-closed sidecars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pomaidb_core import fs, kernels, wsbr
+from pomaidb_core.errors import CorruptionError, InvalidArgumentError
+from pomaidb_core.options import IndexParams
+
+METRICS = ("cosine", "ip", "l2")
+
+
+def clustered(n: int, d: int, clusters: int, seed: int, spread: float = 0.35) -> np.ndarray:
+    """Gaussian blobs around random unit centres (what embeddings look like, roughly)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, d))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rows = centres[rng.integers(clusters, size=n)] + spread / np.sqrt(d) * rng.standard_normal((n, d))
+    return rows.astype(np.float32)
+
+
+def brute_force(vectors: np.ndarray, queries: np.ndarray, k: int, metric: str,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    """The numpy oracle: rows of the k best allowed scores (float64), best first."""
+    x, q = vectors.astype(np.float64), queries.astype(np.float64)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-300)
+    s = q @ x.T
+    if metric == "l2":
+        s = 2 * s - (x * x).sum(1)[None, :] - (q * q).sum(1)[:, None]
+    if mask is not None:
+        s[:, ~mask] = -np.inf
+    return np.argsort(-s, axis=1, kind="stable")[:, :k]
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def build(vectors: np.ndarray, metric: str, **params) -> tuple[np.ndarray, wsbr.WsbrIndex]:
+    """(rows in block order, index), as the segment writer stores them."""
+    order, index = wsbr.build_index(vectors, metric, IndexParams(**params))
+    return np.ascontiguousarray(vectors[order]), index
+
+
+@pytest.fixture(scope="module")
+def data():
+    base = clustered(6000, 24, 60, seed=1)
+    queries = clustered(64, 24, 60, seed=2)
+    return base, queries
+
+
+def test_same_rows_and_seed_give_byte_identical_sidecar_and_order(data):
+    base, _ = data
+    order_a, index_a = wsbr.build_index(base, "cosine", IndexParams())
+    order_b, index_b = wsbr.build_index(base.copy(), "cosine", IndexParams())
+    assert np.array_equal(order_a, order_b)
+    assert index_a.to_bytes(7) == index_b.to_bytes(7)
+
+
+def test_order_is_a_permutation_and_blocks_are_contiguous_row_ranges(data):
+    base, _ = data
+    order, index = wsbr.build_index(base, "l2", IndexParams(wsbr_block_size=32))
+    assert np.array_equal(np.sort(order), np.arange(len(base)))
+    offsets = index.block_offsets
+    assert offsets[0] == 0 and offsets[-1] == len(base) and index.n_blocks == len(offsets) - 1
+    assert np.all(np.diff(offsets) >= 1) and np.all(np.diff(offsets) <= 32)
+
+
+def test_query_gets_same_answer_alone_and_inside_any_batch(data):
+    base, queries = data
+    vectors, index = build(base, "cosine", wsbr_block_size=16)
+    batch = wsbr.search_segment(vectors, index, queries, 10, "cosine", top_blocks=20)
+    for i in (0, 5, 63):
+        alone = wsbr.search_segment(vectors, index, queries[i], 10, "cosine", top_blocks=20)
+        small = wsbr.search_segment(vectors, index, queries[i : i + 3], 10, "cosine", top_blocks=20)
+        for scores, rows in (alone, (small[0][:1], small[1][:1])):
+            assert np.array_equal(rows[0], batch[1][i])
+            assert np.array_equal(scores[0], batch[0][i])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_default_search_recall_on_clustered_data(data, metric):
+    base, queries = data
+    vectors, index = build(base, metric)
+    _, rows = wsbr.search_segment(vectors, index, queries, 10, metric)
+    assert recall(rows, brute_force(vectors, queries, 10, metric)) >= 0.9
+
+
+def test_shortlist_mode_beats_literal_mode_at_equal_scan(data):
+    base, queries = data
+    vectors, index = build(base, "cosine", wsbr_block_size=16)
+    truth = brute_force(vectors, queries, 10, "cosine")
+    found = {mode: wsbr.search_segment(vectors, index, queries, 10, "cosine", top_blocks=15,
+                                       widen_blocks=45, mode=mode)[1] for mode in wsbr.MODES}
+    assert recall(found["shortlist"], truth) > recall(found["literal"], truth)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_every_block_selected_equals_exact_search(data, metric):
+    base, queries = data
+    vectors, index = build(base, metric, wsbr_block_size=64)
+    mask = np.random.default_rng(3).random(len(base)) < 0.5
+    for m in (None, mask):
+        routed = wsbr.search_segment(vectors, index, queries, 10, metric, mask=m,
+                                     top_blocks=index.n_blocks)
+        exact = kernels.topk(vectors, queries, 10, metric, mask=m)
+        assert np.array_equal(routed[1], exact[1]) and np.array_equal(routed[0], exact[0])
+
+
+@pytest.mark.parametrize("n_queries", [1, 40])
+def test_selected_blocks_are_scored_exactly(data, n_queries):
+    """Per-query and block-grouped scoring both equal kernels.topk over the blocks' rows."""
+    base, queries = data
+    vectors, index = build(base, "ip", wsbr_block_size=32)
+    rng = np.random.default_rng(4)
+    groups = [rng.choice(index.n_blocks, size=rng.integers(1, 9), replace=False)
+              for _ in range(n_queries)]
+    mask = rng.random(len(base)) < 0.7
+    scores, rows = wsbr._score_selected(vectors, index, queries[:n_queries], groups, 10, "ip", mask)
+    for i, blocks in enumerate(groups):
+        ranges = index.block_ranges[blocks]
+        s, r = kernels.topk(vectors, queries[i], 10, "ip", mask=mask, row_ranges=ranges)
+        assert np.array_equal(rows[i], r[0]) and np.array_equal(scores[i], s[0])
+
+
+@pytest.mark.parametrize("n_queries", [1, 16])
+def test_selective_filter_still_returns_k_rows(data, n_queries):
+    base, queries = data
+    vectors, index = build(base, "cosine", wsbr_block_size=16)
+    rng = np.random.default_rng(5)
+    mask = np.zeros(len(base), dtype=bool)
+    mask[rng.choice(len(base), size=12, replace=False)] = True
+    scores, rows = wsbr.search_segment(vectors, index, queries[:n_queries], 10, "cosine",
+                                       mask=mask, top_blocks=2)
+    assert np.all(rows >= 0) and np.all(mask[rows])
+    exact = kernels.topk(vectors, queries[:n_queries], 10, "cosine", mask=mask)
+    assert recall(rows, exact[1]) > 0.5
+    few = wsbr.search_segment(vectors, index, queries[:n_queries], 20, "cosine", mask=mask,
+                              top_blocks=2)[1]
+    assert np.all((few >= 0).sum(axis=1) == 12)  # only 12 rows match: all of them, then padding
+
+
+def test_ten_percent_filter_keeps_recall(data):
+    base, queries = data
+    vectors, index = build(base, "cosine")
+    mask = np.arange(len(base)) % 10 == 3
+    _, rows = wsbr.search_segment(vectors, index, queries, 10, "cosine", mask=mask)
+    assert np.all(mask[rows])
+    assert recall(rows, brute_force(vectors, queries, 10, "cosine", mask)) >= 0.9
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize(("n", "d"), [(1, 1), (5, 3), (40, 17), (300, 97), (200, 1)])
+def test_awkward_shapes_build_and_search(metric, n, d):
+    rng = np.random.default_rng(n * 1000 + d)
+    base = rng.standard_normal((n, d)).astype(np.float32)
+    vectors, index = build(base, metric, wsbr_block_size=8)
+    queries = rng.standard_normal((3, d)).astype(np.float32)
+    k = min(5, n)
+    routed = wsbr.search_segment(vectors, index, queries, k, metric, top_blocks=index.n_blocks)
+    assert np.array_equal(routed[1], kernels.topk(vectors, queries, k, metric)[1])
+    scores, rows = wsbr.search_segment(vectors, index, queries, k, metric, top_blocks=1)
+    assert np.all(rows >= 0)  # widened until k rows were covered
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_duplicate_and_zero_vectors(metric):
+    rng = np.random.default_rng(6)
+    base = np.repeat(rng.standard_normal((4, 8)).astype(np.float32), 50, axis=0)
+    base[::7] = 0.0
+    vectors, index = build(base, metric, wsbr_block_size=16)
+    assert index.n_blocks >= 200 // 16
+    queries = np.vstack([base[:2], np.zeros((1, 8), np.float32)])
+    scores, rows = wsbr.search_segment(vectors, index, queries, 10, metric, top_blocks=3)
+    assert np.all(rows >= 0)
+    exact = kernels.topk(vectors, queries, 10, metric)
+    assert np.allclose(scores, exact[0], atol=1e-5)  # ties among duplicates may pick other rows
+
+
+def test_empty_segment():
+    vectors, index = build(np.zeros((0, 4), np.float32), "cosine")
+    assert index.n_blocks == 0
+    data = index.to_bytes(1)
+    again = wsbr.WsbrIndex.from_bytes(data, n_rows=0, dim=4, segment_checksum=1)
+    scores, rows = wsbr.search_segment(vectors, again, np.ones((2, 4), np.float32), 3, "cosine")
+    assert np.all(rows == -1) and np.all(np.isneginf(scores))
+
+
+def test_sidecar_round_trips_through_the_file_system(tmp_path, data):
+    base, queries = data
+    vectors, index = build(base, "l2")
+    path = str(tmp_path / "1-1.wsbr")
+    index.write(path, segment_checksum=0xDEADBEEF)
+    assert not fs.exists(path + ".tmp")
+    again = wsbr.WsbrIndex.read(path, n_rows=len(base), dim=base.shape[1],
+                                segment_checksum=0xDEADBEEF)
+    assert again.to_bytes(0xDEADBEEF) == index.to_bytes(0xDEADBEEF)
+    for mode in wsbr.MODES:
+        a = wsbr.search_segment(vectors, index, queries, 10, "l2", mode=mode)
+        b = wsbr.search_segment(vectors, again, queries, 10, "l2", mode=mode)
+        assert np.array_equal(a[1], b[1])
+    assert again.default_top_blocks() == index.default_top_blocks()
+    assert again.default_widen_blocks() == index.default_widen_blocks()
+
+
+def test_missing_sidecar_is_corruption(tmp_path):
+    with pytest.raises(CorruptionError):
+        wsbr.WsbrIndex.read(str(tmp_path / "nope.wsbr"), n_rows=1, dim=1, segment_checksum=0)
+
+
+@pytest.fixture(scope="module")
+def sidecar(data):
+    base, _ = data
+    _, index = wsbr.build_index(base[:500], "cosine", IndexParams(wsbr_block_size=16))
+    return index.to_bytes(42)
+
+
+def _read(data: bytes, n_rows: int = 500, dim: int = 24, checksum: int = 42) -> wsbr.WsbrIndex:
+    return wsbr.WsbrIndex.from_bytes(data, n_rows=n_rows, dim=dim, segment_checksum=checksum)
+
+
+def test_intact_sidecar_parses(sidecar):
+    assert _read(sidecar).n_blocks > 1
+
+
+@pytest.mark.parametrize("where", ["magic", "header", "crc", "payload", "offsets", "centroids",
+                                   "footer", "last"])
+def test_any_flipped_byte_is_corruption(sidecar, where):
+    n_blocks = _read(sidecar).n_blocks
+    layout, _ = wsbr._section_layout(24, n_blocks)
+    position = {"magic": 0, "header": 20, "crc": 58, "payload": 64 + 5,
+                "offsets": 64 + layout["block_offsets"][0] + 8,
+                "centroids": 64 + layout["centroids"][0] + 3, "footer": len(sidecar) - 6,
+                "last": len(sidecar) - 1}[where]
+    damaged = bytearray(sidecar)
+    damaged[position] ^= 0x40
+    with pytest.raises(CorruptionError):
+        _read(bytes(damaged))
+
+
+@pytest.mark.parametrize("size", [0, 10, 63, 64, 71, 1000, -1])
+def test_truncated_sidecar_is_corruption(sidecar, size):
+    with pytest.raises(CorruptionError):
+        _read(sidecar[:size])
+
+
+def test_trailing_garbage_is_corruption(sidecar):
+    with pytest.raises(CorruptionError):
+        _read(sidecar + b"\0" * 8)
+
+
+@pytest.mark.parametrize("field", ["n_rows", "dim", "checksum"])
+def test_sidecar_of_another_segment_is_corruption(sidecar, field):
+    wrong = {"n_rows": {"n_rows": 501}, "dim": {"dim": 25}, "checksum": {"checksum": 43}}[field]
+    with pytest.raises(CorruptionError):
+        _read(sidecar, **wrong)
+
+
+def test_forged_header_with_huge_block_count_is_rejected_before_allocating(sidecar):
+    """A header whose CRC was recomputed but whose lengths lie is still caught by size checks."""
+    damaged = bytearray(sidecar)
+    damaged[24:28] = (400).to_bytes(4, "little")  # n_blocks
+    damaged[60:64] = kernels.crc32c(bytes(damaged[:60])).to_bytes(4, "little")
+    with pytest.raises(CorruptionError):
+        _read(bytes(damaged))
+
+
+def test_bad_arguments_are_rejected(data):
+    base, queries = data
+    vectors, index = build(base[:200], "cosine")
+    with pytest.raises(InvalidArgumentError):
+        wsbr.search_segment(vectors, index, queries, 10, "l2")
+    with pytest.raises(InvalidArgumentError):
+        wsbr.search_segment(vectors, index, queries, 0, "cosine")
+    with pytest.raises(InvalidArgumentError):
+        wsbr.search_segment(vectors, index, queries, 10, "cosine", mode="fast")
+    with pytest.raises(InvalidArgumentError):
+        wsbr.search_segment(vectors, index, queries[:, :5], 10, "cosine")
+    with pytest.raises(InvalidArgumentError):
+        wsbr.build_index(base, "hamming", IndexParams())
