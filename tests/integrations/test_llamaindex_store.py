@@ -8,6 +8,7 @@ process, and the namespace-package layout.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -287,8 +288,11 @@ def test_queries_and_reads_over_segments_and_tombstones_match_the_oracle(
 # -- async never calls the blocking engine methods ---------------------------------------
 
 
-class AsyncOnlyMembrane:
-    """Wraps a membrane; any blocking method call fails the test."""
+class OffLoopOnly:
+    """Wraps an engine object; calling one of its blocking methods on the event loop fails.
+
+    The same call from a worker thread (asyncio.to_thread) is allowed: the loop stays free.
+    """
 
     BLOCKING: ClassVar[set[str]] = {
         "put",
@@ -302,33 +306,55 @@ class AsyncOnlyMembrane:
         "count",
         "search",
         "search_batch",
+        "scan",
+        "create_membrane",
+        "get_or_create_membrane",
+        "membrane",
+        "membranes",
     }
 
-    def __init__(self, membrane: Any) -> None:
-        self._membrane = membrane
+    def __init__(self, wrapped: Any) -> None:
+        self._wrapped = wrapped
 
     def __getattr__(self, name: str) -> Any:
-        if name in self.BLOCKING:
-            raise AssertionError(f"async path called blocking membrane.{name}")
-        return getattr(self._membrane, name)
+        attribute = getattr(self._wrapped, name)
+        if name not in self.BLOCKING:
+            return attribute
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if _on_event_loop():
+                raise AssertionError(f"blocking {name}() called on the event loop")
+            return attribute(*args, **kwargs)
+
+        return guarded
 
 
-async def test_async_methods_use_only_the_engines_coroutines(store: PomaiDBVectorStore) -> None:
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+async def test_async_methods_never_block_the_event_loop_on_the_engine(tmp_path: Path) -> None:
     nodes = corpus_nodes()
-    store.add(nodes[:1])
-    store._collection = AsyncOnlyMembrane(store._collection)
-    await store.async_add(nodes)
-    result = await store.aquery(VectorStoreQuery(query_embedding=vector(5), similarity_top_k=3))
-    assert len(result.ids) == 3
-    mmr = VectorStoreQuery(
-        query_embedding=vector(5), similarity_top_k=3, mode=VectorStoreQueryMode.MMR
-    )
-    assert len((await store.aquery(mmr, mmr_threshold=0.5)).ids) == 3
-    assert len(await store.aget_nodes(node_ids=["node-1", "node-2"])) == 2
-    await store.adelete_nodes(node_ids=["node-1"])
-    await store.adelete("doc-2")
-    await store.aclear()
-    assert await store._collection.acount() == 0
+    with open_store(tmp_path / "db") as store:
+        store._db = OffLoopOnly(store._db)
+        await store.async_add(nodes[:1])  # creates the membrane
+        store._collection = OffLoopOnly(store._collection)
+        await store.async_add(nodes)
+        query = VectorStoreQuery(query_embedding=vector(5), similarity_top_k=3)
+        assert len((await store.aquery(query)).ids) == 3
+        query.mode = VectorStoreQueryMode.MMR
+        assert len((await store.aquery(query, mmr_threshold=0.5)).ids) == 3
+        assert len(await store.aget_nodes(node_ids=["node-1", "node-2"])) == 2
+        assert len(await store.aget_nodes(filters=FILTER_CASES["eq_string"])) == 8
+        await store.adelete_nodes(node_ids=["node-1"])
+        await store.adelete_nodes(filters=FILTER_CASES["all_tags"])
+        await store.adelete("doc-2")
+        await store.aclear()
+        assert await store._collection.acount() == 0
 
 
 # -- persistence across processes ----------------------------------------------------------

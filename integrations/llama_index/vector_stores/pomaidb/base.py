@@ -149,7 +149,10 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         if not batch:
             return []
         ids, vectors, metadatas = _to_columns(batch)
-        membrane = self._membrane_for(vectors.shape[1])
+        membrane = self._collection
+        if membrane is None:
+            # Creating the membrane commits the manifest (fsyncs): off the event loop, once.
+            membrane = await asyncio.to_thread(self._membrane_for, vectors.shape[1])
         check_no_collisions([n.node_id for n in batch], await membrane.aget_batch(ids))
         await membrane.aput_batch(ids, vectors, metadatas)
         return [node.node_id for node in nodes]
