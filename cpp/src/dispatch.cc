@@ -3,16 +3,21 @@
 // under an OS that does not context-switch ZMM state would silently corrupt other threads.
 #include "pomaidb/dispatch.h"
 
-#include <cpuid.h>
-
 #include <atomic>
 #include <cstdint>
+
+#if defined(POMAIDB_X86_LEVELS)
+#include <cpuid.h>
+#endif
 
 namespace pomai {
 namespace {
 
 constexpr KernelTable kScalar{"scalar", scalar::dot_tile, scalar::l2sq_tile, scalar::hamming64,
                               scalar::crc32c};
+
+#if defined(POMAIDB_X86_LEVELS)
+
 constexpr KernelTable kAvx2{"avx2", avx2::dot_tile, avx2::l2sq_tile, avx2::hamming64,
                             avx2::crc32c};
 constexpr KernelTable kAvx512{"avx512", avx512::dot_tile, avx512::l2sq_tile, avx2::hamming64,
@@ -57,23 +62,27 @@ const Levels& machine_levels() {
   return levels;
 }
 
+#endif  // POMAIDB_X86_LEVELS; elsewhere (aarch64) the build has the scalar level only.
+
+// Supported levels, lowest first.
+std::vector<const KernelTable*> supported_tables() {
+  std::vector<const KernelTable*> tables{&kScalar};
+#if defined(POMAIDB_X86_LEVELS)
+  if (machine_levels().avx2) tables.push_back(&kAvx2);
+  if (machine_levels().avx512) tables.push_back(&kAvx512);
+#endif
+  return tables;
+}
+
 const KernelTable* find_supported(const std::string& name) {
-  const Levels& levels = machine_levels();
-  if (name == kScalar.name) return &kScalar;
-  if (name == kAvx2.name && levels.avx2) return &kAvx2;
-  if (name == kAvx512.name && levels.avx512) return &kAvx512;
+  for (const KernelTable* table : supported_tables()) {
+    if (name == table->name) return table;
+  }
   return nullptr;
 }
 
-const KernelTable* best_supported() {
-  const Levels& levels = machine_levels();
-  if (levels.avx512) return &kAvx512;
-  if (levels.avx2) return &kAvx2;
-  return &kScalar;
-}
-
 std::atomic<const KernelTable*>& active_slot() {
-  static std::atomic<const KernelTable*> slot{best_supported()};
+  static std::atomic<const KernelTable*> slot{supported_tables().back()};
   return slot;
 }
 
@@ -82,9 +91,8 @@ std::atomic<const KernelTable*>& active_slot() {
 const KernelTable& active_kernels() { return *active_slot().load(std::memory_order_acquire); }
 
 std::vector<std::string> supported_isas() {
-  std::vector<std::string> names{kScalar.name};
-  if (machine_levels().avx2) names.emplace_back(kAvx2.name);
-  if (machine_levels().avx512) names.emplace_back(kAvx512.name);
+  std::vector<std::string> names;
+  for (const KernelTable* table : supported_tables()) names.emplace_back(table->name);
   return names;
 }
 
