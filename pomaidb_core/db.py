@@ -133,7 +133,7 @@ class DB:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._opened else "new"
-        return f"DB({self.path!r}, shards={self.options.shards}, {state})"
+        return f"DB({self.path!r}, shards={len(self._shards) or self.options.shards}, {state})"
 
     # ------------------------------------------------------------------ membranes
 

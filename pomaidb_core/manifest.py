@@ -340,8 +340,12 @@ class ManifestStore:
         assert self._current is not None, "load_or_create() first"
         return self._current
 
-    def load_or_create(self, shards: int, create: bool) -> Manifest:
+    def load_or_create(self, shards: int | None, create: bool,
+                       default_shards: int = 4) -> Manifest:
         """Load the highest-numbered version; with `create`, also start and tidy the directory.
+
+        shards=None accepts whatever count the directory was created with (and
+        `default_shards` for a new one); an explicit count must match it.
 
         create=True is the single writer: it creates `MANIFEST-1` in an empty
         directory, then removes `.tmp` leftovers and superseded versions.
@@ -357,9 +361,9 @@ class ManifestStore:
             if manifest is None:
                 if not create:
                     raise NotFoundError(f"no PomaiDB database at {self.root} (no manifest)")
-                manifest = empty_manifest(shards)
+                manifest = empty_manifest(shards if shards is not None else default_shards)
                 self._write(manifest)
-            if manifest.shards != shards:
+            if shards is not None and manifest.shards != shards:
                 raise InvalidArgumentError(
                     f"{self.root} was created with {manifest.shards} shards; "
                     f"open it with shards={manifest.shards}"

@@ -65,7 +65,7 @@ class IndexParams:
 class Options:
     """How a DB is opened. Every field may also be passed to DB() as a keyword."""
 
-    shards: int = 4  # shard actors (threads); fixed when the directory is created
+    shards: int | None = None  # shard actors (threads); None = as created, 4 for a new directory
     sync: str = "batch"  # "always" | "batch" (group commit) | "never" (write(), no fsync)
     memtable_limit: int = 50_000  # records in a shard's active memtable before it is frozen
     memtable_limit_bytes: int = 256 << 20  # vector+metadata bytes before an automatic freeze
@@ -80,7 +80,8 @@ class Options:
     index: IndexParams = field(default_factory=IndexParams)  # default for new membranes
 
     def __post_init__(self) -> None:
-        _require_int("shards", self.shards, 1, 256)
+        if self.shards is not None:
+            _require_int("shards", self.shards, 1, 256)
         if self.sync not in SYNC_POLICIES:
             raise InvalidArgumentError(f"sync must be one of {SYNC_POLICIES}, got {self.sync!r}")
         _require_int("memtable_limit", self.memtable_limit, 1)

@@ -288,3 +288,13 @@ def test_threads_writing_and_searching_end_equal_to_oracle(tmp_path):
         assert m.count() == len(oracle.rows)
         query = rng.standard_normal(6).astype(np.float32)
         assert_same_ranking(m.search(query, k=20, exact=True), oracle.search(query, 20))
+
+
+def test_reopen_without_shards_uses_the_count_it_was_created_with(tmp_path):
+    with pdb.open(tmp_path / "db", shards=3) as db:
+        db.create_membrane("m", dim=1).put_batch(range(30), np.ones((30, 1)))
+    with pdb.open(tmp_path / "db") as db:
+        assert db.stats()["shards"] == 3
+        assert db.membrane("m").count() == 30
+    with pdb.open(tmp_path / "new") as db:
+        assert db.stats()["shards"] == 4
