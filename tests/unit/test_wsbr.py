@@ -70,11 +70,13 @@ def test_order_is_a_permutation_and_blocks_are_contiguous_row_ranges(data):
     assert np.all(np.diff(offsets) >= 1) and np.all(np.diff(offsets) <= 32)
 
 
-def test_query_gets_same_answer_alone_and_inside_any_batch(data):
+def test_query_gets_same_blocks_and_answer_alone_and_inside_any_batch(data):
     base, queries = data
     vectors, index = build(base, "cosine", wsbr_block_size=16)
+    blocks = wsbr.route(index, queries, 10, top_blocks=20)
     batch = wsbr.search_segment(vectors, index, queries, 10, "cosine", top_blocks=20)
     for i in (0, 5, 63):
+        assert np.array_equal(wsbr.route(index, queries[i], 10, top_blocks=20)[0], blocks[i])
         alone = wsbr.search_segment(vectors, index, queries[i], 10, "cosine", top_blocks=20)
         small = wsbr.search_segment(vectors, index, queries[i : i + 3], 10, "cosine", top_blocks=20)
         for scores, rows in (alone, (small[0][:1], small[1][:1])):
@@ -128,20 +130,31 @@ def test_selected_blocks_are_scored_exactly(data, n_queries):
 
 
 @pytest.mark.parametrize("n_queries", [1, 16])
-def test_selective_filter_still_returns_k_rows(data, n_queries):
+def test_selective_filter_widens_until_k_rows_are_covered(data, n_queries):
     base, queries = data
     vectors, index = build(base, "cosine", wsbr_block_size=16)
-    rng = np.random.default_rng(5)
     mask = np.zeros(len(base), dtype=bool)
-    mask[rng.choice(len(base), size=12, replace=False)] = True
+    mask[np.random.default_rng(5).choice(len(base), size=60, replace=False)] = True
+    scanned = wsbr.route(index, queries[:n_queries], 10, mask=mask, top_blocks=1)
+    for blocks in scanned:
+        assert mask[np.concatenate([np.arange(*index.block_ranges[b]) for b in blocks])].sum() >= 10
+        assert len(blocks) < index.n_blocks  # widened, not a full scan
     scores, rows = wsbr.search_segment(vectors, index, queries[:n_queries], 10, "cosine",
-                                       mask=mask, top_blocks=2)
+                                       mask=mask, top_blocks=1)
     assert np.all(rows >= 0) and np.all(mask[rows])
-    exact = kernels.topk(vectors, queries[:n_queries], 10, "cosine", mask=mask)
-    assert recall(rows, exact[1]) > 0.5
-    few = wsbr.search_segment(vectors, index, queries[:n_queries], 20, "cosine", mask=mask,
-                              top_blocks=2)[1]
-    assert np.all((few >= 0).sum(axis=1) == 12)  # only 12 rows match: all of them, then padding
+
+
+@pytest.mark.parametrize("n_queries", [1, 16])
+def test_filter_matching_fewer_than_k_rows_returns_all_of_them(data, n_queries):
+    base, queries = data
+    vectors, index = build(base, "cosine", wsbr_block_size=16)
+    mask = np.zeros(len(base), dtype=bool)
+    mask[np.random.default_rng(6).choice(len(base), size=12, replace=False)] = True
+    scores, rows = wsbr.search_segment(vectors, index, queries[:n_queries], 20, "cosine",
+                                       mask=mask, top_blocks=2)
+    exact = kernels.topk(vectors, queries[:n_queries], 20, "cosine", mask=mask)
+    assert np.array_equal(rows, exact[1]) and np.array_equal(scores, exact[0])
+    assert np.all((rows >= 0).sum(axis=1) == 12)
 
 
 def test_ten_percent_filter_keeps_recall(data):
