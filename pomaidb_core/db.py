@@ -27,7 +27,7 @@ from .errors import (
     PomaiError,
     ReadOnlyError,
 )
-from .mailbox import Command
+from .mailbox import Command, Reply
 from .manifest import Manifest, ManifestStore, MembraneMeta, read_manifest
 from .membrane import Membrane
 from .options import METRICS, IndexParams, Options
@@ -266,9 +266,10 @@ class DB:
     def shard_count(self) -> int:
         return len(self._shards)
 
-    def submit(self, shard: int, kind: str, *args: Any) -> Future:
+    def submit(self, shard: int, kind: str, *args: Any) -> Reply:
+        """Queue a command for a blocking caller; `.result()` once to wait for it."""
         self._require_open()
-        command = Command(kind, args)
+        command = Command(kind, args, Reply())
         self._shards[shard].mailbox.put(command)
         return command.future
 

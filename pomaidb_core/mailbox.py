@@ -9,8 +9,9 @@ never wait on itself.
 
 from __future__ import annotations
 
+import _thread
+import queue
 import threading
-from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,60 +19,118 @@ from typing import Any
 from .errors import ClosedError
 
 
+class Reply:
+    """A one-shot result for one blocking caller: a bare lock, far cheaper than a Future.
+
+    Same surface as concurrent.futures.Future for what the shard uses (set_result,
+    set_exception, done) and for the caller (result, called exactly once).
+    """
+
+    __slots__ = ("_lock", "_value", "_error", "_done")
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()
+        self._lock.acquire()
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, value: Any) -> None:
+        if self._done:
+            return
+        self._value = value
+        self._done = True
+        self._lock.release()
+
+    def set_exception(self, error: BaseException) -> None:
+        if self._done:
+            return
+        self._error = error
+        self._done = True
+        self._lock.release()
+
+    def result(self) -> Any:
+        self._lock.acquire()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
 @dataclass(slots=True)
 class Command:
     kind: str
     args: tuple
-    future: Future = field(default_factory=Future)
+    future: Future | Reply = field(default_factory=Future)
 
 
 class Mailbox:
+    """SimpleQueue (C, lock-free for the common case) plus a bound checked by producers.
+
+    The bound is enforced on the slow path only: a producer that finds the queue
+    full waits on a condition that the consumer signals after each drain.
+    """
+
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._queue: deque[Command] = deque()
-        self._lock = threading.Lock()
-        self._not_empty = threading.Condition(self._lock)
-        self._not_full = threading.Condition(self._lock)
+        self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
+        self._space = threading.Condition()
+        self._waiting = 0  # producers blocked on a full mailbox
         self._closed = False
 
     def put(self, command: Command, block: bool = True) -> bool:
         """Queue a command, waiting while full (block) or returning False (not block)."""
-        with self._lock:
-            while len(self._queue) >= self._capacity and not self._closed:
+        if self._queue.qsize() >= self._capacity and not self._wait_for_space(block):
+            return False
+        if self._closed:
+            raise ClosedError("the database is closed")
+        self._queue.put(command)
+        if self._closed:  # closed while we queued: nobody will run it
+            resolve(command.future, error=ClosedError("the database is closed"))
+        return True
+
+    def _wait_for_space(self, block: bool) -> bool:
+        with self._space:
+            while self._queue.qsize() >= self._capacity and not self._closed:
                 if not block:
                     return False
-                self._not_full.wait()
-            if self._closed:
-                raise ClosedError("the database is closed")
-            self._queue.append(command)
-            self._not_empty.notify()
-            return True
+                self._waiting += 1
+                try:
+                    self._space.wait(0.05)  # the timeout covers a notify that raced ahead
+                finally:
+                    self._waiting -= 1
+        return True
 
     def put_internal(self, command: Command) -> None:
-        with self._lock:
-            self._queue.append(command)
-            self._not_empty.notify()
+        self._queue.put(command)
 
-    def drain(self, limit: int, timeout: float | None = None) -> list[Command]:
-        """Up to `limit` commands, waiting for at least one (or the timeout)."""
-        with self._lock:
-            if not self._queue:
-                self._not_empty.wait(timeout)
-            count = min(limit, len(self._queue))
-            batch = [self._queue.popleft() for _ in range(count)]
-            if batch:
-                self._not_full.notify_all()
-            return batch
+    def drain(self, limit: int) -> list[Command]:
+        """Up to `limit` commands, waiting for at least one."""
+        batch = [self._queue.get()]
+        while len(batch) < limit:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        if self._waiting:
+            with self._space:
+                self._space.notify_all()
+        return batch
 
     def close(self) -> list[Command]:
         """Refuse new commands; returns those still queued (the caller fails them)."""
-        with self._lock:
-            self._closed = True
-            leftover = list(self._queue)
-            self._queue.clear()
-            self._not_full.notify_all()
-            self._not_empty.notify_all()
-            return leftover
+        self._closed = True
+        leftover = []
+        while True:
+            try:
+                leftover.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        with self._space:
+            self._space.notify_all()
+        return leftover
 
 
 def resolve(future: Future, value: Any = None, error: BaseException | None = None) -> None:

@@ -70,11 +70,20 @@ class Membrane:
             commands.append((shard, (part, records.encode_put(part))))
         return commands
 
+    def _single_put(self, id: Any, vector: Any, metadata: Any) -> tuple[int, tuple]:
+        """The one-record write path, without the batch machinery (no extra vector copies)."""
+        self._db._require_writable()
+        key = records.check_id(id)
+        matrix = records.check_vectors(vector, self.dim, single=True)[None, :]
+        meta, blob = records.check_metadata(metadata, self._db.options.max_metadata_bytes)
+        batch = records.PutBatch(self.meta.membrane_id, np.array([key], dtype=np.uint64), matrix,
+                                 [meta], [blob])
+        return routing.shard_of(key, self._db.shard_count), (batch, records.encode_put(batch))
+
     def put(self, id: int, vector: Any, metadata: dict | None = None) -> None:
         """Upsert one record; returns once its WAL append is done (and synced, per `sync`)."""
-        key = records.check_id(id)
-        records.check_vectors(vector, self.dim, single=True)
-        self.put_batch([key], np.asarray(vector)[None, :], [metadata])
+        shard, args = self._single_put(id, vector, metadata)
+        self._db.call(shard, "put", *args)
 
     def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
         """Upsert many; the last occurrence of a repeated id wins."""
@@ -175,9 +184,8 @@ class Membrane:
     # ------------------------------------------------------------------ async twins
 
     async def aput(self, id: int, vector: Any, metadata: dict | None = None) -> None:
-        key = records.check_id(id)
-        records.check_vectors(vector, self.dim, single=True)
-        await self.aput_batch([key], np.asarray(vector)[None, :], [metadata])
+        shard, args = self._single_put(id, vector, metadata)
+        await self._db.acall(shard, "put", *args)
 
     async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
         commands = self._put_commands(ids, vectors, metadatas)
