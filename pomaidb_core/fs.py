@@ -193,11 +193,17 @@ def fsync_dir(path: str) -> None:
 
 
 def makedirs(path: str, mode: int = DIR_MODE) -> None:
+    """Create `path` and any missing parents, each with `mode` (os.makedirs gives parents the umask's)."""
     if os.path.isdir(path):
         return
+    parent = os.path.dirname(os.path.abspath(path))
+    if parent != path:
+        makedirs(parent, mode)
     try:
         _step("mkdir", path)
-        os.makedirs(path, mode=mode, exist_ok=True)
+        os.mkdir(path, mode)
+    except FileExistsError:
+        pass
     except OSError as exc:
         raise _storage_error("mkdir", path, exc) from exc
 

@@ -1,0 +1,186 @@
+"""Freeze, manifest, reopen and compaction: the persistence contract of issue 3."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+import pomaidb_core as pdb
+from pomaidb_core import filenames
+
+
+def _fill(m, n, dim, seed=0, start=0):
+    vectors = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    m.put_batch(range(start, start + n), vectors, [{"i": start + i} for i in range(n)])
+    return vectors
+
+
+def _files(path, suffix):
+    return sorted(p for p in path.rglob(f"*{suffix}"))
+
+
+def test_freeze_writes_segments_and_sidecars_and_resets_the_wal(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=2, auto_freeze=False) as db:
+        m = db.create_membrane("m", dim=8)
+        _fill(m, 500, 8)
+        wal_before = sum(p.stat().st_size for p in _files(path, ".wal"))
+        db.freeze()
+        wal_after = sum(p.stat().st_size for p in _files(path, ".wal"))
+        segs, sidecars = _files(path, ".seg"), _files(path, ".wsbr")
+        assert len(segs) == 2 and len(sidecars) == 2
+        assert wal_after < wal_before / 10
+        stats = db.stats()["membranes"]["m"]
+        assert stats["segments"] == 2 and stats["memtable_records"] == 0 and stats["records"] == 500
+    with pdb.open(path) as db:
+        assert db.membrane("m").count() == 500
+
+
+def test_tombstone_in_newer_segment_hides_older_put(tmp_path):
+    with pdb.open(tmp_path / "db", shards=1, auto_freeze=False, auto_compact=False) as db:
+        m = db.create_membrane("m", dim=4)
+        vectors = _fill(m, 50, 4)
+        db.freeze()
+        assert m.delete(7)
+        db.freeze()
+        m.put(8, vectors[8] * 2, {"new": True})
+        assert m.get(7) is None and not m.exists(7)
+        assert m.get(8).metadata == {"new": True}
+        assert 7 not in {h.id for h in m.search(vectors[7], k=50, exact=True)}
+        assert 7 not in {r.id for r in m.scan()}
+        assert m.count() == 49
+
+
+def test_compaction_merges_segments_and_drops_dead_rows(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=1, auto_freeze=False, auto_compact=False) as db:
+        m = db.create_membrane("m", dim=4)
+        for round_ in range(4):
+            _fill(m, 100, 4, seed=round_, start=round_ * 50)  # overlapping ids: overwrites
+            m.delete_batch(range(round_ * 50, round_ * 50 + 10))
+            db.freeze()
+        before = {r.id: r for r in m.scan()}
+        query = np.ones(4, dtype=np.float32)
+        hits_before = m.search(query, k=20, exact=True)
+        assert db.stats()["membranes"]["m"]["segments"] == 4
+        db.compact()
+        stats = db.stats()["membranes"]["m"]
+        assert stats["segments"] == 1 and stats["segment_rows"] == len(before)
+        assert {r.id: r for r in m.scan()} == before
+        assert m.search(query, k=20, exact=True) == hits_before
+    with pdb.open(path) as db:
+        assert db.membrane("m").count() == len(before)
+        assert len(_files(path, ".seg")) == 1
+
+
+def test_automatic_compaction_bounds_the_number_of_segments(tmp_path):
+    with pdb.open(tmp_path / "db", shards=1, memtable_limit=40, compaction_trigger=3) as db:
+        m = db.create_membrane("m", dim=4)
+        for start in range(0, 1000, 20):
+            _fill(m, 20, 4, seed=start, start=start)
+        db.freeze()
+        # Compaction runs in the background; once it is idle fewer than `trigger` remain.
+        deadline = time.monotonic() + 60
+        while db.stats()["membranes"]["m"]["segments"] >= 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert db.stats()["membranes"]["m"]["segments"] < 3
+        assert m.count() == 1000
+
+
+def test_scan_started_before_compaction_finishes_on_its_files(tmp_path):
+    with pdb.open(tmp_path / "db", shards=1, auto_freeze=False, auto_compact=False) as db:
+        m = db.create_membrane("m", dim=4)
+        for round_ in range(3):
+            _fill(m, 100, 4, seed=round_, start=round_ * 100)
+            db.freeze()
+        scan = m.scan()
+        first = next(scan)
+        db.compact()  # retires the segments the scan is reading
+        rest = list(scan)
+        assert len(rest) + 1 == 300 and first.id not in {r.id for r in rest}
+
+
+def test_orphans_and_temporaries_are_removed_on_open(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=1) as db:
+        db.create_membrane("m", dim=2).put(1, [1.0, 0.0])
+        db.freeze()
+    seg_dir = filenames.segment_dir(str(path), 0)
+    for name in ("0-999.seg", "0-999.wsbr", "0-5.seg.tmp"):
+        with open(os.path.join(seg_dir, name), "wb") as handle:
+            handle.write(b"junk")
+    with pdb.open(path) as db:
+        assert db.membrane("m").get(1) is not None
+    assert sorted(os.listdir(seg_dir)) == sorted(
+        p.name for p in _files(path, ".seg") + _files(path, ".wsbr"))
+    assert len(os.listdir(seg_dir)) == 2
+
+
+def _live_segment(path) -> str:
+    return str(_files(path, ".seg")[0])
+
+
+def test_a_flipped_vector_byte_is_corruption_on_search_and_verify(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=1) as db:
+        m = db.create_membrane("m", dim=8)
+        _fill(m, 200, 8)
+        db.freeze()
+    segment = _live_segment(path)
+    data = bytearray(open(segment, "rb").read())
+    data[len(data) // 3] ^= 0x40  # somewhere in the vectors section
+    open(segment, "wb").write(data)
+    with pdb.open(path) as db:
+        m = db.membrane("m")
+        with pytest.raises(pdb.CorruptionError):
+            m.search(np.ones(8), k=5, exact=True)
+        with pytest.raises(pdb.CorruptionError):
+            db.verify()
+
+
+def test_a_missing_sidecar_fails_closed(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=1) as db:
+        _fill(db.create_membrane("m", dim=8), 100, 8)
+        db.freeze()
+    os.unlink(_files(path, ".wsbr")[0])
+    with pytest.raises(pdb.CorruptionError):
+        pdb.open(path)
+
+
+def test_a_damaged_sidecar_fails_closed(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=1) as db:
+        _fill(db.create_membrane("m", dim=8), 100, 8)
+        db.freeze()
+    sidecar = _files(path, ".wsbr")[0]
+    data = bytearray(sidecar.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    sidecar.write_bytes(bytes(data))
+    with pytest.raises(pdb.CorruptionError):
+        pdb.open(path)
+
+
+def test_a_damaged_manifest_fails_closed(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=1) as db:
+        db.create_membrane("m", dim=2)
+    manifest = next((path / "manifest").iterdir())
+    data = bytearray(manifest.read_bytes())
+    data[-3] ^= 0x10
+    manifest.write_bytes(bytes(data))
+    with pytest.raises(pdb.CorruptionError):
+        pdb.open(path)
+
+
+def test_files_are_owner_only(tmp_path):
+    path = tmp_path / "db"
+    with pdb.open(path, shards=1) as db:
+        _fill(db.create_membrane("m", dim=2), 10, 2)
+        db.freeze()
+    for entry in [path, *path.rglob("*")]:
+        mode = entry.stat().st_mode & 0o777
+        assert mode & 0o077 == 0, f"{entry} is {oct(mode)}"
