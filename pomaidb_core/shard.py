@@ -183,13 +183,16 @@ class Shard:
         if not unacked:
             return
         error: BaseException | None = None
-        if self._options.sync != "never" and self._wal is not None:
+        if self._wal is not None:
             try:
-                self._wal.sync()
+                if self._options.sync == "never":
+                    self._wal.flush()
+                else:
+                    self._wal.sync()
             except StorageError as exc:
                 self._write_error = StorageError(
-                    f"shard {self.index}: a WAL fsync failed ({exc}); it refuses writes until "
-                    "the database is reopened")
+                    f"shard {self.index}: a WAL write or fsync failed ({exc}); it refuses writes "
+                    "until the database is reopened")
                 error = self._write_error
         for command, result in unacked:
             resolve(command.future, result, error)

@@ -159,22 +159,37 @@ class WalWriter:
         self.next_seq = next_seq
         self._file: fs.WritableFile | None = None
         self._size = 0
+        self._pending: list[bytes] = []  # framed records not yet written (one write per flush)
         self._dirty = False  # written but not yet fsynced
 
     def append(self, kind: int, payload: bytes) -> int:
-        """Write one record (no fsync); returns its sequence number."""
+        """Frame one record into the pending buffer; returns its sequence number.
+
+        Nothing reaches the file until `flush` (or `sync`): the shard appends a
+        whole mailbox drain and then writes it with one write() call.
+        """
         if self._file is None or self._size >= self._file_limit:
             self.rotate()
-        assert self._file is not None
         seq = self.next_seq
         data = frame(seq, kind, payload)
-        self._file.write(data)
+        self._pending.append(data)
         self.next_seq += 1
         self._size += len(data)
-        self._dirty = True
         return seq
 
+    def flush(self) -> None:
+        """write() every pending record (they survive a process kill from here on)."""
+        if not self._pending:
+            return
+        assert self._file is not None
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._file.write(data)
+        self._dirty = True
+
     def sync(self) -> None:
+        """flush, then fsync (they survive power loss from here on)."""
+        self.flush()
         if self._file is not None and self._dirty:
             self._file.fsync()
             self._dirty = False
