@@ -69,8 +69,9 @@ Sidecar file `<m>-<s>.wsbr` (version 1), little-endian:
 A missing, truncated or damaged sidecar, or one that does not match its segment, raises
 CorruptionError: search never falls back to a full scan or another index.
 
-Defaults (`default_params`), from the measured study (../shared/research/wsbr-prototype.md)
-and bench_wsbr.py on real sentence embeddings: see `_AUTO_TABLE`.
+Defaults (`default_block_size`, `default_top_blocks`), from the measured study (../shared/research/wsbr-prototype.md)
+and bench_wsbr.py on real sentence embeddings: see `_AUTO_BLOCK_SIZES` and
+`default_top_blocks`.
 """
 
 from __future__ import annotations
@@ -101,12 +102,15 @@ _EXACT_SUM_LIMIT = 1 << 24  # float32 holds every integer up to here exactly
 _MAX_BLOCKS = 1 << 26  # keeps hamming * n_blocks + block_id inside 32 bits (see _rank_keys)
 _MAX_ROWS = (1 << 32) - 1  # row numbers fit the low half of a merge key (see _merge_topk)
 
-# (largest segment rows, block size, fraction of the blocks scored per query). Small segments
-# need small blocks to route well (the study: ten 10k segments at B=32 lose 5-8 points
-# against B=16); large ones need larger blocks to keep k-means training, the centroid table
-# and the per-block scoring overhead cheap. Fractions: measured on pypi-100k for recall@10 >=
-# 0.95 (bench_wsbr.py).
-_AUTO_TABLE = ((16_384, 16, 0.06), (65_536, 32, 0.07), (None, 64, 0.08))
+# (largest segment rows, block size): small segments need small blocks to route well (the
+# study: ten 10k segments at B=32 lose 5-8 points against B=16); large ones need larger
+# blocks to keep k-means training, the centroid table and per-block overheads cheap.
+_AUTO_BLOCK_SIZES = ((32_768, 16), (None, 32))
+# top_blocks = ceil(_AUTO_TOP_SCALE * (16 / block_size)^_AUTO_TOP_EXPONENT * sqrt(n_rows)):
+# the blocks needed for a recall@10 of 0.96 grow like sqrt(n_rows) on pypi-100k (T for 0.95:
+# 101 at 10k rows, ~155 at 25k, ~210 at 50k, ~264 at 100k with B=32), fewer with larger blocks.
+_AUTO_TOP_SCALE = 1.2
+_AUTO_TOP_EXPONENT = 0.3
 _AUTO_MIN_TOP = 8
 _AUTO_WIDEN_FACTOR = 7  # shortlist = top_blocks * (1 + factor)
 _GATHER_MAX_QUERIES = 4  # fewer queries than this: score only candidate centroids
@@ -148,12 +152,16 @@ def _pack_bits(bits: np.ndarray) -> np.ndarray:
     return np.packbits(bits, axis=1, bitorder="little").view("<u8").ravel().astype(np.uint64)
 
 
-def default_params(n_rows: int) -> tuple[int, float]:
-    """(block_size, fraction of the blocks to score per query) for a segment of n_rows."""
-    for limit, size, fraction in _AUTO_TABLE:
+def default_block_size(n_rows: int) -> int:
+    for limit, size in _AUTO_BLOCK_SIZES:
         if limit is None or n_rows <= limit:
-            return size, fraction
-    raise AssertionError("the last row of _AUTO_TABLE has no limit")
+            return size
+    raise AssertionError("the last row of _AUTO_BLOCK_SIZES has no limit")
+
+
+def default_top_blocks(n_rows: int, block_size: int) -> int:
+    scale = _AUTO_TOP_SCALE * (16 / block_size) ** _AUTO_TOP_EXPONENT
+    return max(_AUTO_MIN_TOP, math.ceil(scale * math.sqrt(n_rows)))
 
 
 class WsbrIndex:
@@ -337,8 +345,7 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     n, dim = vectors.shape
     if n > _MAX_ROWS:
         raise InvalidArgumentError(f"a segment holds at most {_MAX_ROWS} rows, got {n}")
-    auto_size, top_fraction = default_params(n)
-    block_size = params.wsbr_block_size or auto_size
+    block_size = params.wsbr_block_size or default_block_size(n)
     rng = np.random.Generator(np.random.PCG64(SEED))
     routing = routing_rows(vectors, metric)
     blocks = form_blocks(routing, block_size, rng)
@@ -352,7 +359,7 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     level = quant_level(dim)
     projection = quantize(w, level)
     n_blocks = len(blocks)
-    top = params.wsbr_top_blocks or max(_AUTO_MIN_TOP, math.ceil(top_fraction * n_blocks))
+    top = params.wsbr_top_blocks or default_top_blocks(n, block_size)
     widen = params.wsbr_widen_blocks
     if widen is None:
         widen = _AUTO_WIDEN_FACTOR * top
@@ -573,8 +580,10 @@ def _score_by_block(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray,
     slot_of = (np.arange(len(block_of)) - np.repeat(np.cumsum(lengths) - lengths, lengths))[by_block]
     used, first = np.unique(block_of[by_block], return_index=True)
     ranges = index.block_ranges
-    found = [topk(vectors, queries[qs], k, metric, mask=mask, row_ranges=ranges[b : b + 1])
-             for b, qs in zip(used.tolist(), np.split(query_of, first[1:]))]
+    bounds = [*first.tolist(), len(query_of)]
+    found = [topk(vectors, queries[query_of[lo:hi]], k, metric, mask=mask,
+                  row_ranges=ranges[b : b + 1])
+             for b, lo, hi in zip(used.tolist(), bounds, bounds[1:])]
     width = int(lengths.max()) * k
     cand_s = np.full((len(groups), width), -np.inf, dtype=np.float32)
     cand_r = np.full((len(groups), width), -1, dtype=np.int64)

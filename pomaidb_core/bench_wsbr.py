@@ -1,0 +1,366 @@
+"""`pomaidb bench wsbr`: WSBR recall@10 against single-thread QPS on real embeddings.
+
+On pypi-100k (all-MiniLM-L6-v2, 384-d; base.f16.npy, queries.f16.npy, gt_ip_top100.npy) it
+builds one WSBR index per segment (--segments N splits the rows the way N shards would),
+then prints the machine, the kernels' ISA and one table: build rate and sidecar size; exact
+search (numpy BLAS and kernels.topk); a sweep of top_blocks / widen_blocks in both modes
+(recall@10, QPS, fraction of rows scanned, speed-up over numpy exact); the defaults, single
+queries and a 10 % filter; and, when importable, faiss IndexIVFFlat and hnswlib at the recall
+the defaults reach. A recall/QPS plot goes to --out. --engine repeats the default and
+filtered searches through the DB API (put_batch, freeze, search_batch, search).
+
+Query timing is single-threaded (BLAS limited to one thread, faiss and hnswlib told to use
+one); each figure is the best of --repeats runs of the whole query batch, since the machine
+is shared. Timings read on a loaded machine are noisy: the load average is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from . import kernels, wsbr
+from .bench import DEFAULT_DATA, machine_line
+from .options import IndexParams
+from .routing import shards_of
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+_REEXEC_MARK = "POMAIDB_BENCH_WSBR_SINGLE_THREAD"
+K = 10
+
+
+def _single_thread(argv: list[str]) -> Callable[[], contextlib.AbstractContextManager]:
+    """One BLAS/OpenMP thread for the query timings: threadpoolctl if installed; else this
+    program runs again with the environment variables set, so numpy starts with one thread."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        if os.environ.get(_REEXEC_MARK) != "1":
+            env = dict(os.environ, **{name: "1" for name in _THREAD_VARS}, **{_REEXEC_MARK: "1"})
+            os.execve(sys.executable, [sys.executable, "-m", "pomaidb_core.bench_wsbr", *argv], env)
+        return contextlib.nullcontext
+    return lambda: threadpool_limits(1)
+
+
+class Segment:
+    """One segment as the engine stores it: rows in block order and their global ids."""
+
+    def __init__(self, ids: np.ndarray, vectors: np.ndarray, index: wsbr.WsbrIndex) -> None:
+        self.ids = ids
+        self.vectors = vectors
+        self.index = index
+
+
+def load(data: str, limit: int | None, n_queries: int, metric: str):
+    base = np.load(os.path.join(data, "base.f16.npy"))[:limit].astype(np.float32)
+    queries = np.load(os.path.join(data, "queries.f16.npy"))[:n_queries].astype(np.float32)
+    gt_path = os.path.join(data, "gt_ip_top100.npy")
+    if limit is None and metric in ("ip", "cosine") and os.path.exists(gt_path):
+        truth = np.load(gt_path)[:n_queries, :K].astype(np.int64)  # rows are unit length
+    else:
+        truth = numpy_exact(base, queries, K, metric)
+    return base, queries, truth
+
+
+def numpy_exact(base: np.ndarray, queries: np.ndarray, k: int, metric: str,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    """Exact top-k ids with numpy alone (BLAS matrix product + argpartition), in chunks."""
+    x = base
+    if metric == "cosine":
+        x = base / np.maximum(np.linalg.norm(base, axis=1, keepdims=True), 1e-30)
+    found = np.empty((len(queries), k), dtype=np.int64)
+    x_sq = (x * x).sum(axis=1) if metric == "l2" else None
+    for start in range(0, len(queries), 64):
+        s = queries[start : start + 64] @ x.T
+        if x_sq is not None:
+            s = 2 * s - x_sq
+        if mask is not None:
+            s[:, ~mask] = -np.inf
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+        found[start : start + 64] = np.take_along_axis(top, order, axis=1)
+    return found
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = sum(len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth))
+    return hits / truth.size
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def build_segments(base: np.ndarray, n_segments: int, metric: str,
+                   params: IndexParams) -> tuple[list[Segment], float, float]:
+    """Segments split like shards (routing.shards_of on the row ids); (segments, wall, cpu)."""
+    shard = shards_of(np.arange(len(base), dtype=np.uint64), n_segments)
+    segments = []
+    wall, cpu = time.perf_counter(), time.process_time()
+    for s in range(n_segments):
+        ids = np.nonzero(shard == s)[0]
+        order, index = wsbr.build_index(base[ids], metric, params)
+        segments.append(Segment(ids[order], np.ascontiguousarray(base[ids[order]]), index))
+    return segments, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def search(segments: list[Segment], queries: np.ndarray, metric: str, masks=None,
+           knobs=None) -> np.ndarray:
+    """Global ids of the k best over all segments, (score desc, id asc) like the engine.
+
+    masks and knobs (keyword arguments of search_segment): one per segment, or None.
+    """
+    scores, ids = [], []
+    for i, seg in enumerate(segments):
+        s, r = wsbr.search_segment(seg.vectors, seg.index, queries, K, metric,
+                                   mask=None if masks is None else masks[i],
+                                   **({} if knobs is None else knobs[i]))
+        scores.append(s)
+        ids.append(np.where(r >= 0, seg.ids[np.maximum(r, 0)], -1))
+    scores, ids = np.hstack(scores), np.hstack(ids)
+    order = np.lexsort((ids, -scores), axis=1)[:, :K]
+    return np.take_along_axis(ids, order, axis=1)
+
+
+def scanned_fraction(segments: list[Segment], queries: np.ndarray, masks=None, **knobs) -> float:
+    rows = 0
+    for i, seg in enumerate(segments):
+        groups = wsbr.route(seg.index, queries, K, mask=None if masks is None else masks[i],
+                            **knobs)
+        rows += sum(int(seg.index.block_sizes[g].sum()) for g in groups)
+    return rows / len(queries) / sum(len(seg.ids) for seg in segments)
+
+
+def sweep_wsbr(segments, queries, truth, metric, repeats, fractions, widen_factors):
+    rows = []
+    for mode, factors in (("shortlist", widen_factors), ("literal", (0,))):
+        for factor in factors:
+            for fraction in fractions[mode]:
+                knobs = [_knobs(seg, fraction, factor, mode) for seg in segments]
+                seconds, found = best_time(
+                    lambda: search(segments, queries, metric, knobs=knobs), repeats)
+                scanned = np.mean([scanned_fraction([seg], queries, **kn)
+                                   for seg, kn in zip(segments, knobs)])
+                label = f"{mode} T={fraction:.0%} of blocks" + (f" W={factor}T" if factor else "")
+                rows.append((f"WSBR {mode}", label, recall(found, truth), len(queries) / seconds,
+                             scanned))
+    return rows
+
+
+def _knobs(seg: Segment, fraction: float, factor: int, mode: str) -> dict:
+    top = max(1, round(fraction * seg.index.n_blocks))
+    return {"top_blocks": top, "widen_blocks": factor * top, "mode": mode}
+
+
+def single_query_ms(fn: Callable[[np.ndarray], object], queries: np.ndarray) -> float:
+    """Median latency of one query at a time."""
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        fn(q[None, :])
+        times.append(time.perf_counter() - start)
+    return 1e3 * float(np.median(times))
+
+
+def faiss_rows(base, queries, truth, metric, repeats, target):
+    try:
+        import faiss
+    except ImportError:
+        return []
+    x, q = base, queries
+    if metric == "cosine":
+        x = base / np.linalg.norm(base, axis=1, keepdims=True)
+        q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    nlist = int(4 * np.sqrt(len(base)))
+    kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    index = faiss.IndexIVFFlat(faiss.IndexFlat(base.shape[1], kind), base.shape[1], nlist, kind)
+    index.cp.niter = 10
+    start = time.perf_counter()
+    index.train(x)
+    index.add(x)
+    build = time.perf_counter() - start
+    faiss.omp_set_num_threads(1)
+    rows = []
+    for nprobe in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96):
+        index.nprobe = nprobe
+        seconds, (_, found) = best_time(lambda: index.search(q, K), repeats)
+        rows.append(("faiss IVF-flat", f"nlist={nlist} nprobe={nprobe} (build {build:.0f}s)",
+                     recall(found, truth), len(q) / seconds, nprobe / nlist))
+    return _up_to(rows, target)
+
+
+def hnsw_rows(base, queries, truth, metric, repeats, target):
+    try:
+        import hnswlib
+    except ImportError:
+        return []
+    space = {"cosine": "cosine", "ip": "ip", "l2": "l2"}[metric]
+    index = hnswlib.Index(space=space, dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=16, ef_construction=100, random_seed=1)
+    start = time.perf_counter()
+    index.add_items(base, np.arange(len(base)), num_threads=os.cpu_count() or 1)
+    build = time.perf_counter() - start
+    rows = []
+    for ef in (10, 16, 24, 32, 48, 64, 96, 128, 192):
+        index.set_ef(max(ef, K))
+        seconds, (found, _) = best_time(lambda: index.knn_query(queries, k=K, num_threads=1),
+                                        repeats)
+        rows.append(("hnswlib", f"M=16 efC=100 ef={ef} (build {build:.0f}s)",
+                     recall(found.astype(np.int64), truth), len(queries) / seconds, float("nan")))
+    return _up_to(rows, target)
+
+
+def _up_to(rows: list, target: float) -> list:
+    """The sweep up to and including the first row reaching `target` recall."""
+    for i, row in enumerate(rows):
+        if row[2] >= target:
+            return rows[: i + 1]
+    return rows
+
+
+def print_table(rows, exact_qps: float) -> None:
+    print(f"{'method':<16} {'setting':<44} {'recall@10':>9} {'QPS':>8} {'scanned':>8} "
+          f"{'x exact':>8}")
+    for method, setting, rec, qps, scanned in rows:
+        frac = "" if scanned != scanned else f"{scanned:.1%}"  # NaN: not a scan
+        print(f"{method:<16} {setting:<44} {rec:>9.4f} {qps:>8.0f} {frac:>8} "
+              f"{qps / exact_qps:>8.1f}")
+
+
+def plot(rows, exact_qps: float, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for method in dict.fromkeys(r[0] for r in rows):
+        pts = sorted((r[2], r[3]) for r in rows if r[0] == method and "default" not in r[1])
+        if len(pts) > 1:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+    for r in rows:
+        if "default" in r[1] and r[0] == "WSBR":
+            ax.scatter([r[2]], [r[3]], marker="*", s=160, zorder=5, label=f"WSBR {r[1]}")
+    ax.axhline(exact_qps, color="grey", linestyle="--", label="numpy exact")
+    ax.set_xlabel("recall@10")
+    ax.set_ylabel("queries per second (one thread)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def engine_rows(base, queries, truth, metric, n_shards, repeats) -> list:
+    """Default and 10 %-filtered search through the DB API (put_batch, freeze, search)."""
+    import tempfile
+
+    from . import open as open_db
+
+    rows = []
+    tags = [{"tag": f"t{i % 10}"} for i in range(len(base))]
+    with tempfile.TemporaryDirectory() as path, open_db(path, shards=n_shards) as db:
+        m = db.create_membrane("bench", dim=base.shape[1], metric=metric)
+        start = time.perf_counter()
+        for lo in range(0, len(base), 10_000):
+            m.put_batch(list(range(lo, min(lo + 10_000, len(base)))), base[lo : lo + 10_000],
+                        tags[lo : lo + 10_000])
+        db.freeze()
+        build = time.perf_counter() - start
+        rows.append(("engine", f"put_batch + freeze: {len(base) / build:,.0f} rows/s",
+                     float("nan"), float("nan"), float("nan")))
+        for name, flt, want in (("default", None, truth),
+                                ("default, filter tag=t3", {"tag": "t3"},
+                                 numpy_exact(base, queries, K, metric,
+                                             np.arange(len(base)) % 10 == 3))):
+            seconds, hits = best_time(lambda: m.search_batch(queries, k=K, filter=flt), repeats)
+            found = np.array([[h.id for h in row] for row in hits])
+            p50 = single_query_ms(lambda q: m.search(q[0], k=K, filter=flt), queries[:200])
+            rows.append(("engine", f"{name} (p50 single query {p50:.2f} ms)", recall(found, want),
+                         len(queries) / seconds, float("nan")))
+        seconds, _ = best_time(lambda: m.search_batch(queries, k=K, exact=True), 1)
+        rows.append(("engine", "exact=True", 1.0, len(queries) / seconds, 1.0))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    limit_threads = _single_thread(argv)
+    parser = argparse.ArgumentParser(prog="pomaidb bench wsbr", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N base rows")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--segments", type=int, default=1, help="split the base like N shards")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench-out/wsbr.png")
+    parser.add_argument("--no-baselines", action="store_true", help="skip faiss and hnswlib")
+    parser.add_argument("--engine", action="store_true", help="also search through the DB API")
+    args = parser.parse_args(argv)
+
+    base, queries, truth = load(args.data, args.limit, args.queries, args.metric)
+    print(f"{machine_line()}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"data: {args.data}: {len(base)} x {base.shape[1]} base, {len(queries)} queries, "
+          f"metric {args.metric}, {args.segments} segment(s)")
+    segments, build_wall, build_cpu = build_segments(base, args.segments, args.metric,
+                                                     IndexParams())
+    sidecar = sum(len(seg.index.to_bytes(0)) for seg in segments)
+    print(f"build (freeze-time blocks + sidecar): {len(base) / build_wall:,.0f} vectors/s wall "
+          f"({build_wall:.1f} s), {len(base) / build_cpu:,.0f} vectors/s CPU; "
+          f"{sum(s.index.n_blocks for s in segments)} blocks; sidecar "
+          f"{sidecar / len(base):.1f} bytes/vector")
+
+    with limit_threads():
+        rows = run_searches(args, base, queries, truth, segments)
+    exact_qps = rows[0][3]
+    print_table(rows, exact_qps)
+    plot(rows, exact_qps, args.out)
+    print(f"plot: {args.out}")
+
+
+def run_searches(args, base, queries, truth, segments) -> list:
+    metric, repeats = args.metric, args.repeats
+    seconds, found = best_time(lambda: numpy_exact(base, queries, K, metric), 1)
+    rows = [("numpy exact", "BLAS product + argpartition", recall(found, truth),
+             len(queries) / seconds, 1.0)]
+    seconds, (_, r) = best_time(lambda: kernels.topk(base, queries, K, metric), 1)
+    rows.append(("kernels exact", f"kernels.topk ({kernels.active_isa()})", recall(r, truth),
+                 len(queries) / seconds, 1.0))
+    fractions = {"shortlist": (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.15),
+                 "literal": (0.05, 0.10, 0.15, 0.20, 0.30)}
+    rows += sweep_wsbr(segments, queries, truth, metric, repeats, fractions, (3, 7))
+    seconds, found = best_time(lambda: search(segments, queries, metric), repeats)
+    default_recall = recall(found, truth)
+    p50 = single_query_ms(lambda q: search(segments, q, metric), queries[:200])
+    rows.append(("WSBR", f"default (p50 single query {p50:.2f} ms)", default_recall,
+                 len(queries) / seconds, scanned_fraction(segments, queries)))
+    allowed = np.arange(len(base)) % 10 == 3
+    masks = [allowed[seg.ids] for seg in segments]
+    want = numpy_exact(base, queries, K, metric, allowed)
+    seconds, found = best_time(lambda: search(segments, queries, metric, masks), repeats)
+    p50 = single_query_ms(lambda q: search(segments, q, metric, masks), queries[:200])
+    rows.append(("WSBR", f"default, 10% filter (p50 single query {p50:.2f} ms)",
+                 recall(found, want), len(queries) / seconds,
+                 scanned_fraction(segments, queries, masks)))
+    if not args.no_baselines:
+        rows += faiss_rows(base, queries, truth, metric, repeats, default_recall)
+        rows += hnsw_rows(base, queries, truth, metric, repeats, default_recall)
+    if args.engine:
+        rows += engine_rows(base, queries, truth, metric, args.segments, repeats)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
