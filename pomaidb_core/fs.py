@@ -9,6 +9,12 @@ this module, for two reasons:
 * Crash tests set `POMAIDB_TEST_KILL_ODDS=N`: before every mutating step the
   process SIGKILLs itself with probability 1/N (RocksDB's kill_random_test).
   Unset, the check is a single comparison against None.
+* Power-loss tests watch the disk: `set_observer(fn)` makes `fn(op, *paths)`
+  run after each mutating step succeeds ("create", "open", "write",
+  "truncate", "fsync", "fsync_dir", "rename" src dst, "unlink", "mkdir",
+  "rmdir"), which is enough to know which bytes and directory entries an
+  fsync has made durable (tests/reliability/powerloss.py). Unset, it is
+  again one comparison against None.
 
 Files and directories are created owner-only (0o600 / 0o700) unless the caller
 passes another mode.
@@ -31,6 +37,8 @@ DIR_MODE = 0o700
 
 FaultHook = Callable[[str, str], None]
 _fault_hook: FaultHook | None = None
+Observer = Callable[..., None]
+_observer: Observer | None = None
 _kill_odds: int | None = None
 _kill_rng = random.Random()
 
@@ -54,6 +62,17 @@ def set_fault_hook(hook: FaultHook | None) -> None:
     """Install `hook(op, path)`, called before every mutating step; None removes it."""
     global _fault_hook
     _fault_hook = hook
+
+
+def set_observer(observer: Observer | None) -> None:
+    """Install `observer(op, *paths)`, called after every mutating step succeeds; None removes it."""
+    global _observer
+    _observer = observer
+
+
+def _done(op: str, *paths: str) -> None:
+    if _observer is not None:
+        _observer(op, *paths)
 
 
 def _step(op: str, path: str) -> None:
@@ -82,6 +101,7 @@ class WritableFile:
                 _step("write", self.path)
                 written = os.write(self._fd, view)
                 view = view[written:]
+                _done("write", self.path)
         except OSError as exc:
             raise _storage_error("write", self.path, exc) from exc
 
@@ -91,6 +111,7 @@ class WritableFile:
             os.fsync(self._fd)
         except OSError as exc:
             raise _storage_error("fsync", self.path, exc) from exc
+        _done("fsync", self.path)
 
     def truncate(self, size: int) -> None:
         try:
@@ -99,6 +120,7 @@ class WritableFile:
             os.lseek(self._fd, size, os.SEEK_SET)
         except OSError as exc:
             raise _storage_error("truncate", self.path, exc) from exc
+        _done("truncate", self.path)
 
     def tell(self) -> int:
         return os.lseek(self._fd, 0, os.SEEK_CUR)
@@ -116,6 +138,7 @@ def create(path: str, mode: int = FILE_MODE) -> WritableFile:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     except OSError as exc:
         raise _storage_error("create", path, exc) from exc
+    _done("create", path)
     return WritableFile(path, fd)
 
 
@@ -127,6 +150,7 @@ def open_append(path: str, mode: int = FILE_MODE) -> WritableFile:
         os.lseek(fd, 0, os.SEEK_END)
     except OSError as exc:
         raise _storage_error("open", path, exc) from exc
+    _done("open", path)
     return WritableFile(path, fd)
 
 
@@ -166,6 +190,7 @@ def rename(src: str, dst: str) -> None:
         os.rename(src, dst)
     except OSError as exc:
         raise _storage_error("rename", dst, exc) from exc
+    _done("rename", src, dst)
 
 
 def unlink(path: str, missing_ok: bool = True) -> None:
@@ -175,8 +200,10 @@ def unlink(path: str, missing_ok: bool = True) -> None:
     except FileNotFoundError:
         if not missing_ok:
             raise StorageError(f"unlink failed on {path}: no such file") from None
+        return
     except OSError as exc:
         raise _storage_error("unlink", path, exc) from exc
+    _done("unlink", path)
 
 
 def fsync_dir(path: str) -> None:
@@ -190,10 +217,16 @@ def fsync_dir(path: str) -> None:
             os.close(fd)
     except OSError as exc:
         raise _storage_error("fsync", path, exc) from exc
+    _done("fsync_dir", path)
 
 
 def makedirs(path: str, mode: int = DIR_MODE) -> None:
-    """Create `path` and any missing parents, each with `mode` (os.makedirs gives parents the umask's)."""
+    """Create `path` and any missing parents, each with `mode` (os.makedirs gives parents the umask's).
+
+    Each new directory's entry is made durable by fsyncing its parent: a
+    directory is not on disk until its parent says so, and a power cut would
+    otherwise take away every file inside it, fsynced or not.
+    """
     if os.path.isdir(path):
         return
     parent = os.path.dirname(os.path.abspath(path))
@@ -203,9 +236,11 @@ def makedirs(path: str, mode: int = DIR_MODE) -> None:
         _step("mkdir", path)
         os.mkdir(path, mode)
     except FileExistsError:
-        pass
+        return
     except OSError as exc:
         raise _storage_error("mkdir", path, exc) from exc
+    _done("mkdir", path)
+    fsync_dir(parent)
 
 
 def remove_tree(path: str) -> None:
@@ -225,9 +260,10 @@ def _rmdir(path: str) -> None:
         _step("unlink", path)
         os.rmdir(path)
     except FileNotFoundError:
-        pass
+        return
     except OSError as exc:
         raise _storage_error("rmdir", path, exc) from exc
+    _done("rmdir", path)
 
 
 def listdir(path: str) -> list[str]:
