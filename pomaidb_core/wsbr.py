@@ -99,7 +99,6 @@ METRIC_CODES = {"ip": 0, "cosine": 1, "l2": 2}  # frozen: stored in sidecars
 _HEADER = struct.Struct("<4sHHBBHIQIIIIQQII")
 _FOOTER = struct.Struct("<I4s")
 _EXACT_SUM_LIMIT = 1 << 24  # float32 holds every integer up to here exactly
-_MAX_BLOCKS = 1 << 26  # keeps hamming * n_blocks + block_id inside 32 bits (see _rank_keys)
 _MAX_ROWS = (1 << 32) - 1  # row numbers fit the low half of a merge key (see _merge_topk)
 
 # (largest segment rows, block size): small segments need small blocks to route well (the
@@ -272,7 +271,7 @@ class WsbrIndex:
             raise CorruptionError(
                 f"WSBR sidecar belongs to another segment (dim {s_dim}, rows {s_rows}, "
                 f"checksum {s_checksum:#x}; expected {dim}, {n_rows}, {segment_checksum:#x})")
-        if n_rows > _MAX_ROWS or n_blocks > n_rows or n_blocks >= _MAX_BLOCKS or (n_rows > 0) != (n_blocks > 0):
+        if n_rows > _MAX_ROWS or n_blocks > n_rows or (n_rows > 0) != (n_blocks > 0):
             raise CorruptionError(f"WSBR sidecar has an impossible block count {n_blocks}")
         layout, payload_size = _section_layout(dim, n_blocks)
         end = _HEADER.size + payload_size
@@ -504,11 +503,6 @@ def _smallest(keys: np.ndarray, count: int) -> np.ndarray:
     return np.nonzero(keys <= kth)[1].reshape(len(keys), count)
 
 
-def _rank_keys(hamming: np.ndarray, blocks: np.ndarray, n_blocks: int) -> np.ndarray:
-    """uint32 keys ordering blocks by (hamming, block_id): hamming <= 64 and n_blocks < 2^26."""
-    return hamming * np.uint32(n_blocks) + blocks.astype(np.uint32)
-
-
 def _descending_float_key(values: np.ndarray) -> np.ndarray:
     """uint64 whose ascending order is the float32 values' descending order (no NaN)."""
     # + 0.0 turns -0.0 into +0.0: kernels.topk treats them as equal scores.
@@ -519,17 +513,17 @@ def _descending_float_key(values: np.ndarray) -> np.ndarray:
 
 def _select_blocks(index: WsbrIndex, queries: np.ndarray, top: int, widen: int) -> np.ndarray:
     """(q, min(top, n_blocks)) selected block ids per query, ascending."""
-    nb = index.n_blocks
-    ids = np.arange(nb)
-    hamming = hamming64(index.signatures, index.sketch(queries))
-    keys = _rank_keys(hamming, ids[None, :], nb)
-    if widen == 0 or top >= nb:
-        return _smallest(keys, top)
-    candidates = _smallest(keys, top + widen)
+    hamming = hamming64(index.signatures, index.sketch(queries)).astype(np.uint8)
+    # A stable sort of one byte per block is a radix sort into (hamming, block_id) order.
+    ranked = np.argsort(hamming, axis=1, kind="stable")
+    if widen == 0 or top >= index.n_blocks:
+        return np.sort(ranked[:, :top], axis=1)
+    candidates = ranked[:, : top + widen]
     est = index.centroid_scores(queries, candidates)
-    tie = np.take_along_axis(keys, candidates, axis=1).astype(np.uint64)
-    order = _smallest((_descending_float_key(est) << np.uint64(32)) | tie, top)
-    return np.take_along_axis(candidates, order, axis=1)
+    # Column j of `candidates` is the j-th block in (hamming, block_id) order: the tie-break.
+    position = np.arange(candidates.shape[1], dtype=np.uint64)
+    chosen = _smallest((_descending_float_key(est) << np.uint64(32)) | position, top)
+    return np.sort(np.take_along_axis(candidates, chosen, axis=1), axis=1)
 
 
 def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.ndarray,
