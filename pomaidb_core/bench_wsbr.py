@@ -233,9 +233,12 @@ def print_table(rows, exact_qps: float) -> None:
     print(f"{'method':<16} {'setting':<44} {'recall@10':>9} {'QPS':>8} {'scanned':>8} "
           f"{'x exact':>8}")
     for method, setting, rec, qps, scanned in rows:
-        frac = "" if scanned != scanned else f"{scanned:.1%}"  # NaN: not a scan
-        print(f"{method:<16} {setting:<44} {rec:>9.4f} {qps:>8.0f} {frac:>8} "
-              f"{qps / exact_qps:>8.1f}")
+        print(f"{method:<16} {setting:<44} {_cell(rec, '.4f'):>9} {_cell(qps, '.0f'):>8} "
+              f"{_cell(scanned, '.1%'):>8} {_cell(qps / exact_qps, '.1f'):>8}")
+
+
+def _cell(value: float, spec: str) -> str:
+    return "-" if value != value else format(value, spec)  # NaN: not measured
 
 
 def plot(rows, exact_qps: float, path: str) -> None:

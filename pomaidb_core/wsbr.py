@@ -99,7 +99,7 @@ METRIC_CODES = {"ip": 0, "cosine": 1, "l2": 2}  # frozen: stored in sidecars
 _HEADER = struct.Struct("<4sHHBBHIQIIIIQQII")
 _FOOTER = struct.Struct("<I4s")
 _EXACT_SUM_LIMIT = 1 << 24  # float32 holds every integer up to here exactly
-_MAX_ROWS = (1 << 32) - 1  # row numbers fit the low half of a merge key (see _merge_topk)
+_U32_MAX = (1 << 32) - 1  # knobs above it are stored as it: more blocks than any segment has
 
 # (largest segment rows, block size): small segments need small blocks to route well (the
 # study: ten 10k segments at B=32 lose 5-8 points against B=16); large ones need larger
@@ -123,7 +123,7 @@ def quant_level(dim: int) -> int:
 
 def quantize(rows: np.ndarray, level: int) -> np.ndarray:
     """Each row scaled so its largest |component| is `level`, rounded: integer-valued float32."""
-    amax = np.abs(rows).max(axis=1) if rows.shape[1] else np.zeros(len(rows), np.float32)
+    amax = np.abs(rows).max(axis=1)
     scale = np.zeros(len(rows), dtype=np.float32)
     np.divide(np.float32(level), amax, out=scale, where=amax > 0)
     return np.rint(rows * scale[:, None])
@@ -139,10 +139,13 @@ def routing_rows(vectors: np.ndarray, metric: str) -> np.ndarray:
     return vectors * inv[:, None]
 
 
-def sketch_rows(rows: np.ndarray, metric: str, mu: np.ndarray, projection: np.ndarray,
-                level: int) -> np.ndarray:
-    """(m,) uint64 sketches: bit j set iff projection[j] . Q(routing(row) - mu) > 0 (exact)."""
-    exact = quantize(routing_rows(rows, metric) - mu, level) @ projection.T
+def sketch_routing_rows(routing: np.ndarray, mu: np.ndarray, projection: np.ndarray,
+                        level: int) -> np.ndarray:
+    """(m,) uint64 sketches of routing-space rows: bit j set iff projection[j] . Q(row - mu) > 0.
+
+    Exact: both sides of the product are integer-valued (see the module docstring).
+    """
+    exact = quantize(routing - mu, level) @ projection.T
     return _pack_bits(exact > 0)
 
 
@@ -216,13 +219,14 @@ class WsbrIndex:
 
     def sketch(self, rows: np.ndarray) -> np.ndarray:
         """64-bit sketches of (m, dim) float32 vectors (not yet in routing space)."""
-        return sketch_rows(rows, self.metric, self.mu, self._projection_f32, self.level)
+        return sketch_routing_rows(routing_rows(rows, self.metric), self.mu,
+                                   self._projection_f32, self.level)
 
     def centroid_scores(self, queries: np.ndarray, blocks: np.ndarray) -> np.ndarray:
         """est (see the module docstring) of each query against each of its (q, c) blocks."""
         q8 = quantize(queries, self.level)
-        if len(queries) < _GATHER_MAX_QUERIES:
-            dots = np.matmul(self._centroids_f32[blocks], q8[:, :, None])[:, :, 0]
+        if len(queries) < _GATHER_MAX_QUERIES:  # gathering int8 rows moves 4x fewer bytes
+            dots = np.matmul(self.centroids[blocks].astype(np.float32), q8[:, :, None])[:, :, 0]
         else:
             dots = np.take_along_axis(q8 @ self._centroids_f32.T, blocks, axis=1)
         est = self.alpha[blocks] * dots
@@ -271,7 +275,7 @@ class WsbrIndex:
             raise CorruptionError(
                 f"WSBR sidecar belongs to another segment (dim {s_dim}, rows {s_rows}, "
                 f"checksum {s_checksum:#x}; expected {dim}, {n_rows}, {segment_checksum:#x})")
-        if n_rows > _MAX_ROWS or n_blocks > n_rows or (n_rows > 0) != (n_blocks > 0):
+        if n_blocks > n_rows or (n_rows > 0) != (n_blocks > 0):
             raise CorruptionError(f"WSBR sidecar has an impossible block count {n_blocks}")
         layout, payload_size = _section_layout(dim, n_blocks)
         end = _HEADER.size + payload_size
@@ -342,8 +346,6 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     if vectors.ndim != 2 or vectors.shape[1] < 1:
         raise InvalidArgumentError(f"vectors must be (n, d) with d >= 1, got {vectors.shape}")
     n, dim = vectors.shape
-    if n > _MAX_ROWS:
-        raise InvalidArgumentError(f"a segment holds at most {_MAX_ROWS} rows, got {n}")
     block_size = params.wsbr_block_size or default_block_size(n)
     rng = np.random.Generator(np.random.PCG64(SEED))
     routing = routing_rows(vectors, metric)
@@ -362,13 +364,14 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     widen = params.wsbr_widen_blocks
     if widen is None:
         widen = _AUTO_WIDEN_FACTOR * top
-    ordered = vectors[order]
-    sketches = sketch_rows(ordered, metric, mu, projection, level)
-    alpha, beta, centroids = _centroid_table(routing[order], ordered, offsets, metric, level)
-    index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size, top_blocks=top,
-                      widen_blocks=widen, seed=SEED, mu=mu, projection=projection.astype(np.int8),
-                      block_offsets=offsets, signatures=_majority(sketches, offsets),
-                      alpha=alpha, beta=beta, centroids=centroids)
+    routing = routing[order]  # rebinding frees the arrival-order copy
+    sketches = sketch_routing_rows(routing, mu, projection, level)
+    alpha, beta, centroids = _centroid_table(routing, offsets, metric, level)
+    index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size,
+                      top_blocks=min(top, _U32_MAX), widen_blocks=min(widen, _U32_MAX), seed=SEED,
+                      mu=mu, projection=projection.astype(np.int8), block_offsets=offsets,
+                      signatures=_majority(sketches, offsets), alpha=alpha, beta=beta,
+                      centroids=centroids)
     return order, index
 
 
@@ -381,9 +384,9 @@ def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return _pack_bits(2 * counts > np.diff(offsets)[:, None])
 
 
-def _centroid_table(routing: np.ndarray, raw: np.ndarray, offsets: np.ndarray, metric: str,
+def _centroid_table(routing: np.ndarray, offsets: np.ndarray, metric: str,
                     level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(alpha, beta, int8 centroids) per block; rows are already in block order."""
+    """(alpha, beta, int8 centroids) per block of routing rows already in block order."""
     n_blocks = len(offsets) - 1
     dim = routing.shape[1]
     if n_blocks == 0:
@@ -399,7 +402,7 @@ def _centroid_table(routing: np.ndarray, raw: np.ndarray, offsets: np.ndarray, m
         direction = routing_rows(means, "cosine")
         gain = np.float32(1.0)
         if metric == "ip":
-            row_norms = np.sqrt(np.einsum("ij,ij->i", raw, raw, dtype=np.float64))
+            row_norms = np.sqrt(np.einsum("ij,ij->i", routing, routing, dtype=np.float64))
             gain = (np.add.reduceat(row_norms, offsets[:-1]) / sizes[:, 0]).astype(np.float32)
     amax = np.abs(direction).max(axis=1)
     alpha = (gain * amax / np.float32(level)).astype(np.float32)
@@ -475,7 +478,7 @@ def _allowed_per_block(index: WsbrIndex, mask: np.ndarray | None) -> np.ndarray:
         raise InvalidArgumentError(f"mask must have shape ({index.n_rows},), got {mask.shape}")
     if index.n_blocks == 0:
         return np.zeros(0, np.int64)
-    return np.add.reduceat(mask.astype(np.int64), index.block_offsets[:-1])
+    return np.add.reduceat(mask, index.block_offsets[:-1], dtype=np.int64)
 
 
 def _scale_for_selectivity(top: int, widen: int, allowed: int, n_rows: int) -> tuple[int, int]:
