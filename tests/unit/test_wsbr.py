@@ -40,10 +40,19 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
 
 
+_built: dict = {}
+
+
 def build(vectors: np.ndarray, metric: str, **params) -> tuple[np.ndarray, wsbr.WsbrIndex]:
-    """(rows in block order, index), as the segment writer stores them."""
-    order, index = wsbr.build_index(vectors, metric, IndexParams(**params))
-    return np.ascontiguousarray(vectors[order]), index
+    """(rows in block order, index), as the segment writer stores them.
+
+    Builds are deterministic, so identical inputs share one (tests never mutate them).
+    """
+    key = (vectors.tobytes(), vectors.shape, metric, tuple(sorted(params.items())))
+    if key not in _built:
+        order, index = wsbr.build_index(vectors, metric, IndexParams(**params))
+        _built[key] = (np.ascontiguousarray(vectors[order]), index)
+    return _built[key]
 
 
 @pytest.fixture(scope="module")
