@@ -27,7 +27,9 @@ class Memtable:
         self.live = np.zeros(_INITIAL_CAPACITY, dtype=bool)
         self.vectors = np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32)
         self.metadatas: list[dict | None] = []
-        self.columns = MetadataColumns()
+        self._columns = MetadataColumns()
+        self._columns_rows = 0  # slots [0, _columns_rows) are in _columns ...
+        self._stale_slots: set[int] = set()  # ... except these, overwritten since
         self.slot_of: dict[int, int] = {}
         self.max_seq = 0  # highest WAL sequence applied here
         self.nbytes = 0  # approximate: vectors + metadata JSON
@@ -43,7 +45,8 @@ class Memtable:
         self.live[slots] = True
         for slot, metadata in zip(slots.tolist(), metadatas):
             self.metadatas[slot] = metadata
-            self.columns.set(slot, metadata)
+            if slot < self._columns_rows:
+                self._stale_slots.add(slot)
         self.nbytes += vectors.nbytes + sum(len(b) for b in blobs if b is not None)
 
     def delete_batch(self, ids: np.ndarray) -> None:
@@ -53,7 +56,8 @@ class Memtable:
         for slot in slots.tolist():
             if self.metadatas[slot] is not None:
                 self.metadatas[slot] = None
-                self.columns.set(slot, None)
+                if slot < self._columns_rows:
+                    self._stale_slots.add(slot)
 
     def _slots_for(self, ids: np.ndarray) -> np.ndarray:
         slots = np.empty(len(ids), dtype=np.int64)
@@ -68,9 +72,7 @@ class Memtable:
         if new_ids:
             self._grow(self.n + len(new_ids))
             self.ids[self.n : self.n + len(new_ids)] = new_ids
-            for _ in new_ids:
-                self.metadatas.append(None)
-                self.columns.append(None)
+            self.metadatas.extend([None] * len(new_ids))
             self.n += len(new_ids)
         return slots
 
@@ -85,6 +87,17 @@ class Memtable:
         self.vectors = _resized(self.vectors, capacity)
 
     # ------------------------------------------------------------ reads
+
+    @property
+    def columns(self) -> MetadataColumns:
+        """Filter columns, brought up to date on demand: writes never pay for them."""
+        for slot in self._stale_slots:
+            self._columns.set(slot, self.metadatas[slot])
+        self._stale_slots.clear()
+        for slot in range(self._columns_rows, self.n):
+            self._columns.append(self.metadatas[slot])
+        self._columns_rows = self.n
+        return self._columns
 
     def state(self, key: int) -> tuple[int, int]:
         """(ABSENT | LIVE | TOMBSTONE, slot)."""
