@@ -89,18 +89,38 @@ _KIND_OF_TYPE = {
 }
 
 
-def element_key(value: Any) -> tuple[Any, ...]:
+class _Token:
+    """A stand-in element key: equal only to itself, so it never meets a number or a string."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+_TRUE = _Token("TRUE")
+_FALSE = _Token("FALSE")
+_UNMATCHABLE = _Token("UNMATCHABLE")
+
+
+def element_key(value: Any) -> Any:
     """A hashable key under which two list elements are equal exactly when the filter says so.
 
-    The kind is part of the key, so True and 1 differ, while 1 and 1.0 stay equal (Python
-    hashes equal numbers alike). Nested lists and other objects share one key that no
-    filter operand produces, so they never match.
+    None, numbers and strings are their own keys: 1 == 1.0 and "1" != 1 as the filter wants,
+    and a str caches its hash (a (kind, value) tuple would be hashed again on every lookup).
+    Only bools need tokens, since True == 1 in Python. Nested lists and other objects share
+    one token that no filter operand produces, so they never match.
     """
     value = normalize(value)
     kind = kind_of(value)
-    if kind in (KIND_BOOL, KIND_NUMBER, KIND_STR):
-        return (kind, value)
-    return (kind,)
+    if kind == KIND_BOOL:
+        return _TRUE if value else _FALSE
+    if kind in (KIND_NONE, KIND_NUMBER, KIND_STR):
+        return value
+    return _UNMATCHABLE
 
 
 def float_of(value: float) -> float:

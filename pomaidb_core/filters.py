@@ -43,6 +43,7 @@ import math
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -283,8 +284,7 @@ class _Compare(_Op):
 
     def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
         if self.kind == KIND_STR:
-            operand = self.operand
-            return _string_mask(column, rows, lambda text: self.compare(text, operand))
+            return _string_mask(column, rows, self.compare, self.operand)
         target, rounding = _float_target(self.operand)
         compare = self.np_compare_rounded if rounding == self.direction else self.np_compare
         return (column.kind[:rows] == KIND_NUMBER) & compare(column.num[:rows], target)
@@ -302,11 +302,9 @@ class _Contains(_Op):
         return kind == KIND_STR and isinstance(self.operand, str) and self.operand in value
 
     def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
-        key = self.key
-        out = _list_mask(column, rows, lambda keys: key in keys)
+        out = _list_mask(column, rows, operator.contains, self.key)
         if isinstance(self.operand, str):
-            needle = self.operand
-            out |= _string_mask(column, rows, lambda text: needle in text)
+            out |= _string_mask(column, rows, operator.contains, self.operand)
         return out
 
 
@@ -315,33 +313,40 @@ class _Any(_Op):
         self.keys = frozenset(element_key(x) for x in operands)
 
     def test(self, value: Any) -> bool:
-        return kind_of(value) == KIND_LIST and self.holds({element_key(item) for item in value})
+        if kind_of(value) != KIND_LIST:
+            return False
+        return not self.keys.isdisjoint(element_key(item) for item in value)
 
     def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
-        return _list_mask(column, rows, self.holds)
-
-    def holds(self, keys: frozenset | set) -> bool:
-        return not self.keys.isdisjoint(keys)
+        # isdisjoint is a C call per row where a Python "not isdisjoint" would be a frame.
+        disjoint = _list_mask(column, rows, frozenset.isdisjoint, self.keys)
+        return (column.kind[:rows] == KIND_LIST) & ~disjoint
 
 
 class _All(_Any):
-    def holds(self, keys: frozenset | set) -> bool:
-        return self.keys.issubset(keys)
+    def test(self, value: Any) -> bool:
+        if kind_of(value) != KIND_LIST:
+            return False
+        return self.keys.issubset(element_key(item) for item in value)
+
+    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+        return _list_mask(column, rows, frozenset.issuperset, self.keys)
 
 
 class _TextMatch(_Op):
     def __init__(self, operand: str, ignore_case: bool) -> None:
-        self.ignore_case = ignore_case
+        self.found = _contains_folded if ignore_case else operator.contains
         self.needle = operand.casefold() if ignore_case else operand
 
     def test(self, value: Any) -> bool:
-        return kind_of(value) == KIND_STR and self.found(value)
+        return kind_of(value) == KIND_STR and self.found(value, self.needle)
 
     def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
-        return _string_mask(column, rows, self.found)
+        return _string_mask(column, rows, self.found, self.needle)
 
-    def found(self, text: str) -> bool:
-        return self.needle in (text.casefold() if self.ignore_case else text)
+
+def _contains_folded(text: str, folded_needle: str) -> bool:
+    return folded_needle in text.casefold()
 
 
 class _IsEmpty(_Op):
@@ -371,23 +376,28 @@ def _float_target(number: float) -> tuple[float, int]:
     return target, (target > number) - (target < number)
 
 
-def _string_mask(column: FieldColumn, rows: int, predicate: Callable[[str], bool]) -> np.ndarray:
-    """Runs predicate once per distinct string of the column and spreads the answers to rows."""
-    passed = np.fromiter(map(predicate, column.vocab), np.bool_, count=len(column.vocab))
+def _string_mask(
+    column: FieldColumn, rows: int, predicate: Callable[[str, Any], bool], operand: Any
+) -> np.ndarray:
+    """predicate(text, operand) once per distinct string of the column, spread to the rows."""
+    vocab = column.vocab
+    passed = np.fromiter(map(predicate, vocab, repeat(operand)), np.bool_, count=len(vocab))
     # One trailing False, so that code -1 (a row that holds no string) selects False.
     passed = np.append(passed, False)
     return passed[column.scode[:rows]]
 
 
 def _list_mask(
-    column: FieldColumn, rows: int, predicate: Callable[[frozenset], bool]
+    column: FieldColumn, rows: int, predicate: Callable[[frozenset, Any], bool], operand: Any
 ) -> np.ndarray:
+    """predicate(element keys, operand) for every list row; False for the other rows."""
     out = np.zeros(rows, np.bool_)
     if column.lists is None:
         return out
     list_rows = np.flatnonzero(column.kind[:rows] == KIND_LIST)
+    keys = column.lists[list_rows]
     out[list_rows] = np.fromiter(
-        map(predicate, column.lists[list_rows]), np.bool_, count=len(list_rows)
+        map(predicate, keys, repeat(operand)), np.bool_, count=len(list_rows)
     )
     return out
 
