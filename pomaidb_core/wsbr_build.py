@@ -12,7 +12,7 @@ k-means over all rows with k = n / block_size (O(n^2 d / B)) is out. Instead:
    `_SAMPLE_PER_CLUSTER` rows per centroid (random distinct rows as the initial centroids,
    empty clusters keep their old centroid), then every row assigned by one BLAS pass;
 3. `_REFINE_ROUNDS` rounds of Lloyd in the full space where a row may only move to one of the
-   `_REFINE_NEIGHBOURS` centroids nearest its current one (cheap; recovers most of the loss of
+   `_REFINE_NEIGHBOURS` centroids nearest its current one (cheap; recovers part of the loss of
    steps 1-2 against full flat k-means);
 4. clusters larger than block_size are cut at the median of their principal axis, recursively,
    so no block exceeds block_size rows (blocks average about 0.65 block_size).
@@ -26,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 _KMEANS_DIMS = 128  # PCA dimensions k-means is trained and assigned in
-_KMEANS_ITERS = 10  # Lloyd iterations on the training sample
-_SAMPLE_PER_CLUSTER = 8  # training rows per centroid (the sample is at least _MIN_SAMPLE)
+_KMEANS_ITERS = 6  # Lloyd iterations on the training sample
+_SAMPLE_PER_CLUSTER = 5  # training rows per centroid (the sample is at least _MIN_SAMPLE)
 _MIN_SAMPLE = 4096
-_REFINE_ROUNDS = 2
+_REFINE_ROUNDS = 1
 _REFINE_NEIGHBOURS = 32
 _PCA_SAMPLE = 10_000  # rows the PCA and ITQ are fitted on
 _PCA_OVERSAMPLE = 16
