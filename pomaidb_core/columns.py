@@ -18,7 +18,9 @@ Rows may hold different types for the same field ("year": 2020 here, "year": "20
 `kind` keeps them apart. All columns share one capacity that doubles when full, so append()
 is O(fields in the row) amortised; a field first seen at row r gets a column whose rows
 before r read as missing. set() is O(fields in the whole table): it clears the row in
-every column, because the old metadata is not kept here.
+every column, because the old metadata is not kept here. A column's vocab keeps every
+distinct string ever written to it, overwritten ones included, until the table is rebuilt
+(a memtable is frozen, a segment compacted).
 
 Nothing here reaches disk. Not thread-safe: the owner of the memtable or segment (its shard
 thread) appends and sets; masks must not run concurrently with those writes.

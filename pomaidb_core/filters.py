@@ -136,6 +136,8 @@ class _And(_Node):
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         out = self.children[0].mask(columns)
         for child in self.children[1:]:
+            if not out.any():  # the rest cannot add a row; skip their (maybe per-row) work
+                break
             out &= child.mask(columns)
         return out
 
@@ -147,6 +149,8 @@ class _Or(_And):
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         out = self.children[0].mask(columns)
         for child in self.children[1:]:
+            if out.all():
+                break
             out |= child.mask(columns)
         return out
 
