@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -20,6 +21,7 @@ def _import_with_env(value: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-W", "always", "-c", code],
         env=env,
+        cwd=tempfile.gettempdir(),  # `-c` puts the cwd first on sys.path: not the source tree
         capture_output=True,
         text=True,
         check=False,

@@ -403,6 +403,7 @@ def test_a_process_killed_at_a_random_step_reopens_to_the_last_or_next_commit(tm
         [sys.executable, "-c", _CHILD, root],
         check=False,
         env=env,
+        cwd=tmp_path,  # `-c` puts the cwd first on sys.path: not the source tree
         capture_output=True,
         timeout=120,
         text=True,
