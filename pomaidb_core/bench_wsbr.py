@@ -152,9 +152,9 @@ def sweep_wsbr(segments, queries, truth, metric, repeats, fractions, widen_facto
                     lambda: search(segments, queries, metric, knobs=knobs), repeats)
                 scanned = np.mean([scanned_fraction([seg], queries, **kn)
                                    for seg, kn in zip(segments, knobs)])
-                label = f"{mode} T={fraction:.0%} of blocks" + (f" W={factor}T" if factor else "")
-                rows.append((f"WSBR {mode}", label, recall(found, truth), len(queries) / seconds,
-                             scanned))
+                method = f"WSBR {mode}" + (f" W={factor}T" if factor else "")
+                rows.append((method, f"T={fraction:.0%} of each segment's blocks",
+                             recall(found, truth), len(queries) / seconds, scanned))
     return rows
 
 
@@ -230,10 +230,10 @@ def _up_to(rows: list, target: float) -> list:
 
 
 def print_table(rows, exact_qps: float) -> None:
-    print(f"{'method':<16} {'setting':<44} {'recall@10':>9} {'QPS':>8} {'scanned':>8} "
+    print(f"{'method':<21} {'setting':<48} {'recall@10':>9} {'QPS':>8} {'scanned':>8} "
           f"{'x exact':>8}")
     for method, setting, rec, qps, scanned in rows:
-        print(f"{method:<16} {setting:<44} {_cell(rec, '.4f'):>9} {_cell(qps, '.0f'):>8} "
+        print(f"{method:<21} {setting:<48} {_cell(rec, '.4f'):>9} {_cell(qps, '.0f'):>8} "
               f"{_cell(scanned, '.1%'):>8} {_cell(qps / exact_qps, '.1f'):>8}")
 
 
