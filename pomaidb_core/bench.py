@@ -26,6 +26,7 @@ import tempfile
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import kernels
 from .db import open as open_db
@@ -34,10 +35,6 @@ DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "da
 
 
 def _single_thread_blas() -> None:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
     threadpool_limits(1)
 
 

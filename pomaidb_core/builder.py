@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from . import filenames, wsbr
+from .errors import CorruptionError
 from .layers import LiveSegment
 from .manifest import MembraneMeta, SegmentMeta
 from .options import IndexParams
-from .errors import CorruptionError
 from .segment import SegmentReader, write_segment
 
 
@@ -31,7 +32,10 @@ def build_segment(root: str, shard: int, membrane: MembraneMeta, segment_id: int
                   metadatas: Sequence[dict | None]) -> BuiltSegment:
     """Write rows (any order) as segment `segment_id`; rows are reordered into WSBR blocks."""
     params = IndexParams.from_dict(membrane.index)
-    order, index = wsbr.build_index(vectors, membrane.metric, params)
+    # Small LAPACK calls slow down 40-100x when a multi-threaded BLAS competes with the
+    # shard threads for two cores; one BLAS thread is faster and leaves the shards alone.
+    with threadpool_limits(1, user_api="blas"):
+        order, index = wsbr.build_index(vectors, membrane.metric, params)
     seg_path = filenames.segment_path(root, shard, membrane.membrane_id, segment_id)
     side_path = filenames.sidecar_path(root, shard, membrane.membrane_id, segment_id)
     checksum = write_segment(
