@@ -22,6 +22,7 @@ from . import filenames, fs
 from .errors import (
     AlreadyExistsError,
     ClosedError,
+    CorruptionError,
     InvalidArgumentError,
     NotFoundError,
     PomaiError,
@@ -35,6 +36,7 @@ from .shard import Shard
 from .worker import BackgroundWorker
 
 MAX_MEMBRANE_NAME_BYTES = 128
+_READ_ONLY_ATTEMPTS = 5
 MAX_DIM = 65536
 
 
@@ -64,11 +66,26 @@ class DB:
                 raise ClosedError("this DB was closed; create a new DB object to reopen")
             if self._opened:
                 return self
-            try:
-                self._open_locked()
-            except BaseException:
+            for attempt in range(_READ_ONLY_ATTEMPTS):
+                try:
+                    self._open_locked()
+                    if not self.options.read_only or self._store.is_latest():
+                        break
+                    error: BaseException | None = None
+                except CorruptionError as exc:
+                    if not self.options.read_only or self._store.is_latest():
+                        self._teardown()
+                        raise
+                    error = exc
+                except BaseException:
+                    self._teardown()
+                    raise
+                # A writer committed while this reader loaded (and may have deleted WAL or
+                # segment files it had listed): load the newer version instead.
                 self._teardown()
-                raise
+                if attempt == _READ_ONLY_ATTEMPTS - 1:
+                    raise CorruptionError(
+                        f"{self.path} kept changing while opening read-only: {error}")
             self._opened = True
             return self
 
@@ -119,8 +136,11 @@ class DB:
     def _teardown(self) -> None:
         for shard in self._shards:
             shard.stop()
+        self._shards = []
+        self._catalog.clear()
         if self._worker is not None:
             self._worker.stop()
+            self._worker = None
         if self._file_lock is not None:
             self._file_lock.release()
             self._file_lock = None
@@ -264,6 +284,7 @@ class DB:
 
     @property
     def shard_count(self) -> int:
+        self._require_open()
         return len(self._shards)
 
     def submit(self, shard: int, kind: str, *args: Any) -> Reply:
@@ -277,7 +298,7 @@ class DB:
         return self.submit(shard, kind, *args).result()
 
     def broadcast(self, kind: str, *args: Any) -> list:
-        futures = [self.submit(i, kind, *args) for i in range(len(self._shards))]
+        futures = [self.submit(i, kind, *args) for i in range(self.shard_count)]
         return [f.result() for f in futures]
 
     async def acall(self, shard: int, kind: str, *args: Any) -> Any:
@@ -293,10 +314,10 @@ class DB:
 
     async def abroadcast(self, kind: str, *args: Any) -> list:
         return list(await asyncio.gather(
-            *(self.acall(i, kind, *args) for i in range(len(self._shards)))))
+            *(self.acall(i, kind, *args) for i in range(self.shard_count))))
 
     def scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
-        for shard in range(len(self._shards)):
+        for shard in range(self.shard_count):
             snapshot = self.call(shard, "snapshot", membrane_id, flt)
             yield from snapshot.records()
 

@@ -373,6 +373,11 @@ class ManifestStore:
             self._current = manifest
             return manifest
 
+    def is_latest(self) -> bool:
+        """Is the loaded version still the newest on disk? (A reader's consistency check.)"""
+        versions = self._versions()
+        return bool(versions) and versions[-1] == self.current.number
+
     def _versions(self) -> list[int]:
         numbers = (filenames.parse_manifest_name(name) for name in fs.listdir(self._dir))
         return sorted(n for n in numbers if n is not None)

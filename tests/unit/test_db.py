@@ -298,3 +298,30 @@ def test_reopen_without_shards_uses_the_count_it_was_created_with(tmp_path):
         assert db.membrane("m").count() == 30
     with pdb.open(tmp_path / "new") as db:
         assert db.stats()["shards"] == 4
+
+
+def test_every_membrane_call_after_close_raises_closed(tmp_path):
+    db = pdb.open(tmp_path / "db")
+    m = db.create_membrane("m", dim=2)
+    db.close()
+    calls = [lambda: m.get(1), lambda: m.get_batch([1]), lambda: m.exists(1), lambda: m.count(),
+             lambda: m.delete(1), lambda: m.delete_batch([1]), lambda: m.delete_where({}),
+             lambda: m.search_batch([[1.0, 2.0]]), lambda: list(m.scan()),
+             lambda: m.put_batch([1], [[1.0, 2.0]]), lambda: db.freeze(), lambda: db.compact(),
+             lambda: db.stats(), lambda: db.verify(), lambda: db.drop_membrane("m"),
+             lambda: asyncio.run(m.asearch([1.0, 2.0]))]
+    for call in calls:
+        with pytest.raises(pdb.ClosedError):
+            call()
+
+
+def test_read_only_open_while_a_writer_freezes_sees_a_consistent_state(tmp_path):
+    path = tmp_path / "db"
+    rng = np.random.default_rng(4)
+    with pdb.open(path, shards=2, memtable_limit=50) as writer:
+        m = writer.create_membrane("m", dim=4)
+        for start in range(0, 2000, 100):
+            m.put_batch(range(start, start + 100), rng.standard_normal((100, 4)))
+            with pdb.open(path, read_only=True) as reader:
+                seen = reader.membrane("m").count()
+            assert seen == start + 100  # every acknowledged write, nothing torn
