@@ -27,6 +27,7 @@ from .errors import (
     NotFoundError,
     PomaiError,
     ReadOnlyError,
+    StorageError,
 )
 from .mailbox import Command, Reply
 from .manifest import Manifest, ManifestStore, MembraneMeta, read_manifest
@@ -36,7 +37,7 @@ from .shard import Shard
 from .worker import BackgroundWorker
 
 MAX_MEMBRANE_NAME_BYTES = 128
-_READ_ONLY_ATTEMPTS = 5
+_READ_ONLY_ATTEMPTS = 20
 MAX_DIM = 65536
 
 
@@ -69,23 +70,17 @@ class DB:
             for attempt in range(_READ_ONLY_ATTEMPTS):
                 try:
                     self._open_locked()
-                    if not self.options.read_only or self._store.is_latest():
-                        break
-                    error: BaseException | None = None
-                except CorruptionError as exc:
-                    if not self.options.read_only or self._store.is_latest():
-                        self._teardown()
+                    break
+                except (CorruptionError, StorageError):
+                    # A reader whose files vanished because a writer committed meanwhile
+                    # (compaction, WAL reset) loads the newer version; anything else is real.
+                    self._teardown()
+                    if (not self.options.read_only or self._store.is_latest()
+                            or attempt == _READ_ONLY_ATTEMPTS - 1):
                         raise
-                    error = exc
                 except BaseException:
                     self._teardown()
                     raise
-                # A writer committed while this reader loaded (and may have deleted WAL or
-                # segment files it had listed): load the newer version instead.
-                self._teardown()
-                if attempt == _READ_ONLY_ATTEMPTS - 1:
-                    raise CorruptionError(
-                        f"{self.path} kept changing while opening read-only: {error}")
             self._opened = True
             return self
 

@@ -18,7 +18,8 @@ Recovery rules (`read_wal`):
 * A bad record followed by a valid one is damage to acknowledged data:
   CorruptionError. "Followed" is found by searching the rest of the log for a
   record header whose seq is plausible and whose checksum holds.
-* Sequence numbers must be consecutive; a gap or repeat is CorruptionError.
+* Sequence numbers must be consecutive; a gap or repeat is CorruptionError, and so
+  is a log whose first file starts after the manifest's covered position.
 
 Reset after a freeze: the manifest records `wal_covered` per shard; whole files
 whose records are all covered are deleted (`WalWriter.drop_covered`), and replay
@@ -27,6 +28,7 @@ skips covered records in the files that remain.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,6 +113,12 @@ class ReplayResult:
 
 def read_wal(files: list[WalFile], covered: int) -> ReplayResult:
     """All records with seq > covered, in order; applies the recovery rules above."""
+    if files and files[0].first_seq > covered + 1:
+        # Records covered+1 .. first_seq-1 are neither in segments nor in the log: a WAL
+        # file is missing (or, for a reader, a writer reset the WAL after it read the manifest).
+        raise CorruptionError(
+            f"WAL of {os.path.dirname(files[0].path)} starts at sequence {files[0].first_seq} but "
+            f"the manifest covers only up to {covered}: log records are missing")
     records: list[WalRecord] = []
     expected: int | None = None
     for index, wal_file in enumerate(files):

@@ -124,3 +124,10 @@ def test_decoding_damaged_payloads_raises_corruption():
 def test_bad_ids_are_rejected(ids):
     with pytest.raises(InvalidArgumentError):
         records.check_ids(ids)
+
+
+def test_a_missing_first_wal_file_is_corruption(tmp_path):
+    _write(tmp_path, [_put(1, list(range(50))) for _ in range(10)], file_limit=4096)
+    os.unlink(wal.list_wal_files(str(tmp_path), 0)[0].path)
+    with pytest.raises(CorruptionError):
+        _replay(tmp_path)
