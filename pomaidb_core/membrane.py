@@ -143,21 +143,23 @@ class Membrane:
     def search(self, query: Any, k: int = 10, filter: dict | None = None, *,
                top_blocks: int | None = None, widen_blocks: int | None = None,
                exact: bool = False) -> list[Hit]:
-        queries = records.check_vectors(query, self.dim, single=True)[None, :]
-        params = self._search_params(k, filter, top_blocks, widen_blocks, exact)
-        return _merge(self._db.broadcast("search", self.meta.membrane_id, queries, params), k)[0]
+        request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
+        return _merge(self._db.broadcast("search", self.meta.membrane_id, *request), k)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
                      exact: bool = False) -> list[list[Hit]]:
-        matrix = records.check_vectors(queries, self.dim)
-        params = self._search_params(k, filter, top_blocks, widen_blocks, exact)
-        if len(matrix) == 0:
+        request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
+        if len(request[0]) == 0:
             return []
-        return _merge(self._db.broadcast("search", self.meta.membrane_id, matrix, params), k)
+        return _merge(self._db.broadcast("search", self.meta.membrane_id, *request), k)
 
-    def _search_params(self, k: Any, filter: Any, top_blocks: Any, widen_blocks: Any,
-                       exact: Any) -> SearchParams:
+    def _search_request(self, queries: Any, single: bool, k: Any, filter: Any, top_blocks: Any,
+                        widen_blocks: Any, exact: Any) -> tuple[np.ndarray, SearchParams]:
+        """Validated (queries matrix, SearchParams), before any shard is asked."""
+        matrix = records.check_vectors(queries, self.dim, single=single)
+        if single:
+            matrix = matrix[None, :]
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidArgumentError(f"k must be an int >= 1, got {k!r}")
         for name, value, low in (("top_blocks", top_blocks, 1), ("widen_blocks", widen_blocks, 0)):
@@ -167,7 +169,7 @@ class Membrane:
         if not isinstance(exact, bool):
             raise InvalidArgumentError("exact must be a bool")
         flt = compile_filter(filter)
-        return SearchParams(
+        return matrix, SearchParams(
             k=int(k), flt=flt, filter_key=_filter_key(filter) if flt is not None else "",
             exact=exact,
             top_blocks=top_blocks if top_blocks is not None else self._params.wsbr_top_blocks,
@@ -237,19 +239,17 @@ class Membrane:
                       top_blocks: int | None = None, widen_blocks: int | None = None,
                       exact: bool = False) -> list[Hit]:
         """Fans the query out to all shards concurrently and merges."""
-        queries = records.check_vectors(query, self.dim, single=True)[None, :]
-        params = self._search_params(k, filter, top_blocks, widen_blocks, exact)
-        found = await self._db.abroadcast("search", self.meta.membrane_id, queries, params)
+        request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
+        found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)[0]
 
     async def asearch_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                             top_blocks: int | None = None, widen_blocks: int | None = None,
                             exact: bool = False) -> list[list[Hit]]:
-        matrix = records.check_vectors(queries, self.dim)
-        params = self._search_params(k, filter, top_blocks, widen_blocks, exact)
-        if len(matrix) == 0:
+        request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
+        if len(request[0]) == 0:
             return []
-        found = await self._db.abroadcast("search", self.meta.membrane_id, matrix, params)
+        found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)
 
 
