@@ -76,6 +76,7 @@ and bench_wsbr.py on real sentence embeddings: see `_AUTO_BLOCK_SIZES` and
 
 from __future__ import annotations
 
+import copy
 import math
 import struct
 from functools import cached_property
@@ -112,6 +113,12 @@ _AUTO_TOP_SCALE = 1.2
 _AUTO_TOP_EXPONENT = 0.3
 _AUTO_MIN_TOP = 8
 _AUTO_WIDEN_FACTOR = 7  # shortlist = top_blocks * (1 + factor)
+# Default top_blocks of segments with at least _CALIBRATE_MIN_ROWS rows is measured on the
+# segment itself (see _calibrated); smaller ones use the sqrt(n) rule above.
+_CALIBRATE_MIN_ROWS = 2_000
+_CALIBRATE_QUERIES = 200
+_CALIBRATE_K = 10
+_CALIBRATE_RECALL = 0.965
 _GATHER_MAX_QUERIES = 4  # fewer queries than this: score only candidate centroids
 _GROUPED_MIN_QUERIES = 8  # at least this many queries: score block by block
 
@@ -196,6 +203,12 @@ class WsbrIndex:
 
     def default_top_blocks(self) -> int:
         return self.top_blocks
+
+    def with_defaults(self, top_blocks: int, widen_blocks: int) -> WsbrIndex:
+        """The same index with other default knobs (they are stored in the sidecar)."""
+        clone = copy.copy(self)
+        clone.top_blocks, clone.widen_blocks = top_blocks, widen_blocks
+        return clone
 
     def default_widen_blocks(self) -> int:
         return self.widen_blocks
@@ -372,7 +385,50 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
                       mu=mu, projection=projection.astype(np.int8), block_offsets=offsets,
                       signatures=_majority(sketches, offsets), alpha=alpha, beta=beta,
                       centroids=centroids)
+    if params.wsbr_top_blocks is None and n >= _CALIBRATE_MIN_ROWS:
+        index = _calibrated(index, vectors[order], rng, params.wsbr_widen_blocks)
     return order, index
+
+
+def _calibrated(index: WsbrIndex, vectors: np.ndarray, rng: np.random.Generator,
+                widen_blocks: int | None) -> WsbrIndex:
+    """The index with a default top_blocks raised until it reaches the target recall here.
+
+    The sqrt(n) rule was fitted on one data set (sentence embeddings); harder data needs
+    more blocks. This measures the segment's own data with sample queries (see below,
+    exact truth from the kernels): if the rule's budget misses _CALIBRATE_RECALL, it
+    doubles and then bisects until it does. It never lowers the rule's budget, because
+    queries from another distribution than the rows route worse than any sample of them.
+    """
+    n = index.n_rows
+    sample = rng.choice(n, size=(_CALIBRATE_QUERIES, 2), replace=True)
+    # Half the queries are rows (in-distribution), half midpoints of two random rows (between
+    # clusters, like queries from another distribution: questions against passages).
+    queries = vectors[sample[:, 0]].copy()
+    half = _CALIBRATE_QUERIES // 2
+    queries[half:] = (queries[half:] + vectors[sample[half:, 1]]) / 2
+    _, rows = topk(vectors, queries, _CALIBRATE_K + 1, index.metric)
+    self_row = np.where(np.arange(len(queries)) < half, sample[:, 0], -2)
+    truth = [r[(r != s) & (r >= 0)][:_CALIBRATE_K] for r, s in zip(rows, self_row)]
+    truth_blocks = [np.searchsorted(index.block_offsets, t, side="right") - 1 for t in truth]
+
+    def recall(top: int) -> float:
+        widen = _AUTO_WIDEN_FACTOR * top if widen_blocks is None else widen_blocks
+        chosen = route(index, queries, _CALIBRATE_K, top_blocks=top, widen_blocks=widen)
+        hits = sum(int(np.isin(b, c).sum()) for b, c in zip(truth_blocks, chosen))
+        return hits / max(1, sum(len(b) for b in truth_blocks))
+
+    low, high = 0, index.top_blocks  # the sqrt(n) rule is a floor: calibration only raises it
+    while high < index.n_blocks and recall(high) < _CALIBRATE_RECALL:
+        low, high = high, high * 2
+    high = min(high, index.n_blocks)
+    low = max(low, index.top_blocks) if high > index.top_blocks else high
+    while high - low > max(1, high // 16):
+        middle = (low + high) // 2
+        low, high = (low, middle) if recall(middle) >= _CALIBRATE_RECALL else (middle, high)
+    top = max(_AUTO_MIN_TOP, high)
+    widen = _AUTO_WIDEN_FACTOR * top if widen_blocks is None else widen_blocks
+    return index.with_defaults(min(top, _U32_MAX), min(widen, _U32_MAX))
 
 
 def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
