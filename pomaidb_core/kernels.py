@@ -1,9 +1,10 @@
 """The typed Python face of PomaiDB's compiled kernels (the private `_kernels` module).
 
-Every hot loop of the engine runs here: similarity scores, fused top-k selection, Hamming
-distances of 64-bit codes and CRC32C.  Inputs are numpy arrays used in place, never copied:
-a wrong dtype, a strided view or a misaligned buffer raises InvalidArgumentError saying how to
-fix it (usually `np.ascontiguousarray(x, dtype=np.float32)`).  The GIL is released inside every
+Every hot loop of the engine runs here: similarity scores, fused top-k selection (over all
+rows, row ranges, or per-query blocks of rows), Hamming distances and ranks of 64-bit codes,
+and CRC32C.  Inputs are numpy arrays used in place, never copied: a wrong dtype, a strided
+view or a misaligned buffer raises InvalidArgumentError saying how to fix it (usually
+`np.ascontiguousarray(x, dtype=np.float32)`).  The GIL is released inside every
 kernel, so Python threads (one per shard) scan in parallel.
 
 Scores are always "higher is more similar":
@@ -85,6 +86,11 @@ def _check_metric(metric: str) -> None:
         raise InvalidArgumentError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise InvalidArgumentError(f"k must be an int, got {type(k).__name__}")
+
+
 def scores(vectors: F32Array, queries: F32Array, metric: Metric) -> F32Array:
     """Score every query against every vector.
 
@@ -117,10 +123,40 @@ def topk(
     NaN (NaN in the data) never qualify.  Never materialises the full (q, n) score matrix.
     """
     _check_metric(metric)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise InvalidArgumentError(f"k must be an int, got {type(k).__name__}")
+    _check_k(k)
     top_scores, top_rows = _kernels.topk(
         vectors, _as_query_matrix(queries), int(k), metric, mask, row_ranges
+    )
+    return top_scores, top_rows
+
+
+def topk_blocks(
+    vectors: F32Array,
+    queries: F32Array,
+    k: int,
+    metric: Metric,
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
+    *,
+    block_ranges: npt.NDArray[np.int64],
+    ptr: npt.NDArray[np.int64],
+    blocks: npt.NDArray[np.int64],
+) -> tuple[F32Array, npt.NDArray[np.int64]]:
+    """topk where each query searches its own blocks of rows (block-routed search).
+
+    block_ranges: (nb, 2) int64 [start, end) row ranges, 0 <= start <= end <= n; they may be
+        empty or come in any order but must not overlap.
+    ptr: (q + 1,) int64 and blocks: (m,) int64, CSR style: query j considers only the rows of
+        blocks blocks[ptr[j]:ptr[j + 1]] (ids in [0, nb), any order, a repeat counts once).
+        ptr starts at 0, never decreases and ends at m; a query with no blocks gets padding.
+    vectors, queries, k, metric, mask and the result are as for topk(), and a (row, query)
+    scores bit-identically here and there: a query gets the same answer alone, in a batch, or
+    from topk over the same rows.  Each block is read once and scored against every query
+    that chose it, so a batch costs about one pass over the union of its blocks.
+    """
+    _check_metric(metric)
+    _check_k(k)
+    top_scores, top_rows = _kernels.topk_blocks(
+        vectors, _as_query_matrix(queries), int(k), metric, mask, block_ranges, ptr, blocks
     )
     return top_scores, top_rows
 
@@ -144,6 +180,21 @@ def hamming64(
             raise InvalidArgumentError(f"a query code must be in [0, 2**64), got {query_codes}")
         query_codes = np.array([query_codes], dtype=np.uint64)
     result: npt.NDArray[np.uint32] = _kernels.hamming64(codes, query_codes)
+    return result
+
+
+def hamming64_rank(
+    codes: npt.NDArray[np.uint64], query_codes: npt.NDArray[np.uint64], count: int
+) -> npt.NDArray[np.int64]:
+    """The `count` codes nearest each query code, in (popcount(code ^ query), index) order.
+
+    codes: (n,) uint64.  query_codes: (q,) uint64.  Returns (q, min(count, n)) int64 indices
+    into codes: the first columns of a stable argsort of hamming64(codes, query_codes), from a
+    counting sort over the 65 possible distances (O(n) per query, whatever count is).
+    """
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise InvalidArgumentError(f"count must be an int, got {type(count).__name__}")
+    result: npt.NDArray[np.int64] = _kernels.hamming64_rank(codes, query_codes, int(count))
     return result
 
 

@@ -7,10 +7,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "pomaidb/dispatch.h"
+#include "pomaidb/rank.h"
 #include "pomaidb/search.h"
 
 namespace py = pybind11;
@@ -157,6 +159,95 @@ py::tuple topk(const py::object& vectors_obj, const py::object& queries_obj, std
   return py::make_tuple(out_scores, out_rows);
 }
 
+std::string shape_of(const py::object& obj) {
+  return py::str(obj.attr("shape")).cast<std::string>();
+}
+
+// The rows of a block are [start, end); blocks may come in any order and be empty, but never
+// share a row, so a query's rows are exactly the union of its blocks.
+std::vector<RowRange> require_block_ranges(const py::object& obj, std::size_t n) {
+  py::array arr = require_array<std::int64_t>(obj, "block_ranges", 2, "int64");
+  if (arr.shape(1) != 2) {
+    invalid("block_ranges must have shape (n_blocks, 2) of [start, end) pairs, got shape " +
+            shape_of(obj));
+  }
+  const auto* pairs = static_cast<const std::int64_t*>(arr.data());
+  std::vector<RowRange> blocks;
+  blocks.reserve(static_cast<std::size_t>(arr.shape(0)));
+  for (py::ssize_t i = 0; i < arr.shape(0); ++i) {
+    const std::int64_t start = pairs[2 * i];
+    const std::int64_t end = pairs[2 * i + 1];
+    if (start < 0 || end < start || static_cast<std::uint64_t>(end) > n) {
+      invalid("block_ranges[" + std::to_string(i) + "] = [" + std::to_string(start) + ", " +
+              std::to_string(end) + ") must satisfy 0 <= start <= end <= " + std::to_string(n));
+    }
+    blocks.push_back({static_cast<std::size_t>(start), static_cast<std::size_t>(end)});
+  }
+  std::vector<RowRange> sorted = normalize_ranges(blocks);
+  std::size_t covered = 0;
+  for (const RowRange& r : sorted) covered += r.end - r.start;
+  std::size_t total = 0;
+  for (const RowRange& r : blocks) total += r.end - r.start;
+  if (covered != total) invalid("block_ranges must not overlap: a row belongs to one block");
+  return blocks;
+}
+
+// ptr (nq + 1,) and blocks (m,) int64: query j's block ids are blocks[ptr[j]:ptr[j + 1]].
+std::pair<const std::int64_t*, const std::int64_t*> require_query_blocks(
+    const py::object& ptr_obj, const py::object& blocks_obj, std::size_t nq,
+    std::size_t n_blocks) {
+  py::array ptr_arr = require_array<std::int64_t>(ptr_obj, "ptr", 1, "int64");
+  py::array blocks_arr = require_array<std::int64_t>(blocks_obj, "blocks", 1, "int64");
+  if (static_cast<std::size_t>(ptr_arr.shape(0)) != nq + 1) {
+    invalid("ptr must have one entry per query plus one (" + std::to_string(nq + 1) +
+            "), got shape " + shape_of(ptr_obj));
+  }
+  const auto* ptr = static_cast<const std::int64_t*>(ptr_arr.data());
+  const auto m = static_cast<std::int64_t>(blocks_arr.shape(0));
+  if (ptr[0] != 0 || ptr[nq] != m) {
+    invalid("ptr must start at 0 and end at len(blocks) = " + std::to_string(m) + ", got " +
+            std::to_string(ptr[0]) + " and " + std::to_string(ptr[nq]));
+  }
+  for (std::size_t j = 0; j < nq; ++j) {
+    if (ptr[j + 1] < ptr[j]) invalid("ptr must be non-decreasing, but ptr[" +
+                                     std::to_string(j + 1) + "] < ptr[" + std::to_string(j) + "]");
+  }
+  const auto* blocks = static_cast<const std::int64_t*>(blocks_arr.data());
+  const auto limit = static_cast<std::int64_t>(n_blocks);
+  const auto bad = std::find_if(blocks, blocks + m,
+                                [limit](std::int64_t b) { return b < 0 || b >= limit; });
+  if (bad != blocks + m) {
+    invalid("blocks[" + std::to_string(bad - blocks) + "] = " + std::to_string(*bad) +
+            " is not a block id in [0, " + std::to_string(n_blocks) + ")");
+  }
+  return {ptr, blocks};
+}
+
+py::tuple topk_blocks(const py::object& vectors_obj, const py::object& queries_obj,
+                      std::int64_t k, const std::string& metric_name, const py::object& mask_obj,
+                      const py::object& ranges_obj, const py::object& ptr_obj,
+                      const py::object& blocks_obj) {
+  BlockTopkRequest request{};
+  request.vectors = require_vectors(vectors_obj);
+  request.queries = require_queries(queries_obj, request.vectors);
+  request.metric = parse_metric(metric_name);
+  if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
+  request.k = static_cast<std::size_t>(k);
+  request.mask = require_mask(mask_obj, request.vectors.rows);
+  request.blocks = require_block_ranges(ranges_obj, request.vectors.rows);
+  std::tie(request.query_block_ptr, request.query_blocks) =
+      require_query_blocks(ptr_obj, blocks_obj, request.queries.rows, request.blocks.size());
+  py::array_t<float> out_scores({request.queries.rows, request.k});
+  py::array_t<std::int64_t> out_rows({request.queries.rows, request.k});
+  float* scores_dst = out_scores.mutable_data();
+  std::int64_t* rows_dst = out_rows.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    compute_topk_blocks(active_kernels(), request, scores_dst, rows_dst);
+  }
+  return py::make_tuple(out_scores, out_rows);
+}
+
 py::array_t<float> l2_norms(const py::object& vectors_obj) {
   const Matrix vectors = require_vectors(vectors_obj);
   py::array_t<float> out(static_cast<py::ssize_t>(vectors.rows));
@@ -181,6 +272,25 @@ py::array_t<std::uint32_t> hamming64(const py::object& codes_obj, const py::obje
     py::gil_scoped_release nogil;
     const KernelTable& kernels = active_kernels();
     for (std::size_t j = 0; j < nq; ++j) kernels.hamming64(src, n, query[j], dst + j * n);
+  }
+  return out;
+}
+
+py::array_t<std::int64_t> hamming64_rank(const py::object& codes_obj,
+                                         const py::object& queries_obj, std::int64_t count) {
+  py::array codes = require_array<std::uint64_t>(codes_obj, "codes", 1, "uint64");
+  py::array queries = require_array<std::uint64_t>(queries_obj, "query_codes", 1, "uint64");
+  if (count < 0) invalid("count must be >= 0, got " + std::to_string(count));
+  const auto n = static_cast<std::size_t>(codes.shape(0));
+  const auto nq = static_cast<std::size_t>(queries.shape(0));
+  const std::size_t kept = std::min(static_cast<std::size_t>(count), n);
+  py::array_t<std::int64_t> out({nq, kept});
+  const auto* src = static_cast<const std::uint64_t*>(codes.data());
+  const auto* query = static_cast<const std::uint64_t*>(queries.data());
+  std::int64_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    rank_by_hamming64(active_kernels(), src, n, query, nq, kept, dst);
   }
   return out;
 }
@@ -239,7 +349,12 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("scores", &scores, py::arg("vectors"), py::arg("queries"), py::arg("metric"));
   m.def("topk", &topk, py::arg("vectors"), py::arg("queries"), py::arg("k"), py::arg("metric"),
         py::arg("mask"), py::arg("row_ranges"));
+  m.def("topk_blocks", &topk_blocks, py::arg("vectors"), py::arg("queries"), py::arg("k"),
+        py::arg("metric"), py::arg("mask"), py::arg("block_ranges"), py::arg("ptr"),
+        py::arg("blocks"));
   m.def("l2_norms", &l2_norms, py::arg("vectors"));
   m.def("hamming64", &hamming64, py::arg("codes"), py::arg("query_codes"));
+  m.def("hamming64_rank", &hamming64_rank, py::arg("codes"), py::arg("query_codes"),
+        py::arg("count"));
   m.def("crc32c", &crc32c, py::arg("data"), py::arg("value"));
 }

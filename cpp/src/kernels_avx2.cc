@@ -36,7 +36,7 @@ inline float hsum(__m256 v) {
 // only.  A (row, query) pair is summed in the same order whatever Q is: duplicate rows score
 // bit-identically, and a query scores the same alone or in a batch.
 template <std::size_t Q, bool kNorms, bool kL2>
-inline void row_tile(const float* x, std::size_t d, const float* q, float* out,
+inline void row_tile(const float* x, std::size_t d, const float* const* q, float* out,
                      std::size_t out_stride, float* row_sq) {
   constexpr std::size_t kQ = Q > 0 ? Q : 1;
   __m256 acc[2][kQ];
@@ -46,7 +46,7 @@ inline void row_tile(const float* x, std::size_t d, const float* q, float* out,
     const __m256 xv = masked ? _mm256_maskload_ps(x + k, m) : _mm256_loadu_ps(x + k);
     if constexpr (kNorms) nrm[u] = _mm256_fmadd_ps(xv, xv, nrm[u]);
     for (std::size_t j = 0; j < Q; ++j) {
-      const float* p = q + j * d + k;
+      const float* p = q[j] + k;
       const __m256 qv = masked ? _mm256_maskload_ps(p, m) : _mm256_loadu_ps(p);
       if constexpr (kL2) {
         const __m256 diff = _mm256_sub_ps(xv, qv);
@@ -77,23 +77,27 @@ inline void row_tile(const float* x, std::size_t d, const float* q, float* out,
 
 // All rows against Q queries, one row after another: streaming rows in order from memory
 // measured twice as fast as interleaving several rows' streams, and register-blocking two rows
-// gained nothing (GCC folds the q loads into each FMA either way).  `out` is null when Q == 0.
+// gained nothing (GCC folds the q loads into each FMA either way).  The Q query pointers are
+// copied to locals so they stay in registers across rows.  `out` is null when Q == 0.
 template <std::size_t Q, bool kNorms, bool kL2>
-void rows_tile(const float* x, std::size_t rows, std::size_t d, const float* q, float* out,
-               std::size_t out_stride, float* row_sq) {
+void rows_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+               float* out, std::size_t out_stride, float* row_sq) {
+  constexpr std::size_t kQ = Q > 0 ? Q : 1;
+  const float* qp[kQ] = {};
+  for (std::size_t j = 0; j < Q; ++j) qp[j] = q[j];
   for (std::size_t i = 0; i < rows; ++i) {
-    row_tile<Q, kNorms, kL2>(x + i * d, d, q, Q > 0 ? out + i : out, out_stride,
+    row_tile<Q, kNorms, kL2>(x + i * d, d, qp, Q > 0 ? out + i : out, out_stride,
                              kNorms ? row_sq + i : nullptr);
   }
 }
 
 // Queries in groups of four, then one by one; norms (if wanted) ride along the first group.
 template <bool kL2>
-void any_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-              float* out, std::size_t out_stride, float* row_sq) {
+void any_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+              std::size_t nq, float* out, std::size_t out_stride, float* row_sq) {
   std::size_t j = 0;
   for (; j + 4 <= nq; j += 4) {
-    const float* qj = q + j * d;
+    const float* const* qj = q + j;
     float* oj = out + j * out_stride;
     if (j == 0 && row_sq != nullptr) {
       rows_tile<4, true, kL2>(x, rows, d, qj, oj, out_stride, row_sq);
@@ -102,7 +106,7 @@ void any_tile(const float* x, std::size_t rows, std::size_t d, const float* q, s
     }
   }
   for (; j < nq; ++j) {
-    const float* qj = q + j * d;
+    const float* const* qj = q + j;
     float* oj = out + j * out_stride;
     if (j == 0 && row_sq != nullptr) {
       rows_tile<1, true, kL2>(x, rows, d, qj, oj, out_stride, row_sq);
@@ -115,13 +119,13 @@ void any_tile(const float* x, std::size_t rows, std::size_t d, const float* q, s
 
 }  // namespace
 
-void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-              float* out, std::size_t out_stride, float* row_sq_norms) {
+void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+              std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms) {
   any_tile<false>(x, rows, d, q, nq, out, out_stride, row_sq_norms);
 }
 
-void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-               float* out, std::size_t out_stride) {
+void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+               std::size_t nq, float* out, std::size_t out_stride) {
   any_tile<true>(x, rows, d, q, nq, out, out_stride, nullptr);
 }
 

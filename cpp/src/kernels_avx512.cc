@@ -39,7 +39,7 @@ inline float hsum(__m512 v) {
 // and a query scores the same alone or in a batch.  (A second accumulator set per pair, as in
 // the AVX2 file, measured no faster here and would not leave registers for the 4 x 4 tile.)
 template <std::size_t R, std::size_t Q, bool kNorms, bool kL2>
-inline void micro_tile(const float* x, std::size_t d, const float* q, float* out,
+inline void micro_tile(const float* x, std::size_t d, const float* const* q, float* out,
                        std::size_t out_stride, float* row_sq) {
   constexpr std::size_t kQ = Q > 0 ? Q : 1;
   __m512 acc[R][kQ];
@@ -56,7 +56,7 @@ inline void micro_tile(const float* x, std::size_t d, const float* q, float* out
       if constexpr (kNorms) nrm[r] = _mm512_fmadd_ps(xv[r], xv[r], nrm[r]);
     }
     for (std::size_t j = 0; j < Q; ++j) {
-      const float* p = q + j * d + k;
+      const float* p = q[j] + k;
       const __m512 qv = masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
       for (std::size_t r = 0; r < R; ++r) {
         if constexpr (kL2) {
@@ -80,29 +80,33 @@ inline void micro_tile(const float* x, std::size_t d, const float* q, float* out
 // All rows against Q queries.  A single query takes rows one after another: streaming rows in
 // order from memory measured twice as fast as interleaving four rows' streams.  With four
 // queries the block is already in cache and four rows share each q chunk (16 accumulators,
-// 4 norms, 4 x chunks and a q chunk: 25 of the 32 ZMM registers).  `out` is null when Q == 0.
+// 4 norms, 4 x chunks and a q chunk: 25 of the 32 ZMM registers).  The Q query pointers are
+// copied to locals so they stay in registers across rows.  `out` is null when Q == 0.
 template <std::size_t Q, bool kNorms, bool kL2>
-void rows_tile(const float* x, std::size_t rows, std::size_t d, const float* q, float* out,
-               std::size_t out_stride, float* row_sq) {
+void rows_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+               float* out, std::size_t out_stride, float* row_sq) {
   constexpr std::size_t R = Q <= 1 ? 1 : 4;
+  constexpr std::size_t kQ = Q > 0 ? Q : 1;
+  const float* qp[kQ] = {};
+  for (std::size_t j = 0; j < Q; ++j) qp[j] = q[j];
   std::size_t i = 0;
   for (; i + R <= rows; i += R) {
-    micro_tile<R, Q, kNorms, kL2>(x + i * d, d, q, Q > 0 ? out + i : out, out_stride,
+    micro_tile<R, Q, kNorms, kL2>(x + i * d, d, qp, Q > 0 ? out + i : out, out_stride,
                                   kNorms ? row_sq + i : nullptr);
   }
   for (; i < rows; ++i) {
-    micro_tile<1, Q, kNorms, kL2>(x + i * d, d, q, Q > 0 ? out + i : out, out_stride,
+    micro_tile<1, Q, kNorms, kL2>(x + i * d, d, qp, Q > 0 ? out + i : out, out_stride,
                                   kNorms ? row_sq + i : nullptr);
   }
 }
 
 // Queries in groups of four, then one by one; norms (if wanted) ride along the first group.
 template <bool kL2>
-void any_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-              float* out, std::size_t out_stride, float* row_sq) {
+void any_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+              std::size_t nq, float* out, std::size_t out_stride, float* row_sq) {
   std::size_t j = 0;
   for (; j + 4 <= nq; j += 4) {
-    const float* qj = q + j * d;
+    const float* const* qj = q + j;
     float* oj = out + j * out_stride;
     if (j == 0 && row_sq != nullptr) {
       rows_tile<4, true, kL2>(x, rows, d, qj, oj, out_stride, row_sq);
@@ -111,7 +115,7 @@ void any_tile(const float* x, std::size_t rows, std::size_t d, const float* q, s
     }
   }
   for (; j < nq; ++j) {
-    const float* qj = q + j * d;
+    const float* const* qj = q + j;
     float* oj = out + j * out_stride;
     if (j == 0 && row_sq != nullptr) {
       rows_tile<1, true, kL2>(x, rows, d, qj, oj, out_stride, row_sq);
@@ -124,13 +128,13 @@ void any_tile(const float* x, std::size_t rows, std::size_t d, const float* q, s
 
 }  // namespace
 
-void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-              float* out, std::size_t out_stride, float* row_sq_norms) {
+void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+              std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms) {
   any_tile<false>(x, rows, d, q, nq, out, out_stride, row_sq_norms);
 }
 
-void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-               float* out, std::size_t out_stride) {
+void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+               std::size_t nq, float* out, std::size_t out_stride) {
   any_tile<true>(x, rows, d, q, nq, out, out_stride, nullptr);
 }
 

@@ -68,19 +68,19 @@ constexpr Crc32cTables kCrc;
 
 }  // namespace
 
-void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-              float* out, std::size_t out_stride, float* row_sq_norms) {
+void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+              std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms) {
   for (std::size_t i = 0; i < rows; ++i) {
     const float* row = x + i * d;
     if (row_sq_norms != nullptr) row_sq_norms[i] = dot(row, row, d);
-    for (std::size_t j = 0; j < nq; ++j) out[j * out_stride + i] = dot(row, q + j * d, d);
+    for (std::size_t j = 0; j < nq; ++j) out[j * out_stride + i] = dot(row, q[j], d);
   }
 }
 
-void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* q, std::size_t nq,
-               float* out, std::size_t out_stride) {
+void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
+               std::size_t nq, float* out, std::size_t out_stride) {
   for (std::size_t i = 0; i < rows; ++i) {
-    for (std::size_t j = 0; j < nq; ++j) out[j * out_stride + i] = l2sq(x + i * d, q + j * d, d);
+    for (std::size_t j = 0; j < nq; ++j) out[j * out_stride + i] = l2sq(x + i * d, q[j], d);
   }
 }
 

@@ -1,4 +1,5 @@
-"""Fixtures shared by the kernel tests: every ISA level this machine has, and a float64 oracle."""
+"""Fixtures shared by the kernel tests: every ISA level this machine has, a float64 oracle, and
+a top-k checker against it."""
 
 from __future__ import annotations
 
@@ -67,3 +68,44 @@ def assert_scores_close() -> Callable[[np.ndarray, np.ndarray, np.ndarray, str],
         )
 
     return check
+
+
+def _check_topk(
+    got: tuple[np.ndarray, np.ndarray], ref: np.ndarray, k: int, qualifies: np.ndarray | None = None
+) -> None:
+    """got = (scores, rows) from a top-k kernel; ref = float64 (q, n) oracle scores.
+
+    qualifies: None (every row), (n,) bool for every query, or (q, n) bool per query.  Float32
+    kernels and the float64 oracle may order rows whose scores differ by rounding error
+    differently, so a swap is allowed only between rows whose true scores tie within tolerance.
+    """
+    got_scores, got_rows = got
+    n_queries, n = ref.shape
+    assert got_scores.shape == got_rows.shape == (n_queries, k)
+    assert got_scores.dtype == np.float32 and got_rows.dtype == np.int64
+    if qualifies is None:
+        qualifies = np.ones(n, dtype=bool)
+    qualifies = np.broadcast_to(qualifies, (n_queries, n))
+    for j in range(n_queries):
+        eligible = np.flatnonzero(qualifies[j])
+        m = min(k, eligible.size)
+        rows, scores = got_rows[j], got_scores[j]
+        assert np.all(rows[m:] == -1) and np.all(scores[m:] == -np.inf), "padding"
+        top = rows[:m]
+        assert np.unique(top).size == m and np.isin(top, eligible).all(), "rows qualify"
+        truth = ref[j, top]
+        tol = 1e-4 * (1.0 + np.abs(ref[j]).max())
+        np.testing.assert_allclose(scores[:m], truth, rtol=0, atol=tol)
+        assert np.all(np.diff(scores[:m]) <= 0), "sorted best first"
+        same = scores[:m][1:] == scores[:m][:-1]
+        assert np.all(top[1:][same] > top[:-1][same]), "ties by row ascending"
+        order = eligible[np.argsort(-ref[j, eligible], kind="stable")][:m]
+        swapped = top != order
+        assert np.all(np.abs(ref[j, top[swapped]] - ref[j, order[swapped]]) <= tol), (
+            f"query {j}: rows {top[swapped]} instead of numpy's {order[swapped]}"
+        )
+
+
+@pytest.fixture
+def check_topk() -> Callable[..., None]:
+    return _check_topk

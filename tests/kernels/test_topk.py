@@ -1,8 +1,7 @@
 """kernels.topk against a numpy brute-force oracle, on every ISA level.
 
-Float32 kernels and the float64 oracle may order rows whose scores differ by rounding error
-differently, so the comparison allows a swap only between rows whose true scores tie within
-tolerance; everything else (ids, order, padding, tie-break by row) must match exactly.
+The comparison (conftest.check_topk) allows a swap only between rows whose true scores tie
+within float32 tolerance; everything else (ids, order, padding, tie-break by row) must match.
 """
 
 from __future__ import annotations
@@ -23,72 +22,46 @@ def _data(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _check_topk(got, ref, k, qualifies=None):
-    """got = (scores, rows) from kernels.topk; ref = float64 (q, n) oracle scores."""
-    got_scores, got_rows = got
-    n_queries, n = ref.shape
-    assert got_scores.shape == got_rows.shape == (n_queries, k)
-    assert got_scores.dtype == np.float32 and got_rows.dtype == np.int64
-    eligible = np.arange(n) if qualifies is None else np.flatnonzero(qualifies)
-    m = min(k, eligible.size)
-    for j in range(n_queries):
-        rows, scores = got_rows[j], got_scores[j]
-        assert np.all(rows[m:] == -1) and np.all(scores[m:] == -np.inf), "padding"
-        top = rows[:m]
-        assert np.unique(top).size == m and np.isin(top, eligible).all(), "rows qualify"
-        truth = ref[j, top]
-        tol = 1e-4 * (1.0 + np.abs(ref[j]).max())
-        np.testing.assert_allclose(scores[:m], truth, rtol=0, atol=tol)
-        assert np.all(np.diff(scores[:m]) <= 0), "sorted best first"
-        same = scores[:m][1:] == scores[:m][:-1]
-        assert np.all(top[1:][same] > top[:-1][same]), "ties by row ascending"
-        order = eligible[np.argsort(-ref[j, eligible], kind="stable")][:m]
-        swapped = top != order
-        assert np.all(np.abs(ref[j, top[swapped]] - ref[j, order[swapped]]) <= tol), (
-            f"query {j}: rows {top[swapped]} instead of numpy's {order[swapped]}"
-        )
-
-
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("dim", [1, 3, 17, 97, 1536])
-def test_topk_matches_numpy_on_awkward_dims(isa, metric, dim, reference_scores):
+def test_topk_matches_numpy_on_awkward_dims(isa, metric, dim, reference_scores, check_topk):
     vectors, queries = _data(203, 5, dim, seed=dim)
     got = kernels.topk(vectors, queries, 10, metric)
-    _check_topk(got, reference_scores(vectors, queries, metric), 10)
+    check_topk(got, reference_scores(vectors, queries, metric), 10)
 
 
 @pytest.mark.parametrize("metric", METRICS)
-def test_topk_across_blocks_and_query_tiles(isa, metric, reference_scores):
+def test_topk_across_blocks_and_query_tiles(isa, metric, reference_scores, check_topk):
     # d=17 puts 1024 rows in a block; 37 queries span three 16-query tiles.
     vectors, queries = _data(5000, 37, 17, seed=11)
     got = kernels.topk(vectors, queries, 25, metric)
-    _check_topk(got, reference_scores(vectors, queries, metric), 25)
+    check_topk(got, reference_scores(vectors, queries, metric), 25)
 
 
-def test_k_larger_than_n_pads_with_minus_inf_and_row_minus_one(isa, reference_scores):
+def test_k_larger_than_n_pads_with_minus_inf_and_row_minus_one(isa, reference_scores, check_topk):
     vectors, queries = _data(6, 2, 17, seed=12)
     got = kernels.topk(vectors, queries, 9, "cosine")
-    _check_topk(got, reference_scores(vectors, queries, "cosine"), 9)
+    check_topk(got, reference_scores(vectors, queries, "cosine"), 9)
     assert np.all(got[1][:, 6:] == -1)
 
 
-def test_k_equal_to_n_returns_every_row_sorted(isa, reference_scores):
+def test_k_equal_to_n_returns_every_row_sorted(isa, reference_scores, check_topk):
     vectors, queries = _data(40, 3, 97, seed=13)
     got = kernels.topk(vectors, queries, 40, "l2")
-    _check_topk(got, reference_scores(vectors, queries, "l2"), 40)
+    check_topk(got, reference_scores(vectors, queries, "l2"), 40)
     assert np.all(np.sort(got[1], axis=1) == np.arange(40))
 
 
-def test_k_one_returns_the_single_best_row(isa, reference_scores):
+def test_k_one_returns_the_single_best_row(isa, reference_scores, check_topk):
     vectors, queries = _data(300, 4, 3, seed=14)
     got = kernels.topk(vectors, queries, 1, "ip")
-    _check_topk(got, reference_scores(vectors, queries, "ip"), 1)
+    check_topk(got, reference_scores(vectors, queries, "ip"), 1)
 
 
-def test_one_dimensional_query_is_a_batch_of_one(isa, reference_scores):
+def test_one_dimensional_query_is_a_batch_of_one(isa, reference_scores, check_topk):
     vectors, queries = _data(100, 1, 17, seed=15)
     got = kernels.topk(vectors, queries[0], 5, "cosine")
-    _check_topk(got, reference_scores(vectors, queries, "cosine"), 5)
+    check_topk(got, reference_scores(vectors, queries, "cosine"), 5)
 
 
 def test_batch_results_equal_single_query_results_exactly(isa):
@@ -107,19 +80,19 @@ def test_mask_all_false_returns_only_padding(isa):
 
 
 @pytest.mark.parametrize("dtype", [np.bool_, np.uint8])
-def test_sparse_mask_skips_masked_rows(isa, dtype, reference_scores):
+def test_sparse_mask_skips_masked_rows(isa, dtype, reference_scores, check_topk):
     vectors, queries = _data(3000, 3, 17, seed=18)
     mask = np.random.default_rng(19).random(3000) < 0.01
     got = kernels.topk(vectors, queries, 10, "l2", mask=mask.astype(dtype))
-    _check_topk(got, reference_scores(vectors, queries, "l2"), 10, qualifies=mask)
+    check_topk(got, reference_scores(vectors, queries, "l2"), 10, qualifies=mask)
 
 
-def test_fewer_qualifying_rows_than_k_pad_at_the_end(isa, reference_scores):
+def test_fewer_qualifying_rows_than_k_pad_at_the_end(isa, reference_scores, check_topk):
     vectors, queries = _data(30, 2, 3, seed=20)
     mask = np.zeros(30, dtype=bool)
     mask[[2, 17, 29]] = True
     got = kernels.topk(vectors, queries, 5, "cosine", mask=mask)
-    _check_topk(got, reference_scores(vectors, queries, "cosine"), 5, qualifies=mask)
+    check_topk(got, reference_scores(vectors, queries, "cosine"), 5, qualifies=mask)
 
 
 def _ranges(*pairs: tuple[int, int]) -> np.ndarray:
@@ -146,19 +119,19 @@ def _covered(n: int, ranges: np.ndarray) -> np.ndarray:
     ],
     ids=["no-ranges", "empty", "single-row", "touching", "overlapping", "edges", "everything"],
 )
-def test_row_ranges_limit_the_scan(isa, ranges, reference_scores):
+def test_row_ranges_limit_the_scan(isa, ranges, reference_scores, check_topk):
     vectors, queries = _data(100, 3, 17, seed=21)
     got = kernels.topk(vectors, queries, 8, "ip", row_ranges=ranges)
-    _check_topk(got, reference_scores(vectors, queries, "ip"), 8, qualifies=_covered(100, ranges))
+    check_topk(got, reference_scores(vectors, queries, "ip"), 8, qualifies=_covered(100, ranges))
 
 
-def test_row_ranges_and_mask_combine(isa, reference_scores):
+def test_row_ranges_and_mask_combine(isa, reference_scores, check_topk):
     vectors, queries = _data(2500, 2, 97, seed=22)
     ranges = _ranges((100, 900), (2000, 2400), (850, 1000))
     mask = np.random.default_rng(23).random(2500) < 0.3
     got = kernels.topk(vectors, queries, 20, "cosine", mask=mask, row_ranges=ranges)
     qualifies = mask & _covered(2500, ranges)
-    _check_topk(got, reference_scores(vectors, queries, "cosine"), 20, qualifies=qualifies)
+    check_topk(got, reference_scores(vectors, queries, "cosine"), 20, qualifies=qualifies)
 
 
 @pytest.mark.parametrize("metric", METRICS)

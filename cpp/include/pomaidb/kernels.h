@@ -15,17 +15,26 @@
 
 namespace pomai {
 
+// Queries come as `nq` row pointers q[0..nq), each to `d` floats, so a block can be scored
+// against any subset of a query batch (block-routed search) without copying the queries.
+//
 // out[j * out_stride + i] = <x_i, q_j> for i < rows, j < nq.  When row_sq_norms is not null it
 // also receives |x_i|^2, computed in the same pass over x (cosine needs both and x is the
-// memory-bound operand).  nq may be 0 to compute norms only.
-using DotTileFn = void (*)(const float* x, std::size_t rows, std::size_t d, const float* q,
-                           std::size_t nq, float* out, std::size_t out_stride,
-                           float* row_sq_norms);
+// memory-bound operand).  nq may be 0 (q null) to compute norms only.
+//
+// Determinism: a (row, query) pair is summed in the same order whatever rows, nq, the pair's
+// position in the tile or the other pointers are, so a query scores a row bit-identically
+// alone, in any batch, and through any search entry point.
+using DotTileFn = void (*)(const float* x, std::size_t rows, std::size_t d,
+                           const float* const* q, std::size_t nq, float* out,
+                           std::size_t out_stride, float* row_sq_norms);
 
 // out[j * out_stride + i] = |x_i - q_j|^2, summed from the differences (not from norms and dots,
-// which cancel catastrophically for near neighbours, the rows that matter).
-using L2sqTileFn = void (*)(const float* x, std::size_t rows, std::size_t d, const float* q,
-                            std::size_t nq, float* out, std::size_t out_stride);
+// which cancel catastrophically for near neighbours, the rows that matter).  Same query
+// pointers and determinism as DotTileFn.
+using L2sqTileFn = void (*)(const float* x, std::size_t rows, std::size_t d,
+                            const float* const* q, std::size_t nq, float* out,
+                            std::size_t out_stride);
 
 // out[i] = popcount(codes[i] ^ query).
 using Hamming64Fn = void (*)(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
@@ -44,12 +53,12 @@ struct KernelTable {
 };
 
 // The similarity kernels exist at every level.
-#define POMAI_DECLARE_SIMILARITY_KERNELS(ns)                                                   \
-  namespace ns {                                                                               \
-  void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* q,              \
-                std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms);     \
-  void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* q,             \
-                 std::size_t nq, float* out, std::size_t out_stride);                         \
+#define POMAI_DECLARE_SIMILARITY_KERNELS(ns)                                                     \
+  namespace ns {                                                                                 \
+  void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,          \
+                std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms);        \
+  void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,         \
+                 std::size_t nq, float* out, std::size_t out_stride);                            \
   }
 
 POMAI_DECLARE_SIMILARITY_KERNELS(scalar)

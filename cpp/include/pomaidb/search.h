@@ -50,6 +50,27 @@ struct TopkRequest {
 void compute_topk(const KernelTable& kernels, const TopkRequest& request, float* out_scores,
                   std::int64_t* out_rows);
 
+struct BlockTopkRequest {
+  Matrix vectors;
+  Matrix queries;  // same cols as vectors
+  Metric metric;
+  std::size_t k;             // >= 1
+  const std::uint8_t* mask;  // null, or vectors.rows flags: rows flagged 0 never qualify
+  std::vector<RowRange> blocks;  // pairwise disjoint (possibly empty) ranges within vectors
+  // Query j considers the rows of blocks[query_blocks[p]] for query_block_ptr[j] <= p <
+  // query_block_ptr[j + 1]: queries.rows + 1 non-decreasing offsets starting at 0, and block
+  // ids below blocks.size(), in any order, repeats allowed.
+  const std::int64_t* query_block_ptr;
+  const std::int64_t* query_blocks;
+};
+
+// compute_topk where each query has its own rows, the union of its blocks (block-routed
+// search).  Each block is read once and scored against all the queries that chose it; a query
+// keeps one heap across all its blocks.  Outputs and order as compute_topk, and every score is
+// bit-identical to the one compute_topk gives the same (row, query).
+void compute_topk_blocks(const KernelTable& kernels, const BlockTopkRequest& request,
+                         float* out_scores, std::int64_t* out_rows);
+
 // out[i] = |vectors row i|.
 void compute_l2_norms(const KernelTable& kernels, Matrix vectors, float* out);
 

@@ -1,0 +1,253 @@
+"""kernels.topk_blocks (per-query blocks of rows) against a numpy brute-force oracle and against
+kernels.topk over the same rows, on every ISA level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pomaidb_core import kernels
+from pomaidb_core.errors import InvalidArgumentError
+
+METRICS = ["ip", "cosine", "l2"]
+
+
+def _data(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (
+        rng.standard_normal((n, d), dtype=np.float32),
+        rng.standard_normal((q, d), dtype=np.float32),
+    )
+
+
+def _partition(n: int, n_blocks: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_blocks, 2) ranges cutting [0, n) at random points: some blocks are empty."""
+    cuts = np.sort(rng.integers(0, n + 1, size=n_blocks - 1))
+    edges = np.concatenate([[0], cuts, [n]]).astype(np.int64)
+    return np.ascontiguousarray(np.stack([edges[:-1], edges[1:]], axis=1))
+
+
+def _csr(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    ptr = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum([len(g) for g in groups], out=ptr[1:])
+    blocks = np.array([b for g in groups for b in g], dtype=np.int64)
+    return ptr, blocks
+
+
+def _random_groups(n_queries: int, n_blocks: int, rng: np.random.Generator) -> list[list[int]]:
+    """Per query: no blocks, one block, or several in any order with repeats."""
+    groups = []
+    for j in range(n_queries):
+        size = (0, 1, int(rng.integers(2, n_blocks + 3)))[j % 3]
+        groups.append(rng.integers(0, n_blocks, size=size).tolist())
+    return groups
+
+
+def _qualifies(n: int, ranges: np.ndarray, groups: list[list[int]], mask=None) -> np.ndarray:
+    covered = np.zeros((len(groups), n), dtype=bool)
+    for j, group in enumerate(groups):
+        for b in group:
+            covered[j, ranges[b, 0] : ranges[b, 1]] = True
+    return covered if mask is None else covered & mask
+
+
+def _search(vectors, queries, k, metric, ranges, groups, mask=None):
+    ptr, blocks = _csr(groups)
+    return kernels.topk_blocks(
+        vectors, queries, k, metric, mask, block_ranges=ranges, ptr=ptr, blocks=blocks
+    )
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("dim", [1, 3, 17, 97])
+def test_each_query_gets_the_best_rows_of_its_own_blocks(
+    isa, metric, dim, reference_scores, check_topk
+):
+    rng = np.random.default_rng(dim)
+    vectors, queries = _data(300, 23, dim, seed=dim)
+    ranges = _partition(300, 17, rng)
+    groups = _random_groups(23, 17, rng)
+    got = _search(vectors, queries, 10, metric, ranges, groups)
+    want = reference_scores(vectors, queries, metric)
+    check_topk(got, want, 10, qualifies=_qualifies(300, ranges, groups))
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_scores_equal_topk_over_the_same_rows_bit_for_bit(isa, metric):
+    # 41 queries choosing overlapping block sets: a block is scored in query tiles that mix
+    # queries differently from topk's, yet every score must be the same float.
+    rng = np.random.default_rng(2)
+    vectors, queries = _data(3000, 41, 97, seed=3)
+    ranges = _partition(3000, 90, rng)
+    groups = [
+        rng.choice(90, size=int(rng.integers(1, 30)), replace=False).tolist() for _ in range(41)
+    ]
+    mask = rng.random(3000) < 0.8
+    scores, rows = _search(vectors, queries, 15, metric, ranges, groups, mask)
+    for j, group in enumerate(groups):
+        alone_s, alone_r = kernels.topk(
+            vectors, queries[j], 15, metric, mask=mask, row_ranges=ranges[group]
+        )
+        np.testing.assert_array_equal(rows[j], alone_r[0])
+        np.testing.assert_array_equal(scores[j], alone_s[0])
+
+
+def test_query_gets_the_same_answer_alone_and_in_a_batch(isa):
+    rng = np.random.default_rng(4)
+    vectors, queries = _data(1000, 30, 17, seed=5)
+    ranges = _partition(1000, 40, rng)
+    groups = _random_groups(30, 40, rng)
+    batch = _search(vectors, queries, 7, "cosine", ranges, groups)
+    for j in (0, 2, 17, 29):
+        alone = _search(vectors, queries[j], 7, "cosine", ranges, [groups[j]])
+        np.testing.assert_array_equal(alone[1][0], batch[1][j])
+        np.testing.assert_array_equal(alone[0][0], batch[0][j])
+
+
+def test_queries_without_blocks_get_only_padding(isa):
+    vectors, queries = _data(50, 3, 17, seed=6)
+    ranges = _partition(50, 5, np.random.default_rng(7))
+    scores, rows = _search(vectors, queries, 4, "ip", ranges, [[], [], []])
+    assert np.all(rows == -1) and np.all(scores == -np.inf)
+
+
+def test_repeated_blocks_count_their_rows_once(isa, reference_scores, check_topk):
+    vectors, queries = _data(40, 2, 17, seed=8)
+    ranges = np.array([[0, 10], [10, 25], [25, 40]], dtype=np.int64)
+    groups = [[1, 1, 1], [2, 0, 2, 0]]
+    got = _search(vectors, queries, 30, "l2", ranges, groups)
+    check_topk(
+        got, reference_scores(vectors, queries, "l2"), 30, qualifies=_qualifies(40, ranges, groups)
+    )
+
+
+def test_k_larger_than_the_chosen_rows_pads_at_the_end(isa, reference_scores, check_topk):
+    vectors, queries = _data(60, 4, 3, seed=9)
+    ranges = _partition(60, 6, np.random.default_rng(10))
+    groups = [[0], [1, 2], [5, 4, 3, 2, 1, 0], [3]]
+    got = _search(vectors, queries, 100, "cosine", ranges, groups)
+    check_topk(
+        got,
+        reference_scores(vectors, queries, "cosine"),
+        100,
+        qualifies=_qualifies(60, ranges, groups),
+    )
+
+
+def test_mask_all_false_returns_only_padding(isa):
+    vectors, queries = _data(80, 3, 17, seed=11)
+    ranges = _partition(80, 8, np.random.default_rng(12))
+    groups = [[0, 1, 2], list(range(8)), [7]]
+    mask = np.zeros(80, dtype=bool)
+    scores, rows = _search(vectors, queries, 5, "ip", ranges, groups, mask)
+    assert np.all(rows == -1) and np.all(scores == -np.inf)
+
+
+@pytest.mark.parametrize("dtype", [np.bool_, np.uint8])
+def test_mask_and_blocks_combine(isa, dtype, reference_scores, check_topk):
+    rng = np.random.default_rng(13)
+    vectors, queries = _data(2500, 9, 97, seed=14)
+    ranges = _partition(2500, 30, rng)
+    groups = _random_groups(9, 30, rng)
+    mask = rng.random(2500) < 0.1
+    got = _search(vectors, queries, 20, "l2", ranges, groups, mask.astype(dtype))
+    check_topk(
+        got,
+        reference_scores(vectors, queries, "l2"),
+        20,
+        qualifies=_qualifies(2500, ranges, groups, mask),
+    )
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_ties_order_by_row_whatever_the_block_order(isa, metric):
+    # One vector repeated: every score ties.  Blocks listed (and numbered) against row order,
+    # one spanning several scan chunks, must still give rows ascending.
+    row = np.random.default_rng(15).standard_normal(17, dtype=np.float32)
+    vectors = np.tile(row, (3000, 1))
+    query = np.random.default_rng(16).standard_normal(17, dtype=np.float32)
+    ranges = np.array([[2000, 3000], [1500, 1600], [0, 10], [10, 1500]], dtype=np.int64)
+    scores, rows = _search(vectors, query, 15, metric, ranges, [[0, 1, 2]])
+    np.testing.assert_array_equal(rows[0], [*range(10), *range(1500, 1505)])
+    assert np.all(scores[0] == scores[0, 0])
+
+
+def test_rows_with_nan_never_qualify(isa):
+    vectors = np.ones((6, 3), dtype=np.float32)
+    vectors[[0, 4]] = np.nan
+    ranges = np.array([[0, 3], [3, 6]], dtype=np.int64)
+    scores, rows = _search(vectors, np.ones(3, dtype=np.float32), 6, "ip", ranges, [[1, 0]])
+    np.testing.assert_array_equal(rows[0], [1, 2, 3, 5, -1, -1])
+    np.testing.assert_array_equal(scores[0], [3.0, 3.0, 3.0, 3.0, -np.inf, -np.inf])
+
+
+def test_no_blocks_and_no_vectors(isa):
+    vectors, queries = _data(0, 2, 5, seed=17)
+    scores, rows = _search(vectors, queries, 3, "ip", np.zeros((0, 2), np.int64), [[], []])
+    assert rows.shape == (2, 3) and np.all(rows == -1) and np.all(scores == -np.inf)
+
+
+VECTORS = np.zeros((10, 4), dtype=np.float32)
+QUERIES = np.ones((2, 4), dtype=np.float32)
+RANGES = np.array([[0, 5], [5, 10]], dtype=np.int64)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "ptr", "blocks", "message"),
+    [
+        (np.array([[0, 6], [5, 10]]), [0, 1, 2], [0, 1], "must not overlap"),
+        (np.array([[0, 11]]), [0, 1, 2], [0, 0], r"0 <= start <= end <= 10"),
+        (np.array([[0, 1, 2]]), [0, 1, 2], [0, 0], r"\(n_blocks, 2\)"),
+        (RANGES, [0, 1], [0], "one entry per query plus one"),
+        (RANGES, [1, 1, 2], [0, 1], "start at 0"),
+        (RANGES, [0, 1, 3], [0, 1], "end at len"),
+        (RANGES, [0, 2, 1], [0], "non-decreasing"),
+        (RANGES, [0, 1, 2], [0, 2], r"blocks\[1\] = 2 is not a block id"),
+        (RANGES, [0, 1, 2], [-1, 0], r"blocks\[0\] = -1 is not a block id"),
+    ],
+    ids=[
+        "overlap",
+        "past-end",
+        "three-columns",
+        "short-ptr",
+        "ptr-start",
+        "ptr-end",
+        "ptr-decreasing",
+        "block-too-big",
+        "block-negative",
+    ],
+)
+def test_bad_block_inputs_are_rejected(ranges, ptr, blocks, message):
+    with pytest.raises(InvalidArgumentError, match=message):
+        kernels.topk_blocks(
+            VECTORS,
+            QUERIES,
+            3,
+            "ip",
+            block_ranges=ranges.astype(np.int64),
+            ptr=np.array(ptr, np.int64),
+            blocks=np.array(blocks, np.int64),
+        )
+
+
+def test_block_arrays_must_be_int64():
+    with pytest.raises(InvalidArgumentError, match="dtype int64"):
+        kernels.topk_blocks(
+            VECTORS,
+            QUERIES,
+            3,
+            "ip",
+            block_ranges=RANGES,
+            ptr=np.array([0, 1, 2], np.int32),
+            blocks=np.array([0, 1], np.int64),
+        )
+    with pytest.raises(InvalidArgumentError, match="k must be"):
+        kernels.topk_blocks(
+            VECTORS,
+            QUERIES,
+            0,
+            "ip",
+            block_ranges=RANGES,
+            ptr=np.array([0, 1, 2]),
+            blocks=np.array([0, 1]),
+        )
