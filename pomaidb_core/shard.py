@@ -15,8 +15,8 @@ this thread the manifest commit makes them live and records `max_seq` as
 covered, and only then are covered WAL files deleted. Generations install
 strictly in order, so `wal_covered` never skips unsaved records.
 
-A failed WAL write or fsync is sticky (LevelDB's background error): the shard
-refuses writes until the database is reopened.
+A failed WAL write, fsync or rotation is sticky (LevelDB's background error):
+the shard refuses writes until the database is reopened.
 """
 
 from __future__ import annotations
@@ -316,23 +316,32 @@ class Shard:
         records_ = sum(s.active.n for s in self._states.values())
         nbytes = sum(s.active.nbytes for s in self._states.values())
         if records_ >= self._options.memtable_limit or nbytes >= self._options.memtable_limit_bytes:
-            self._freeze(None)
+            try:
+                self._freeze(None)
+            except StorageError:
+                pass  # a failed WAL rotation is sticky: the writes that follow report it
 
     def _do_freeze(self, waiter: Future) -> object:
-        self._freeze(waiter)
+        try:
+            self._freeze(waiter)
+        except BaseException as exc:  # the caller waits on `waiter`, not on this command
+            resolve(waiter, error=exc)
         return _DEFERRED
 
     def _freeze(self, waiter: Future | None) -> None:
         assert self._wal is not None
         tables = {mid: s.active for mid, s in self._states.items() if s.active.n}
         if tables:
+            # Rotate first: if it fails, the memtables stay active, where a later
+            # freeze still finds them (frozen outside a generation, they would
+            # be covered by the next one's wal_covered without being saved).
+            self._rotate_wal()
             generation = Generation(self._wal.next_seq - 1, tables)
             for mid, table in tables.items():
                 state = self._states[mid]
                 table.frozen = True
                 state.frozen.insert(0, table)
                 state.active = Memtable(state.meta.dim)
-            self._wal.rotate()
             self._pending.append(generation)
         if waiter is not None:
             if self._pending:
@@ -346,6 +355,17 @@ class Shard:
                 self._submit(lambda g=generation: self._build_generation(g))
         while len(self._pending) > _MAX_PENDING_GENERATIONS:
             self._wait_for_built()
+
+    def _rotate_wal(self) -> None:
+        assert self._wal is not None
+        try:
+            self._wal.rotate()
+        except StorageError as exc:
+            # The old file's last fsync may have failed: sticky, like a failed append.
+            self._write_error = StorageError(
+                f"shard {self.index}: rotating the WAL failed ({exc}); it refuses writes until "
+                "the database is reopened")
+            raise self._write_error from exc
 
     def _submit(self, job: Callable[[], None]) -> None:
         assert self._worker is not None

@@ -7,6 +7,10 @@ log: never a hole in the middle, never a record nobody wrote. How long that
 prefix must be is the durability promise under test (acknowledged writes for
 sync="always"/"batch", everything before the last finished freeze for "never").
 
+A call that raised may or may not have taken effect (a failed fsync leaves its
+write in the file). Its ids are *poisoned*: never written again, and judged
+apart: absent, or holding some version that was written to them.
+
 Vectors and metadata are pure functions of (id, version), so contents are
 checked exactly, not just ids.
 """
@@ -55,8 +59,20 @@ class History:
         self.acked = [0] * shards
         self.frozen = [0] * shards
         self.membrane = bool(self.base)
-        self.versions = dict(self.base)  # the writer's view: newest version per id issued
+        self.versions = dict(self.base)  # the writer's view: newest version per acknowledged id
+        self.poisoned: set[int] = set()  # ids a failed call wrote or deleted
+        self.issued: dict[int, set[int]] = {k: {v} for k, v in self.base.items()}
         self._next_version = max(self.base.values(), default=0) + 1
+        self._next_id = max(self.base, default=-1) + 1
+
+    def fresh_ids(self, count: int) -> list[int]:
+        start = self._next_id
+        self._next_id += count
+        return list(range(start, start + count))
+
+    def known(self) -> list[int]:
+        """Ids with a known acknowledged version, safe to overwrite or delete."""
+        return [k for k in self.versions if k not in self.poisoned]
 
     def floor(self) -> Floor:
         return Floor(self.membrane, tuple(self.acked), tuple(self.frozen))
@@ -72,39 +88,52 @@ class History:
         for shard, count in slots:
             self.acked[shard] = max(self.acked[shard], count)
 
+    def _call(self, slots: list[tuple[int, int]], touched: list[int], call) -> None:
+        """Run the write; on failure its ids become poisoned, on success it is acknowledged."""
+        try:
+            call()
+        except BaseException:
+            self.poisoned.update(touched)
+            raise
+        self._ack(slots)
+
     # ------------------------------------------------------------------ writes
 
     def put(self, m: pdb.Membrane, keys: list[int]) -> None:
         keys = list(dict.fromkeys(keys))
         version = self._next_version
         self._next_version += 1
+        self._next_id = max(self._next_id, max(keys) + 1)
         per_shard: dict[int, dict[int, int]] = {}
         for key in keys:
             per_shard.setdefault(routing.shard_of(key, self.shards), {})[key] = version
+            self.issued.setdefault(key, set()).add(version)
         slots = self._log({s: ("put", ids) for s, ids in per_shard.items()})
-        if len(keys) == 1:
-            m.put(keys[0], vector_of(keys[0], version), metadata_of(keys[0], version))
-        else:
-            m.put_batch(keys, np.stack([vector_of(k, version) for k in keys]),
-                        [metadata_of(k, version) for k in keys])
+
+        def call() -> None:
+            if len(keys) == 1:
+                m.put(keys[0], vector_of(keys[0], version), metadata_of(keys[0], version))
+            else:
+                m.put_batch(keys, np.stack([vector_of(k, version) for k in keys]),
+                            [metadata_of(k, version) for k in keys])
+
+        self._call(slots, keys, call)
         self.versions.update({key: version for key in keys})
-        self._ack(slots)
 
     def delete(self, m: pdb.Membrane, keys: list[int]) -> None:
         per_shard: dict[int, set[int]] = {}
         for key in keys:
             per_shard.setdefault(routing.shard_of(key, self.shards), set()).add(key)
         slots = self._log({s: ("del", ids) for s, ids in per_shard.items()})
-        m.delete_batch(keys)
+        self._call(slots, keys, lambda: m.delete_batch(keys))
         for key in keys:
             self.versions.pop(key, None)
-        self._ack(slots)
 
     def delete_where(self, m: pdb.Membrane, group: int) -> None:
         slots = self._log({s: ("where", group) for s in range(self.shards)})
-        m.delete_where({"g": group})
+        doomed = [k for k, v in self.versions.items() if group_of(k, v) == group]
+        self._call(slots, doomed, lambda: m.delete_where({"g": group}))
         self.versions = {k: v for k, v in self.versions.items() if group_of(k, v) != group}
-        self._ack(slots)
 
     def freeze(self, db: pdb.DB) -> None:
         issued = [len(ops) for ops in self.ops]
@@ -114,11 +143,20 @@ class History:
     # ------------------------------------------------------------------ judging
 
     def prefix_length(self, shard: int, actual: dict[int, int], minimum: int) -> int | None:
-        """The k >= minimum such that base + ops[:k] of `shard` gives `actual`, else None."""
+        """The k >= minimum such that base + ops[:k] of `shard` gives `actual`, else None.
+
+        Poisoned ids are left out of the comparison; each must hold a version
+        that was written to it, if it is there at all.
+        """
+        for key in self.poisoned & actual.keys():
+            assert actual[key] in self.issued.get(key, ()), f"id {key} holds a phantom version"
+        actual = {k: v for k, v in actual.items() if k not in self.poisoned}
         state = {k: v for k, v in self.base.items() if routing.shard_of(k, self.shards) == shard}
         for k, op in enumerate([None, *self.ops[shard]]):
             if op is not None:
                 _apply(state, op)
+                for key in self.poisoned & state.keys():
+                    del state[key]
             if k >= minimum and len(state) == len(actual) and state == actual:
                 return k
         return None
@@ -137,30 +175,40 @@ def _apply(state: dict[int, int], op: tuple) -> None:
 
 
 def run(db: pdb.DB, m: pdb.Membrane, history: History, rng: random.Random, steps: int,
-        stop=lambda: False) -> None:
-    """A random mix of puts, overwrites, deletes, delete_where, freezes and compactions."""
-    fresh = max(history.versions, default=-1) + 1
+        stop=lambda: False, tolerate: tuple[type[BaseException], ...] = ()) -> int:
+    """A random mix of puts, overwrites, deletes, delete_where, freezes and compactions.
+
+    Calls raising one of `tolerate` count as failed (never acknowledged) and the
+    run goes on; returns how many failed.
+    """
+    failed = 0
     for _ in range(steps):
         if stop():
-            return
-        roll = rng.random()
-        known = list(history.versions)
-        if roll < 0.40:
-            history.put(m, [fresh])
-            fresh += 1
-        elif roll < 0.70:
-            count = rng.randint(2, 30)
-            reused = rng.sample(known, min(len(known), count // 3))
-            history.put(m, reused + list(range(fresh, fresh + count - len(reused))))
-            fresh += count
-        elif roll < 0.82 and known:
-            history.delete(m, rng.sample(known, min(len(known), rng.randint(1, 5))))
-        elif roll < 0.85:
-            history.delete_where(m, rng.randrange(GROUPS))
-        elif roll < 0.95:
-            history.freeze(db)
-        else:
-            db.compact()
+            break
+        try:
+            _one_step(db, m, history, rng)
+        except tolerate:
+            failed += 1
+    return failed
+
+
+def _one_step(db: pdb.DB, m: pdb.Membrane, history: History, rng: random.Random) -> None:
+    roll = rng.random()
+    known = history.known()
+    if roll < 0.40:
+        history.put(m, history.fresh_ids(1))
+    elif roll < 0.70:
+        count = rng.randint(2, 30)
+        reused = rng.sample(known, min(len(known), count // 3))
+        history.put(m, reused + history.fresh_ids(count - len(reused)))
+    elif roll < 0.82 and known:
+        history.delete(m, rng.sample(known, min(len(known), rng.randint(1, 5))))
+    elif roll < 0.85:
+        history.delete_where(m, rng.randrange(GROUPS))
+    elif roll < 0.95:
+        history.freeze(db)
+    else:
+        db.compact()
 
 
 def surviving_state(m: pdb.Membrane, shards: int) -> list[dict[int, int]]:

@@ -1,0 +1,196 @@
+"""A full or failing disk at each call site in turn (LevelDB's and SQLite's IO-error tests).
+
+After every injected failure:
+* the call that hit it raises StorageError (never another type, never a hang);
+* after a failed WAL write, fsync or rotation the shard refuses writes until
+  the database is reopened (LevelDB's background error), while reads go on;
+  any other failure is retried by the next call, which succeeds;
+* close() works, and the reopened database holds every acknowledged write,
+  nothing that was never written, and passes verify().
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+import pomaidb_core as pdb
+from faults import FailingDisk, step
+from pomaidb_core import routing
+from workload import DIM, MEMBRANE, History, surviving_state, vector_of
+
+SHARDS = 2
+WAL = r"\.wal$"
+SEG_TMP = r"\.seg\.tmp$"
+SIDE_TMP = r"\.wsbr\.tmp$"
+MAN_TMP = r"MANIFEST-\d+\.tmp$"
+MAN = r"MANIFEST-\d+$"
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    match: object  # (op, path) -> bool
+    trigger: str  # "put" | "freeze" | "compact" | "create_membrane"
+    sticky: bool = False  # the shard must refuse writes until reopened
+    sync: str = "batch"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+SITES = [
+    # The WAL: append, fsync at acknowledgement, rotation at freeze, reset after the commit.
+    Site("wal-append", step("write", WAL), "put", sticky=True),
+    Site("wal-append-always", step("write", WAL), "put", sticky=True, sync="always"),
+    Site("wal-fsync", step("fsync", WAL), "put", sticky=True),
+    Site("wal-fsync-always", step("fsync", WAL), "put", sticky=True, sync="always"),
+    Site("wal-append-never", step("write", WAL), "put", sticky=True, sync="never"),
+    Site("wal-rotate-fsync", step("fsync", WAL), "freeze", sticky=True, sync="never"),
+    Site("wal-rotate-create", step("create", WAL), "freeze", sticky=True),
+    Site("wal-rotate-dir-fsync", step("fsync", r"/wal$"), "freeze", sticky=True),
+    # Freeze: segment and sidecar files, their directory, the manifest commit.
+    Site("segment-create", step("create", SEG_TMP), "freeze"),
+    Site("segment-write", step("write", SEG_TMP), "freeze"),
+    Site("segment-fsync", step("fsync", SEG_TMP), "freeze"),
+    Site("segment-rename", step("rename", r"\.seg$"), "freeze"),
+    Site("sidecar-write", step("write", SIDE_TMP), "freeze"),
+    Site("sidecar-fsync", step("fsync", SIDE_TMP), "freeze"),
+    Site("sidecar-rename", step("rename", r"\.wsbr$"), "freeze"),
+    Site("segment-dir-fsync", step("fsync", r"/segments$"), "freeze"),
+    Site("manifest-write", step("write", MAN_TMP), "freeze"),
+    Site("manifest-fsync", step("fsync", MAN_TMP), "freeze"),
+    Site("manifest-rename", step("rename", MAN), "freeze"),
+    Site("manifest-dir-fsync", step("fsync", r"/manifest$"), "freeze"),
+    Site("manifest-unlink-old", step("unlink", MAN), "freeze"),
+    # Compaction: the merged segment, its commit, and retiring the inputs.
+    Site("compaction-segment-write", step("write", SEG_TMP), "compact"),
+    Site("compaction-segment-fsync", step("fsync", SEG_TMP), "compact"),
+    Site("compaction-sidecar-write", step("write", SIDE_TMP), "compact"),
+    Site("compaction-dir-fsync", step("fsync", r"/segments$"), "compact"),
+    Site("compaction-manifest-write", step("write", MAN_TMP), "compact"),
+    Site("compaction-manifest-fsync", step("fsync", MAN_TMP), "compact"),
+    Site("compaction-manifest-rename", step("rename", MAN), "compact"),
+    Site("compaction-manifest-dir-fsync", step("fsync", r"/manifest$"), "compact"),
+    Site("compaction-manifest-unlink-old", step("unlink", MAN), "compact"),
+    # The catalog: create_membrane is a manifest commit of its own.
+    Site("catalog-manifest-write", step("write", MAN_TMP), "create_membrane"),
+    Site("catalog-manifest-fsync", step("fsync", MAN_TMP), "create_membrane"),
+    Site("catalog-manifest-dir-fsync", step("fsync", r"/manifest$"), "create_membrane"),
+]
+
+
+def _open(path, sync="batch", **kwargs):
+    options = dict(shards=SHARDS, sync=sync, auto_freeze=False, auto_compact=False)
+    return pdb.open(path, **{**options, **kwargs})
+
+
+def _prepare(db, history: History):
+    """Two segments per shard and some rows in the memtables: every site is reachable."""
+    m = db.create_membrane(MEMBRANE, dim=DIM, metric="l2")
+    history.membrane = True
+    for start in (0, 100):
+        history.put(m, list(range(start, start + 40)))
+        history.delete(m, [start + 1, start + 2])
+        history.freeze(db)
+    history.put(m, list(range(200, 220)))
+    return m
+
+
+def _pull_trigger(site: Site, db, m, history: History) -> None:
+    if site.trigger == "put":
+        history.put(m, [1000])
+    elif site.trigger == "freeze":
+        history.freeze(db)
+    elif site.trigger == "compact":
+        db.compact()
+    else:
+        db.create_membrane("other", dim=3)
+
+
+def _key_on(shard: int, start: int = 5000) -> int:
+    return next(k for k in range(start, start + 1000) if routing.shard_of(k, SHARDS) == shard)
+
+
+def _shard_of(path: str) -> int | None:
+    found = re.search(r"shard_(\d+)", path)
+    return int(found.group(1)) if found else None
+
+
+def check_reopened(path, history: History) -> dict[int, int]:
+    """Every acknowledged write is there, nothing unwritten is, and every checksum holds."""
+    with pdb.open(path, shards=SHARDS) as db:
+        db.verify()
+        if MEMBRANE not in db.membranes():
+            assert not history.membrane
+            return {}
+        m = db.membrane(MEMBRANE)
+        actual = surviving_state(m, SHARDS)
+        for shard in range(SHARDS):
+            k = history.prefix_length(shard, actual[shard], history.acked[shard])
+            assert k is not None, f"shard {shard} lost an acknowledged write or gained a phantom"
+        merged = {key: v for state in actual for key, v in state.items()}
+        assert m.count() == len(merged)
+        return merged
+
+
+@pytest.mark.parametrize("site", SITES, ids=str)
+def test_failure_at_each_call_site(tmp_path, site: Site):
+    path = tmp_path / "db"
+    history = History(SHARDS)
+    db = _open(path, site.sync)
+    try:
+        m = _prepare(db, history)
+        with FailingDisk(site.match) as disk:
+            with pytest.raises(pdb.StorageError):
+                _pull_trigger(site, db, m, history)
+        assert len(disk.fired) == 1, f"{site} was never reached"
+        shard = _shard_of(disk.fired[0][1])
+        if site.sticky:
+            key = _key_on(shard)
+            with pytest.raises(pdb.StorageError, match="refuses writes"):
+                history.put(m, [key])
+            assert m.get(0) is not None or m.get(3) is not None  # reads go on
+        else:
+            _pull_trigger(site, db, m, history)  # the retry succeeds
+            history.put(m, [_key_on(0), _key_on(1)])
+    finally:
+        db.close()
+    check_reopened(path, history)
+    with _open(path, site.sync) as db:  # reopening clears a sticky error
+        history.put(db.membrane(MEMBRANE), [_key_on(0, 9000), _key_on(1, 9000)])
+    check_reopened(path, history)
+
+
+def test_failed_wal_fsync_never_acknowledges_the_group(tmp_path):
+    """Every write in the group whose fsync failed is reported failed, none acknowledged."""
+    path = tmp_path / "db"
+    history = History(1)
+    db = pdb.open(path, shards=1, sync="batch")
+    try:
+        m = db.create_membrane(MEMBRANE, dim=DIM, metric="l2")
+        history.membrane = True
+        history.put(m, [1])
+        with FailingDisk(step("fsync", WAL)):
+            errors = []
+
+            def writer(key):
+                try:
+                    m.put(key, vector_of(key, 1))
+                except pdb.StorageError as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=writer, args=(k,)) for k in range(10, 20)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert len(errors) == 10
+    finally:
+        db.close()
+    with pdb.open(path) as db:
+        assert db.membrane(MEMBRANE).get(1) is not None
+        db.verify()
