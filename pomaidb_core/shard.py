@@ -424,6 +424,14 @@ class Shard:
                 self._fail_waiters(generation.waiters, exc)
                 return
             self._pending.pop(0)
+            assert self._wal is not None
+            try:
+                self._wal.drop_covered(generation.max_seq)
+            except StorageError as exc:
+                # The generation is live; a WAL file left behind holds only covered
+                # records, which replay skips and the next reset deletes.
+                self._fail_waiters(generation.waiters, exc)
+                continue
             for waiter in generation.waiters:
                 resolve(waiter)
 
@@ -462,8 +470,6 @@ class Shard:
             state = self._states.get(mid)
             if state is not None:
                 state.frozen.remove(table)
-        assert self._wal is not None
-        self._wal.drop_covered(generation.max_seq)
 
     # ------------------------------------------------------------------ compaction
 

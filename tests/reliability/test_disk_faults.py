@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pytest
 
 import pomaidb_core as pdb
-from faults import FailingDisk, step
+from faults import FailingDisk, after, step
 from pomaidb_core import routing
 from workload import DIM, MEMBRANE, History, surviving_state, vector_of
 
@@ -52,6 +52,8 @@ SITES = [
     Site("wal-rotate-fsync", step("fsync", WAL), "freeze", sticky=True, sync="never"),
     Site("wal-rotate-create", step("create", WAL), "freeze", sticky=True),
     Site("wal-rotate-dir-fsync", step("fsync", r"/wal$"), "freeze", sticky=True),
+    Site("wal-reset-unlink", step("unlink", WAL), "freeze"),
+    Site("wal-reset-dir-fsync", after(step("unlink", WAL), step("fsync", r"/wal$")), "freeze"),
     # Freeze: segment and sidecar files, their directory, the manifest commit.
     Site("segment-create", step("create", SEG_TMP), "freeze"),
     Site("segment-write", step("write", SEG_TMP), "freeze"),
