@@ -2,10 +2,11 @@
 
 Every hot loop of the engine runs here: similarity scores, fused top-k selection (over all
 rows, row ranges, or per-query blocks of rows), Hamming distances and ranks of 64-bit codes,
-and CRC32C.  Inputs are numpy arrays used in place, never copied: a wrong dtype, a strided
-view or a misaligned buffer raises InvalidArgumentError saying how to fix it (usually
-`np.ascontiguousarray(x, dtype=np.float32)`).  The GIL is released inside every
-kernel, so Python threads (one per shard) scan in parallel.
+gathered int8 dot products, top-k columns of a score matrix, and CRC32C.  Inputs are numpy
+arrays used in place, never copied: a wrong dtype, a strided view or a misaligned buffer
+raises InvalidArgumentError saying how to fix it (usually
+`np.ascontiguousarray(x, dtype=np.float32)`).  The GIL is released inside every kernel, so
+Python threads (one per shard) scan in parallel.
 
 Scores are always "higher is more similar":
 - "ip": the inner product <q, x>;
@@ -89,6 +90,11 @@ def _check_metric(metric: str) -> None:
 def _check_k(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise InvalidArgumentError(f"k must be an int, got {type(k).__name__}")
+
+
+def _check_count(count: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
+        raise InvalidArgumentError(f"count must be an int, got {type(count).__name__}")
 
 
 def scores(vectors: F32Array, queries: F32Array, metric: Metric) -> F32Array:
@@ -192,9 +198,34 @@ def hamming64_rank(
     into codes: the first columns of a stable argsort of hamming64(codes, query_codes), from a
     counting sort over the 65 possible distances (O(n) per query, whatever count is).
     """
-    if isinstance(count, bool) or not isinstance(count, (int, np.integer)):
-        raise InvalidArgumentError(f"count must be an int, got {type(count).__name__}")
+    _check_count(count)
     result: npt.NDArray[np.int64] = _kernels.hamming64_rank(codes, query_codes, int(count))
+    return result
+
+
+def dot_int8_rows(
+    matrix: npt.NDArray[np.int8], queries: npt.NDArray[np.int8], rows: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int32]:
+    """Exact integer inner products of each query with its own rows of an int8 matrix.
+
+    matrix: (n, d) int8.  queries: (q, d) int8.  rows: (q, c) int64 row indices into matrix.
+    Returns (q, c) int32: entry [j, i] = <matrix[rows[j, i]], queries[j]>, exact (d is at most
+    131071, so no sum can overflow), hence the same on every ISA level.  Reads only the rows
+    named, unlike a full product followed by a gather.
+    """
+    result: npt.NDArray[np.int32] = _kernels.dot_int8_rows(matrix, queries, rows)
+    return result
+
+
+def argtopk(values: F32Array, count: int) -> npt.NDArray[np.int64]:
+    """The columns of the `count` largest values of each row, best first.
+
+    values: (q, c) float32.  Returns (q, min(count, c)) int64.  Equal values are ordered by
+    column ascending (-0.0 equals 0.0); NaN ranks below every number, -inf included.  A
+    selection, not a sort of the whole row: O(c) per row plus sorting the `count` kept.
+    """
+    _check_count(count)
+    result: npt.NDArray[np.int64] = _kernels.argtopk(values, int(count))
     return result
 
 

@@ -16,7 +16,8 @@ Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
   3. "literal" mode: the first T blocks are selected.
      "shortlist" mode: the first T + W blocks are candidates; they are re-ranked by
      (centroid score descending, hamming, block_id) and the first T are selected;
-  4. the selected blocks are scored exactly (kernels.topk over their row ranges).
+  4. the selected blocks are scored exactly: one kernels.topk_blocks call for the batch, which
+     reads each selected block once and scores it against every query that selected it.
   With a mask (tombstones, shadowed rows, a filter) letting through a fraction s < 1 of the
   rows, T and W are first multiplied by s^(-1/4) (a selective filter's k best rows spread
   over more blocks). Then, for each query whose selected blocks hold fewer than
@@ -85,7 +86,7 @@ import numpy as np
 
 from . import fs
 from .errors import CorruptionError, InvalidArgumentError
-from .kernels import crc32c, hamming64, topk
+from .kernels import argtopk, crc32c, dot_int8_rows, hamming64_rank, topk, topk_blocks
 from .options import IndexParams
 from .wsbr_build import form_blocks, itq_projection
 
@@ -119,8 +120,6 @@ _CALIBRATE_MIN_ROWS = 2_000
 _CALIBRATE_QUERIES = 200
 _CALIBRATE_K = 10
 _CALIBRATE_RECALL = 0.965
-_GATHER_MAX_QUERIES = 4  # fewer queries than this: score only candidate centroids
-_GROUPED_MIN_QUERIES = 8  # at least this many queries: score block by block
 
 
 def quant_level(dim: int) -> int:
@@ -226,10 +225,6 @@ class WsbrIndex:
     def _projection_f32(self) -> np.ndarray:
         return self.projection.astype(np.float32)
 
-    @cached_property
-    def _centroids_f32(self) -> np.ndarray:
-        return self.centroids.astype(np.float32)
-
     def sketch(self, rows: np.ndarray) -> np.ndarray:
         """64-bit sketches of (m, dim) float32 vectors (not yet in routing space)."""
         return sketch_routing_rows(routing_rows(rows, self.metric), self.mu,
@@ -237,11 +232,10 @@ class WsbrIndex:
 
     def centroid_scores(self, queries: np.ndarray, blocks: np.ndarray) -> np.ndarray:
         """est (see the module docstring) of each query against each of its (q, c) blocks."""
-        q8 = quantize(queries, self.level)
-        if len(queries) < _GATHER_MAX_QUERIES:  # gathering int8 rows moves 4x fewer bytes
-            dots = np.matmul(self.centroids[blocks].astype(np.float32), q8[:, :, None])[:, :, 0]
-        else:
-            dots = np.take_along_axis(q8 @ self._centroids_f32.T, blocks, axis=1)
+        # Exact integer dots of only the candidate centroids (a full product against every
+        # centroid, then a gather, did twice the work for the default shortlist).
+        q8 = quantize(queries, self.level).astype(np.int8)
+        dots = dot_int8_rows(self.centroids, q8, blocks).astype(np.float32)
         est = self.alpha[blocks] * dots
         if self.metric == "l2":
             gain = np.abs(queries).max(axis=1) / np.float32(self.level)
@@ -476,7 +470,8 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
 
     vectors: the segment's (n_rows, dim) float32 rows in block order. mask: (n_rows,) bool of
     allowed rows, or None. Returns (scores (q, k) float32, rows (q, k) int64) like kernels.topk,
-    best first, padded with -inf / -1.
+    best first, padded with -inf / -1. The selected blocks of the whole batch are scored in one
+    kernels.topk_blocks call, which reads each block once for all the queries that chose it.
     """
     if metric != index.metric:
         raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
@@ -484,11 +479,13 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
         raise InvalidArgumentError(
             f"vectors must be the segment's ({index.n_rows}, {index.dim}) rows, got {vectors.shape}")
     queries = _query_matrix(queries, index.dim)
-    groups = route(index, queries, k, mask=mask, top_blocks=top_blocks,
-                   widen_blocks=widen_blocks, mode=mode)
-    if all(len(g) == index.n_blocks for g in groups):
+    routed = _route(index, queries, k, mask=mask, top_blocks=top_blocks,
+                    widen_blocks=widen_blocks, mode=mode)
+    if routed is None:
         return topk(vectors, queries, k, metric, mask=mask)
-    return _score_selected(vectors, index, queries, groups, k, metric, mask)
+    ptr, blocks = routed
+    return topk_blocks(vectors, queries, k, metric, mask, block_ranges=index.block_ranges,
+                       ptr=ptr, blocks=blocks)
 
 
 def route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | None = None,
@@ -498,11 +495,25 @@ def route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | N
 
     Steps 1-3 of the module docstring, with the widening for masks.
     """
+    queries = _query_matrix(queries, index.dim)
+    routed = _route(index, queries, k, mask=mask, top_blocks=top_blocks,
+                    widen_blocks=widen_blocks, mode=mode)
+    if routed is None:
+        return [np.arange(index.n_blocks)] * len(queries)
+    ptr, blocks = routed
+    return [np.sort(blocks[lo:hi]) for lo, hi in zip(ptr[:-1].tolist(), ptr[1:].tolist())]
+
+
+def _route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | None,
+           top_blocks: int | None, widen_blocks: int | None,
+           mode: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """route() as (ptr, blocks) int64 arrays, kernels.topk_blocks' form: query j's blocks are
+    blocks[ptr[j]:ptr[j + 1]], distinct, in no particular order. None when every query
+    selects every block (an exact search; not spelled out, as that is q * n_blocks ids)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgumentError(f"k must be an int >= 1, got {k!r}")
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {MODES}, got {mode!r}")
-    queries = _query_matrix(queries, index.dim)
     top = index.default_top_blocks() if top_blocks is None else top_blocks
     widen = index.default_widen_blocks() if widen_blocks is None else widen_blocks
     if top < 1 or widen < 0:
@@ -512,9 +523,21 @@ def route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | N
     allowed = _allowed_per_block(index, mask)
     top, widen = _scale_for_selectivity(top, widen, int(allowed.sum()), index.n_rows)
     if top >= index.n_blocks:
-        return [np.arange(index.n_blocks)] * len(queries)
+        return None
     selected = _select_blocks(index, queries, top, widen)
     return _widen_until_k_allowed(index, queries, selected, allowed, k, top, widen)
+
+
+def _csr_of_matrix(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(ptr, blocks) for a (q, c) matrix of block ids: row j is query j's blocks."""
+    ptr = np.arange(len(selected) + 1, dtype=np.int64) * selected.shape[1]
+    return ptr, np.ascontiguousarray(selected, dtype=np.int64).reshape(-1)
+
+
+def _csr_of_groups(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    ptr = np.zeros(len(groups) + 1, dtype=np.int64)
+    np.cumsum([len(g) for g in groups], out=ptr[1:])
+    return ptr, np.concatenate(groups).astype(np.int64, copy=False)
 
 
 def _query_matrix(queries: np.ndarray, dim: int) -> np.ndarray:
@@ -551,48 +574,30 @@ def _scale_for_selectivity(top: int, widen: int, allowed: int, n_rows: int) -> t
     return math.ceil(top * factor), math.ceil(widen * factor)
 
 
-def _smallest(keys: np.ndarray, count: int) -> np.ndarray:
-    """Column indices of the `count` smallest keys of each row, ascending by column.
-
-    Keys are unique within a row, so "at most the count-th smallest key" is exactly that set.
-    """
-    if count >= keys.shape[1]:
-        return np.broadcast_to(np.arange(keys.shape[1]), keys.shape).copy()
-    kth = np.partition(keys, count - 1, axis=1)[:, count - 1 : count]
-    return np.nonzero(keys <= kth)[1].reshape(len(keys), count)
-
-
-def _descending_float_key(values: np.ndarray) -> np.ndarray:
-    """uint64 whose ascending order is the float32 values' descending order (no NaN)."""
-    # + 0.0 turns -0.0 into +0.0: kernels.topk treats them as equal scores.
-    bits = np.ascontiguousarray(values + np.float32(0.0), dtype=np.float32).view(np.uint32)
-    ascending = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
-    return (~ascending).astype(np.uint64)
-
-
 def _select_blocks(index: WsbrIndex, queries: np.ndarray, top: int, widen: int) -> np.ndarray:
-    """(q, min(top, n_blocks)) selected block ids per query, ascending."""
-    hamming = hamming64(index.signatures, index.sketch(queries)).astype(np.uint8)
-    # A stable sort of one byte per block is a radix sort into (hamming, block_id) order.
-    ranked = np.argsort(hamming, axis=1, kind="stable")
+    """(q, min(top, n_blocks)) selected block ids per query, in no particular order."""
+    sketches = index.sketch(queries)
     if widen == 0 or top >= index.n_blocks:
-        return np.sort(ranked[:, :top], axis=1)
-    candidates = ranked[:, : top + widen]
+        return hamming64_rank(index.signatures, sketches, top)
+    candidates = hamming64_rank(index.signatures, sketches, top + widen)
     est = index.centroid_scores(queries, candidates)
-    # Column j of `candidates` is the j-th block in (hamming, block_id) order: the tie-break.
-    position = np.arange(candidates.shape[1], dtype=np.uint64)
-    chosen = _smallest((_descending_float_key(est) << np.uint64(32)) | position, top)
-    return np.sort(np.take_along_axis(candidates, chosen, axis=1), axis=1)
+    # argtopk breaks ties by column, and column j of `candidates` is the j-th block in
+    # (hamming, block_id) order: the (est, hamming, block_id) order of the module docstring.
+    chosen = argtopk(est, top)
+    return np.take_along_axis(candidates, chosen, axis=1)
 
 
 def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.ndarray,
-                           allowed: np.ndarray, k: int, top: int, widen: int) -> list[np.ndarray]:
-    """Per query, `selected`, or for queries whose blocks hold fewer than k allowed rows
-    (fewer than all allowed rows if those are fewer than k), the selection with top and widen
-    doubled, repeatedly, up to every block."""
+                           allowed: np.ndarray, k: int, top: int,
+                           widen: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ptr, blocks): per query, `selected`, or for queries whose blocks hold fewer than k
+    allowed rows (fewer than all allowed rows if those are fewer than k), the selection with
+    top and widen doubled, repeatedly, up to every block."""
     need = min(int(allowed.sum()), k)
-    groups = list(selected)
     short = np.nonzero(allowed[selected].sum(axis=1) < need)[0]
+    if not len(short):
+        return _csr_of_matrix(selected)
+    groups = list(selected)
     while len(short):
         top, widen = 2 * top, 2 * widen
         if top >= index.n_blocks:
@@ -603,76 +608,4 @@ def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.n
         for i, blocks in zip(short, wider):
             groups[i] = blocks
         short = short[allowed[wider].sum(axis=1) < need]
-    return groups
-
-
-def _score_selected(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray,
-                    groups: list[np.ndarray], k: int, metric: str,
-                    mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of each query over the row ranges of its blocks."""
-    if len(queries) < _GROUPED_MIN_QUERIES:
-        out_s = np.empty((len(queries), k), dtype=np.float32)
-        out_r = np.empty((len(queries), k), dtype=np.int64)
-        for i, blocks in enumerate(groups):
-            s, r = topk(vectors, queries[i : i + 1], k, metric, mask=mask,
-                        row_ranges=index.block_ranges[blocks])
-            out_s[i], out_r[i] = s[0], r[0]
-        return out_s, out_r
-    return _score_by_block(vectors, index, queries, groups, k, metric, mask)
-
-
-def _score_by_block(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray,
-                    groups: list[np.ndarray], k: int, metric: str,
-                    mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Many queries: each selected block is scored once for all queries that selected it
-    (the block stays in cache), then every query's per-block results are merged."""
-    lengths = np.array([len(g) for g in groups])
-    block_of = np.concatenate(groups)
-    by_block = np.argsort(block_of, kind="stable")
-    query_of = np.repeat(np.arange(len(groups)), lengths)[by_block]
-    slot_of = (np.arange(len(block_of)) - np.repeat(np.cumsum(lengths) - lengths, lengths))[by_block]
-    used, first = np.unique(block_of[by_block], return_index=True)
-    ranges = index.block_ranges
-    bounds = [*first.tolist(), len(query_of)]
-    found = [topk(vectors, queries[query_of[lo:hi]], k, metric, mask=mask,
-                  row_ranges=ranges[b : b + 1])
-             for b, lo, hi in zip(used.tolist(), bounds, bounds[1:])]
-    width = int(lengths.max()) * k
-    cand_s = np.full((len(groups), width), -np.inf, dtype=np.float32)
-    cand_r = np.full((len(groups), width), -1, dtype=np.int64)
-    place = slot_of[:, None] * k + np.arange(k)
-    cand_s[query_of[:, None], place] = np.concatenate([s for s, _ in found])
-    cand_r[query_of[:, None], place] = np.concatenate([r for _, r in found])
-    return _merge_topk(cand_s, cand_r, k)
-
-
-def _merge_topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k best of each row of candidates, ordered like kernels.topk (score desc, row asc).
-
-    Candidate rows are distinct within a query; padding is (-inf, -1).
-    """
-    if scores.shape[1] > k:
-        best = np.argpartition(scores, scores.shape[1] - k, axis=1)[:, -k:]
-        kth = np.take_along_axis(scores, best, axis=1).min(axis=1)
-        # A score equal to the k-th best may have been left out in favour of a higher row:
-        # redo those queries with the exact (score, row) order.
-        tied = np.nonzero(((scores >= kth[:, None]).sum(axis=1) > k) & (kth > -np.inf))[0]
-        for i in tied:
-            best[i] = _exact_best(scores[i], rows[i], k)
-        scores = np.take_along_axis(scores, best, axis=1)
-        rows = np.take_along_axis(rows, best, axis=1)
-    pad_key = np.where(rows < 0, np.iinfo(np.int64).max, rows)
-    order = np.lexsort((pad_key, -scores), axis=1)
-    out_s = np.take_along_axis(scores, order, axis=1)
-    out_r = np.take_along_axis(rows, order, axis=1)
-    if out_s.shape[1] < k:
-        pad = k - out_s.shape[1]
-        out_s = np.pad(out_s, ((0, 0), (0, pad)), constant_values=-np.inf)
-        out_r = np.pad(out_r, ((0, 0), (0, pad)), constant_values=-1)
-    return out_s, out_r
-
-
-def _exact_best(scores: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best of one query's candidates by (score desc, row asc)."""
-    pad_key = np.where(rows < 0, np.iinfo(np.int64).max, rows)
-    return np.lexsort((pad_key, -scores))[:k]
+    return _csr_of_groups(groups)

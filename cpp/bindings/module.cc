@@ -295,6 +295,64 @@ py::array_t<std::int64_t> hamming64_rank(const py::object& codes_obj,
   return out;
 }
 
+py::array_t<std::int32_t> dot_int8_rows(const py::object& matrix_obj,
+                                        const py::object& queries_obj, const py::object& ids_obj) {
+  py::array matrix = require_array<std::int8_t>(matrix_obj, "matrix", 2, "int8");
+  py::array queries = require_array<std::int8_t>(queries_obj, "queries", 2, "int8");
+  py::array ids = require_array<std::int64_t>(ids_obj, "rows", 2, "int64");
+  const auto n = static_cast<std::size_t>(matrix.shape(0));
+  const auto d = static_cast<std::size_t>(matrix.shape(1));
+  const auto nq = static_cast<std::size_t>(queries.shape(0));
+  const auto per_query = static_cast<std::size_t>(ids.shape(1));
+  if (static_cast<std::size_t>(queries.shape(1)) != d) {
+    invalid("queries have " + std::to_string(queries.shape(1)) + " columns but matrix has " +
+            std::to_string(d));
+  }
+  if (static_cast<std::size_t>(ids.shape(0)) != nq) {
+    invalid("rows must have one row of ids per query, got shape " + shape_of(ids_obj));
+  }
+  constexpr std::size_t kMaxExactDim = (std::size_t{1} << 31) / (128 * 128) - 1;
+  if (d > kMaxExactDim) {
+    invalid("int8 dot products are exact in int32 up to " + std::to_string(kMaxExactDim) +
+            " columns, got " + std::to_string(d));
+  }
+  const auto* id = static_cast<const std::int64_t*>(ids.data());
+  const auto [low, high] = std::minmax_element(id, id + nq * per_query);
+  if (nq * per_query > 0 && (*low < 0 || static_cast<std::uint64_t>(*high) >= n)) {
+    invalid("rows must index the matrix's " + std::to_string(n) + " rows, got " +
+            std::to_string(*low < 0 ? *low : *high));
+  }
+  py::array_t<std::int32_t> out({nq, per_query});
+  const auto* rows = static_cast<const std::int8_t*>(matrix.data());
+  const auto* q = static_cast<const std::int8_t*>(queries.data());
+  std::int32_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    const KernelTable& kernels = active_kernels();
+    for (std::size_t j = 0; j < nq; ++j) {
+      kernels.dot_i8_rows(rows, d, id + j * per_query, per_query, q + j * d, dst + j * per_query);
+    }
+  }
+  return out;
+}
+
+py::array_t<std::int64_t> argtopk(const py::object& values_obj, std::int64_t count) {
+  py::array values = require_array<float>(values_obj, "values", 2, "float32");
+  if (count < 0) invalid("count must be >= 0, got " + std::to_string(count));
+  const auto nq = static_cast<std::size_t>(values.shape(0));
+  const auto cols = static_cast<std::size_t>(values.shape(1));
+  if (cols >= (std::size_t{1} << 32)) invalid("values must have fewer than 2**32 columns");
+  const std::size_t kept = std::min(static_cast<std::size_t>(count), cols);
+  py::array_t<std::int64_t> out({nq, kept});
+  const auto* src = static_cast<const float*>(values.data());
+  std::int64_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    rank_by_value(src, nq, cols, kept, dst);
+  }
+  return out;
+}
+
 // A C-contiguous buffer view, released when it goes out of scope (with the GIL held).
 class ContiguousBuffer {
  public:
@@ -353,6 +411,8 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("metric"), py::arg("mask"), py::arg("block_ranges"), py::arg("ptr"),
         py::arg("blocks"));
   m.def("l2_norms", &l2_norms, py::arg("vectors"));
+  m.def("dot_int8_rows", &dot_int8_rows, py::arg("matrix"), py::arg("queries"), py::arg("rows"));
+  m.def("argtopk", &argtopk, py::arg("values"), py::arg("count"));
   m.def("hamming64", &hamming64, py::arg("codes"), py::arg("query_codes"));
   m.def("hamming64_rank", &hamming64_rank, py::arg("codes"), py::arg("query_codes"),
         py::arg("count"));

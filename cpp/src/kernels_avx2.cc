@@ -117,7 +117,56 @@ void any_tile(const float* x, std::size_t rows, std::size_t d, const float* cons
   if (nq == 0 && row_sq != nullptr) rows_tile<0, true, kL2>(x, rows, d, q, out, out_stride, row_sq);
 }
 
+// 16 int8 values sign-extended to int16 lanes.
+inline __m256i load_i8x16(const std::int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+
+inline std::int32_t hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+// R gathered int8 rows against one query: each widened q chunk feeds R multiply-adds
+// (int16 x int16 pairs summed into int32 lanes, exact for int8 inputs).
+template <std::size_t R>
+inline void i8_rows_tile(const std::int8_t* const* rows, std::size_t d, const std::int8_t* q,
+                         std::int32_t* out) {
+  __m256i acc[R];
+  for (std::size_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+  std::size_t k = 0;
+  for (; k + 16 <= d; k += 16) {
+    const __m256i qv = load_i8x16(q + k);
+    for (std::size_t r = 0; r < R; ++r) {
+      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(load_i8x16(rows[r] + k), qv));
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    std::int32_t sum = hsum_epi32(acc[r]);
+    for (std::size_t t = k; t < d; ++t) sum += rows[r][t] * q[t];
+    out[r] = sum;
+  }
+}
+
 }  // namespace
+
+void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
+                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const std::int8_t* rows[4];
+    for (std::size_t r = 0; r < 4; ++r) {
+      rows[r] = matrix + static_cast<std::size_t>(ids[i + r]) * d;
+    }
+    i8_rows_tile<4>(rows, d, q, out + i);
+  }
+  for (; i < n; ++i) {
+    const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
+    i8_rows_tile<1>(&row, d, q, out + i);
+  }
+}
 
 void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
               std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms) {

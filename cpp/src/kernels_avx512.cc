@@ -126,7 +126,58 @@ void any_tile(const float* x, std::size_t rows, std::size_t d, const float* cons
   if (nq == 0 && row_sq != nullptr) rows_tile<0, true, kL2>(x, rows, d, q, out, out_stride, row_sq);
 }
 
+// 32 int8 values sign-extended to int16 lanes; lanes at or past `valid` read as zero.
+inline __m512i load_i8x32(const std::int8_t* p, __mmask32 valid) {
+  return _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(valid, p));
+}
+
+// Zero-masking extracts, for the reason given at hsum().
+inline std::int32_t hsum_epi32(__m512i v) {
+  const __m256i half = _mm256_add_epi32(_mm512_maskz_extracti32x8_epi32(0xFF, v, 0),
+                                        _mm512_maskz_extracti32x8_epi32(0xFF, v, 1));
+  __m128i s = _mm_add_epi32(_mm256_maskz_extracti32x4_epi32(0xF, half, 0),
+                            _mm256_maskz_extracti32x4_epi32(0xF, half, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+  return _mm_cvtsi128_si32(s);
+}
+
+// R gathered int8 rows against one query, 32 columns per step (int16 x int16 pairs summed
+// into int32 lanes, exact for int8 inputs); the last partial step is a masked load.
+template <std::size_t R>
+inline void i8_rows_tile(const std::int8_t* const* rows, std::size_t d, const std::int8_t* q,
+                         std::int32_t* out) {
+  constexpr __mmask32 kAll = 0xFFFFFFFFu;
+  __m512i acc[R];
+  for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+  for (std::size_t k = 0; k < d; k += 32) {
+    const std::size_t rem = d - k;
+    const __mmask32 valid = rem >= 32 ? kAll : static_cast<__mmask32>((1u << rem) - 1u);
+    const __m512i qv = load_i8x32(q + k, valid);
+    for (std::size_t r = 0; r < R; ++r) {
+      acc[r] = _mm512_add_epi32(acc[r], _mm512_madd_epi16(load_i8x32(rows[r] + k, valid), qv));
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) out[r] = hsum_epi32(acc[r]);
+}
+
 }  // namespace
+
+void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
+                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const std::int8_t* rows[4];
+    for (std::size_t r = 0; r < 4; ++r) {
+      rows[r] = matrix + static_cast<std::size_t>(ids[i + r]) * d;
+    }
+    i8_rows_tile<4>(rows, d, q, out + i);
+  }
+  for (; i < n; ++i) {
+    const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
+    i8_rows_tile<1>(&row, d, q, out + i);
+  }
+}
 
 void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,
               std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms) {

@@ -84,6 +84,16 @@ void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* con
   }
 }
 
+void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
+                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
+    std::int32_t acc = 0;
+    for (std::size_t k = 0; k < d; ++k) acc += row[k] * q[k];
+    out[i] = acc;
+  }
+}
+
 void hamming64(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
                std::uint32_t* out) {
   for (std::size_t i = 0; i < n; ++i) {

@@ -1,8 +1,11 @@
-// Counting-sort ranking of codes by Hamming distance.  Built for the baseline ISA; the
-// popcounts come from the active level's hamming64.
+// Ranking by Hamming distance (a counting sort; the popcounts come from the active level's
+// hamming64) and by value (a selection over 64-bit keys).  Built for the baseline ISA.
 #include "pomaidb/rank.h"
 
+#include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstring>
 #include <vector>
 
 namespace pomai {
@@ -10,29 +13,57 @@ namespace {
 
 constexpr std::size_t kDistances = 65;  // popcount of a 64-bit word: 0..64
 
+// `order` (n slots) receives every id in rank order; only the first `count` are kept.  Placing
+// them all avoids a branch on the slot that mispredicts for about count / n of the codes.
 void rank_one(const KernelTable& kernels, const std::uint64_t* codes, std::size_t n,
               std::uint64_t query, std::size_t count, std::uint32_t* distance,
-              std::int64_t* out) {
+              std::int64_t* order, std::int64_t* out) {
   kernels.hamming64(codes, n, query, distance);
   std::array<std::size_t, kDistances + 1> next{};
   for (std::size_t i = 0; i < n; ++i) ++next[distance[i] + 1];
   for (std::size_t h = 1; h <= kDistances; ++h) next[h] += next[h - 1];
-  // Ids are visited ascending, so each distance's ids land in id order; slots at or past
-  // `count` belong to codes that did not make the cut.
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t slot = next[distance[i]]++;
-    if (slot < count) out[slot] = static_cast<std::int64_t>(i);
-  }
+  // Ids are visited ascending, so each distance's ids land in id order.
+  for (std::size_t i = 0; i < n; ++i) order[next[distance[i]]++] = static_cast<std::int64_t>(i);
+  std::copy(order, order + count, out);
+}
+
+// A key whose ascending order is the rank order: value descending, then column ascending.
+// Unique per column, so a selection over keys is deterministic.
+std::uint64_t rank_key(float value, std::size_t column) {
+  const float v = value + 0.0f;  // -0.0 becomes +0.0: equal values, equal keys
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  // Unsigned order of `ascending` is the float order; NaN takes 0, below -inf.
+  std::uint32_t ascending = (bits >> 31) != 0 ? ~bits : bits | 0x80000000u;
+  if (std::isnan(v)) ascending = 0;
+  return (static_cast<std::uint64_t>(~ascending) << 32) | column;
 }
 
 }  // namespace
+
+void rank_by_value(const float* values, std::size_t nq, std::size_t cols, std::size_t count,
+                   std::int64_t* out) {
+  std::vector<std::uint64_t> keys(cols);
+  for (std::size_t j = 0; j < nq; ++j) {
+    const float* row = values + j * cols;
+    for (std::size_t c = 0; c < cols; ++c) keys[c] = rank_key(row[c], c);
+    const auto kept = keys.begin() + static_cast<std::ptrdiff_t>(count);
+    std::nth_element(keys.begin(), kept, keys.end());
+    std::sort(keys.begin(), kept);
+    for (std::size_t i = 0; i < count; ++i) {
+      out[j * count + i] = static_cast<std::int64_t>(keys[i] & 0xFFFFFFFFu);
+    }
+  }
+}
 
 void rank_by_hamming64(const KernelTable& kernels, const std::uint64_t* codes, std::size_t n,
                        const std::uint64_t* queries, std::size_t nq, std::size_t count,
                        std::int64_t* out) {
   std::vector<std::uint32_t> distance(n);
+  std::vector<std::int64_t> order(n);
   for (std::size_t j = 0; j < nq; ++j) {
-    rank_one(kernels, codes, n, queries[j], count, distance.data(), out + j * count);
+    rank_one(kernels, codes, n, queries[j], count, distance.data(), order.data(),
+             out + j * count);
   }
 }
 

@@ -123,18 +123,19 @@ def test_every_block_selected_equals_exact_search(data, metric):
 
 
 @pytest.mark.parametrize("n_queries", [1, 40])
-def test_selected_blocks_are_scored_exactly(data, n_queries):
-    """Per-query and block-grouped scoring both equal kernels.topk over the blocks' rows."""
+@pytest.mark.parametrize("metric", METRICS)
+def test_selected_blocks_are_scored_exactly(data, n_queries, metric):
+    """A routed search equals kernels.topk over the rows of each query's selected blocks."""
     base, queries = data
-    vectors, index = build(base, "ip", wsbr_block_size=32)
-    rng = np.random.default_rng(4)
-    groups = [rng.choice(index.n_blocks, size=rng.integers(1, 9), replace=False)
-              for _ in range(n_queries)]
-    mask = rng.random(len(base)) < 0.7
-    scores, rows = wsbr._score_selected(vectors, index, queries[:n_queries], groups, 10, "ip", mask)
-    for i, blocks in enumerate(groups):
+    vectors, index = build(base, metric, wsbr_block_size=32)
+    mask = np.random.default_rng(4).random(len(base)) < 0.7
+    queries = queries[:n_queries]
+    scores, rows = wsbr.search_segment(vectors, index, queries, 10, metric, mask=mask,
+                                       top_blocks=6)
+    for i, blocks in enumerate(wsbr.route(index, queries, 10, mask=mask, top_blocks=6)):
+        assert len(blocks) < index.n_blocks
         ranges = index.block_ranges[blocks]
-        s, r = kernels.topk(vectors, queries[i], 10, "ip", mask=mask, row_ranges=ranges)
+        s, r = kernels.topk(vectors, queries[i], 10, metric, mask=mask, row_ranges=ranges)
         assert np.array_equal(rows[i], r[0]) and np.array_equal(scores[i], s[0])
 
 

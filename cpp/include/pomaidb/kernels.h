@@ -36,6 +36,12 @@ using L2sqTileFn = void (*)(const float* x, std::size_t rows, std::size_t d,
                             const float* const* q, std::size_t nq, float* out,
                             std::size_t out_stride);
 
+// out[i] = <matrix row ids[i], q> over d int8 columns, summed exactly in int32 (callers keep
+// d * 128 * 128 below 2^31).  Integer sums do not depend on their order, so every level
+// returns the same values.
+using DotI8RowsFn = void (*)(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
+                             std::size_t n, const std::int8_t* q, std::int32_t* out);
+
 // out[i] = popcount(codes[i] ^ query).
 using Hamming64Fn = void (*)(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
                              std::uint32_t* out);
@@ -48,6 +54,7 @@ struct KernelTable {
   const char* name;  // "scalar" | "avx2" | "avx512", as reported to Python
   DotTileFn dot_tile;
   L2sqTileFn l2sq_tile;
+  DotI8RowsFn dot_i8_rows;
   Hamming64Fn hamming64;
   Crc32cFn crc32c;
 };
@@ -59,6 +66,8 @@ struct KernelTable {
                 std::size_t nq, float* out, std::size_t out_stride, float* row_sq_norms);        \
   void l2sq_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,         \
                  std::size_t nq, float* out, std::size_t out_stride);                            \
+  void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,            \
+                   std::size_t n, const std::int8_t* q, std::int32_t* out);                      \
   }
 
 POMAI_DECLARE_SIMILARITY_KERNELS(scalar)

@@ -1,5 +1,6 @@
-// Ranking 64-bit codes by Hamming distance to a query code (block routing's first step).
-// Pure C++: callers validate inputs and release the GIL.
+// Ranking: 64-bit codes by Hamming distance to a query code, and the columns of a score matrix
+// by value (block routing's candidate and shortlist steps).  Pure C++: callers validate inputs
+// and release the GIL.
 #pragma once
 
 #include <cstddef>
@@ -15,5 +16,11 @@ namespace pomai {
 void rank_by_hamming64(const KernelTable& kernels, const std::uint64_t* codes, std::size_t n,
                        const std::uint64_t* queries, std::size_t nq, std::size_t count,
                        std::int64_t* out);
+
+// For each of the nq rows of `values` (nq, cols), the columns of its `count` largest values,
+// best first, equal values by column ascending; NaN ranks below every number (-inf included).
+// out is (nq, count), count <= cols < 2^32.
+void rank_by_value(const float* values, std::size_t nq, std::size_t cols, std::size_t count,
+                   std::int64_t* out);
 
 }  // namespace pomai
