@@ -171,6 +171,9 @@ class Shard:
         try:
             if self._write_error is not None:
                 raise self._write_error
+            if len(self._pending) > _MAX_PENDING_GENERATIONS:  # only after a failed freeze
+                self._build_pending()
+                raise self._backlog_error()
             result = getattr(self, "_do_" + command.kind)(*command.args)
         except BaseException as exc:
             resolve(command.future, error=exc)
@@ -348,13 +351,26 @@ class Shard:
                 self._pending[-1].waiters.append(waiter)
             else:
                 resolve(waiter)
+        self._build_pending()
+        while len(self._pending) > _MAX_PENDING_GENERATIONS:
+            if not self._pending[0].running:  # failed again: waiting would spin forever
+                raise self._backlog_error()
+            self._wait_for_built()
+
+    def _build_pending(self) -> None:
+        """(Re)start the build of every generation not being built (new or failed)."""
         for generation in self._pending:
-            if not generation.running:
+            # A set error means its build job has ended, even if the install it
+            # queued has not run yet.
+            if not generation.running or generation.error is not None:
                 generation.running = True
                 generation.error = None
                 self._submit(lambda g=generation: self._build_generation(g))
-        while len(self._pending) > _MAX_PENDING_GENERATIONS:
-            self._wait_for_built()
+
+    def _backlog_error(self) -> StorageError:
+        return StorageError(
+            f"shard {self.index}: {len(self._pending)} frozen memtables wait to be saved and "
+            "saving the oldest failed (disk full?); writes are refused until it succeeds")
 
     def _rotate_wal(self) -> None:
         assert self._wal is not None
@@ -412,7 +428,7 @@ class Shard:
             generation = self._pending[0]
             if generation.error is not None:
                 generation.running = False
-                self._fail_waiters(generation.waiters, generation.error)
+                self._fail_all_waiters(generation.error)
                 return  # retried by the next freeze; later generations wait behind it
             if generation.built is None:
                 return
@@ -421,7 +437,7 @@ class Shard:
             except BaseException as exc:
                 generation.running = False
                 generation.built = None
-                self._fail_waiters(generation.waiters, exc)
+                self._fail_all_waiters(exc)
                 return
             self._pending.pop(0)
             assert self._wal is not None
@@ -434,6 +450,11 @@ class Shard:
                 continue
             for waiter in generation.waiters:
                 resolve(waiter)
+
+    def _fail_all_waiters(self, error: BaseException) -> None:
+        """The oldest generation failed: no freeze waiting behind it can finish either."""
+        for generation in self._pending:
+            self._fail_waiters(generation.waiters, error)
 
     @staticmethod
     def _fail_waiters(waiters: list[Future], error: BaseException) -> None:

@@ -11,6 +11,7 @@ After every injected failure:
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from dataclasses import dataclass
@@ -18,9 +19,9 @@ from dataclasses import dataclass
 import pytest
 
 import pomaidb_core as pdb
-from faults import FailingDisk, after, step
+from faults import FailingDisk, after, nth_step, step
 from pomaidb_core import routing
-from workload import DIM, MEMBRANE, History, surviving_state, vector_of
+from workload import DIM, MEMBRANE, History, run, surviving_state, vector_of
 
 SHARDS = 2
 WAL = r"\.wal$"
@@ -164,6 +165,66 @@ def test_failure_at_each_call_site(tmp_path, site: Site):
     check_reopened(path, history)
     with _open(path, site.sync) as db:  # reopening clears a sticky error
         history.put(db.membrane(MEMBRANE), [_key_on(0, 9000), _key_on(1, 9000)])
+    check_reopened(path, history)
+
+
+@pytest.mark.parametrize("sync", ["always", "batch", "never"])
+def test_every_io_step_of_a_workload_failing_in_turn(tmp_path, sync):
+    """SQLite's sweep: fail step N of a random workload for many N; each run reopens clean."""
+    rng = random.Random(sync)
+    with FailingDisk(lambda op, path: False) as counter:
+        _sweep_once(tmp_path / "count", sync, counter, random.Random(0))
+    total = counter.steps
+    for n in sorted(rng.sample(range(1, total + 1), min(total, 60))):
+        _sweep_once(tmp_path / f"n{n}", sync, nth_step(n), random.Random(0))
+
+
+def _sweep_once(path, sync: str, disk: FailingDisk, rng: random.Random) -> None:
+    history = History(SHARDS)
+    with disk:
+        try:
+            db = pdb.open(path, shards=SHARDS, sync=sync, memtable_limit=60,
+                          compaction_trigger=2)
+        except pdb.StorageError:
+            db = None
+        if db is not None:
+            try:
+                try:
+                    m = db.get_or_create_membrane(MEMBRANE, dim=DIM, metric="l2")
+                    history.membrane = True
+                except pdb.StorageError:
+                    m = None
+                if m is not None:
+                    run(db, m, history, rng, steps=40, tolerate=(pdb.StorageError,))
+            finally:
+                db.close()
+    check_reopened(path, history)
+
+
+def test_a_disk_that_stays_full_fails_freezes_without_hanging_and_recovers(tmp_path):
+    """ENOSPC on every segment write: freezes fail, writes are refused once the backlog of
+    unsaved memtables is full (memory stays bounded), nothing spins, hangs or is lost; once
+    the disk has room again the next freeze saves everything, without a reopen."""
+    path = tmp_path / "db"
+    history = History(SHARDS)
+    db = _open(path, auto_freeze=True, memtable_limit=30)
+    try:
+        m = _prepare(db, history)
+        refused = []
+        with FailingDisk(step("write", SEG_TMP), repeat=True):
+            for start in range(300, 900, 25):
+                try:
+                    history.put(m, list(range(start, start + 25)))
+                except pdb.StorageError as exc:
+                    refused.append(str(exc))
+            with pytest.raises(pdb.StorageError):
+                history.freeze(db)
+        assert any("writes are refused" in message for message in refused)
+        history.freeze(db)
+        history.put(m, list(range(900, 925)))
+        assert m.count() == len(history.versions)
+    finally:
+        db.close()
     check_reopened(path, history)
 
 
