@@ -541,7 +541,10 @@ class Shard:
                 self._commit_compaction(job)
             except BaseException as exc:
                 if job.built is not None:
-                    job.built.live.retire()
+                    # Close, never delete: a commit that failed after its rename left a
+                    # manifest on disk naming these files; if not, they are orphans,
+                    # removed on the next open.
+                    job.built.live.reader.close()
                 self._fail_waiters(job.waiters, exc)
             else:
                 for waiter in job.waiters:

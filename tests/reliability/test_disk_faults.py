@@ -168,6 +168,23 @@ def test_failure_at_each_call_site(tmp_path, site: Site):
     check_reopened(path, history)
 
 
+@pytest.mark.parametrize("site", [s for s in SITES if not s.sticky], ids=str)
+def test_close_right_after_a_failure_reopens_consistent(tmp_path, site: Site):
+    """No retry cleans up: whatever the failed step left on disk must open as it is."""
+    path = tmp_path / "db"
+    history = History(SHARDS)
+    db = _open(path, site.sync)
+    try:
+        m = _prepare(db, history)
+        with FailingDisk(site.match) as disk:
+            with pytest.raises(pdb.StorageError):
+                _pull_trigger(site, db, m, history)
+        assert len(disk.fired) == 1, f"{site} was never reached"
+    finally:
+        db.close()
+    check_reopened(path, history)
+
+
 @pytest.mark.parametrize("sync", ["always", "batch", "never"])
 def test_every_io_step_of_a_workload_failing_in_turn(tmp_path, sync):
     """SQLite's sweep: fail step N of a random workload for many N; each run reopens clean."""
