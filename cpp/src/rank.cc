@@ -39,19 +39,54 @@ std::uint64_t rank_key(float value, std::size_t column) {
   return (static_cast<std::uint64_t>(~ascending) << 32) | column;
 }
 
+// Keys at or below a threshold taken from a strided sample of n keys: usually a few more than
+// `count` of them, moved to `out` in one branchless pass; 0 when the sample says the
+// selection would keep most keys anyway.  Returns how many were kept.
+std::size_t keys_below_sampled_threshold(const std::uint64_t* keys, std::size_t n,
+                                         std::size_t count, std::uint64_t* out) {
+  constexpr std::size_t kSamples = 64;
+  if (n <= 4 * kSamples || count >= n / 2) return 0;
+  std::array<std::uint64_t, kSamples> sample{};
+  for (std::size_t s = 0; s < kSamples; ++s) sample[s] = keys[s * n / kSamples];
+  const std::size_t expected = (count * kSamples + n - 1) / n;  // count's rank in the sample
+  const std::size_t rank = std::min(kSamples - 1, expected + expected / 2 + 3);
+  std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(rank),
+                   sample.end());
+  const std::uint64_t threshold = sample[rank];
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    out[kept] = keys[i];
+    kept += keys[i] <= threshold ? 1 : 0;
+  }
+  return kept;
+}
+
+// Moves the `count` smallest of n distinct keys to out[0, count), sorted.  If at least `count`
+// keys pass the sampled threshold, the `count` smallest are among them, so the exact selection
+// runs on those few: the result never depends on the sample, only the speed does.
+void smallest_keys_sorted(const std::uint64_t* keys, std::size_t n, std::size_t count,
+                          std::uint64_t* out) {
+  std::size_t pool = keys_below_sampled_threshold(keys, n, count, out);
+  if (pool < count) {
+    std::copy(keys, keys + n, out);
+    pool = n;
+  }
+  std::nth_element(out, out + count, out + pool);
+  std::sort(out, out + count);
+}
+
 }  // namespace
 
 void rank_by_value(const float* values, std::size_t nq, std::size_t cols, std::size_t count,
                    std::int64_t* out) {
   std::vector<std::uint64_t> keys(cols);
+  std::vector<std::uint64_t> kept(cols);
   for (std::size_t j = 0; j < nq; ++j) {
     const float* row = values + j * cols;
     for (std::size_t c = 0; c < cols; ++c) keys[c] = rank_key(row[c], c);
-    const auto kept = keys.begin() + static_cast<std::ptrdiff_t>(count);
-    std::nth_element(keys.begin(), kept, keys.end());
-    std::sort(keys.begin(), kept);
+    smallest_keys_sorted(keys.data(), cols, count, kept.data());
     for (std::size_t i = 0; i < count; ++i) {
-      out[j * count + i] = static_cast<std::int64_t>(keys[i] & 0xFFFFFFFFu);
+      out[j * count + i] = static_cast<std::int64_t>(kept[i] & 0xFFFFFFFFu);
     }
   }
 }

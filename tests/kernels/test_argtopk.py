@@ -28,6 +28,17 @@ def test_columns_of_the_largest_values_best_first(count):
     np.testing.assert_array_equal(got, _reference(values, count))
 
 
+@pytest.mark.parametrize("count", [10, 100])
+def test_selection_is_exact_when_a_strided_sample_misleads(count):
+    # The best values sit exactly where a strided sample of 64 looks, so a threshold taken
+    # from the sample lets too few through and the selection must fall back to every value.
+    n = 1000
+    values = np.zeros((2, n), dtype=np.float32)
+    values[0, np.arange(64) * n // 64] = np.arange(64, 0, -1)
+    values[1] = -np.arange(n, dtype=np.float32)
+    np.testing.assert_array_equal(kernels.argtopk(values, count), _reference(values, count))
+
+
 def test_nan_ranks_below_minus_infinity_and_signed_zeros_tie():
     values = np.array([[np.nan, -np.inf, 0.0, -0.0, np.inf, -np.nan, 1.0]], dtype=np.float32)
     np.testing.assert_array_equal(kernels.argtopk(values, 7), [[4, 6, 2, 3, 1, 0, 5]])
