@@ -196,6 +196,8 @@ RANGES = np.array([[0, 5], [5, 10]], dtype=np.int64)
     ("ranges", "ptr", "blocks", "message"),
     [
         (np.array([[0, 6], [5, 10]]), [0, 1, 2], [0, 1], "must not overlap"),
+        (np.array([[5, 10], [0, 6]]), [0, 1, 2], [0, 1], "must not overlap"),
+        (np.array([[5, 10], [2, 3], [0, 10]]), [0, 1, 2], [0, 1], "must not overlap"),
         (np.array([[0, 11]]), [0, 1, 2], [0, 0], r"0 <= start <= end <= 10"),
         (np.array([[0, 1, 2]]), [0, 1, 2], [0, 0], r"\(n_blocks, 2\)"),
         (RANGES, [0, 1], [0], "one entry per query plus one"),
@@ -207,6 +209,8 @@ RANGES = np.array([[0, 5], [5, 10]], dtype=np.int64)
     ],
     ids=[
         "overlap",
+        "overlap-unsorted",
+        "contained-unsorted",
         "past-end",
         "three-columns",
         "short-ptr",
@@ -228,6 +232,18 @@ def test_bad_block_inputs_are_rejected(ranges, ptr, blocks, message):
             ptr=np.array(ptr, np.int64),
             blocks=np.array(blocks, np.int64),
         )
+
+
+def test_empty_ranges_inside_others_and_unsorted_ranges_are_allowed(
+    isa, reference_scores, check_topk
+):
+    vectors, queries = _data(10, 2, 3, seed=18)
+    ranges = np.array([[5, 10], [7, 7], [0, 5], [0, 0]], dtype=np.int64)
+    groups = [[0, 1, 2, 3], [1, 3]]
+    got = _search(vectors, queries, 10, "ip", ranges, groups)
+    check_topk(
+        got, reference_scores(vectors, queries, "ip"), 10, qualifies=_qualifies(10, ranges, groups)
+    )
 
 
 def test_block_arrays_must_be_int64():
