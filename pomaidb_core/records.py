@@ -15,6 +15,9 @@ renumber, retire by commenting out.
 
 Every length is checked against the payload size before it is used, so a
 damaged payload raises CorruptionError instead of allocating or reading wildly.
+A payload the writer could not have produced (a repeated id in a put, a NaN or
+infinite value, metadata nested past the JSON parser's depth) is CorruptionError
+too: replaying it would only fail later, in the freeze that writes it out.
 """
 
 from __future__ import annotations
@@ -243,9 +246,13 @@ def _decode_put(payload: bytes) -> PutBatch:
         raise CorruptionError("PUT_BATCH record sizes exceed the record")
     offset = _PUT_HEAD.size
     ids = np.frombuffer(payload, dtype="<u8", count=n, offset=offset).astype(np.uint64)
+    if n > 1 and len(np.unique(ids)) != n:
+        raise CorruptionError("PUT_BATCH repeats an id (the writer never does)")
     offset += n * 8
     vectors = np.frombuffer(payload, dtype="<f4", count=n * dim, offset=offset)
     vectors = vectors.astype(np.float32).reshape(n, dim)
+    if not np.isfinite(vectors).all():
+        raise CorruptionError("PUT_BATCH holds a NaN or infinite vector (the writer never does)")
     offset += n * dim * 4
     lengths = np.frombuffer(payload, dtype="<u4", count=n, offset=offset)
     offset += n * 4
@@ -262,14 +269,18 @@ def _decode_put(payload: bytes) -> PutBatch:
         blob = payload[offset : offset + length]
         offset += length
         try:
-            value = json.loads(blob)
-        except ValueError:
+            value = json.loads(blob, parse_constant=_reject_constant)
+        except (ValueError, RecursionError):
             raise CorruptionError("PUT_BATCH metadata is not valid JSON") from None
         if not isinstance(value, dict):
             raise CorruptionError("PUT_BATCH metadata is not a JSON object")
         metadatas.append(value)
         blobs.append(bytes(blob))
     return PutBatch(membrane_id, ids, vectors, metadatas, blobs)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (the writer never stores it)")
 
 
 def _decode_delete(payload: bytes) -> DeleteBatch:
