@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import builder, compaction, filenames, fs, records, wal
-from .errors import ClosedError, NotFoundError, PomaiError, StorageError
+from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError
 from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata
 from .mailbox import Command, Mailbox, resolve
 from .manifest import Manifest, ManifestStore, MembraneMeta
@@ -122,6 +122,10 @@ class Shard:
         for seq, batch in wal.iter_decoded(replay):
             state = self._states.get(batch.membrane_id)
             if state is not None:  # records of a dropped membrane are ignored
+                if isinstance(batch, records.PutBatch) and batch.vectors.shape[1] != state.meta.dim:
+                    raise CorruptionError(
+                        f"shard {self.index}: WAL record {seq} holds {batch.vectors.shape[1]}-d "
+                        f"vectors for membrane {state.meta.name!r} of dim {state.meta.dim}")
                 self._apply(state, batch, seq)
         if self._options.read_only:
             return

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import pomaidb_core as pdb
 from pomaidb_core import filenames, records, segment, wal, wsbr
 from pomaidb_core.errors import CorruptionError
 from pomaidb_core.kernels import crc32c
@@ -534,3 +535,20 @@ def test_a_huge_length_field_is_checked_against_the_file_before_allocating(
             _reseal_sidecar(buf)
             wsbr.WsbrIndex.from_bytes(bytes(buf), n_rows=2**40, dim=SIDE_DIM,
                                       segment_checksum=SIDE_CHECKSUM)
+
+
+# ---------------------------------------------------------------------------- through the engine
+
+
+def test_a_forged_wal_record_of_another_dim_fails_the_open_with_corruption(tmp_path):
+    path = str(tmp_path / "db")
+    with pdb.open(path, shards=1) as db:
+        m = db.create_membrane("m", dim=4)
+        m.put(1, np.ones(4))
+    files = wal.list_wal_files(path, 0)
+    seq = wal.read_wal(files, 0).last_seq + 1
+    batch = records.make_put_batch(m.meta.membrane_id, [9], np.ones((1, 3)), None, 3, 100)
+    with open(files[-1].path, "ab") as handle:
+        handle.write(wal.frame(seq, records.PUT_BATCH, records.encode_put(batch)))
+    with pytest.raises(CorruptionError, match="3-d vectors"):
+        pdb.open(path)
