@@ -17,11 +17,11 @@ import threading
 from dataclasses import dataclass
 
 import pytest
+from faults import FailingDisk, after, nth_step, step
+from workload import DIM, MEMBRANE, History, run, surviving_state, vector_of
 
 import pomaidb_core as pdb
-from faults import FailingDisk, after, nth_step, step
 from pomaidb_core import routing
-from workload import DIM, MEMBRANE, History, run, surviving_state, vector_of
 
 SHARDS = 2
 WAL = r"\.wal$"
@@ -87,7 +87,7 @@ SITES = [
 
 
 def _open(path, sync="batch", **kwargs):
-    options = dict(shards=SHARDS, sync=sync, auto_freeze=False, auto_compact=False)
+    options = {"shards": SHARDS, "sync": sync, "auto_freeze": False, "auto_compact": False}
     return pdb.open(path, **{**options, **kwargs})
 
 
@@ -147,9 +147,8 @@ def test_failure_at_each_call_site(tmp_path, site: Site):
     db = _open(path, site.sync)
     try:
         m = _prepare(db, history)
-        with FailingDisk(site.match) as disk:
-            with pytest.raises(pdb.StorageError):
-                _pull_trigger(site, db, m, history)
+        with FailingDisk(site.match) as disk, pytest.raises(pdb.StorageError):
+            _pull_trigger(site, db, m, history)
         assert len(disk.fired) == 1, f"{site} was never reached"
         shard = _shard_of(disk.fired[0][1])
         if site.sticky:
@@ -176,9 +175,8 @@ def test_close_right_after_a_failure_reopens_consistent(tmp_path, site: Site):
     db = _open(path, site.sync)
     try:
         m = _prepare(db, history)
-        with FailingDisk(site.match) as disk:
-            with pytest.raises(pdb.StorageError):
-                _pull_trigger(site, db, m, history)
+        with FailingDisk(site.match) as disk, pytest.raises(pdb.StorageError):
+            _pull_trigger(site, db, m, history)
         assert len(disk.fired) == 1, f"{site} was never reached"
     finally:
         db.close()

@@ -28,6 +28,8 @@ from pomaidb_core.errors import CorruptionError
 from pomaidb_core.kernels import crc32c
 from pomaidb_core.manifest import (
     HEADER_BYTES as MANIFEST_HEADER_BYTES,
+)
+from pomaidb_core.manifest import (
     Manifest,
     MembraneMeta,
     SegmentMeta,
@@ -54,7 +56,7 @@ class MemoryBound:
     def __init__(self, input_bytes: int) -> None:
         self.limit = 4 * input_bytes + MEMORY_SLACK
 
-    def __enter__(self) -> MemoryBound:
+    def __enter__(self) -> MemoryBound:  # noqa: PYI034 - never subclassed
         tracemalloc.start()
         return self
 
@@ -65,9 +67,8 @@ class MemoryBound:
 
 
 def test_memory_bound_catches_an_allocation_sized_by_a_length_field():
-    with pytest.raises(AssertionError, match="allocated"):
-        with MemoryBound(100):
-            np.zeros(16 << 20, dtype=np.uint8)
+    with pytest.raises(AssertionError, match="allocated"), MemoryBound(100):
+        np.zeros(16 << 20, dtype=np.uint8)
 
 
 def damage(data: st.DataObject, original: bytes) -> bytes:
@@ -295,7 +296,7 @@ def _exercise_segment(path: str, original: bytes | None) -> None:
             assert all(m is None or isinstance(m, dict) for m in got_metas)
             if not forged:
                 assert got_metas == metas
-            reader.columns
+            assert reader.columns is not None
         except CorruptionError:
             pass
         try:
@@ -485,7 +486,7 @@ def test_forged_sidecar_with_valid_checksums_routes_without_crashing(sidecar, da
         except CorruptionError:
             return
         queries = vectors[:3] + 0.01
-        scores, rows = wsbr.search_segment(vectors, index, queries, 5, "cosine")
+        _, rows = wsbr.search_segment(vectors, index, queries, 5, "cosine")
     assert rows.shape[0] == 3
     assert ((rows >= -1) & (rows < SIDE_ROWS)).all()
 

@@ -12,17 +12,16 @@ history at least as long as the sync policy promised:
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
 import pytest
-
-import pomaidb_core as pdb
 from oracle import Oracle, assert_same_ranking
-from pomaidb_core import fs
 from powerloss import PowerLossDisk, materialize
 from workload import DIM, MEMBRANE, History, run, surviving_state, vector_of
+
+import pomaidb_core as pdb
+from pomaidb_core import fs
 
 SHARDS = 2
 
