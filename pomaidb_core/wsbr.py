@@ -276,7 +276,7 @@ class WsbrIndex:
         if version != VERSION or header_size != _HEADER.size or zero != 0:
             raise CorruptionError(f"WSBR sidecar version {version} is not supported")
         metric = {code: name for name, code in METRIC_CODES.items()}.get(metric_code)
-        if metric is None or level != quant_level(s_dim):
+        if metric is None or level != quant_level(s_dim) or top_blocks < 1 or block_size < 1:
             raise CorruptionError("WSBR sidecar header has invalid fields")
         if s_dim != dim or s_rows != n_rows or s_checksum != segment_checksum:
             raise CorruptionError(
