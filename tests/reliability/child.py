@@ -17,8 +17,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-import pomaidb_core as pdb  # noqa: E402
-from workload import MEMBRANE, surviving_state  # noqa: E402
+from workload import MEMBRANE, surviving_state
+
+import pomaidb_core as pdb
 
 
 def writer(path: str) -> None:

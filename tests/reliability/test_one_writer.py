@@ -21,10 +21,10 @@ import time
 
 import numpy as np
 import pytest
+from workload import DIM, MEMBRANE, History, run
 
 import pomaidb_core as pdb
 from pomaidb_core import builder, routing, wal
-from workload import DIM, MEMBRANE, History, run
 
 CHILD = os.path.join(os.path.dirname(__file__), "child.py")
 SHARDS = 2
