@@ -21,19 +21,19 @@ from .results import Hit, Record
 
 __all__ = [
     "DB",
-    "Hit",
-    "Membrane",
-    "Record",
-    "open",
     "AlreadyExistsError",
     "ClosedError",
     "CorruptionError",
+    "Hit",
     "IndexParams",
     "InvalidArgumentError",
     "LockedError",
+    "Membrane",
     "NotFoundError",
     "Options",
     "PomaiError",
     "ReadOnlyError",
+    "Record",
     "StorageError",
+    "open",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 import time
@@ -149,7 +150,7 @@ def sweep_wsbr(segments, queries, truth, metric, repeats, fractions, widen_facto
             for fraction in fractions[mode]:
                 knobs = [_knobs(seg, fraction, factor, mode) for seg in segments]
                 seconds, found = best_time(
-                    lambda: search(segments, queries, metric, knobs=knobs), repeats)
+                    lambda knobs=knobs: search(segments, queries, metric, knobs=knobs), repeats)
                 scanned = np.mean([scanned_fraction([seg], queries, **kn)
                                    for seg, kn in zip(segments, knobs)])
                 method = f"WSBR {mode}" + (f" W={factor}T" if factor else "")
@@ -238,7 +239,7 @@ def print_table(rows, exact_qps: float) -> None:
 
 
 def _cell(value: float, spec: str) -> str:
-    return "-" if value != value else format(value, spec)  # NaN: not measured
+    return "-" if math.isnan(value) else format(value, spec)  # NaN: not measured
 
 
 def plot(rows, exact_qps: float, path: str) -> None:
@@ -287,9 +288,11 @@ def engine_rows(base, queries, truth, metric, n_shards, repeats) -> list:
                                 ("default, filter tag=t3", {"tag": "t3"},
                                  numpy_exact(base, queries, K, metric,
                                              np.arange(len(base)) % 10 == 3))):
-            seconds, hits = best_time(lambda: m.search_batch(queries, k=K, filter=flt), repeats)
+            seconds, hits = best_time(lambda flt=flt: m.search_batch(queries, k=K, filter=flt),
+                                      repeats)
             found = np.array([[h.id for h in row] for row in hits])
-            p50 = single_query_ms(lambda q: m.search(q[0], k=K, filter=flt), queries[:200])
+            p50 = single_query_ms(lambda q, flt=flt: m.search(q[0], k=K, filter=flt),
+                                  queries[:200])
             rows.append(("engine", f"{name} (p50 single query {p50:.2f} ms)", recall(found, want),
                          len(queries) / seconds, float("nan")))
         seconds, _ = best_time(lambda: m.search_batch(queries, k=K, exact=True), 1)

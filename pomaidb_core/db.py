@@ -340,9 +340,9 @@ def _check_dim_metric(dim: Any, metric: Any) -> None:
         raise InvalidArgumentError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
-def open(path: str | os.PathLike, options: Options | None = None, **kwargs: Any) -> DB:  # noqa: A001
+def open(path: str | os.PathLike, options: Options | None = None, **kwargs: Any) -> DB:
     """Construct and open; usable as a context manager that closes on exit."""
     return DB(path, options, **kwargs).open()
 
 
-__all__ = ["DB", "open", "PomaiError"]
+__all__ = ["DB", "PomaiError", "open"]

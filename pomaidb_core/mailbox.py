@@ -26,7 +26,7 @@ class Reply:
     set_exception, done) and for the caller (result, called exactly once).
     """
 
-    __slots__ = ("_lock", "_value", "_error", "_done")
+    __slots__ = ("_done", "_error", "_lock", "_value")
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()

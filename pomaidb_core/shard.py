@@ -295,7 +295,7 @@ class Shard:
 
     def _do_stats(self) -> dict:
         out = {}
-        for mid, state in self._states.items():
+        for state in self._states.values():
             out[state.meta.name] = {
                 "records": state.count(),
                 "memtable_records": state.active.n,

@@ -28,6 +28,7 @@ skips covered records in the files that remain.
 
 from __future__ import annotations
 
+import itertools
 import os
 import struct
 from collections.abc import Iterator
@@ -213,7 +214,7 @@ class WalWriter:
     def drop_covered(self, covered: int) -> None:
         """Delete files whose every record has seq <= covered (they live in segments now)."""
         files = list_wal_files(self._root, self._shard)
-        for current, following in zip(files, files[1:]):
+        for current, following in itertools.pairwise(files):
             if following.first_seq - 1 <= covered:
                 fs.unlink(current.path)
         fs.fsync_dir(filenames.wal_dir(self._root, self._shard))

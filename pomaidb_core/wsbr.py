@@ -366,7 +366,6 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
         mu, w = np.zeros(dim, np.float32), np.zeros((SIGNATURE_BITS, dim), np.float32)
     level = quant_level(dim)
     projection = quantize(w, level)
-    n_blocks = len(blocks)
     top = params.wsbr_top_blocks or default_top_blocks(n, block_size)
     widen = params.wsbr_widen_blocks
     if widen is None:

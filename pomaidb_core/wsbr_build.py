@@ -168,7 +168,7 @@ def form_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) 
 
     Returns the blocks in block-id order, each an ascending array of row indices.
     """
-    n, d = routing.shape
+    n = len(routing)
     if n == 0:
         return []
     k = -(-n // block_size)
