@@ -259,7 +259,7 @@ def test_every_file_and_directory_a_database_creates_is_owner_only(tmp_path, uma
     for kind in (".wal", ".seg.tmp", ".wsbr.tmp", ".tmp"):
         assert any(name.endswith(kind) for name in names), f"no {kind} file was watched"
     assert {"new", "parent", "db", "manifest", "wal", "segments"} <= set(names)
-    for dirpath, dirnames, files in os.walk(tmp_path / "new"):
+    for dirpath, _, files in os.walk(tmp_path / "new"):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == fs.DIR_MODE, dirpath
         for name in files:
             full = os.path.join(dirpath, name)
