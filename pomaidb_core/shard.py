@@ -146,8 +146,11 @@ class Shard:
         except StorageError:
             pass  # every acknowledged write was already synced per its policy or is in the page cache
         for generation in self._pending:
-            for waiter in generation.waiters:
-                resolve(waiter, error=PomaiError("the database closed before the freeze finished"))
+            self._fail_waiters(generation.waiters,
+                               ClosedError("the database closed before the freeze finished"))
+        for job in self._compactions.values():
+            self._fail_waiters(job.waiters,
+                               ClosedError("the database closed before the compaction finished"))
         for state in self._states.values():
             for seg in state.segments:
                 seg.release()
