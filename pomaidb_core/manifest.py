@@ -374,7 +374,13 @@ class ManifestStore:
             return manifest
 
     def is_latest(self) -> bool:
-        """Is the loaded version still the newest on disk? (A reader's consistency check.)"""
+        """Is the loaded version still the newest on disk? (A reader's consistency check.)
+
+        True when none could be loaded: the newest version itself is damaged, and
+        there is nothing newer to retry with.
+        """
+        if self._current is None:
+            return True
         versions = self._versions()
         return bool(versions) and versions[-1] == self.current.number
 
