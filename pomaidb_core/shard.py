@@ -177,7 +177,9 @@ class Shard:
     def _write(self, command: Command, unacked: list) -> None:
         try:
             if self._write_error is not None:
-                raise self._write_error
+                # A fresh error each time: re-raising one instance would grow its traceback
+                # (and keep every refused call's frames alive) with each refusal.
+                raise StorageError(str(self._write_error))
             if len(self._pending) > _MAX_PENDING_GENERATIONS:  # only after a failed freeze
                 self._build_pending()
                 raise self._backlog_error()

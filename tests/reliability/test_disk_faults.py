@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import re
 import threading
+import traceback
 from dataclasses import dataclass
 
 import pytest
@@ -272,3 +273,18 @@ def test_failed_wal_fsync_never_acknowledges_the_group(tmp_path):
     with pdb.open(path) as db:
         assert db.membrane(MEMBRANE).get(1) is not None
         db.verify()
+
+
+def test_refused_writes_do_not_pile_up_in_the_sticky_error(tmp_path):
+    """Each refusal is its own exception: one shared instance grew a frame list per call."""
+    with pdb.open(tmp_path / "db", shards=1) as db:
+        m = db.create_membrane(MEMBRANE, dim=DIM)
+        with FailingDisk(step("write", WAL)), pytest.raises(pdb.StorageError):
+            m.put(1, vector_of(1, 1))
+        errors = []
+        for key in range(500):
+            with pytest.raises(pdb.StorageError, match="refuses writes") as caught:
+                m.put(key, vector_of(key, 1))
+            errors.append(caught.value)
+        assert len({id(e) for e in errors}) == len(errors)
+        assert len(traceback.extract_tb(errors[-1].__traceback__)) < 50
