@@ -44,6 +44,7 @@ from .records import decode
 HEADER = struct.Struct("<IIBQ")
 HEADER_SIZE = HEADER.size  # 17
 MAX_RECORD_BYTES = 1 << 31  # a length beyond this is damage, never a real record
+_SCAN_BUDGET_PASSES = 4  # CRC work of the torn-tail scan, in passes over the file
 
 
 @dataclass(frozen=True)
@@ -72,18 +73,30 @@ def _valid_at(data: bytes, offset: int) -> tuple[int, int, int] | None:
 
 
 def _later_valid_record(data: bytes, start: int, min_seq: int) -> bool:
-    """Is there a valid record at any offset >= start with seq >= min_seq?"""
+    """Is there a valid record at any offset >= start with seq >= min_seq?
+
+    Each candidate costs a CRC over the length its header claims; a tail crafted
+    full of plausible headers would make that quadratic in the file size (hours
+    for one WAL file). Past a few passes' worth of CRC the answer is "cannot rule
+    it out": True, so the log is refused (fail closed) instead of hanging the open.
+    """
     tail = np.frombuffer(data, dtype=np.uint8)[start:]
     if len(tail) < HEADER_SIZE:
         return False
     max_seq = min_seq + len(tail) // HEADER_SIZE + 1
+    budget = _SCAN_BUDGET_PASSES * len(data)
     for align in range(8):
         usable = (len(tail) - 9 - align) // 8
         if usable <= 0:
             continue
         seqs = tail[9 + align : 9 + align + usable * 8].view("<u8")
         for idx in np.flatnonzero((seqs >= min_seq) & (seqs <= max_seq)).tolist():
-            if _valid_at(data, start + align + 8 * idx) is not None:
+            offset = start + align + 8 * idx
+            length = HEADER.unpack_from(data, offset)[1]
+            if offset + HEADER_SIZE + length > len(data):
+                continue  # runs past the end: no CRC to compute
+            budget -= length
+            if budget < 0 or _valid_at(data, offset) is not None:
                 return True
     return False
 
