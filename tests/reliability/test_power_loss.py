@@ -155,7 +155,7 @@ def test_power_cut_at_a_random_io_step_keeps_what_the_policy_promised(tmp_path, 
     world.mkdir()
     path = world / "db"
     state: dict[int, int] = {}
-    for round_ in range(8):
+    for round_ in range(12):
         history = History(SHARDS, state)
         with PowerLossDisk(world, tail=tail, seed=round_) as disk:
             disk.cut_after(rng.randint(1, 500), note=history.floor)
