@@ -42,7 +42,7 @@ class FailingDisk:
     steps: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __enter__(self) -> FailingDisk:  # noqa: PYI034 - never subclassed
+    def __enter__(self) -> FailingDisk:
         fs.set_fault_hook(self)
         return self
 

@@ -78,7 +78,7 @@ class PowerLossDisk:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> PowerLossDisk:  # noqa: PYI034 - never subclassed
+    def __enter__(self) -> PowerLossDisk:
         fs.set_observer(self._observe)
         return self
 

@@ -81,7 +81,7 @@ def test_read_only_processes_see_consistent_snapshots_while_a_writer_works(tmp_p
     def write() -> None:
         try:
             run(db, m, history, random.Random(5), steps=10**9, stop=stop.is_set)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
+        except BaseException as exc:
             failures.append(exc)
 
     try:
