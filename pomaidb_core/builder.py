@@ -72,10 +72,18 @@ def open_segment(root: str, shard: int, membrane: MembraneMeta, meta: SegmentMet
         raise CorruptionError(f"segment {seg_path} does not match the manifest's record of it")
     index = wsbr.WsbrIndex.read(side_path, n_rows=reader.n, dim=membrane.dim,
                                 segment_checksum=reader.data_checksum)
+    _check_sidecar_metric(index, membrane.metric, side_path)
     return LiveSegment(meta, reader, index, (seg_path, side_path))
+
+
+def _check_sidecar_metric(index: wsbr.WsbrIndex, metric: str, path: str) -> None:
+    if index.metric != metric:
+        raise CorruptionError(f"sidecar {path} routes for metric {index.metric!r}, the membrane "
+                              f"uses {metric!r}")
 
 
 def verify_sidecar(seg: LiveSegment) -> None:
     """Re-read the sidecar from disk with every check (db.verify)."""
-    wsbr.WsbrIndex.read(seg.paths[1], n_rows=seg.reader.n, dim=seg.reader.dim,
-                        segment_checksum=seg.reader.data_checksum)
+    index = wsbr.WsbrIndex.read(seg.paths[1], n_rows=seg.reader.n, dim=seg.reader.dim,
+                                segment_checksum=seg.reader.data_checksum)
+    _check_sidecar_metric(index, seg.reader.metric, seg.paths[1])

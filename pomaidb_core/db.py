@@ -286,7 +286,10 @@ class DB:
         """Queue a command for a blocking caller; `.result()` once to wait for it."""
         self._require_open()
         command = Command(kind, args, Reply())
-        self._shards[shard].mailbox.put(command)
+        shards = self._shards
+        if shard >= len(shards):  # closed between the check above and here
+            raise ClosedError("the database is not open")
+        shards[shard].mailbox.put(command)
         return command.future
 
     def call(self, shard: int, kind: str, *args: Any) -> Any:
@@ -300,7 +303,10 @@ class DB:
         """Like call, but never blocks the event loop, not even on a full mailbox."""
         self._require_open()
         command = Command(kind, args)
-        mailbox = self._shards[shard].mailbox
+        shards = self._shards
+        if shard >= len(shards):  # closed between the check above and here
+            raise ClosedError("the database is not open")
+        mailbox = shards[shard].mailbox
         delay = 0.0001
         while not mailbox.put(command, block=False):
             await asyncio.sleep(delay)

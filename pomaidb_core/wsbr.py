@@ -299,6 +299,8 @@ class WsbrIndex:
         if len(offsets) and (offsets[0] != 0 or offsets[-1] != n_rows
                              or np.any(offsets[1:] <= offsets[:-1])):
             raise CorruptionError("WSBR sidecar block offsets are not a partition of the rows")
+        if not all(np.isfinite(arrays[name]).all() for name in ("mu", "alpha", "beta")):
+            raise CorruptionError("WSBR sidecar has non-finite routing parameters")
         return cls(metric=metric, dim=dim, n_rows=n_rows, block_size=block_size,
                    top_blocks=top_blocks, widen_blocks=widen_blocks, seed=seed,
                    mu=arrays["mu"], projection=arrays["projection"].reshape(SIGNATURE_BITS, dim),
