@@ -65,3 +65,12 @@ def _tie_equivalent(hits, expected, rel: float) -> bool:
     last = expected[-1][1]
     want = {key for key, score in expected if abs(score - last) > rel * max(1.0, abs(last))}
     return want <= {h.id for h in hits}
+
+
+def random_vectors(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n rows, q queries) of standard normal float32 vectors."""
+    rng = np.random.default_rng(seed)
+    return (
+        rng.standard_normal((n, d), dtype=np.float32),
+        rng.standard_normal((q, d), dtype=np.float32),
+    )

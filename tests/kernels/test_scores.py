@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import random_vectors as _data
 
 from pomaidb_core import kernels
 
 AWKWARD_DIMS = [1, 3, 17, 97, 1536]
 METRICS = ["ip", "cosine", "l2"]
 
-
-def _data(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return (
-        rng.standard_normal((n, d), dtype=np.float32),
-        rng.standard_normal((q, d), dtype=np.float32),
-    )
 
 
 @pytest.mark.parametrize("metric", METRICS)

@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracle import random_vectors as _data
 
 from pomaidb_core import kernels
 
 METRICS = ["ip", "cosine", "l2"]
 
-
-def _data(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return (
-        rng.standard_normal((n, d), dtype=np.float32),
-        rng.standard_normal((q, d), dtype=np.float32),
-    )
 
 
 @pytest.mark.parametrize("metric", METRICS)

@@ -119,8 +119,10 @@ def test_orphans_and_temporaries_are_removed_on_open(tmp_path):
     assert len(os.listdir(seg_dir)) == 2
 
 
-def _live_segment(path) -> str:
-    return str(_files(path, ".seg")[0])
+def _flip(file, offset: int, mask: int) -> None:
+    data = bytearray(file.read_bytes())
+    data[offset] ^= mask
+    file.write_bytes(bytes(data))
 
 
 def test_a_flipped_vector_byte_is_corruption_on_search_and_verify(tmp_path):
@@ -129,10 +131,8 @@ def test_a_flipped_vector_byte_is_corruption_on_search_and_verify(tmp_path):
         m = db.create_membrane("m", dim=8)
         _fill(m, 200, 8)
         db.freeze()
-    segment = _live_segment(path)
-    data = bytearray(open(segment, "rb").read())
-    data[len(data) // 3] ^= 0x40  # somewhere in the vectors section
-    open(segment, "wb").write(data)
+    segment = _files(path, ".seg")[0]
+    _flip(segment, segment.stat().st_size // 3, 0x40)  # somewhere in the vectors section
     with pdb.open(path) as db:
         m = db.membrane("m")
         with pytest.raises(pdb.CorruptionError):
@@ -157,9 +157,7 @@ def test_a_damaged_sidecar_fails_closed(tmp_path):
         _fill(db.create_membrane("m", dim=8), 100, 8)
         db.freeze()
     sidecar = _files(path, ".wsbr")[0]
-    data = bytearray(sidecar.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    sidecar.write_bytes(bytes(data))
+    _flip(sidecar, sidecar.stat().st_size // 2, 0x01)
     with pytest.raises(pdb.CorruptionError):
         pdb.open(path)
 
@@ -169,9 +167,7 @@ def test_a_damaged_manifest_fails_closed(tmp_path):
     with pdb.open(path, shards=1) as db:
         db.create_membrane("m", dim=2)
     manifest = next((path / "manifest").iterdir())
-    data = bytearray(manifest.read_bytes())
-    data[-3] ^= 0x10
-    manifest.write_bytes(bytes(data))
+    _flip(manifest, manifest.stat().st_size - 3, 0x10)
     with pytest.raises(pdb.CorruptionError):
         pdb.open(path)
 
