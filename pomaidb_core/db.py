@@ -29,7 +29,7 @@ from .errors import (
     ReadOnlyError,
     StorageError,
 )
-from .mailbox import Command, Reply
+from .mailbox import Command, Mailbox, Reply
 from .manifest import Manifest, ManifestStore, MembraneMeta, read_manifest
 from .membrane import Membrane
 from .options import METRICS, IndexParams, Options
@@ -230,7 +230,7 @@ class DB:
     def freeze(self) -> None:
         """Every shard's memtables -> segments + sidecars, manifest commit, WAL reset; waits."""
         self._require_writable()
-        waiters = [Future() for _ in self._shards]
+        waiters: list[Future] = [Future() for _ in self._shards]
         for shard, waiter in zip(self._shards, waiters):
             self.submit(shard.index, "freeze", waiter)
         for waiter in waiters:
@@ -284,13 +284,16 @@ class DB:
 
     def submit(self, shard: int, kind: str, *args: Any) -> Reply:
         """Queue a command for a blocking caller; `.result()` once to wait for it."""
+        reply = Reply()
+        self._mailbox(shard).put(Command(kind, args, reply))
+        return reply
+
+    def _mailbox(self, shard: int) -> Mailbox:
         self._require_open()
-        command = Command(kind, args, Reply())
         shards = self._shards
         if shard >= len(shards):  # closed between the check above and here
             raise ClosedError("the database is not open")
-        shards[shard].mailbox.put(command)
-        return command.future
+        return shards[shard].mailbox
 
     def call(self, shard: int, kind: str, *args: Any) -> Any:
         return self.submit(shard, kind, *args).result()
@@ -301,17 +304,14 @@ class DB:
 
     async def acall(self, shard: int, kind: str, *args: Any) -> Any:
         """Like call, but never blocks the event loop, not even on a full mailbox."""
-        self._require_open()
-        command = Command(kind, args)
-        shards = self._shards
-        if shard >= len(shards):  # closed between the check above and here
-            raise ClosedError("the database is not open")
-        mailbox = shards[shard].mailbox
+        future: Future = Future()
+        command = Command(kind, args, future)
+        mailbox = self._mailbox(shard)
         delay = 0.0001
         while not mailbox.put(command, block=False):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.01)
-        return await asyncio.wrap_future(command.future)
+        return await asyncio.wrap_future(future)
 
     async def abroadcast(self, kind: str, *args: Any) -> list:
         return list(await asyncio.gather(

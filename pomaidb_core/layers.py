@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -199,7 +200,7 @@ class MembraneState:
         """Per query, up to k (score, id, layer, row), best first, ties by id."""
         per_query: list[list[tuple]] = [[] for _ in range(len(queries))]
         tables = self.memtables()
-        metric = self.meta.metric
+        metric = cast(kernels.Metric, self.meta.metric)
         for index, table in enumerate(tables):
             if table.n == 0:
                 continue

@@ -133,7 +133,7 @@ class Mailbox:
         return leftover
 
 
-def resolve(future: Future, value: Any = None, error: BaseException | None = None) -> None:
+def resolve(future: Future | Reply, value: Any = None, error: BaseException | None = None) -> None:
     if future.done():
         return
     if error is not None:

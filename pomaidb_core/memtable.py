@@ -61,7 +61,7 @@ class Memtable:
 
     def _slots_for(self, ids: np.ndarray) -> np.ndarray:
         slots = np.empty(len(ids), dtype=np.int64)
-        new_ids = []
+        new_ids: list[int] = []
         for i, key in enumerate(ids.tolist()):
             slot = self.slot_of.get(key)
             if slot is None:

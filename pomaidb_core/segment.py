@@ -395,7 +395,7 @@ class SegmentReader:
         return self._raw(META_BLOB)
 
     def _load_tombstones(self) -> np.ndarray:
-        flags = self._array(TOMBSTONES, np.uint8)
+        flags = self._array(TOMBSTONES, np.dtype(np.uint8))
         if (flags > 1).any():
             raise self._corrupt("tombstone flag other than 0 or 1")
         if bool(flags.any()) != self.has_tombstones:

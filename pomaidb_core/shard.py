@@ -22,6 +22,7 @@ the shard refuses writes until the database is reopened.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -120,13 +121,13 @@ class Shard:
         covered = manifest.wal_covered[self.index]
         replay = wal.read_wal(wal.list_wal_files(self._root, self.index), covered)
         for seq, batch in wal.iter_decoded(replay):
-            state = self._states.get(batch.membrane_id)
-            if state is not None:  # records of a dropped membrane are ignored
-                if isinstance(batch, records.PutBatch) and batch.vectors.shape[1] != state.meta.dim:
+            target = self._states.get(batch.membrane_id)
+            if target is not None:  # records of a dropped membrane are ignored
+                if isinstance(batch, records.PutBatch) and batch.vectors.shape[1] != target.meta.dim:
                     raise CorruptionError(
                         f"shard {self.index}: WAL record {seq} holds {batch.vectors.shape[1]}-d "
-                        f"vectors for membrane {state.meta.name!r} of dim {state.meta.dim}")
-                self._apply(state, batch, seq)
+                        f"vectors for membrane {target.meta.name!r} of dim {target.meta.dim}")
+                self._apply(target, batch, seq)
         if self._options.read_only:
             return
         if replay.torn_file is not None:
@@ -374,7 +375,7 @@ class Shard:
             if not generation.running or generation.error is not None:
                 generation.running = True
                 generation.error = None
-                self._submit(lambda g=generation: self._build_generation(g))
+                self._submit(functools.partial(self._build_generation, generation))
 
     def _backlog_error(self) -> StorageError:
         return StorageError(

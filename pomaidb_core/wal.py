@@ -39,7 +39,7 @@ import numpy as np
 from . import filenames, fs
 from .errors import CorruptionError
 from .kernels import crc32c
-from .records import decode
+from .records import DeleteBatch, PutBatch, decode
 
 HEADER = struct.Struct("<IIBQ")
 HEADER_SIZE = HEADER.size  # 17
@@ -250,6 +250,6 @@ def truncate_torn_tail(path: str, offset: int) -> None:
         handle.close()
 
 
-def iter_decoded(result: ReplayResult) -> Iterator[tuple[int, object]]:
+def iter_decoded(result: ReplayResult) -> Iterator[tuple[int, DeleteBatch | PutBatch]]:
     for record in result.records:
         yield record.seq, decode(record.kind, record.payload)
