@@ -101,12 +101,17 @@ const std::uint8_t* require_mask(const py::object& obj, std::size_t n) {
   return static_cast<const std::uint8_t*>(arr.data());
 }
 
-std::vector<RowRange> require_ranges(const py::object& obj, std::size_t n) {
-  if (obj.is_none()) return {{0, n}};
-  py::array arr = require_array<std::int64_t>(obj, "row_ranges", 2, "int64");
+std::string shape_of(const py::object& obj) {
+  return py::str(obj.attr("shape")).cast<std::string>();
+}
+
+// An int64 array of [start, end) pairs, each checked to satisfy 0 <= start <= end <= n.
+std::vector<RowRange> require_pairs(const py::object& obj, const std::string& name,
+                                    const std::string& shape, std::size_t n) {
+  py::array arr = require_array<std::int64_t>(obj, name.c_str(), 2, "int64");
   if (arr.shape(1) != 2) {
-    invalid("row_ranges must have shape (m, 2) of [start, end) pairs, got shape " +
-            py::str(obj.attr("shape")).cast<std::string>());
+    invalid(name + " must have shape " + shape + " of [start, end) pairs, got shape " +
+            shape_of(obj));
   }
   const auto* pairs = static_cast<const std::int64_t*>(arr.data());
   std::vector<RowRange> ranges;
@@ -115,12 +120,17 @@ std::vector<RowRange> require_ranges(const py::object& obj, std::size_t n) {
     const std::int64_t start = pairs[2 * i];
     const std::int64_t end = pairs[2 * i + 1];
     if (start < 0 || end < start || static_cast<std::uint64_t>(end) > n) {
-      invalid("row_ranges[" + std::to_string(i) + "] = [" + std::to_string(start) + ", " +
+      invalid(name + "[" + std::to_string(i) + "] = [" + std::to_string(start) + ", " +
               std::to_string(end) + ") must satisfy 0 <= start <= end <= " + std::to_string(n));
     }
     ranges.push_back({static_cast<std::size_t>(start), static_cast<std::size_t>(end)});
   }
-  return normalize_ranges(std::move(ranges));
+  return ranges;
+}
+
+std::vector<RowRange> require_ranges(const py::object& obj, std::size_t n) {
+  if (obj.is_none()) return {{0, n}};
+  return normalize_ranges(require_pairs(obj, "row_ranges", "(m, 2)", n));
 }
 
 py::array_t<float> scores(const py::object& vectors_obj, const py::object& queries_obj,
@@ -159,10 +169,6 @@ py::tuple topk(const py::object& vectors_obj, const py::object& queries_obj, std
   return py::make_tuple(out_scores, out_rows);
 }
 
-std::string shape_of(const py::object& obj) {
-  return py::str(obj.attr("shape")).cast<std::string>();
-}
-
 // One pass when the non-empty ranges come in row order (a segment's blocks do); otherwise the
 // rows they cover, once merged, must number as many as their sizes add up to.
 bool ranges_disjoint(const std::vector<RowRange>& ranges) {
@@ -184,23 +190,7 @@ bool ranges_disjoint(const std::vector<RowRange>& ranges) {
 // The rows of a block are [start, end); blocks may come in any order and be empty, but never
 // share a row, so a query's rows are exactly the union of its blocks.
 std::vector<RowRange> require_block_ranges(const py::object& obj, std::size_t n) {
-  py::array arr = require_array<std::int64_t>(obj, "block_ranges", 2, "int64");
-  if (arr.shape(1) != 2) {
-    invalid("block_ranges must have shape (n_blocks, 2) of [start, end) pairs, got shape " +
-            shape_of(obj));
-  }
-  const auto* pairs = static_cast<const std::int64_t*>(arr.data());
-  std::vector<RowRange> blocks;
-  blocks.reserve(static_cast<std::size_t>(arr.shape(0)));
-  for (py::ssize_t i = 0; i < arr.shape(0); ++i) {
-    const std::int64_t start = pairs[2 * i];
-    const std::int64_t end = pairs[2 * i + 1];
-    if (start < 0 || end < start || static_cast<std::uint64_t>(end) > n) {
-      invalid("block_ranges[" + std::to_string(i) + "] = [" + std::to_string(start) + ", " +
-              std::to_string(end) + ") must satisfy 0 <= start <= end <= " + std::to_string(n));
-    }
-    blocks.push_back({static_cast<std::size_t>(start), static_cast<std::size_t>(end)});
-  }
+  std::vector<RowRange> blocks = require_pairs(obj, "block_ranges", "(n_blocks, 2)", n);
   if (!ranges_disjoint(blocks)) {
     invalid("block_ranges must not overlap: a row belongs to one block");
   }
