@@ -243,29 +243,6 @@ def makedirs(path: str, mode: int = DIR_MODE) -> None:
     fsync_dir(parent)
 
 
-def remove_tree(path: str) -> None:
-    """Delete a directory and everything below it, bottom-up, through the seam."""
-    if not os.path.isdir(path):
-        return
-    for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-        for name in filenames:
-            unlink(os.path.join(dirpath, name))
-        for name in dirnames:
-            _rmdir(os.path.join(dirpath, name))
-    _rmdir(path)
-
-
-def _rmdir(path: str) -> None:
-    try:
-        _step("unlink", path)
-        os.rmdir(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise _storage_error("rmdir", path, exc) from exc
-    _done("rmdir", path)
-
-
 def listdir(path: str) -> list[str]:
     try:
         return sorted(os.listdir(path))

@@ -170,8 +170,9 @@ def read_wal(files: list[WalFile], covered: int) -> ReplayResult:
 class WalWriter:
     """Appends framed records for one shard. Runs on the shard thread only.
 
-    A failed write or fsync makes the writer unusable (`failed`): a later
-    success could not prove the earlier data reached the disk.
+    A failed write or fsync leaves the file in an unknown state; the shard then
+    refuses writes (shard.py), since a later success could not prove the earlier
+    data reached the disk.
     """
 
     def __init__(self, root: str, shard: int, next_seq: int, file_limit_bytes: int) -> None:

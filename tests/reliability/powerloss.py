@@ -159,9 +159,6 @@ class PowerLossDisk:
     def _on_mkdir(self, path: str) -> None:
         self._state.durable_dirs[path] = {}
 
-    def _on_rmdir(self, path: str) -> None:
-        pass
-
     # ------------------------------------------------------------------ the image
 
     def _freeze_image(self, note: object) -> Image:
