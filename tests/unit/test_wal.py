@@ -242,3 +242,19 @@ def test_a_failed_commit_breaks_the_writer_and_leaves_no_trace_in_the_log(tmp_pa
             call()
     writer.close()
     assert [r.seq for r in _replay(tmp_path).records] == [1]
+
+
+def test_a_batch_too_large_for_one_log_record_is_refused_and_changes_nothing(tmp_path, monkeypatch):
+    import pomaidb_core as pdb
+
+    monkeypatch.setattr(wal, "MAX_RECORD_BYTES", 10_000)
+    with pdb.open(tmp_path / "db", shards=1) as db:
+        m = db.create_membrane("m", dim=16, metric="l2")
+        m.put_batch(range(10), np.ones((10, 16)))
+        with pytest.raises(InvalidArgumentError, match="split it"):
+            m.put_batch(range(100, 300), np.ones((200, 16)))
+        with pytest.raises(InvalidArgumentError):
+            m.put(5, np.ones(16), {"text": "x" * 20_000})
+        assert m.count() == 10 and m.get(5).metadata is None
+    with pdb.open(tmp_path / "db") as db:
+        assert db.membrane("m").count() == 10
