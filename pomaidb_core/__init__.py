@@ -17,6 +17,7 @@ from .errors import (
 )
 from .membrane import Membrane
 from .options import IndexParams, Options
+from .repair import repair
 from .results import Hit, Record
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "Record",
     "StorageError",
     "open",
+    "repair",
 ]

@@ -137,36 +137,47 @@ def _frame_records(found: _Frame, path: str) -> list[WalRecord]:
     return out
 
 
-def _proves_damage(data: bytes, start: int, expected: int) -> bool:
-    """Is there a valid frame at any offset >= start showing that bytes before it were fsynced?
+def _frames_after(data: bytes, start: int, min_seq: int, budget: int | None) -> Iterator[_Frame | None]:
+    """Valid frames at offsets >= start whose seq is plausible (>= min_seq), in offset order.
 
     Each candidate costs a CRC over the length its header claims; a tail crafted
     full of plausible headers would make that quadratic in the file size (hours
-    for one WAL file). Past a few passes' worth of CRC the answer is "cannot rule
-    it out": True, so the log is refused (fail closed) instead of hanging the open.
+    for one WAL file). With a `budget` (bytes of CRC), None is yielded once it is
+    spent: the caller cannot rule out what it was looking for.
     """
     tail = np.frombuffer(data, dtype=np.uint8)[start:]
     if len(tail) < HEADER_SIZE:
-        return False
-    max_seq = expected + len(tail) // HEADER_SIZE + 1
-    budget = _SCAN_BUDGET_PASSES * max(len(data), 1)
+        return
+    max_seq = min_seq + len(tail) // HEADER_SIZE + 1
+    found = []
     for align in range(8):
         usable = (len(tail) - 9 - align) // 8
-        if usable <= 0:
-            continue
-        seqs = tail[9 + align : 9 + align + usable * 8].view("<u8")
-        for idx in np.flatnonzero((seqs >= expected) & (seqs <= max_seq)).tolist():
-            offset = start + align + 8 * idx
-            length = HEADER.unpack_from(data, offset)[1]
-            if offset + HEADER_SIZE + length > len(data):
-                continue  # runs past the end: no CRC to compute
+        if usable > 0:
+            seqs = tail[9 + align : 9 + align + usable * 8].view("<u8")
+            found.append(start + align + 8 * np.flatnonzero((seqs >= min_seq) & (seqs <= max_seq)))
+    for offset in np.sort(np.concatenate(found)).tolist() if found else []:
+        length = HEADER.unpack_from(data, offset)[1]
+        if offset + HEADER_SIZE + length > len(data):
+            continue  # runs past the end: no CRC to compute
+        if budget is not None:
             budget -= length
             if budget < 0:
-                return True
-            found = _frame_at(data, offset)
-            if found is not None and _fsynced_before(found, expected):
-                return True
-    return False
+                yield None
+                return
+        frame_ = _frame_at(data, offset)
+        if frame_ is not None:
+            yield frame_
+
+
+def _proves_damage(data: bytes, start: int, expected: int) -> bool:
+    """Is there a valid frame at or after `start` showing that the bytes before it were fsynced?
+
+    Past a few passes' worth of CRC the answer is "cannot rule it out": True, so
+    the log is refused (fail closed) instead of hanging the open.
+    """
+    budget = _SCAN_BUDGET_PASSES * max(len(data), 1)
+    return any(found is None or _fsynced_before(found, expected)
+               for found in _frames_after(data, start, expected, budget))
 
 
 def _fsynced_before(found: _Frame, expected: int) -> bool:
@@ -409,6 +420,35 @@ def truncate_torn_tail(path: str, offset: int) -> None:
         handle.fsync()
     finally:
         handle.close()
+
+
+@dataclass
+class Salvage:
+    records: list[WalRecord]  # every record of every intact frame, by seq, first copy kept
+    damaged_bytes: int  # bytes no intact frame accounts for
+
+
+def salvage(files: list[WalFile]) -> Salvage:
+    """Every intact frame of every file, skipping damage wherever it is (repair only)."""
+    by_seq: dict[int, WalRecord] = {}
+    damaged = 0
+    for wal_file in files:
+        data = fs.read_file(wal_file.path)
+        offset = 0
+        while offset < len(data):
+            found = _frame_at(data, offset)
+            if found is None:
+                found = next(_frames_after(data, offset + 1, wal_file.first_seq, None), None)
+                damaged += (found.end - HEADER_SIZE - len(found.payload) if found else len(data)) - offset
+                if found is None:
+                    break
+            try:
+                for record in _frame_records(found, wal_file.path):
+                    by_seq.setdefault(record.seq, record)
+            except CorruptionError:
+                damaged += found.end - offset
+            offset = found.end
+    return Salvage([by_seq[seq] for seq in sorted(by_seq)], damaged)
 
 
 def iter_decoded(result: ReplayResult) -> Iterator[tuple[int, DeleteBatch | PutBatch]]:
