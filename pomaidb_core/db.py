@@ -130,7 +130,9 @@ class DB:
 
     def _teardown(self) -> None:
         for shard in self._shards:
-            shard.stop()
+            shard.request_stop()
+        for shard in self._shards:
+            shard.join()
         self._shards = []
         self._catalog.clear()
         if self._worker is not None:
@@ -281,6 +283,14 @@ class DB:
     def shard_count(self) -> int:
         self._require_open()
         return len(self._shards)
+
+    def decide_batch(self, shards: list[int], cross: Any, commit: bool,
+                     error: BaseException | None) -> None:
+        """A cross-shard batch's last vote: tell every shard holding a part (txn.py)."""
+        for index in shards:
+            shard = self._shards[index] if index < len(self._shards) else None
+            if shard is not None:
+                shard.mailbox.put_internal(Command("decide", (cross, commit, error)))
 
     def submit(self, shard: int, kind: str, *args: Any) -> Reply:
         """Queue a command for a blocking caller; `.result()` once to wait for it."""

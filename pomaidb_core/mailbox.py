@@ -135,6 +135,10 @@ class Mailbox:
                 self._space.notify_all()
         return batch
 
+    def take(self) -> Command:
+        """The next command, waiting for one (the consumer, after close: see Shard._close_parts)."""
+        return self._queue.get()
+
     def close(self) -> list[Command]:
         """Refuse new commands; returns those still queued (the caller fails them)."""
         self._closed = True

@@ -10,13 +10,14 @@ descending, then id ascending.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import records, routing, wal
+from . import records, routing, txn, wal
 from .errors import InvalidArgumentError
 from .filters import compile_filter
 from .layers import SearchParams
@@ -55,11 +56,11 @@ class Membrane:
 
     # ------------------------------------------------------------------ writes
 
-    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any) -> list[tuple[int, tuple]]:
+    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any) -> list[tuple[int, tuple[Any, ...]]]:
         self._db._require_writable()
         batch = records.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
                                        self._db.options.max_metadata_bytes)
-        commands = []
+        commands: list[tuple[int, tuple[Any, ...]]] = []
         for shard, rows in enumerate(routing.split(batch.ids, self._db.shard_count)):
             if len(rows) == 0:
                 continue
@@ -68,6 +69,10 @@ class Membrane:
                 [batch.metadatas[i] for i in rows.tolist()],
                 [batch.meta_blobs[i] for i in rows.tolist()])
             commands.append((shard, (part, _encoded(part))))
+        if len(commands) > 1:  # all shards or none (txn.py)
+            cross = txn.CrossShardBatch(
+                len(commands), functools.partial(self._db.decide_batch, [s for s, _ in commands]))
+            commands = [(shard, (*args, cross)) for shard, args in commands]
         return commands
 
     def _single_put(self, id: Any, vector: Any, metadata: Any) -> tuple[int, tuple]:
@@ -86,7 +91,7 @@ class Membrane:
         self._db.call(shard, "put", *args)
 
     def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
-        """Upsert many; the last occurrence of a repeated id wins."""
+        """Upsert many, all or nothing across shards; the last occurrence of a repeated id wins."""
         futures = [self._db.submit(shard, "put", *args)
                    for shard, args in self._put_commands(ids, vectors, metadatas)]
         for future in futures:

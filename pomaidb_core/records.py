@@ -12,6 +12,10 @@ renumber, retire by commenting out.
     DELETE_BATCH (2):
         u32 membrane_id | u32 n
         u64 ids[n]
+    (3 is never a record type: it is the WAL's GROUP frame type)
+    PUT_PREPARED (4): a PUT_BATCH payload, one shard's part of a cross-shard batch (txn.py)
+    ABORT (5):
+        u64 seq of this shard's PUT_PREPARED record whose batch was aborted
 
 Every length is checked against the payload size before it is used, so a
 damaged payload raises CorruptionError instead of allocating or reading wildly.
@@ -35,11 +39,14 @@ from .errors import CorruptionError, InvalidArgumentError
 
 PUT_BATCH = 1
 DELETE_BATCH = 2
+PUT_PREPARED = 4
+ABORT = 5
 
 NO_METADATA = 0xFFFFFFFF
 MAX_ID = (1 << 64) - 1
 _PUT_HEAD = struct.Struct("<III")
 _DELETE_HEAD = struct.Struct("<II")
+_ABORT = struct.Struct("<Q")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,25 @@ class PutBatch:
 class DeleteBatch:
     membrane_id: int
     ids: np.ndarray  # uint64 (n,), unique
+
+
+@dataclass(frozen=True)
+class PreparedPut:
+    """One shard's part of a cross-shard batch, applied only once the batch commits."""
+
+    batch: PutBatch
+
+    @property
+    def membrane_id(self) -> int:
+        return self.batch.membrane_id
+
+
+@dataclass(frozen=True)
+class Abort:
+    prepared_seq: int
+
+
+LogRecord = PutBatch | DeleteBatch | PreparedPut | Abort
 
 
 # ---------------------------------------------------------------- validation
@@ -229,12 +255,20 @@ def encode_delete(batch: DeleteBatch) -> bytes:
     ).tobytes()
 
 
-def decode(kind: int, payload: bytes) -> PutBatch | DeleteBatch:
+def encode_abort(prepared_seq: int) -> bytes:
+    return _ABORT.pack(prepared_seq)
+
+
+def decode(kind: int, payload: bytes) -> LogRecord:
     if kind == PUT_BATCH:
         return _decode_put(payload)
     if kind == DELETE_BATCH:
         return _decode_delete(payload)
-    raise CorruptionError(f"unknown WAL record type {kind}")
+    if kind == PUT_PREPARED:
+        return PreparedPut(_decode_put(payload))
+    if kind == ABORT and len(payload) == _ABORT.size:
+        return Abort(_ABORT.unpack(payload)[0])
+    raise CorruptionError(f"unknown WAL record type {kind} (or a malformed one)")
 
 
 def _decode_put(payload: bytes) -> PutBatch:

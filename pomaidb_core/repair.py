@@ -177,21 +177,23 @@ class _Repair:
         found = wal.salvage(files)
         self.report["wal_damaged_bytes"] += found.damaged_bytes
         membranes = _by_id(manifest)
+        decoded = [(r.seq, self._decode(r, membranes)) for r in found.records if r.seq > covered]
+        aborted = {rec.prepared_seq for _, rec in decoded if isinstance(rec, records.Abort)}
         tables: dict[int, Memtable] = {}
-        last = covered
-        for record in found.records:
-            last = max(last, record.seq)
-            if record.seq <= covered:
+        for seq, rec in decoded:
+            if rec is None or isinstance(rec, records.Abort):
                 continue
-            batch = self._decode(record, membranes)
-            if batch is None:
-                continue
-            table = tables.setdefault(batch.membrane_id, Memtable(membranes[batch.membrane_id].dim))
-            if isinstance(batch, records.PutBatch):
-                table.put_batch(batch.ids, batch.vectors, batch.metadatas, batch.meta_blobs)
+            if isinstance(rec, records.PreparedPut):
+                if seq in aborted:
+                    continue
+                rec = rec.batch  # presumed committed, in log order (txn.py)
+            table = tables.setdefault(rec.membrane_id, Memtable(membranes[rec.membrane_id].dim))
+            if isinstance(rec, records.PutBatch):
+                table.put_batch(rec.ids, rec.vectors, rec.metadatas, rec.meta_blobs)
             else:
-                table.delete_batch(batch.ids)
+                table.delete_batch(rec.ids)
             self.report["wal_records_salvaged"] += 1
+        last = max([covered, *(r.seq for r in found.records)])
         seqs = {r.seq for r in found.records if r.seq > covered}
         self.report["wal_records_dropped"] += (last - covered) - len(seqs)  # gaps: lost to damage
         built = {}
@@ -203,18 +205,20 @@ class _Repair:
             built[mid] = made.live.meta
         return built, last
 
-    def _decode(self, record: wal.WalRecord, membranes: dict[int, MembraneMeta]):
+    def _decode(self, record: wal.WalRecord, membranes: dict[int, MembraneMeta]) -> records.LogRecord | None:
         try:
-            batch = records.decode(record.kind, record.payload)
+            rec = records.decode(record.kind, record.payload)
         except CorruptionError:
             self.report["wal_records_dropped"] += 1
             return None
-        meta = membranes.get(batch.membrane_id)
-        if meta is None or (isinstance(batch, records.PutBatch)
-                            and batch.vectors.shape[1] != meta.dim):
+        if isinstance(rec, records.Abort):
+            return rec
+        meta = membranes.get(rec.membrane_id)
+        batch = rec.batch if isinstance(rec, records.PreparedPut) else rec
+        if meta is None or (isinstance(batch, records.PutBatch) and batch.vectors.shape[1] != meta.dim):
             self.report["wal_records_dropped"] += 1
             return None
-        return batch
+        return rec
 
     # ---------------------------------------------------------------- files
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import builder, compaction, filenames, fs, records, wal
+from . import builder, compaction, filenames, fs, records, txn, wal
 from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError, copy_for_caller
 from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata
 from .mailbox import WRITE_KINDS, Command, Mailbox, resolve, start
@@ -92,6 +92,9 @@ class Shard:
         self._write_error: StorageError | None = None
         self._group: list[tuple[Command, Callable[[], None] | None, object]] = []
         self._parked: deque[Command] = deque()  # writes held back by backpressure, in order
+        self._prepared = txn.PreparedParts()  # logged parts of cross-shard batches, undecided
+        self._parts_waiting: dict[txn.CrossShardBatch, tuple[int, Command]] = {}
+        self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
         self._pending: list[Generation] = []
         self._compactions: dict[int, CompactionJob] = {}
         self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
@@ -104,10 +107,13 @@ class Shard:
         self._thread.start()
         return self._opened
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
+        """Ask the shard to stop; `join` waits for it (all shards stop together: see _close_parts)."""
         if self._thread.is_alive():
             self.mailbox.put_internal(Command("stop", ()))
-            self._thread.join()
+
+    def join(self) -> None:
+        self._thread.join()
 
     def _run(self) -> None:
         try:
@@ -131,14 +137,10 @@ class Shard:
             self._states[mid] = state
         covered = manifest.wal_covered[self.index]
         replay = wal.read_wal(wal.list_wal_files(self._root, self.index), covered)
-        for seq, batch in wal.iter_decoded(replay):
-            target = self._states.get(batch.membrane_id)
-            if target is not None:  # records of a dropped membrane are ignored
-                if isinstance(batch, records.PutBatch) and batch.vectors.shape[1] != target.meta.dim:
-                    raise CorruptionError(
-                        f"shard {self.index}: WAL record {seq} holds {batch.vectors.shape[1]}-d "
-                        f"vectors for membrane {target.meta.name!r} of dim {target.meta.dim}")
-                self._apply(target, batch, seq)
+        for seq, record in wal.iter_decoded(replay):
+            self._replay(seq, record)
+        for seq in self._prepared.seqs():  # undecided at the crash: presumed committed (txn.py)
+            self._commit_part(seq)
         if self._options.read_only:
             return
         self._settle_log(replay)
@@ -147,6 +149,44 @@ class Shard:
         self._wal = wal.WalWriter(self._root, self.index, replay.last_seq + 1,
                                   self._options.wal_file_limit_bytes)
         self._wal.rotate()
+
+    def _replay(self, seq: int, record: records.LogRecord) -> None:
+        if isinstance(record, records.Abort):
+            self._prepared.drop(record.prepared_seq)
+            return
+        target = self._states.get(record.membrane_id)
+        if target is None:  # records of a dropped membrane are ignored
+            return
+        batch = record.batch if isinstance(record, records.PreparedPut) else record
+        if isinstance(batch, records.PutBatch) and batch.vectors.shape[1] != target.meta.dim:
+            raise CorruptionError(
+                f"shard {self.index}: WAL record {seq} holds {batch.vectors.shape[1]}-d "
+                f"vectors for membrane {target.meta.name!r} of dim {target.meta.dim}")
+        if isinstance(record, records.PreparedPut):
+            self._prepared.add(seq, target, record.batch)
+        else:
+            self._apply(target, batch, seq)
+
+    def _close_parts(self) -> None:
+        """Fail what is queued, but let every logged part of a batch hear its decision.
+
+        The other shards of a batch are closing at the same time and vote for
+        their parts (logged, failed or cancelled), so the decisions come; leaving
+        before them would let replay commit a part whose batch was aborted.
+        """
+        closed = ClosedError("the database was closed")
+        for command in self._parked:  # taken, so already running
+            _fail(command, copy_for_caller(closed))
+        self._parked.clear()
+        leftover = self.mailbox.close()
+        while leftover or self._parts_waiting:
+            command = leftover.pop(0) if leftover else self.mailbox.take()
+            if command.kind == "decide":
+                self._do_decide(*command.args)
+            elif start(command.future):
+                _fail(command, copy_for_caller(closed))
+            else:
+                _vote(command, PomaiError("the call was cancelled before its shard ran it"))
 
     def _settle_log(self, replay: wal.ReplayResult) -> None:
         """Make what was replayed durable before new groups claim it as synced."""
@@ -162,9 +202,8 @@ class Shard:
             wal.sync_file(files[-1].path)
 
     def _shutdown(self) -> None:
-        for command in [*self._parked, *self.mailbox.close()]:
-            resolve(command.future, error=ClosedError("the database was closed"))
-        self._parked.clear()
+        self._close_parts()
+        self._fail_waiters(self._deferred_freezes, ClosedError("the database was closed"))
         try:
             if self._wal is not None:
                 self._wal.close()
@@ -186,8 +225,9 @@ class Shard:
         limit = self._options.group_commit_max
         while True:
             for command in self.mailbox.drain(limit):
-                if not start(command.future):
-                    continue  # its caller gave up before the shard took it
+                if not start(command.future):  # its caller gave up before the shard took it
+                    _vote(command, PomaiError("the call was cancelled before its shard ran it"))
+                    continue
                 if command.kind == "stop":
                     self._commit_group()
                     return
@@ -197,6 +237,10 @@ class Shard:
                     self._commit_group()
                     self._dispatch(command)
             self._commit_group()
+            if self._deferred_freezes and not self._prepared:
+                waiters, self._deferred_freezes = self._deferred_freezes, []
+                for waiter in waiters:
+                    self._do_freeze(waiter)
             self._maybe_freeze()
 
     def _write(self, command: Command) -> None:
@@ -217,7 +261,7 @@ class Shard:
                 raise self._backlog_error()
             apply, result = getattr(self, "_stage_" + command.kind)(*command.args)
         except BaseException as exc:
-            resolve(command.future, error=exc)
+            _fail(command, exc)
             return
         self._group.append((command, apply, result))
         if self._options.sync == "always":
@@ -236,12 +280,16 @@ class Shard:
                 f"shard {self.index}: a WAL write or fsync failed ({exc}); the writes of that "
                 "group were not applied, and the shard refuses writes until the database is reopened")
             for command, _, _ in group:
-                resolve(command.future, error=copy_for_caller(self._write_error))
+                _fail(command, copy_for_caller(self._write_error))
             return
         for command, apply, result in group:
             if apply is not None:
                 apply()
-            resolve(command.future, result)
+            if isinstance(result, _PartLogged):  # the batch's decision answers the caller
+                self._parts_waiting[result.batch] = (result.seq, command)
+                result.batch.vote(None)
+            else:
+                resolve(command.future, result)
 
     def _backlogged(self) -> bool:
         """Too many generations wait to be saved and the oldest is still being built."""
@@ -283,15 +331,53 @@ class Shard:
             state.active.put_batch(batch.ids, batch.vectors, batch.metadatas, batch.meta_blobs)
         else:
             state.active.delete_batch(batch.ids)
-        state.active.max_seq = seq
+        state.active.max_seq = max(state.active.max_seq, seq)
+        if self._prepared:
+            self._prepared.shadow(state.meta.membrane_id, batch.ids, seq)
 
     # A `_stage_<kind>` appends the write's record to the group and returns
     # (how to apply it once the group is durable, the caller's result).
 
-    def _stage_put(self, batch: records.PutBatch, payload: bytes) -> tuple[Callable[[], None], None]:
+    def _stage_put(self, batch: records.PutBatch, payload: bytes,
+                   cross: txn.CrossShardBatch | None = None) -> tuple[Callable[[], None], object]:
         state = self._state(batch.membrane_id)
-        seq = self._append(records.PUT_BATCH, payload)
-        return functools.partial(self._apply, state, batch, seq), None
+        if cross is None:
+            seq = self._append(records.PUT_BATCH, payload)
+            return functools.partial(self._apply, state, batch, seq), None
+        seq = self._append(records.PUT_PREPARED, payload)
+        return functools.partial(self._prepared.add, seq, state, batch), _PartLogged(cross, seq)
+
+    def _do_decide(self, cross: txn.CrossShardBatch, commit: bool,
+                   error: BaseException | None) -> None:
+        """The last vote of a cross-shard batch came in: apply or abort this shard's part."""
+        seq, command = self._parts_waiting.pop(cross, (None, None))
+        if seq is None or command is None:
+            return  # this shard's part never got logged
+        if commit:
+            self._commit_part(seq)
+            resolve(command.future, None)
+        else:
+            self._prepared.drop(seq)
+            self._log_abort(seq)
+            assert error is not None
+            resolve(command.future, error=copy_for_caller(error))
+
+    def _commit_part(self, seq: int) -> None:
+        taken = self._prepared.take(seq)
+        if taken is not None:
+            state, batch = taken
+            self._apply(state, batch, seq)  # type: ignore[arg-type]
+
+    def _log_abort(self, seq: int) -> None:
+        """Best effort: if the log refuses even this, replay keeps the part (outcome unknown)."""
+        assert self._wal is not None
+        try:
+            self._wal.append(records.ABORT, records.encode_abort(seq))
+            self._wal.commit(durable=self._options.sync != "never")
+        except StorageError as exc:
+            self._write_error = StorageError(
+                f"shard {self.index}: logging a batch abort failed ({exc}); it refuses writes "
+                "until the database is reopened")
 
     def _stage_delete(self, membrane_id: int, ids: np.ndarray) -> tuple:
         state = self._state(membrane_id)
@@ -366,7 +452,7 @@ class Shard:
     # ------------------------------------------------------------------ freeze
 
     def _maybe_freeze(self) -> None:
-        if not self._options.auto_freeze or self._wal is None:
+        if not self._options.auto_freeze or self._wal is None or self._prepared:
             return
         records_ = sum(s.active.n for s in self._states.values())
         nbytes = sum(s.active.nbytes for s in self._states.values())
@@ -377,6 +463,9 @@ class Shard:
                 pass  # a failed WAL rotation is sticky: the writes that follow report it
 
     def _do_freeze(self, waiter: Future) -> object:
+        if self._prepared:  # a freeze would cover parts that are in no memtable yet
+            self._deferred_freezes.append(waiter)
+            return _DEFERRED
         try:
             self._freeze(waiter)
         except BaseException as exc:  # the caller waits on `waiter`, not on this command
@@ -621,3 +710,29 @@ class Shard:
 
 
 _DEFERRED = object()  # the command's future is resolved later (freeze, compaction)
+
+
+@dataclass(frozen=True)
+class _PartLogged:
+    """A staged part of a cross-shard batch: once logged it votes, and waits for the decision."""
+
+    batch: txn.CrossShardBatch
+    seq: int
+
+
+def _part_of(command: Command) -> txn.CrossShardBatch | None:
+    if command.kind == "put" and len(command.args) == 3:
+        return command.args[2]
+    return None
+
+
+def _vote(command: Command, error: BaseException) -> None:
+    cross = _part_of(command)
+    if cross is not None:
+        cross.vote(error)
+
+
+def _fail(command: Command, error: BaseException) -> None:
+    """A write that will not be logged: answer its caller, and vote no for its batch if any."""
+    resolve(command.future, error=error)
+    _vote(command, copy_for_caller(error))

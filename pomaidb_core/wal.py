@@ -16,7 +16,7 @@ A GROUP frame holds every record of one group commit (a mailbox drain):
 
     0       8      synced_through  highest seq known fsynced when the group was written
     8       4      count           records in the group; they take seq .. seq+count-1
-    12      ...    count x { u8 type (records.PUT_BATCH | records.DELETE_BATCH),
+    12      ...    count x { u8 type (a records.py record type),
                              u32 length, payload[length] (records.py encoding) }
 
 Why groups: one write() of a group can reach the disk out of page order, so
@@ -56,7 +56,7 @@ import numpy as np
 from . import filenames, fs
 from .errors import CorruptionError, StorageError
 from .kernels import crc32c
-from .records import DELETE_BATCH, PUT_BATCH, DeleteBatch, PutBatch, decode
+from .records import DELETE_BATCH, PUT_BATCH, LogRecord, decode
 
 GROUP = 3  # frame type (frozen on-disk value)
 HEADER = struct.Struct("<IIBQ")
@@ -322,7 +322,9 @@ class WalWriter:
             raise
 
     def _frames(self, group: list[tuple[int, bytes]]) -> bytes:
-        out, seq, chunk, size = [], self.next_seq, [], 0
+        out: list[bytes] = []
+        chunk: list[tuple[int, bytes]] = []
+        seq, size = self.next_seq, 0
         for item in group:
             if chunk and size + _ITEM_HEAD.size + len(item[1]) > MAX_GROUP_BYTES - _GROUP_HEAD.size:
                 out.append(frame(seq, GROUP, group_payload(self._synced_seq, chunk)))
@@ -451,6 +453,6 @@ def salvage(files: list[WalFile]) -> Salvage:
     return Salvage([by_seq[seq] for seq in sorted(by_seq)], damaged)
 
 
-def iter_decoded(result: ReplayResult) -> Iterator[tuple[int, DeleteBatch | PutBatch]]:
+def iter_decoded(result: ReplayResult) -> Iterator[tuple[int, LogRecord]]:
     for record in result.records:
         yield record.seq, decode(record.kind, record.payload)
