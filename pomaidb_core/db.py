@@ -1,7 +1,8 @@
 """The DB facade: opening a directory, the membrane catalog, and fan-out to shards.
 
 `DB(path, options)` only validates (design doc 002: constructors do no fallible
-IO); `open()` takes the LOCK, loads the manifest, removes orphans, and starts
+IO); `open()` refuses a directory that is not absent, empty or a database
+(marker.py), takes the LOCK, loads the manifest, removes orphans, and starts
 one actor per shard, which replays its WAL. Every public call is thread-safe:
 calls turn into commands on shard mailboxes; the DB itself guards only the
 membrane catalog and its own lifecycle with a lock.
@@ -18,7 +19,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from . import filenames, fs
+from . import filenames, fs, marker
 from .errors import (
     AlreadyExistsError,
     ClosedError,
@@ -86,12 +87,12 @@ class DB:
 
     def _open_locked(self) -> None:
         read_only = self.options.read_only
-        if read_only:
-            if not os.path.isdir(filenames.manifest_dir(self.path)):
-                raise NotFoundError(f"no PomaiDB database at {self.path}")
-        else:
+        marked = marker.check_directory(self.path, read_only)  # nothing is written before this
+        if not read_only:
             fs.makedirs(self.path)
             self._file_lock = fs.FileLock(filenames.lock_path(self.path))
+            if not marked:
+                marker.write_marker(self.path)
         manifest = self._store.load_or_create(self.options.shards, create=not read_only)
         self._catalog.update({m.membrane_id: m for m in manifest.membranes.values()})
         self._segment_ids = itertools.count(manifest.next_segment_id)

@@ -1,5 +1,6 @@
 """Every path PomaiDB creates is built here, so the layout is defined once.
 
+    <root>/POMAIDB                            marker: this directory is a database, and its format
     <root>/LOCK                               single-writer lock (flock)
     <root>/manifest/MANIFEST-<n>              manifest versions; the highest valid n is live
     <root>/manifest/*.tmp                     a manifest being written
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 
+MARKER = "POMAIDB"
 LOCK = "LOCK"
 MANIFEST_DIR = "manifest"
 TMP_SUFFIX = ".tmp"
@@ -24,6 +26,10 @@ SIDECAR_SUFFIX = ".wsbr"
 _MANIFEST_RE = re.compile(r"^MANIFEST-(\d{1,20})$")
 _WAL_RE = re.compile(r"^(\d{20})\.wal$")
 _SEGMENT_RE = re.compile(r"^(\d{1,10})-(\d{1,20})\.(seg|wsbr)$")
+
+
+def marker_path(root: str) -> str:
+    return os.path.join(root, MARKER)
 
 
 def lock_path(root: str) -> str:

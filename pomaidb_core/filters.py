@@ -35,6 +35,12 @@ Semantics, for the value v a record holds under the field (or "missing" when it 
 So a missing field matches only $ne, $nin, $is_empty: true and $exists: false (and $not of
 anything else). A malformed filter raises InvalidArgumentError naming where it is wrong and
 how to fix it.
+
+Every compiled Filter has a `key`, built once at compile time, for caches of masks: a hashable
+value such that two filters with equal keys select the same rows of any data. Operands enter it
+typed, as (KIND_*, value) after the numpy-to-Python normalization evaluation applies, so "2024",
+2024 and True stay apart while 2024, 2024.0 and np.int64(2024) meet. Clause order, and the order
+of the operand lists of the set-like $in/$nin/$any/$all, do not change it.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from __future__ import annotations
 import math
 import operator
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from itertools import repeat
 from typing import Any
 
@@ -82,6 +88,11 @@ class Filter:
         self._root = root
         self._spec = spec
 
+    @property
+    def key(self) -> Hashable:
+        """Hashable; two filters with equal keys select the same rows (see the module docstring)."""
+        return self._root.key
+
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         """Bool array of shape (len(columns),): True where the row matches."""
         return self._root.mask(columns)
@@ -114,6 +125,8 @@ def compile_filter(spec: Mapping[str, Any] | Filter | None) -> Filter | None:
 
 
 class _Node(ABC):
+    key: Hashable  # a tuple tagged by node type: ("field", name, op, operand), ("$and", ...)
+
     @abstractmethod
     def mask(self, columns: MetadataColumns) -> np.ndarray: ...
 
@@ -122,6 +135,8 @@ class _Node(ABC):
 
 
 class _MatchAll(_Node):
+    key = ("{}",)
+
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         return np.ones(len(columns), np.bool_)
 
@@ -130,8 +145,12 @@ class _MatchAll(_Node):
 
 
 class _And(_Node):
+    tag = "$and"
+
     def __init__(self, children: list[_Node]) -> None:
         self.children = children
+        # A set: AND and OR are commutative and idempotent, so order and repeats do not matter.
+        self.key = (self.tag, frozenset(child.key for child in children))
 
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         out = self.children[0].mask(columns)
@@ -146,6 +165,8 @@ class _And(_Node):
 
 
 class _Or(_And):
+    tag = "$or"
+
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         out = self.children[0].mask(columns)
         for child in self.children[1:]:
@@ -161,6 +182,7 @@ class _Or(_And):
 class _Not(_Node):
     def __init__(self, child: _Node) -> None:
         self.child = child
+        self.key = ("$not", child.key)
 
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         return ~self.child.mask(columns)
@@ -172,9 +194,10 @@ class _Not(_Node):
 class _Field(_Node):
     """One operator applied to one field: the leaf every operator shares."""
 
-    def __init__(self, field: str, op: _Op) -> None:
+    def __init__(self, field: str, op: _Op, key: Hashable) -> None:
         self.field = field
         self.op = op
+        self.key = key
 
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         rows = len(columns)
@@ -450,7 +473,7 @@ def _compile_clause(key: Any, value: Any, where: str, depth: int) -> _Node:
         )
     if isinstance(value, Mapping):
         return _compile_field_ops(key, value, here)
-    return _Field(key, _Eq(_scalar(value, here)))
+    return _leaf(key, "$eq", _scalar(value, here))
 
 
 def _filter_list(key: str, value: Any, where: str, depth: int) -> list[_Node]:
@@ -482,9 +505,26 @@ def _compile_field_ops(field: str, ops: Mapping[Any, Any], where: str) -> _Node:
                 f"unknown operator {_describe(name)}",
                 f"use one of {', '.join(_OPERATORS)} (nested fields are not supported)",
             )
-        check, build = _OPERATORS[name]
-        leaves.append(_Field(field, build(check(operand, f"{where}[{name!r}]"))))
+        check = _OPERATORS[name][0]
+        leaves.append(_leaf(field, name, check(operand, f"{where}[{name!r}]")))
     return leaves[0] if len(leaves) == 1 else _And(leaves)
+
+
+def _leaf(field: str, name: str, operand: Any) -> _Field:
+    """The leaf applying operator `name` to a validated (so already normalized) operand."""
+    return _Field(field, _OPERATORS[name][1](operand), ("field", field, name, _typed(operand)))
+
+
+def _typed(operand: Any) -> Hashable:
+    """The operand's part of a filter key: (kind, value), or a set of those for a list operand.
+
+    Python equality inside the tuple matches the filter's own: 1 == 1.0 and 2**53 + 1 !=
+    float(2**53 + 1); the kind keeps True from 1 and "1" from 1. Operand lists are sets because
+    every operator that takes one ($in, $nin, $any, $all) ignores their order and repeats.
+    """
+    if isinstance(operand, list):
+        return frozenset(_typed(item) for item in operand)
+    return (kind_of(operand), operand)
 
 
 def _scalar(value: Any, where: str) -> Any:

@@ -256,6 +256,10 @@ def exists(path: str) -> bool:
     return os.path.exists(path)
 
 
+def is_dir(path: str) -> bool:
+    return os.path.isdir(path)
+
+
 def file_size(path: str) -> int:
     try:
         return os.stat(path).st_size

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -59,7 +59,7 @@ class LiveSegment:
         self._refs = 1
         self._obsolete = False
         self._lock = threading.Lock()
-        self._filter_masks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._filter_masks: OrderedDict[Hashable, np.ndarray] = OrderedDict()
 
     def acquire(self) -> LiveSegment:
         with self._lock:
@@ -84,8 +84,10 @@ class LiveSegment:
         for path in self.paths:
             fs.unlink(path)
 
-    def filter_mask(self, flt: Filter, key: str) -> np.ndarray:
-        """Filter masks of immutable rows are cached by the filter's canonical JSON `key`."""
+    def filter_mask(self, flt: Filter) -> np.ndarray:
+        """Filter masks of immutable rows are cached under `flt.key`, equal only for filters
+        that select the same rows (typed operands: "2024" and 2024 are different filters)."""
+        key = flt.key
         with self._lock:
             mask = self._filter_masks.get(key)
             if mask is not None:
@@ -103,7 +105,6 @@ class LiveSegment:
 class SearchParams:
     k: int
     flt: Filter | None
-    filter_key: str
     exact: bool
     top_blocks: int | None
     widen_blocks: int | None
@@ -214,7 +215,7 @@ class MembraneState:
 
             _collect(rank, table, table.view_ids(), tables[:index], params.k, table.n, per_query)
         for seg, stack_mask in zip(self.segments, self.stack_masks()):
-            mask = stack_mask if params.flt is None else stack_mask & seg.filter_mask(params.flt, params.filter_key)
+            mask = stack_mask if params.flt is None else stack_mask & seg.filter_mask(params.flt)
             _collect(_segment_ranker(seg, queries, metric, mask, params), seg, seg.reader.ids,
                      tables, params.k, seg.reader.n, per_query)
         for found in per_query:

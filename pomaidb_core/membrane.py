@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -175,8 +174,7 @@ class Membrane:
             raise InvalidArgumentError("exact must be a bool")
         flt = compile_filter(filter)
         return matrix, SearchParams(
-            k=int(k), flt=flt, filter_key=_filter_key(filter) if flt is not None else "",
-            exact=exact,
+            k=int(k), flt=flt, exact=exact,
             top_blocks=top_blocks if top_blocks is not None else self._params.wsbr_top_blocks,
             widen_blocks=(widen_blocks if widen_blocks is not None
                           else self._params.wsbr_widen_blocks),
@@ -266,10 +264,6 @@ def _encoded(batch: records.PutBatch) -> bytes:
             f"this batch puts {len(payload):,} bytes on one shard; a log record holds at most "
             f"{wal.MAX_RECORD_BYTES:,}: split it into smaller put_batch calls")
     return payload
-
-
-def _filter_key(spec: Any) -> str:
-    return json.dumps(spec, sort_keys=True, default=repr)
 
 
 def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[Hit]]:

@@ -10,7 +10,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECKED = ["__init__", "db", "membrane", "options", "errors", "results", "shard", "layers",
-           "mailbox", "wal", "memtable", "records", "segment", "manifest", "fs"]
+           "mailbox", "wal", "memtable", "records", "segment", "manifest", "marker", "fs"]
 
 
 def test_public_api_type_checks(tmp_path):

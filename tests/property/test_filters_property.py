@@ -6,10 +6,12 @@ from __future__ import annotations
 import math
 import operator
 
+import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from pomaidb_core.errors import InvalidArgumentError
 from pomaidb_core.filters import MetadataColumns, compile_filter
 
 # --- the reference: one record at a time, straight from the written semantics ---------------
@@ -241,3 +243,107 @@ def test_columns_kept_in_sync_by_set_and_append_agree_with_reference(spec, data)
         current.append(m)
     assert len(columns) == len(current)
     assert_agrees_with_reference(spec, columns, current)
+
+
+# --- Filter.key: what caches of masks are keyed by --------------------------------------------
+
+
+def respelled(spec):
+    """The same filter written another way: numpy scalars, tuples, clauses in reverse order."""
+    if isinstance(spec, dict):
+        return {key: respelled(value) for key, value in reversed(spec.items())}
+    if isinstance(spec, list):
+        return tuple(respelled(item) for item in reversed(spec))
+    if type(spec) is bool:
+        return np.bool_(spec)
+    if type(spec) is int and -(2**63) <= spec < 2**63:
+        return np.int64(spec)
+    if type(spec) is float:
+        return np.float64(spec)
+    if type(spec) is str:
+        return np.str_(spec)
+    return spec
+
+
+def lookalikes(operand):
+    """Values equal to operand in Python or in text, of other types: what a bad key would mix up."""
+    if isinstance(operand, list):
+        return [[], list(reversed(operand)), [*operand, *operand[:1]]]
+    if operand is None:
+        return ["None", "", False, 0, []]
+    if isinstance(operand, str):
+        return [operand.upper(), operand.casefold(), *([int(operand)] if operand.isdigit() else [])]
+    values = [str(operand), repr(operand), not operand, -operand]
+    if isinstance(operand, bool) or operand in (0, 1):
+        values += [bool(operand), int(operand), float(operand)]
+    elif isinstance(operand, int) and abs(operand) < 2**1000:
+        values += [float(operand)]
+    elif isinstance(operand, float) and operand.is_integer():
+        values += [int(operand)]
+    return values
+
+
+def redrawn(spec, draw):
+    """spec with some operands replaced: by lookalikes, which a key must tell apart unless they
+    are equal for the filter (1 and 1.0, 0 and -0.0), or by any other valid operand."""
+
+    def operand(value, strategy):
+        choice = draw(st.integers(0, 2))
+        if choice == 0:
+            return value
+        return draw(st.sampled_from(lookalikes(value)) if choice == 1 else strategy)
+
+    out = {}
+    for key, value in spec.items():
+        if key in ("$and", "$or"):
+            out[key] = [redrawn(child, draw) for child in value]
+        elif key == "$not":
+            out[key] = redrawn(value, draw)
+        elif isinstance(value, dict):
+            out[key] = {op: operand(x, OPERAND_BY_OP[op]) for op, x in value.items()}
+        else:
+            out[key] = operand(value, scalar)
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(filters, st.data())
+def test_a_respelled_filter_has_the_same_key_and_rows(spec, data):
+    compiled, other = compile_filter(spec), compile_filter(respelled(spec))
+    if compiled is None:  # {} or a filter whose clauses were all empty
+        assert other is None
+        return
+    assert other.key == compiled.key
+    metadatas = data.draw(records_near(spec))
+    columns = MetadataColumns.from_list(metadatas)
+    assert other.mask(columns).tolist() == compiled.mask(columns).tolist()
+
+
+@pytest.mark.parametrize("op", sorted(OPERAND_BY_OP))
+@settings(max_examples=40, deadline=None)
+@given(field, st.data())
+def test_each_operator_keys_lookalike_operands_apart_unless_they_select_the_same_rows(op, name, data):
+    operand = data.draw(OPERAND_BY_OP[op], label="operand")
+    lookalike = data.draw(st.sampled_from(lookalikes(operand)), label="lookalike")
+    assert_equal_keys_select_the_same_rows({name: {op: operand}}, {name: {op: lookalike}}, data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(filters, st.data())
+def test_filters_with_equal_keys_select_the_same_rows(spec, data):
+    assert_equal_keys_select_the_same_rows(spec, redrawn(spec, data.draw), data)
+
+
+def assert_equal_keys_select_the_same_rows(spec, other, data):
+    compiled = compile_filter(spec)
+    try:
+        other_compiled = compile_filter(other)
+    except InvalidArgumentError:  # a lookalike the operator does not take ("" for $is_empty)
+        return
+    if compiled is None or other_compiled is None or compiled.key != other_compiled.key:
+        return
+    event("keys equal")
+    metadatas = data.draw(records_near(spec)) + data.draw(records_near(other))
+    assert other_compiled.mask(MetadataColumns.from_list(metadatas)).tolist() == expected_rows(
+        spec, metadatas
+    )

@@ -79,7 +79,8 @@ def test_membrane_names_never_become_paths(tmp_path):
     assert os.listdir(world) == ["db"]
     for dirpath, _, files in os.walk(path):
         for name in files:
-            assert (name == filenames.LOCK or filenames.parse_manifest_name(name) is not None
+            assert (name in (filenames.LOCK, filenames.MARKER)
+                    or filenames.parse_manifest_name(name) is not None
                     or filenames.parse_wal_name(name) is not None
                     or filenames.parse_segment_name(name) is not None), (dirpath, name)
 

@@ -266,6 +266,58 @@ def test_numpy_scalars_and_tuples_are_their_python_equivalents():
     assert rows_matching({"n": {"$in": np.array([3, 4])}}, metadatas) == [0]
 
 
+# Rows on which each pair of filters below that should differ does differ.
+KEY_PROBES = [{"n": 1}, {"n": "1"}, {"n": True}, {"n": 2**53 + 1}, {"n": repr(np.int64(1))},
+              {"n": None}, {"n": "None"}, {"s": "x"}, {"s": "X"}]
+
+
+def key_of(spec):
+    return compile_filter(spec).key
+
+
+@pytest.mark.parametrize(
+    ("spec", "respelled"),
+    [
+        ({"year": 2024}, {"year": np.int64(2024)}),
+        ({"year": 2024}, {"year": {"$eq": 2024.0}}),
+        ({"b": True}, {"b": np.bool_(True)}),
+        ({"s": "x"}, {"s": np.str_("x")}),
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}),
+        ({"n": {"$in": [1, "a", None]}}, {"n": {"$in": (None, "a", np.int64(1), 1.0)}}),
+        ({"n": {"$in": [3, 4]}}, {"n": {"$in": np.array([4, 3])}}),
+        ({"$or": [{"a": 1}, {"b": 2}]}, {"$or": [{"b": 2}, {"a": np.int32(1)}]}),
+        ({"n": {"$gt": 1, "$lt": 5}}, {"n": {"$lt": 5, "$gt": 1}}),
+    ],
+)
+def test_filters_that_select_the_same_rows_share_a_key(spec, respelled):
+    assert key_of(spec) == key_of(respelled)
+    assert hash(key_of(spec)) == hash(key_of(respelled))
+    assert rows_matching(spec, PEOPLE + KEY_PROBES) == rows_matching(respelled, PEOPLE + KEY_PROBES)
+
+
+@pytest.mark.parametrize(
+    ("spec", "other"),
+    [
+        ({"n": 1}, {"n": "1"}),
+        ({"n": 1}, {"n": True}),
+        ({"n": np.int64(1)}, {"n": repr(np.int64(1))}),  # once one key: json.dumps(default=repr)
+        ({"n": 2**53 + 1}, {"n": float(2**53 + 1)}),
+        ({"n": None}, {"n": "None"}),
+        ({"n": {"$in": [1]}}, {"n": {"$in": ["1"]}}),
+        ({"n": {"$in": [1]}}, {"n": {"$nin": [1]}}),
+        ({"n": {"$gt": 1}}, {"n": {"$gte": 1}}),
+        ({"n": 1}, {"m": 1}),
+        ({"n": 1}, {"$not": {"n": 1}}),
+        ({"$and": [{"n": 1}, {"s": "x"}]}, {"$or": [{"n": 1}, {"s": "x"}]}),
+        ({"s": {"$text_match": "x"}}, {"s": {"$itext_match": "x"}}),
+        ({"n": {"$exists": True}}, {"n": {"$is_empty": False}}),
+    ],
+)
+def test_filters_that_select_different_rows_have_different_keys(spec, other):
+    assert rows_matching(spec, PEOPLE + KEY_PROBES) != rows_matching(other, PEOPLE + KEY_PROBES)
+    assert key_of(spec) != key_of(other)
+
+
 def test_value_of_unsupported_type_equals_nothing_but_exists():
     metadatas = [{"d": {"nested": 1}}, {"d": [[1], {"k": 1}]}]
     assert rows_matching({"d": {"$exists": True}}, metadatas) == [0, 1]
