@@ -62,11 +62,13 @@ class DB:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> DB:
+        """Open the directory; idempotent. A closed DB opens again: new shards replay the WAL,
+        a writer takes the LOCK again, and the path and options stay what they were."""
         with self._lock:
-            if self._closed:
-                raise ClosedError("this DB was closed; create a new DB object to reopen")
-            if self._opened:
+            if self._opened and not self._closed:
                 return self
+            if self._closed:
+                self._forget_closed_state()
             for attempt in range(_READ_ONLY_ATTEMPTS):
                 try:
                     self._open_locked()
@@ -116,12 +118,21 @@ class DB:
                 if path not in live:
                     fs.unlink(path)
 
+    def _forget_closed_state(self) -> None:
+        """Back to the state of a new DB: the manifest and membranes are read again from disk."""
+        self._closed = False
+        self._opened = False
+        self._store = ManifestStore(self.path)
+        self._membranes.clear()
+
     def _allocate_segment_id(self) -> int:
         with self._segment_id_lock:
             return next(self._segment_ids)
 
     def close(self) -> None:
-        """Idempotent: drains every mailbox, stops the shards, releases the files and the LOCK."""
+        """Idempotent: drains every mailbox, stops the shards, releases the files and the LOCK.
+
+        open() reopens it; until then every call raises ClosedError."""
         with self._lock:
             if self._closed:
                 return
@@ -269,8 +280,12 @@ class DB:
     # ------------------------------------------------------------------ plumbing for Membrane
 
     def _require_open(self) -> None:
-        if not self._opened or self._closed:
-            raise ClosedError("the database is not open; call open() (or use pomaidb_core.open)")
+        if self._closed:
+            raise ClosedError(f"the database at {self.path} is closed; call db.open() to reopen it")
+        if not self._opened:
+            raise ClosedError(
+                f"the database at {self.path} is not open yet; call db.open() "
+                "(or use pomaidb_core.open)")
 
     def _require_writable(self) -> None:
         self._require_open()
@@ -292,7 +307,8 @@ class DB:
         self._require_open()
         shards = self._shards
         if shard >= len(shards):  # closed between the check above and here
-            raise ClosedError("the database is not open")
+            raise ClosedError(f"the database at {self.path} was closed meanwhile; call db.open() "
+                              "to reopen it")
         return shards[shard].mailbox
 
     def call(self, shard: int, kind: str, *args: Any) -> Any:
