@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import itertools
 import os
 import threading
@@ -69,22 +70,33 @@ class DB:
                 return self
             if self._closed:
                 self._forget_closed_state()
-            for attempt in range(_READ_ONLY_ATTEMPTS):
-                try:
-                    self._open_locked()
-                    break
-                except (CorruptionError, StorageError):
-                    # A reader whose files vanished because a writer committed meanwhile
-                    # (compaction, WAL reset) loads the newer version; anything else is real.
-                    self._teardown()
-                    if (not self.options.read_only or self._store.is_latest()
-                            or attempt == _READ_ONLY_ATTEMPTS - 1):
-                        raise
-                except BaseException:
-                    self._teardown()
+            _refuse_a_file_path(self.path)
+            try:
+                self._open_retrying()
+            except StorageError as exc:
+                hint = _storage_hint(self.path, exc, self.options.read_only)
+                if hint is None:
                     raise
+                raise type(exc)(f"{exc}; {hint}") from exc
             self._opened = True
             return self
+
+    def _open_retrying(self) -> None:
+        """_open_locked, retried for a reader that raced a writer's commit; always under _lock."""
+        for attempt in range(_READ_ONLY_ATTEMPTS):
+            try:
+                self._open_locked()
+                break
+            except (CorruptionError, StorageError):
+                # A reader whose files vanished because a writer committed meanwhile
+                # (compaction, WAL reset) loads the newer version; anything else is real.
+                self._teardown()
+                if (not self.options.read_only or self._store.is_latest()
+                        or attempt == _READ_ONLY_ATTEMPTS - 1):
+                    raise
+            except BaseException:
+                self._teardown()
+                raise
 
     def _open_locked(self) -> None:
         read_only = self.options.read_only
@@ -227,7 +239,7 @@ class DB:
             self._store.commit(edit)
             del self._catalog[mid]
             self._membranes.pop(name, None)
-            self.broadcast("drop", mid)
+            self.broadcast("drop", mid, name)
 
     def _membrane_for(self, meta: MembraneMeta) -> Membrane:
         cached = self._membranes.get(meta.name)
@@ -353,6 +365,38 @@ def _check_name(name: Any) -> None:
         raise InvalidArgumentError(
             f"membrane name {name!r} may not be '.' or '..' or contain '/', '\\\\', NUL or "
             "control characters")
+
+
+def _refuse_a_file_path(path: str) -> None:
+    """A database is a directory: say so when the path, or a parent of it, is a file."""
+    existing = path
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            return
+        existing = parent
+    if not os.path.isdir(existing):
+        where = path if existing == path else f"{path}: {existing}, a parent of the path,"
+        raise StorageError(
+            f"{where} is a file, not a directory; a PomaiDB database is a directory: "
+            "give the path of one (or of one to create)")
+
+
+_REFUSED = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "the file system is read-only"}
+
+
+def _storage_hint(path: str, exc: StorageError, read_only: bool) -> str | None:
+    """The likely cause of a writer's failed open, and the fix; None when there is no guess.
+
+    fs.py raises StorageError from the OSError, so the errno is the cause's."""
+    reason = _REFUSED.get(getattr(exc.__cause__, "errno", None))
+    if read_only or reason is None:
+        return None
+    if os.path.isdir(filenames.manifest_dir(path)):
+        return (f"{reason}: a writer needs to write to the directory; to read the database, "
+                "open it with read_only=True")
+    return f"{reason}: create the database in a writable directory"
 
 
 def _check_dim_metric(dim: Any, metric: Any) -> None:
