@@ -390,7 +390,7 @@ def _storage_hint(path: str, exc: StorageError, read_only: bool) -> str | None:
     """The likely cause of a writer's failed open, and the fix; None when there is no guess.
 
     fs.py raises StorageError from the OSError, so the errno is the cause's."""
-    reason = _REFUSED.get(getattr(exc.__cause__, "errno", None))
+    reason = _REFUSED.get(getattr(exc.__cause__, "errno", 0))
     if read_only or reason is None:
         return None
     if os.path.isdir(filenames.manifest_dir(path)):
