@@ -37,7 +37,6 @@ from .relevance import RELEVANCE_BY_METRIC
 DEFAULT_BATCH_SIZE = 256  # documents embedded and written per engine batch
 _SEARCH_OPTIONS = ("exact", "top_blocks", "widen_blocks")  # passed through to membrane.search
 _FETCH_GROWTH = 4  # a callable filter re-searches with 4x more candidates until k match
-_MATCH_EVERY_DOCUMENT = {records.ID_KEY: {"$exists": True}}
 
 Filter = dict[str, Any] | Callable[[Document], bool] | None
 Match = tuple[Document, float, int]  # a search result: the Document, its score, its engine id
@@ -298,8 +297,10 @@ class PomaiDBVectorStore(VectorStore):
                 return True
             held = membrane.get_batch(_engine_ids(wanted))
             membrane.delete_batch(_held_engine_ids(wanted, held))
+        elif mode == "filter":
+            membrane.delete_where(filter)
         else:
-            membrane.delete_where(filter if mode == "filter" else _MATCH_EVERY_DOCUMENT)
+            membrane.clear()
         return True
 
     async def adelete(
@@ -322,8 +323,10 @@ class PomaiDBVectorStore(VectorStore):
                 return True
             held = await membrane.aget_batch(_engine_ids(wanted))
             await membrane.adelete_batch(_held_engine_ids(wanted, held))
+        elif mode == "filter":
+            await membrane.adelete_where(filter)
         else:
-            await membrane.adelete_where(filter if mode == "filter" else _MATCH_EVERY_DOCUMENT)
+            await membrane.aclear()
         return True
 
     # -- reads -----------------------------------------------------------------------------

@@ -204,11 +204,11 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
     def clear(self) -> None:
         """Delete every node; the membrane (and its dimension) stays."""
         if self._collection is not None:
-            self._collection.delete_where({})
+            self._collection.clear()
 
     async def aclear(self) -> None:
         if self._collection is not None:
-            await self._collection.adelete_where({})
+            await self._collection.aclear()
 
     # -- reads ----------------------------------------------------------------
 
