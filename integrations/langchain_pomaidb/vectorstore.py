@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
@@ -34,6 +35,7 @@ import pomaidb_core as pdb
 from . import batching, ids, mmr, records
 from .relevance import RELEVANCE_BY_METRIC
 
+DEFAULT_MEMBRANE = "langchain"  # the membrane a store uses unless given membrane=
 DEFAULT_BATCH_SIZE = 256  # documents embedded and written per engine batch
 _SEARCH_OPTIONS = ("exact", "top_blocks", "widen_blocks")  # passed through to membrane.search
 _FETCH_GROWTH = 4  # a callable filter re-searches with 4x more candidates until k match
@@ -49,7 +51,10 @@ class PomaiDBVectorStore(VectorStore):
         embedding: the Embeddings used for documents and queries.
         path: directory of the database to open (created if missing); the store owns that
             database and close() closes it. Exactly one of `path` and `db` is given.
-        membrane: name of the membrane holding the documents (default "langchain").
+        membrane: name of the membrane holding the documents (default "langchain"). Opening a
+            database whose membranes do not include it, while others exist, warns
+            (UserWarning) naming them: a store reopened without its original membrane= would
+            otherwise just find nothing.
         metric: "cosine" (default), "ip" or "l2"; fixed when the membrane is created.
         db: an open pomaidb_core.DB to share; the caller keeps it and closes it.
         dim: create the membrane now with this dimension, instead of at the first write.
@@ -64,7 +69,7 @@ class PomaiDBVectorStore(VectorStore):
         self,
         embedding: Embeddings,
         path: str | os.PathLike[str] | None = None,
-        membrane: str = "langchain",
+        membrane: str = DEFAULT_MEMBRANE,
         metric: str = "cosine",
         *,
         db: Any = None,
@@ -96,12 +101,13 @@ class PomaiDBVectorStore(VectorStore):
         self._owns_db = db is None
         self._db = db if db is not None else _open_db(path, db_options)
         self._membrane: Any = None
-        if dim is not None:
-            try:
+        try:
+            _warn_if_elsewhere(membrane, self._db.membranes(), self._db.path)
+            if dim is not None:
                 self._open_membrane(dim=dim, create=True)
-            except BaseException:
-                self.close()
-                raise
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -547,6 +553,18 @@ def _search_options(kwargs: dict[str, Any]) -> dict[str, Any]:
             f"the engine's {list(_SEARCH_OPTIONS)}"
         )
     return kwargs
+
+
+def _warn_if_elsewhere(name: str, present: list[str], path: str) -> None:
+    """Warn when the membrane is missing but others exist: likely a store reopened without
+    its original membrane=, which would otherwise silently find nothing."""
+    if present and name not in present:
+        warnings.warn(
+            f"membrane {name!r} does not exist in the database at {path}, which holds "
+            f"{present}; this store starts empty (pass membrane= to use one of those)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _split_filter(

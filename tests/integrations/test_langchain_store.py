@@ -579,3 +579,20 @@ def test_progress_bar_is_off_unless_asked_for(open_store, capsys):
     store = open_store(HashingEmbeddings(dim=8))
     store.add_texts([f"t{i}" for i in range(10)])
     assert "10/10" not in capsys.readouterr().err
+
+
+def test_reopening_without_the_membrane_name_warns_naming_the_membranes(tmp_path):
+    embedding = HashingEmbeddings(dim=8)
+    with PomaiDBVectorStore.from_texts(["a b"], embedding, path=tmp_path / "db", membrane="notes"):
+        pass
+    with pytest.warns(UserWarning, match=r"'langchain' does not exist .* holds \['notes'\]"):
+        reopened = PomaiDBVectorStore(embedding, path=tmp_path / "db")
+    with reopened:
+        assert reopened.similarity_search("a", k=1) == []
+    with pytest.warns(UserWarning, match="notes"):
+        PomaiDBVectorStore(embedding, path=tmp_path / "db", membrane="other", dim=8).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with PomaiDBVectorStore(embedding, path=tmp_path / "db", membrane="notes") as again:
+            assert again.similarity_search("a b", k=1)[0].page_content == "a b"
+        PomaiDBVectorStore(embedding, path=tmp_path / "fresh").close()  # empty: quiet
