@@ -33,7 +33,9 @@ others, so only the paths that filters ask for cost memory (maps with ever-new k
 otherwise make a column per key). Filters combine it with `column(key)`: literal rows first.
 
 Nothing here reaches disk. Not thread-safe: the owner of the memtable or segment (its shard
-thread) appends and sets; masks must not run concurrently with those writes.
+thread) appends and sets; masks must not run concurrently with those writes. Masks may run
+concurrently with each other: nested_column() publishes a new column only once it is complete,
+so two readers building the same one at once just build it twice.
 """
 
 from __future__ import annotations
