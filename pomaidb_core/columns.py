@@ -152,7 +152,8 @@ def field_value(metadata: Mapping[str, Any], field: str) -> Any:
     dicts (the module docstring's rule, which nested_column() follows in bulk)."""
     value = metadata.get(field, MISSING)
     if value is MISSING and "." in field:
-        value = _walk(metadata, field.split("."))
+        first, *rest = field.split(".")
+        value = _walk(metadata.get(first, MISSING), rest)
     return normalize(value)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -55,6 +56,12 @@ def test_an_intermediate_object_exists_but_equals_nothing():
     assert rows_matching({"author.address": {"$exists": True}}, BOOKS) == [0]
     assert rows_matching({"author.address": {"$is_empty": False}}, BOOKS) == [0]
     assert rows_matching({"author.address": {"$eq": "Oslo"}}, BOOKS) == []
+
+
+def test_matches_reads_dotted_keys_from_any_mapping():
+    record = MappingProxyType({"author": {"name": "Ann"}, "x.y": 1})
+    assert compile_filter({"author.name": "Ann"}).matches(record)
+    assert compile_filter({"x.y": 1}).matches(record)
 
 
 def test_dotted_columns_follow_later_appends_and_overwrites():
