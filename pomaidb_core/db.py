@@ -382,21 +382,19 @@ def _refuse_a_file_path(path: str) -> None:
             "give the path of one (or of one to create)")
 
 
-_REFUSED = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
-            errno.EROFS: "the file system is read-only"}
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})  # the OS forbids writing there
 
 
 def _storage_hint(path: str, exc: StorageError, read_only: bool) -> str | None:
-    """The likely cause of a writer's failed open, and the fix; None when there is no guess.
+    """The likely fix for a writer's failed open; None when there is no good guess.
 
     fs.py raises StorageError from the OSError, so the errno is the cause's."""
-    reason = _REFUSED.get(getattr(exc.__cause__, "errno", 0))
-    if read_only or reason is None:
+    if read_only or getattr(exc.__cause__, "errno", 0) not in _REFUSED:
         return None
     if os.path.isdir(filenames.manifest_dir(path)):
-        return (f"{reason}: a writer needs to write to the directory; to read the database, "
+        return ("a writer must be able to write to the directory; to read the database, "
                 "open it with read_only=True")
-    return f"{reason}: create the database in a writable directory"
+    return "create the database in a writable directory"
 
 
 def _check_dim_metric(dim: Any, metric: Any) -> None:
