@@ -13,6 +13,8 @@ Python call per row.
                     string); -1 on every other row
     empty  bool     missing, None, "" or []: the answer to $is_empty, precomputed
     lists  object   LIST rows: frozenset of `element_key`s; allocated when the field first holds a list
+    objects object  rows holding a nested object (a dict, kind OTHER): the dict itself, from which
+                    columns of dotted paths are derived; allocated when the field first holds one
 
 Rows may hold different types for the same field ("year": 2020 here, "year": "2020" there);
 `kind` keeps them apart. All columns share one capacity that doubles when full, so append()
@@ -22,8 +24,18 @@ every column, because the old metadata is not kept here. A column's vocab keeps 
 distinct string ever written to it, overwritten ones included, until the table is rebuilt
 (a memtable is frozen, a segment compacted).
 
+Nested fields: a filter's dotted key ("author.name") reads, per row, the top-level key of that
+exact name when the row has one, else the path split at every dot through nested dicts
+(`field_value` is the definition; lists are not entered, and a nested key that itself holds a
+dot is not addressable). `nested_column(key)` is the column of the path, built on first use from
+the `objects` of the first part's column and then kept in sync by append() and set() like the
+others, so only the paths that filters ask for cost memory (maps with ever-new keys would
+otherwise make a column per key). Filters combine it with `column(key)`: literal rows first.
+
 Nothing here reaches disk. Not thread-safe: the owner of the memtable or segment (its shard
-thread) appends and sets; masks must not run concurrently with those writes.
+thread) appends and sets; masks must not run concurrently with those writes. Masks may run
+concurrently with each other: nested_column() publishes a new column only once it is complete,
+so two readers building the same one at once just build it twice.
 """
 
 from __future__ import annotations
@@ -133,6 +145,26 @@ def float_of(value: float) -> float:
         return math.inf if value > 0 else -math.inf
 
 
+def field_value(metadata: Mapping[str, Any], field: str) -> Any:
+    """The normalized value `field` names in one record's metadata, or MISSING.
+
+    The top-level key of that exact name first; else, for a dotted key, the path through nested
+    dicts (the module docstring's rule, which nested_column() follows in bulk)."""
+    value = metadata.get(field, MISSING)
+    if value is MISSING and "." in field:
+        first, *rest = field.split(".")
+        value = _walk(metadata.get(first, MISSING), rest)
+    return normalize(value)
+
+
+def _walk(value: Any, path: Sequence[str]) -> Any:
+    for part in path:
+        if not isinstance(value, dict):
+            return MISSING
+        value = value.get(part, MISSING)
+    return value
+
+
 def is_empty_value(value: Any) -> bool:
     """$is_empty's definition: missing, None, "" or []."""
     kind = kind_of(value)
@@ -144,7 +176,7 @@ def is_empty_value(value: Any) -> bool:
 class FieldColumn:
     """One field's arrays (see the module docstring); rows are written only after a clear."""
 
-    __slots__ = ("big", "empty", "kind", "lists", "num", "scode", "vocab", "vocab_index")
+    __slots__ = ("big", "empty", "kind", "lists", "num", "objects", "scode", "vocab", "vocab_index")
 
     def __init__(self, capacity: int) -> None:
         self.kind = np.zeros(capacity, np.int8)
@@ -152,6 +184,7 @@ class FieldColumn:
         self.scode = np.full(capacity, -1, np.int32)
         self.empty = np.ones(capacity, np.bool_)
         self.lists: np.ndarray | None = None
+        self.objects: np.ndarray | None = None
         self.big: dict[int, int] = {}
         self.vocab: list[str] = []
         self.vocab_index: dict[str, int] = {}
@@ -163,6 +196,8 @@ class FieldColumn:
         self.empty = _grown(self.empty, capacity, True)
         if self.lists is not None:
             self.lists = _grown(self.lists, capacity, None)
+        if self.objects is not None:
+            self.objects = _grown(self.objects, capacity, None)
 
     def clear(self, row: int) -> None:
         self.kind[row] = KIND_MISSING
@@ -170,6 +205,8 @@ class FieldColumn:
         self.empty[row] = True
         if self.lists is not None:
             self.lists[row] = None
+        if self.objects is not None:
+            self.objects[row] = None
         self.big.pop(row, None)
 
     def write(self, row: int, value: Any) -> None:
@@ -186,6 +223,10 @@ class FieldColumn:
             if self.lists is None:
                 self.lists = np.full(len(self.kind), None, dtype=object)
             self.lists[row] = frozenset(element_key(item) for item in value)
+        elif isinstance(value, dict):
+            if self.objects is None:
+                self.objects = np.full(len(self.kind), None, dtype=object)
+            self.objects[row] = value
         if kind != KIND_NONE and not is_empty_value(value):  # a cleared row reads as empty
             self.empty[row] = False
 
@@ -211,6 +252,7 @@ class MetadataColumns:
         self._rows = 0
         self._capacity = 0
         self._columns: dict[str, FieldColumn] = {}
+        self._nested: dict[str, tuple[list[str], FieldColumn]] = {}  # dotted key -> (path, column)
 
     @classmethod
     def from_list(cls, metadatas: Sequence[dict | None]) -> MetadataColumns:
@@ -239,11 +281,30 @@ class MetadataColumns:
         items = _checked_items(metadata)
         for column in self._columns.values():
             column.clear(row)
+        for _, column in self._nested.values():
+            column.clear(row)
         self._write(row, items)
 
     def column(self, field: str) -> FieldColumn | None:
         """The field's column, or None when no row has ever held the field."""
         return self._columns.get(field)
+
+    def nested_column(self, field: str) -> FieldColumn | None:
+        """The column of the path a dotted key names (module docstring); None while no row has
+        a nested object under the key's first part."""
+        known = self._nested.get(field)
+        if known is not None:
+            return known[1]
+        path = field.split(".")
+        root = self._columns.get(path[0])
+        if len(path) < 2 or root is None or root.objects is None:
+            return None
+        column = FieldColumn(self._capacity)
+        for row in np.flatnonzero(root.kind[: self._rows] == KIND_OTHER).tolist():
+            if root.objects[row] is not None:
+                _write_path(column, row, root.objects[row], path[1:])
+        self._nested[field] = (path, column)
+        return column
 
     def _write(self, row: int, items: list[tuple[str, Any]]) -> None:
         for field, value in items:
@@ -251,14 +312,27 @@ class MetadataColumns:
             if column is None:
                 column = self._columns[field] = FieldColumn(self._capacity)
             column.write(row, value)
+        if self._nested:
+            values = dict(items)
+            for path, column in self._nested.values():
+                if path[0] in values:
+                    _write_path(column, row, values[path[0]], path[1:])
 
     def _reserve(self, rows: int) -> None:
         if rows <= self._capacity:
             return
         capacity = max(rows, 2 * self._capacity, 16)
-        for column in self._columns.values():
+        nested = [column for _, column in self._nested.values()]
+        for column in (*self._columns.values(), *nested):
             column.grow(capacity)
         self._capacity = capacity
+
+
+def _write_path(column: FieldColumn, row: int, value: Any, path: Sequence[str]) -> None:
+    """Writes into a cleared row the value at `path` inside `value`, if there is one."""
+    value = _walk(value, path)
+    if value is not MISSING:
+        column.write(row, normalize(value))
 
 
 def _checked_items(metadata: Any) -> list[tuple[str, Any]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import itertools
 import os
 import threading
@@ -63,27 +64,40 @@ class DB:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> DB:
+        """Open the directory; idempotent. A closed DB opens again: new shards replay the WAL,
+        a writer takes the LOCK again, and the path and options stay what they were."""
         with self._lock:
-            if self._closed:
-                raise ClosedError("this DB was closed; create a new DB object to reopen")
-            if self._opened:
+            if self._opened and not self._closed:
                 return self
-            for attempt in range(_READ_ONLY_ATTEMPTS):
-                try:
-                    self._open_locked()
-                    break
-                except (CorruptionError, StorageError):
-                    # A reader whose files vanished because a writer committed meanwhile
-                    # (compaction, WAL reset) loads the newer version; anything else is real.
-                    self._teardown()
-                    if (not self.options.read_only or self._store.is_latest()
-                            or attempt == _READ_ONLY_ATTEMPTS - 1):
-                        raise
-                except BaseException:
-                    self._teardown()
+            if self._closed:
+                self._forget_closed_state()
+            _refuse_a_file_path(self.path)
+            try:
+                self._open_retrying()
+            except StorageError as exc:
+                hint = _storage_hint(self.path, exc, self.options.read_only)
+                if hint is None:
                     raise
+                raise type(exc)(f"{exc}; {hint}") from exc
             self._opened = True
             return self
+
+    def _open_retrying(self) -> None:
+        """_open_locked, retried for a reader that raced a writer's commit; always under _lock."""
+        for attempt in range(_READ_ONLY_ATTEMPTS):
+            try:
+                self._open_locked()
+                break
+            except (CorruptionError, StorageError):
+                # A reader whose files vanished because a writer committed meanwhile
+                # (compaction, WAL reset) loads the newer version; anything else is real.
+                self._teardown()
+                if (not self.options.read_only or self._store.is_latest()
+                        or attempt == _READ_ONLY_ATTEMPTS - 1):
+                    raise
+            except BaseException:
+                self._teardown()
+                raise
 
     def _open_locked(self) -> None:
         read_only = self.options.read_only
@@ -117,12 +131,21 @@ class DB:
                 if path not in live:
                     fs.unlink(path)
 
+    def _forget_closed_state(self) -> None:
+        """Back to the state of a new DB: the manifest and membranes are read again from disk."""
+        self._closed = False
+        self._opened = False
+        self._store = ManifestStore(self.path)
+        self._membranes.clear()
+
     def _allocate_segment_id(self) -> int:
         with self._segment_id_lock:
             return next(self._segment_ids)
 
     def close(self) -> None:
-        """Idempotent: drains every mailbox, stops the shards, releases the files and the LOCK."""
+        """Idempotent: drains every mailbox, stops the shards, releases the files and the LOCK.
+
+        open() reopens it; until then every call raises ClosedError."""
         with self._lock:
             if self._closed:
                 return
@@ -219,7 +242,7 @@ class DB:
             self._store.commit(edit)
             del self._catalog[mid]
             self._membranes.pop(name, None)
-            self.broadcast("drop", mid)
+            self.broadcast("drop", mid, name)
 
     def _membrane_for(self, meta: MembraneMeta) -> Membrane:
         cached = self._membranes.get(meta.name)
@@ -272,8 +295,12 @@ class DB:
     # ------------------------------------------------------------------ plumbing for Membrane
 
     def _require_open(self) -> None:
-        if not self._opened or self._closed:
-            raise ClosedError("the database is not open; call open() (or use pomaidb_core.open)")
+        if self._closed:
+            raise ClosedError(f"the database at {self.path} is closed; call db.open() to reopen it")
+        if not self._opened:
+            raise ClosedError(
+                f"the database at {self.path} is not open yet; call db.open() "
+                "(or use pomaidb_core.open)")
 
     def _require_writable(self) -> None:
         self._require_open()
@@ -303,7 +330,8 @@ class DB:
         self._require_open()
         shards = self._shards
         if shard >= len(shards):  # closed between the check above and here
-            raise ClosedError("the database is not open")
+            raise ClosedError(f"the database at {self.path} was closed meanwhile; call db.open() "
+                              "to reopen it")
         return shards[shard].mailbox
 
     def call(self, shard: int, kind: str, *args: Any) -> Any:
@@ -348,6 +376,36 @@ def _check_name(name: Any) -> None:
         raise InvalidArgumentError(
             f"membrane name {name!r} may not be '.' or '..' or contain '/', '\\\\', NUL or "
             "control characters")
+
+
+def _refuse_a_file_path(path: str) -> None:
+    """A database is a directory: say so when the path, or a parent of it, is a file."""
+    existing = path
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            return
+        existing = parent
+    if not os.path.isdir(existing):
+        where = path if existing == path else f"{path}: {existing}, a parent of the path,"
+        raise StorageError(
+            f"{where} is a file, not a directory; a PomaiDB database is a directory: "
+            "give the path of one (or of one to create)")
+
+
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})  # the OS forbids writing there
+
+
+def _storage_hint(path: str, exc: StorageError, read_only: bool) -> str | None:
+    """The likely fix for a writer's failed open; None when there is no good guess.
+
+    fs.py raises StorageError from the OSError, so the errno is the cause's."""
+    if read_only or getattr(exc.__cause__, "errno", 0) not in _REFUSED:
+        return None
+    if os.path.isdir(filenames.manifest_dir(path)):
+        return ("a writer must be able to write to the directory; to read the database, "
+                "open it with read_only=True")
+    return "create the database in a writable directory"
 
 
 def _check_dim_metric(dim: Any, metric: Any) -> None:

@@ -10,10 +10,13 @@ Grammar (API.md "Filters"):
             | "$and": [filter, ...]           a non-empty list
             | "$or": [filter, ...]            a non-empty list
             | "$not": filter
+            | "$not": [filter, ...]           a non-empty list: NOT of their AND
 
 A scalar is str, int, float, bool or None (never NaN); numpy scalars and tuples are accepted as
 their Python equivalents. Fields are str keys that do not start with "$" (a metadata key that
 does is stored but cannot be filtered on). $and/$or/$not nest at most MAX_FILTER_DEPTH levels.
+A dotted field ("author.name") names the record's top-level key of exactly that name when the
+record has one, else the path through nested objects (columns.field_value is the definition).
 
 Semantics, for the value v a record holds under the field (or "missing" when it has none):
 
@@ -30,6 +33,14 @@ Semantics, for the value v a record holds under the field (or "missing" when it 
     $text_match s       v is a str containing s; $itext_match ignores case (str.casefold).
     $is_empty b         (v is missing, None, "" or []) == b.
     $exists b           (the record has the field, even holding None) == b.
+    $between [lo, hi]   lo <= v <= hi, by the $gte/$lte rules; lo and hi are both numbers or
+                        both strs, and lo <= hi (a range that holds nothing is refused).
+    $like p / $ilike p  v is a str that the SQL LIKE pattern p matches as a whole: "%" is any
+                        run of characters (empty too), "_" exactly one, and a backslash makes
+                        the next character literal ("\\%", "\\_", "\\\\"; before any other
+                        character it is simply dropped, as in PostgreSQL); a pattern ending in a
+                        lone backslash is refused. $ilike compares v and p casefolded, like
+                        $itext_match (so "_" matches one character of the casefolded value).
     $not f              the record does not match f.
 
 So a missing field matches only $ne, $nin, $is_empty: true and $exists: false (and $not of
@@ -47,6 +58,7 @@ from __future__ import annotations
 
 import math
 import operator
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable, Mapping
 from itertools import repeat
@@ -65,6 +77,7 @@ from .columns import (
     FieldColumn,
     MetadataColumns,
     element_key,
+    field_value,
     float_of,
     is_empty_value,
     kind_of,
@@ -201,7 +214,16 @@ class _Field(_Node):
 
     def mask(self, columns: MetadataColumns) -> np.ndarray:
         rows = len(columns)
-        column = columns.column(self.field)
+        literal = columns.column(self.field)
+        out = self._column_mask(literal, rows)
+        nested = columns.nested_column(self.field) if "." in self.field else None
+        if nested is None:
+            return out
+        # A row holding the dotted key itself is judged on it; every other row on the path.
+        inside = self._column_mask(nested, rows)
+        return inside if literal is None else np.where(literal.kind[:rows] == KIND_MISSING, inside, out)
+
+    def _column_mask(self, column: FieldColumn | None, rows: int) -> np.ndarray:
         if column is None:
             return np.full(rows, self.op.test(MISSING), np.bool_)
         out = self.op.mask(column, rows)
@@ -211,7 +233,7 @@ class _Field(_Node):
         return out
 
     def matches(self, metadata: Mapping[str, Any]) -> bool:
-        return self.op.test(normalize(metadata.get(self.field, MISSING)))
+        return self.op.test(field_value(metadata, self.field))
 
 
 # --- operators: test() is the definition on one value, mask() the same over a column -------
@@ -397,6 +419,83 @@ class _Exists(_IsEmpty):
         return ~missing if self.wanted else missing
 
 
+# --- $between, $like, $ilike ------------------------------------------------------------
+
+
+class _Between(_Op):
+    """low <= v <= high: the two comparisons, each with its exact handling of huge ints."""
+
+    def __init__(self, bounds: tuple[int | float | str, int | float | str]) -> None:
+        self.low = _Compare("$gte", bounds[0])
+        self.high = _Compare("$lte", bounds[1])
+
+    def test(self, value: Any) -> bool:
+        return self.low.test(value) and self.high.test(value)
+
+    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+        return self.low.mask(column, rows) & self.high.mask(column, rows)
+
+
+# A LIKE pattern split at its unescaped "%"s: fixed-length pieces, each a regex of escaped
+# characters and "." (for "_") with its length in characters.
+_LikePieces = list[tuple[re.Pattern[str], int]]
+
+
+class _Like(_Op):
+    """SQL LIKE over str values (module docstring); $ilike casefolds value and pattern."""
+
+    def __init__(self, pattern: str, ignore_case: bool) -> None:
+        self.pieces = _like_pieces(pattern.casefold() if ignore_case else pattern)
+        self.found = _like_folded if ignore_case else _like
+
+    def test(self, value: Any) -> bool:
+        return kind_of(value) == KIND_STR and self.found(value, self.pieces)
+
+    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+        return _string_mask(column, rows, self.found, self.pieces)
+
+
+def _like_pieces(pattern: str) -> _LikePieces:
+    pieces: list[list[str]] = [[]]
+    chars = iter(pattern)
+    for char in chars:
+        if char == "%":
+            pieces.append([])
+        elif char == "_":
+            pieces[-1].append(".")
+        else:
+            if char == "\\":
+                char = next(chars)  # _like_pattern refused a trailing escape
+            pieces[-1].append(re.escape(char))
+    return [(re.compile("".join(piece), re.DOTALL), len(piece)) for piece in pieces]
+
+
+def _like(text: str, pieces: _LikePieces) -> bool:
+    """Whether the pieces, with any run of characters between them, make up the whole text.
+
+    The first piece must start the text and the last end it; each middle piece is placed at
+    its leftmost fit after the previous one, which is optimal for fixed-length pieces. So a
+    match costs O(len(text) x len(pattern)), never a regex's exponential backtracking."""
+    (first, first_len), *rest = pieces
+    if not rest:
+        return first.fullmatch(text) is not None
+    *middle, (last, last_len) = rest
+    end = len(text) - last_len  # where the last piece must start
+    if end < first_len or first.match(text) is None:
+        return False
+    position = first_len
+    for piece, _ in middle:
+        found = piece.search(text, position, end)
+        if found is None:
+            return False
+        position = found.end()
+    return last.match(text, end) is not None
+
+
+def _like_folded(text: str, folded_pieces: _LikePieces) -> bool:
+    return _like(text.casefold(), folded_pieces)
+
+
 def _float_target(number: float) -> tuple[float, int]:
     """The float64 nearest `number` and which way it was rounded: 0 exact, +1 up, -1 down."""
     target = float_of(number)
@@ -463,6 +562,9 @@ def _compile_clause(key: Any, value: Any, where: str, depth: int) -> _Node:
         children = _filter_list(key, value, here, depth)
         return _And(children) if key == "$and" else _Or(children)
     if key == "$not":
+        if isinstance(value, (list, tuple)):  # NOT of their AND (langchain-postgres' form)
+            children = _filter_list(key, value, here, depth)
+            return _Not(children[0] if len(children) == 1 else _And(children))
         return _Not(_compile_filter(value, here, depth + 1))
     if key.startswith("$"):
         raise _invalid(
@@ -500,30 +602,39 @@ def _compile_field_ops(field: str, ops: Mapping[Any, Any], where: str) -> _Node:
     leaves: list[_Node] = []
     for name, operand in ops.items():
         if name not in _OPERATORS:
-            raise _invalid(
-                where,
-                f"unknown operator {_describe(name)}",
-                f"use one of {', '.join(_OPERATORS)} (nested fields are not supported)",
-            )
+            raise _invalid(where, f"unknown operator {_describe(name)}", _operator_fix(field, name))
         check = _OPERATORS[name][0]
         leaves.append(_leaf(field, name, check(operand, f"{where}[{name!r}]")))
     return leaves[0] if len(leaves) == 1 else _And(leaves)
 
 
+def _operator_fix(field: str, name: Any) -> str:
+    fix = f"use one of {', '.join(_OPERATORS)}"
+    if isinstance(name, str) and not name.startswith("$"):  # {"author": {"name": ...}}
+        fix += f"; for a field inside a nested object use a dotted key, like {{'{field}.{name}': ...}}"
+    return fix
+
+
 def _leaf(field: str, name: str, operand: Any) -> _Field:
     """The leaf applying operator `name` to a validated (so already normalized) operand."""
-    return _Field(field, _OPERATORS[name][1](operand), ("field", field, name, _typed(operand)))
+    return _Field(field, _OPERATORS[name][1](operand),
+                  ("field", field, name, _typed(operand, ordered=name in _ORDERED_OPERANDS)))
 
 
-def _typed(operand: Any) -> Hashable:
+_ORDERED_OPERANDS = frozenset({"$between"})  # list operands whose order is meaning
+
+
+def _typed(operand: Any, ordered: bool = False) -> Hashable:
     """The operand's part of a filter key: (kind, value), or a set of those for a list operand.
 
     Python equality inside the tuple matches the filter's own: 1 == 1.0 and 2**53 + 1 !=
     float(2**53 + 1); the kind keeps True from 1 and "1" from 1. Operand lists are sets because
-    every operator that takes one ($in, $nin, $any, $all) ignores their order and repeats.
+    the operators that take one as a set ($in, $nin, $any, $all) ignore their order and
+    repeats; $between's [low, high] keeps its order.
     """
     if isinstance(operand, list):
-        return frozenset(_typed(item) for item in operand)
+        items = [_typed(item) for item in operand]
+        return tuple(items) if ordered else frozenset(items)
     return (kind_of(operand), operand)
 
 
@@ -582,6 +693,38 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
+def _bounds(value: Any, where: str) -> tuple[int | float | str, int | float | str]:
+    fix = 'write {"$between": [low, high]} (both ends included)'
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise _invalid(where, f"$between needs a [low, high] list, got {_describe(value)}", fix)
+    if len(value) != 2:
+        raise _invalid(where, f"$between needs 2 values, got {len(value)}", fix)
+    low, high = (_orderable(bound, f"{where}[{i}]") for i, bound in enumerate(value))
+    if kind_of(low) != kind_of(high):
+        raise _invalid(where, "low and high must both be numbers or both be strings", fix)
+    if low > high:
+        raise _invalid(
+            where,
+            f"low {_describe(low)} is above high {_describe(high)}, so nothing could match",
+            "swap them",
+        )
+    return low, high
+
+
+def _like_pattern(value: Any, where: str) -> str:
+    pattern = _text(value, where)
+    escaped = False
+    for char in pattern:
+        escaped = not escaped and char == "\\"
+    if escaped:
+        raise _invalid(
+            where,
+            "the pattern ends with the escape character \\",
+            "write \\\\ for a literal backslash (\\% and \\_ for literal % and _)",
+        )
+    return pattern
+
+
 def _comparison(name: str) -> Callable[[int | float | str], _Op]:
     return lambda operand: _Compare(name, operand)
 
@@ -603,6 +746,9 @@ _OPERATORS: dict[str, tuple[Callable[[Any, str], Any], Callable[[Any], _Op]]] = 
     "$itext_match": (_text, lambda text: _TextMatch(text, ignore_case=True)),
     "$is_empty": (_flag, _IsEmpty),
     "$exists": (_flag, _Exists),
+    "$between": (_bounds, _Between),
+    "$like": (_like_pattern, lambda pattern: _Like(pattern, ignore_case=False)),
+    "$ilike": (_like_pattern, lambda pattern: _Like(pattern, ignore_case=True)),
 }
 
 

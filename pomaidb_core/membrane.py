@@ -18,7 +18,7 @@ import numpy as np
 
 from . import records, routing, txn, wal
 from .errors import InvalidArgumentError
-from .filters import compile_filter
+from .filters import Filter, compile_filter
 from .layers import SearchParams
 from .manifest import MembraneMeta
 from .options import IndexParams
@@ -109,10 +109,20 @@ class Membrane:
         return sum(f.result() for f in futures)
 
     def delete_where(self, filter: dict) -> int:
-        """Tombstone every live record matching `filter` (None or {} matches everything)."""
+        """Tombstone every live record matching `filter`; returns how many.
+
+        An empty filter ({} or None) raises InvalidArgumentError instead of matching
+        everything: a filter assembled from optional parts must never wipe a membrane by
+        accident. Emptying one is clear()."""
         self._db._require_writable()
-        flt = compile_filter(filter)
+        flt = _restricting_filter(filter, "clear()")
         return sum(self._db.broadcast("delete_where", self.meta.membrane_id, flt))
+
+    def clear(self) -> int:
+        """Tombstone every live record; returns how many. The membrane (name, dim, metric,
+        index settings) stays; drop_membrane removes it."""
+        self._db._require_writable()
+        return sum(self._db.broadcast("delete_where", self.meta.membrane_id, None))
 
     # ------------------------------------------------------------------ reads
 
@@ -208,9 +218,15 @@ class Membrane:
         return sum(await asyncio.gather(*parts))
 
     async def adelete_where(self, filter: dict) -> int:
+        """The async delete_where(): an empty filter is refused the same way."""
         self._db._require_writable()
-        flt = compile_filter(filter)
+        flt = _restricting_filter(filter, "aclear()")
         return sum(await self._db.abroadcast("delete_where", self.meta.membrane_id, flt))
+
+    async def aclear(self) -> int:
+        """The async clear()."""
+        self._db._require_writable()
+        return sum(await self._db.abroadcast("delete_where", self.meta.membrane_id, None))
 
     async def aget(self, id: int) -> Record | None:
         key = records.check_id(id)
@@ -254,6 +270,16 @@ class Membrane:
             return []
         found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)
+
+
+def _restricting_filter(spec: Any, clear: str) -> Filter:
+    """The compiled filter of a delete, refusing one that matches everything ({} or None)."""
+    flt = compile_filter(spec)
+    if flt is None:
+        raise InvalidArgumentError(
+            f"delete_where needs a filter that restricts something, got {spec!r}; "
+            f"to delete every record of the membrane call {clear}")
+    return flt
 
 
 def _encoded(batch: records.PutBatch) -> bytes:

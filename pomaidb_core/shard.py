@@ -88,6 +88,7 @@ class Shard:
         self._allocate_segment_id = allocate_segment_id
         self.mailbox = Mailbox(options.mailbox_capacity)
         self._states: dict[int, MembraneState] = {}
+        self._dropped: dict[int, str] = {}  # membrane id -> repr(name), for stale handles' errors
         self._wal: wal.WalWriter | None = None
         self._write_error: StorageError | None = None
         self._group: list[tuple[Command, Callable[[], None] | None, object]] = []
@@ -317,7 +318,8 @@ class Shard:
         if state is None:
             meta = self._catalog.get(membrane_id)
             if meta is None:
-                raise NotFoundError(f"membrane id {membrane_id} was dropped")
+                name = self._dropped.get(membrane_id, f"with id {membrane_id}")
+                raise NotFoundError(f"membrane {name} was dropped")
             state = MembraneState(meta, Memtable(meta.dim))
             self._states[membrane_id] = state
         return state
@@ -399,7 +401,8 @@ class Shard:
         seq = self._append(records.DELETE_BATCH, records.encode_delete(batch))
         return functools.partial(self._apply, state, batch, seq), len(ids)
 
-    def _do_drop(self, membrane_id: int) -> None:
+    def _do_drop(self, membrane_id: int, name: str) -> None:
+        self._dropped[membrane_id] = repr(name)
         state = self._states.pop(membrane_id, None)
         if state is not None:
             for seg in state.segments:

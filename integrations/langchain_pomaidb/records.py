@@ -8,8 +8,9 @@ Document's metadata with two reserved keys added:
 
 Both names are written into every record on disk: frozen, never rename them. A Document's own
 metadata may not use them (InvalidArgumentError). Because user keys sit at the top level,
-filters in the API.md language address them directly. Values are copied in both directions
-(lists included), so neither the caller's Documents nor the engine's state are ever aliased.
+filters in the API.md language address them directly, and fields of nested objects by dotted
+keys ("author.name"). Values are copied in both directions (nested lists and objects included),
+so neither the caller's Documents nor the engine's state are ever aliased.
 """
 
 from __future__ import annotations
@@ -128,7 +129,13 @@ def check_no_collision(items: Sequence[Item], records: Sequence[Any]) -> None:
 
 
 def _copy(metadata: dict[str, Any]) -> dict[str, Any]:
-    # Metadata values are scalars or lists of scalars (API.md), so copying lists copies all.
-    return {
-        key: list(value) if isinstance(value, list) else value for key, value in metadata.items()
-    }
+    return {key: _copy_value(value) for key, value in metadata.items()}
+
+
+def _copy_value(value: Any) -> Any:
+    # Metadata is JSON (API.md): nested objects and lists are copied, scalars are immutable.
+    if isinstance(value, dict):
+        return _copy(value)
+    if isinstance(value, list):
+        return [_copy_value(item) for item in value]
+    return value

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
@@ -34,10 +35,10 @@ import pomaidb_core as pdb
 from . import batching, ids, mmr, records
 from .relevance import RELEVANCE_BY_METRIC
 
+DEFAULT_MEMBRANE = "langchain"  # the membrane a store uses unless given membrane=
 DEFAULT_BATCH_SIZE = 256  # documents embedded and written per engine batch
 _SEARCH_OPTIONS = ("exact", "top_blocks", "widen_blocks")  # passed through to membrane.search
 _FETCH_GROWTH = 4  # a callable filter re-searches with 4x more candidates until k match
-_MATCH_EVERY_DOCUMENT = {records.ID_KEY: {"$exists": True}}
 
 Filter = dict[str, Any] | Callable[[Document], bool] | None
 Match = tuple[Document, float, int]  # a search result: the Document, its score, its engine id
@@ -50,7 +51,10 @@ class PomaiDBVectorStore(VectorStore):
         embedding: the Embeddings used for documents and queries.
         path: directory of the database to open (created if missing); the store owns that
             database and close() closes it. Exactly one of `path` and `db` is given.
-        membrane: name of the membrane holding the documents (default "langchain").
+        membrane: name of the membrane holding the documents (default "langchain"). Opening a
+            database whose membranes do not include it, while others exist, warns
+            (UserWarning) naming them: a store reopened without its original membrane= would
+            otherwise just find nothing.
         metric: "cosine" (default), "ip" or "l2"; fixed when the membrane is created.
         db: an open pomaidb_core.DB to share; the caller keeps it and closes it.
         dim: create the membrane now with this dimension, instead of at the first write.
@@ -65,7 +69,7 @@ class PomaiDBVectorStore(VectorStore):
         self,
         embedding: Embeddings,
         path: str | os.PathLike[str] | None = None,
-        membrane: str = "langchain",
+        membrane: str = DEFAULT_MEMBRANE,
         metric: str = "cosine",
         *,
         db: Any = None,
@@ -97,12 +101,13 @@ class PomaiDBVectorStore(VectorStore):
         self._owns_db = db is None
         self._db = db if db is not None else _open_db(path, db_options)
         self._membrane: Any = None
-        if dim is not None:
-            try:
+        try:
+            _warn_if_elsewhere(membrane, self._db.membranes(), self._db.path)
+            if dim is not None:
                 self._open_membrane(dim=dim, create=True)
-            except BaseException:
-                self.close()
-                raise
+        except BaseException:
+            self.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -298,8 +303,10 @@ class PomaiDBVectorStore(VectorStore):
                 return True
             held = membrane.get_batch(_engine_ids(wanted))
             membrane.delete_batch(_held_engine_ids(wanted, held))
+        elif mode == "filter":
+            membrane.delete_where(filter)
         else:
-            membrane.delete_where(filter if mode == "filter" else _MATCH_EVERY_DOCUMENT)
+            membrane.clear()
         return True
 
     async def adelete(
@@ -322,8 +329,10 @@ class PomaiDBVectorStore(VectorStore):
                 return True
             held = await membrane.aget_batch(_engine_ids(wanted))
             await membrane.adelete_batch(_held_engine_ids(wanted, held))
+        elif mode == "filter":
+            await membrane.adelete_where(filter)
         else:
-            await membrane.adelete_where(filter if mode == "filter" else _MATCH_EVERY_DOCUMENT)
+            await membrane.aclear()
         return True
 
     # -- reads -----------------------------------------------------------------------------
@@ -544,6 +553,18 @@ def _search_options(kwargs: dict[str, Any]) -> dict[str, Any]:
             f"the engine's {list(_SEARCH_OPTIONS)}"
         )
     return kwargs
+
+
+def _warn_if_elsewhere(name: str, present: list[str], path: str) -> None:
+    """Warn when the membrane is missing but others exist: likely a store reopened without
+    its original membrane=, which would otherwise silently find nothing."""
+    if present and name not in present:
+        warnings.warn(
+            f"membrane {name!r} does not exist in the database at {path}, which holds "
+            f"{present}; this store starts empty (pass membrane= to use one of those)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _split_filter(

@@ -436,9 +436,16 @@ class LlamaIndexVectorStoreSuite:
     def test_empty_node_ids_list_restricts_nothing(
         self, filled_store: BasePydanticVectorStore, corpus: list[TextNode]
     ) -> None:
+        # VectorStoreIndex.as_retriever sends node_ids=[] for a store that keeps text.
         query = self.probe()
-        result = filled_store.query(self.query_for(query, 5, node_ids=[], doc_ids=[]))
+        result = filled_store.query(self.query_for(query, 5, node_ids=[]))
         assert result.ids == self.oracle_ids(corpus, query, 5)
+
+    def test_empty_doc_ids_list_matches_nothing(
+        self, filled_store: BasePydanticVectorStore
+    ) -> None:
+        assert filled_store.query(self.query_for(self.probe(), 5, doc_ids=[])).ids == []
+        assert filled_store.query(self.query_for(self.probe(), 5, node_ids=[], doc_ids=[])).ids == []
 
     def test_node_ids_doc_ids_and_filters_combine_with_and(
         self, filled_store: BasePydanticVectorStore, corpus: list[TextNode]

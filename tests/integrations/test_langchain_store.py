@@ -174,6 +174,12 @@ FILTER_CASES = [
         lambda m: m["rare"] or m["year"] == 2003,
     ),
     ({"missing": {"$exists": False}, "parity": {"$ne": "even"}}, lambda m: m["parity"] != "even"),
+    ({"year": {"$between": [2005, 2010]}}, lambda m: 2005 <= m["year"] <= 2010),
+    ({"parity": {"$like": "_v%"}, "tag": {"$ilike": "T3"}}, lambda m: m["i"] % 10 == 8),
+    (
+        {"$not": [{"parity": "odd"}, {"year": {"$lt": 2015}}]},
+        lambda m: not (m["parity"] == "odd" and m["year"] < 2015),
+    ),
 ]
 
 
@@ -227,11 +233,39 @@ def test_a_selective_filter_returns_k_matches_whenever_k_exist(open_store, rare_
 def test_malformed_or_mistyped_filters_are_refused(open_store):
     store, *_ = filled(open_store, 5)
     with pytest.raises(pdb.InvalidArgumentError):
-        store.similarity_search("w0", filter={"year": {"$between": [1, 2]}})
+        store.similarity_search("w0", filter={"year": {"$between": [2, 1]}})
+    with pytest.raises(pdb.InvalidArgumentError):
+        store.similarity_search("w0", filter={"parity": {"$like": "odd\\"}})
     with pytest.raises(pdb.InvalidArgumentError):
         store.similarity_search("w0", filter=42)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="filters"):
         store.similarity_search("w0", filters={"tag": "t1"})
+
+
+def test_dotted_keys_filter_on_nested_metadata_which_round_trips_unshared(open_store):
+    embedding = DeterministicFakeEmbedding(size=16)
+    names = ["Ann", "Bob", "Cy"]
+    metadatas = [
+        {"i": i, "author": {"name": names[i % 3], "born": 1940 + i, "tags": [f"x{i % 2}"]}}
+        for i in range(60)
+    ]
+    texts = [f"doc{i} w{i % 7}" for i in range(60)]
+    store = open_store(embedding)
+    store.add_texts(texts, metadatas, ids=[doc_id(i) for i in range(60)])
+    metadatas[0]["author"]["name"] = "changed after add"  # the store kept its own copy
+
+    spec = {"author.name": "Ann", "author.born": {"$between": [1950, 1990]}}
+    got = store.similarity_search("w3", k=8, filter=spec, exact=True)
+    keep = lambda i: i % 3 == 0 and 10 <= i <= 50  # noqa: E731
+    expected = oracle_ranking(embedding, texts, metadatas, "w3", "cosine", keep)[:8]
+    assert [index_of(doc) for doc in got] == [i for i, _ in expected]
+    assert got[0].metadata["author"]["name"] == "Ann"
+    got[0].metadata["author"]["name"] = "mutated"  # a private copy, too
+    assert store.get_by_ids([got[0].id])[0].metadata["author"]["name"] == "Ann"
+
+    assert store.delete(filter={"author.tags": {"$contains": "x1"}}) is True
+    left = store.get_by_ids([doc_id(i) for i in range(60)])
+    assert [index_of(doc) for doc in left] == list(range(0, 60, 2))
 
 
 # -- deletes -----------------------------------------------------------------------------
@@ -545,3 +579,20 @@ def test_progress_bar_is_off_unless_asked_for(open_store, capsys):
     store = open_store(HashingEmbeddings(dim=8))
     store.add_texts([f"t{i}" for i in range(10)])
     assert "10/10" not in capsys.readouterr().err
+
+
+def test_reopening_without_the_membrane_name_warns_naming_the_membranes(tmp_path):
+    embedding = HashingEmbeddings(dim=8)
+    with PomaiDBVectorStore.from_texts(["a b"], embedding, path=tmp_path / "db", membrane="notes"):
+        pass
+    with pytest.warns(UserWarning, match=r"'langchain' does not exist .* holds \['notes'\]"):
+        reopened = PomaiDBVectorStore(embedding, path=tmp_path / "db")
+    with reopened:
+        assert reopened.similarity_search("a", k=1) == []
+    with pytest.warns(UserWarning, match="notes"):
+        PomaiDBVectorStore(embedding, path=tmp_path / "db", membrane="other", dim=8).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with PomaiDBVectorStore(embedding, path=tmp_path / "db", membrane="notes") as again:
+            assert again.similarity_search("a b", k=1)[0].page_content == "a b"
+        PomaiDBVectorStore(embedding, path=tmp_path / "fresh").close()  # empty: quiet

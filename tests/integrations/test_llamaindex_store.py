@@ -12,6 +12,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -431,10 +432,129 @@ def test_nodes_metadata_layout_keeps_user_keys_filterable() -> None:
     node = TextNode(
         id_="n",
         text="t",
-        metadata={"year": 2020, "nested": {"a": 1}, "ref_doc_id": "user"},
+        metadata={
+            "year": 2020,
+            "nested": {"a": 1, "b": {"c": [1, "x"]}},
+            "objects": [{"a": 1}],
+            "ref_doc_id": "user",
+        },
         relationships={NodeRelationship.SOURCE: RelatedNodeInfo(node_id="doc")},
     )
     stored = codec.encode_metadata(node)
-    assert stored["year"] == 2020 and "nested" not in stored
+    assert stored["year"] == 2020 and stored["nested"] == {"a": 1, "b": {"c": [1, "x"]}}
+    assert "objects" not in stored  # a list of objects is not filterable
     assert stored["ref_doc_id"] == "doc" and stored["_node_id"] == "n"
     assert codec.decode_node(stored).metadata == node.metadata
+
+
+# -- nested metadata, engine-native filters, query keywords (issue 14) -------------
+
+
+def _authors_store(tmp_path: Path, **kwargs: Any) -> tuple[PomaiDBVectorStore, list[TextNode]]:
+    names = ["Ann", "Bob", "Cy"]
+    nodes = [
+        TextNode(
+            id_=f"n{i}",
+            text=f"title {i} {'data' if i % 4 == 0 else 'essay'}",
+            metadata={"author": {"name": names[i % 3], "born": 1940 + i}, "title": f"Part {i}"},
+            embedding=vector(i),
+        )
+        for i in range(30)
+    ]
+    store = open_store(tmp_path / "db", **kwargs)
+    store.add(nodes)
+    return store, nodes
+
+
+def _every(store: PomaiDBVectorStore, **kwargs: Any) -> list[str]:
+    query = VectorStoreQuery(query_embedding=vector(99), similarity_top_k=100, **kwargs.pop("q", {}))
+    return sorted(store.query(query, exact=True, **kwargs).ids, key=lambda i: int(i[1:]))
+
+
+def test_dotted_metadata_filter_keys_reach_nested_metadata(tmp_path: Path) -> None:
+    store, nodes = _authors_store(tmp_path)
+    with store:
+        filters = MetadataFilters(
+            filters=[
+                MetadataFilter(key="author.name", value="Ann"),
+                MetadataFilter(key="author.born", operator=FilterOperator.GTE, value=1950),
+            ]
+        )
+        expected = [n.node_id for n in nodes if n.metadata["author"]["name"] == "Ann"
+                    and n.metadata["author"]["born"] >= 1950]
+        assert _every(store, q={"filters": filters}) == expected
+        got = store.get_nodes(filters=filters)
+        assert sorted(n.node_id for n in got) == sorted(expected)
+
+
+def test_pomaidb_filter_takes_engine_operators_and_ands_with_filters(tmp_path: Path) -> None:
+    store, nodes = _authors_store(tmp_path)
+    with store:
+        native = {"author.born": {"$between": [1945, 1960]}, "title": {"$ilike": "part 1%"}}
+        expected = [n.node_id for n in nodes if 1945 <= n.metadata["author"]["born"] <= 1960
+                    and n.metadata["title"].startswith("Part 1")]
+        assert expected and _every(store, pomaidb_filter=native) == expected
+        bob = MetadataFilters(filters=[MetadataFilter(key="author.name", value="Bob")])
+        both = [i for i in expected if nodes[int(i[1:])].metadata["author"]["name"] == "Bob"]
+        assert _every(store, q={"filters": bob}, pomaidb_filter=native) == both
+        like = {"$not": [{"title": {"$like": "Part _"}}]}
+        assert _every(store, pomaidb_filter=like) == [f"n{i}" for i in range(10, 30)]
+        for bad in ({"title": {"$like": "x\\"}}, {"born": {"$between": [2, 1]}}, "title == x"):
+            with pytest.raises(pdb.InvalidArgumentError):
+                store.query(VectorStoreQuery(query_embedding=vector(1)), pomaidb_filter=bad)
+
+
+def test_pomaidb_filter_through_a_retriever(tmp_path: Path) -> None:
+    store, nodes = _authors_store(tmp_path)
+    with store:
+        index = VectorStoreIndex.from_vector_store(store, embed_model=HashEmbedding(dim=DIM))
+        retriever = index.as_retriever(
+            similarity_top_k=50, vector_store_kwargs={"pomaidb_filter": {"author.name": "Cy"}}
+        )
+        got = sorted(hit.node.node_id for hit in retriever.retrieve("title"))
+        assert got == sorted(n.node_id for n in nodes if n.metadata["author"]["name"] == "Cy")
+
+
+@pytest.mark.parametrize("mode", [VectorStoreQueryMode.MMR, VectorStoreQueryMode.DEFAULT])
+async def test_mmr_prefetch_k_and_factor_together_raise_value_error(
+    store: PomaiDBVectorStore, mode: VectorStoreQueryMode
+) -> None:
+    store.add([TextNode(id_="a", text="a", embedding=vector(0))])
+    query = VectorStoreQuery(query_embedding=vector(1), mode=mode)
+    both = {"mmr_prefetch_k": 8, "mmr_prefetch_factor": 2}
+    with pytest.raises(ValueError, match="not both"):
+        store.query(query, **both)
+    with pytest.raises(ValueError, match="not both"):
+        await store.aquery(query, **both)
+    assert store.query(query, mmr_prefetch_k=8).ids == ["a"]
+
+
+async def test_unknown_query_keywords_warn_and_known_ones_do_not(
+    store: PomaiDBVectorStore,
+) -> None:
+    store.add([TextNode(id_="a", text="a", embedding=vector(0))])
+    query = VectorStoreQuery(query_embedding=vector(1), mode=VectorStoreQueryMode.MMR)
+    with pytest.warns(UserWarning, match=r"\['mmr_treshold', 'qdrant_filters'\]"):
+        store.query(query, mmr_treshold=0.2, qdrant_filters=None)
+    with pytest.warns(UserWarning, match="mmr_treshold"):
+        await store.aquery(query, mmr_treshold=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        known = dict(exact=True, mmr_threshold=0.5, mmr_prefetch_k=4, pomaidb_filter=None)
+        assert store.query(query, **known).ids == ["a"]
+
+
+def test_reopening_without_the_membrane_name_warns_naming_the_membranes(tmp_path: Path) -> None:
+    with open_store(tmp_path / "db", membrane="papers") as first:
+        first.add([TextNode(id_="a", text="a", embedding=vector(0))])
+    with pytest.warns(UserWarning, match=r"'llamaindex' does not exist .* holds \['papers'\]"):
+        reopened = open_store(tmp_path / "db")
+    with reopened:
+        assert reopened.query(VectorStoreQuery(query_embedding=vector(0))).ids == []
+    with pytest.warns(UserWarning, match="papers"):
+        open_store(tmp_path / "db", membrane="other", dim=DIM).close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with open_store(tmp_path / "db", membrane="papers") as again:  # the right name: quiet
+            assert again.query(VectorStoreQuery(query_embedding=vector(0))).ids == ["a"]
+        open_store(tmp_path / "fresh").close()  # an empty database: quiet

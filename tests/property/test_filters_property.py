@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import operator
 
@@ -32,6 +33,8 @@ def family(value):
         return "number"
     if type(value) is str:
         return "str"
+    if type(value) is dict:
+        return "object"
     return "list"
 
 
@@ -69,8 +72,46 @@ def reference_op(op, operand, value):
     if op == "$is_empty":
         empty = value is ABSENT or value is None or value == "" or value == []
         return empty == operand
-    assert op == "$exists"
-    return (value is not ABSENT) == operand
+    if op == "$exists":
+        return (value is not ABSENT) == operand
+    if op == "$between":
+        low, high = operand
+        return family(value) == family(low) and low <= value <= high
+    if op == "$like":
+        return family(value) == "str" and like(value, operand)
+    assert op == "$ilike"
+    return family(value) == "str" and like(value.casefold(), operand.casefold())
+
+
+def like(text, pattern):
+    """SQL LIKE by dynamic programming over (pattern token, text position): no regex involved."""
+    tokens, chars = [], iter(pattern)
+    for char in chars:
+        if char == "\\":
+            tokens.append(("char", next(chars)))
+        else:
+            tokens.append({"%": ("run", None), "_": ("one", None)}.get(char, ("char", char)))
+    reachable = {0}  # text positions the tokens so far can end at
+    for kind, char in tokens:
+        if kind == "run":
+            reachable = set(range(min(reachable), len(text) + 1)) if reachable else set()
+        elif kind == "one":
+            reachable = {i + 1 for i in reachable if i < len(text)}
+        else:
+            reachable = {i + 1 for i in reachable if i < len(text) and text[i] == char}
+    return len(text) in reachable
+
+
+def lookup(metadata, key):
+    """The top-level key itself, else the dotted path through nested dicts (API.md)."""
+    if key in metadata:
+        return metadata[key]
+    value = metadata
+    for part in key.split("."):
+        if type(value) is not dict or part not in value:
+            return ABSENT
+        value = value[part]
+    return value
 
 
 def reference_match(spec, metadata):
@@ -80,11 +121,13 @@ def reference_match(spec, metadata):
             ok = all(reference_match(child, metadata) for child in value)
         elif key == "$or":
             ok = any(reference_match(child, metadata) for child in value)
+        elif key == "$not" and isinstance(value, list):
+            ok = not all(reference_match(child, metadata) for child in value)
         elif key == "$not":
             ok = not reference_match(value, metadata)
         else:
             ops = value if isinstance(value, dict) else {"$eq": value}
-            field_value = metadata.get(key, ABSENT)
+            field_value = lookup(metadata, key)
             ok = all(reference_op(op, operand, field_value) for op, operand in ops.items())
         if not ok:
             return False
@@ -93,9 +136,14 @@ def reference_match(spec, metadata):
 
 # --- random metadata and filters over a small universe, so that they often meet -------------
 
-FIELDS = ["a", "b", "c"]
+# "n" often holds a nested object and "n.a" is also a literal top-level key, so dotted filter
+# fields meet both the path and the literal-key-first rule.
+FIELDS = ["a", "b", "c", "n", "n.a"]
+NESTED_KEYS = ["a", "b"]
 NUMBERS = [0, 1, 1.0, -0.0, 0.5, 2, 2**53, 2**53 + 1, float(2**53), 10**400]
-STRINGS = ["", "a", "A", "ab", "Ab", "ba", "1", "ß", "SS"]
+STRINGS = ["", "a", "A", "ab", "Ab", "ba", "1", "ß", "SS", "a_b", "5%", "a\\b"]
+PATTERNS = ["", "%", "%%", "_", "__", "a%", "%b", "%a%", "_b", "a_", "A%", "ß", "s_", "\\%",
+            "%\\_%", "5\\%", "a\\\\b", "\\a%", "a%b%", "%_%_"]
 number = st.sampled_from(NUMBERS)
 string = st.sampled_from(STRINGS)
 scalar = st.none() | st.booleans() | number | string
@@ -104,7 +152,17 @@ metadata_scalar = (
     st.none() | st.booleans() | st.sampled_from([*NUMBERS, math.inf, -math.inf, math.nan]) | string
 )
 metadata_value = metadata_scalar | st.lists(metadata_scalar, max_size=3)
-record = st.dictionaries(st.sampled_from(FIELDS), metadata_value, min_size=1, max_size=3)
+
+
+def objects_of(values):
+    """Nested objects two levels deep over NESTED_KEYS, their leaves drawn from `values`."""
+    inner = st.dictionaries(st.sampled_from(NESTED_KEYS), values, max_size=2)
+    return st.dictionaries(st.sampled_from(NESTED_KEYS), values | inner, max_size=2)
+
+
+record = st.dictionaries(
+    st.sampled_from(FIELDS), metadata_value | objects_of(metadata_value), min_size=1, max_size=3
+)
 # One record in ten has no metadata at all (an even one_of would make it one in two).
 metadata = st.integers(0, 9).flatmap(lambda draw: st.none() if draw == 0 else record)
 scalars = st.lists(scalar, max_size=3)
@@ -126,13 +184,17 @@ OPERAND_BY_OP = {
     "$itext_match": string,
     "$is_empty": st.booleans(),
     "$exists": st.booleans(),
+    "$between": (st.tuples(number, number) | st.tuples(string, string)).map(sorted),
+    "$like": st.sampled_from(PATTERNS),
+    "$ilike": st.sampled_from(PATTERNS),
 }
 field_ops = st.lists(st.sampled_from(sorted(OPERAND_BY_OP)), min_size=1, max_size=2, unique=True)
 field_ops = field_ops.flatmap(
     lambda names: st.fixed_dictionaries({name: OPERAND_BY_OP[name] for name in names})
 )
-# "d" is in no record, so it exercises the field-without-a-column path.
-field = st.sampled_from(FIELDS + ["d"])
+# "d" is in no record, so it exercises the field-without-a-column path; the dotted ones address
+# nested objects (and "n.a" the literal key first).
+field = st.sampled_from([*FIELDS, "d", "n.b", "n.b.a", "n.x", "a.b"])
 leaf = st.builds(lambda name, ops: {name: ops}, field, field_ops) | st.builds(
     lambda name, value: {name: value}, field, scalar
 )
@@ -143,6 +205,7 @@ def combine(children):
         st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$and": fs})
         | st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$or": fs})
         | children.map(lambda f: {"$not": f})
+        | st.lists(children, min_size=1, max_size=3).map(lambda fs: {"$not": fs})
         | st.lists(children, min_size=1, max_size=3).map(merge_keys)
     )
 
@@ -168,7 +231,8 @@ def operands_of(spec):
             for child in value:
                 yield from operands_of(child)
         elif key == "$not":
-            yield from operands_of(value)
+            for child in value if isinstance(value, list) else [value]:
+                yield from operands_of(child)
         elif isinstance(value, dict):
             for operand in value.values():
                 yield from operand if isinstance(operand, list) else [operand]
@@ -194,7 +258,7 @@ def records_near(spec):
     value = metadata_value | st.sampled_from(nearby) if nearby else metadata_value
     fields = st.sampled_from(FIELDS)
     return st.lists(
-        st.none() | st.dictionaries(fields, value, min_size=1, max_size=3) | record,
+        st.none() | st.dictionaries(fields, value | objects_of(value), min_size=1, max_size=3) | record,
         min_size=10,
         max_size=30,
     )
@@ -234,6 +298,8 @@ def test_columns_kept_in_sync_by_set_and_append_agree_with_reference(spec, data)
     for m in initial:
         columns.append(m)
         current.append(m)
+    # Masking now builds the columns of the dotted paths, which the writes below must keep in sync.
+    compile_filter(spec).mask(columns)
     for slot, m in overwrites:
         row = slot % len(current)
         columns.set(row, m)
@@ -251,7 +317,8 @@ def test_columns_kept_in_sync_by_set_and_append_agree_with_reference(spec, data)
 def respelled(spec):
     """The same filter written another way: numpy scalars, tuples, clauses in reverse order."""
     if isinstance(spec, dict):
-        return {key: respelled(value) for key, value in reversed(spec.items())}
+        return {key: respelled(value) if key != "$between" else [respelled(v) for v in value]
+                for key, value in reversed(spec.items())}
     if isinstance(spec, list):
         return tuple(respelled(item) for item in reversed(spec))
     if type(spec) is bool:
@@ -298,7 +365,8 @@ def redrawn(spec, draw):
         if key in ("$and", "$or"):
             out[key] = [redrawn(child, draw) for child in value]
         elif key == "$not":
-            out[key] = redrawn(value, draw)
+            out[key] = ([redrawn(child, draw) for child in value] if isinstance(value, list)
+                        else redrawn(value, draw))
         elif isinstance(value, dict):
             out[key] = {op: operand(x, OPERAND_BY_OP[op]) for op, x in value.items()}
         else:
@@ -347,3 +415,55 @@ def assert_equal_keys_select_the_same_rows(spec, other, data):
     assert other_compiled.mask(MetadataColumns.from_list(metadatas)).tolist() == expected_rows(
         spec, metadatas
     )
+
+
+# --- $like/$ilike and dotted fields, each on its own -------------------------------------------
+
+like_text = st.text(alphabet="ab_%\\ß", max_size=8)
+like_pattern = st.text(alphabet="ab_%\\S", max_size=6).filter(
+    lambda p: (len(p) - len(p.rstrip("\\"))) % 2 == 0  # no lone escape at the end
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(like_text, min_size=1, max_size=8), like_pattern)
+def test_like_and_ilike_agree_with_reference(texts, pattern):
+    metadatas = [{"t": text} for text in texts]
+    columns = MetadataColumns.from_list(metadatas)
+    for op in ("$like", "$ilike"):
+        assert_agrees_with_reference({"t": {op: pattern}}, columns, metadatas)
+
+
+def test_like_agrees_with_reference_on_every_small_pattern_and_text():
+    """Exhaustive where random draws are thin: every pattern of up to 4 of "a%_" (anchoring and
+    piece placement) against every text of up to 3 of "ab"."""
+    texts = ["".join(chars) for n in range(4) for chars in itertools.product("ab", repeat=n)]
+    metadatas = [{"t": text} for text in texts]
+    columns = MetadataColumns.from_list(metadatas)
+    for n in range(5):
+        for chars in itertools.product("a%_", repeat=n):
+            assert_agrees_with_reference({"t": {"$like": "".join(chars)}}, columns, metadatas)
+
+
+DOTTED = ["n.a", "n.b", "n.b.a", "n.x"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(DOTTED), field_ops, st.data())
+def test_dotted_field_columns_follow_set_and_append(name, ops, data):
+    """The column of a dotted path is built at the first mask, then kept in sync by writes."""
+    spec = {name: ops}
+    nested = objects_of(metadata_value | st.sampled_from([*near(0), *near("a")]))
+    row = st.none() | st.fixed_dictionaries({"n": nested}) | record
+    initial = [{"n": {"a": 0, "b": {"a": "a"}}}, *data.draw(st.lists(row, min_size=1, max_size=10))]
+    columns = MetadataColumns.from_list(initial)
+    current = list(initial)
+    assert_agrees_with_reference(spec, columns, current)
+    for _ in range(data.draw(st.integers(1, 4))):
+        for slot, m in data.draw(st.lists(st.tuples(st.integers(0, 10**6), row), max_size=6)):
+            columns.set(slot % len(current), m)
+            current[slot % len(current)] = m
+        for m in data.draw(st.lists(row, max_size=4)):
+            columns.append(m)
+            current.append(m)
+        assert_agrees_with_reference(spec, columns, current)

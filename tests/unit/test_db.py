@@ -305,7 +305,8 @@ def test_every_membrane_call_after_close_raises_closed(tmp_path):
     m = db.create_membrane("m", dim=2)
     db.close()
     calls = [lambda: m.get(1), lambda: m.get_batch([1]), lambda: m.exists(1), lambda: m.count(),
-             lambda: m.delete(1), lambda: m.delete_batch([1]), lambda: m.delete_where({}),
+             lambda: m.delete(1), lambda: m.delete_batch([1]), lambda: m.delete_where({"a": 1}),
+             lambda: m.clear(),
              lambda: m.search_batch([[1.0, 2.0]]), lambda: list(m.scan()),
              lambda: m.put_batch([1], [[1.0, 2.0]]), lambda: db.freeze(), lambda: db.compact(),
              lambda: db.stats(), lambda: db.verify(), lambda: db.drop_membrane("m"),

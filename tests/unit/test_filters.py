@@ -441,7 +441,7 @@ MALFORMED = [
     ("unknown logical", {"$xor": []}, "unknown logical operator '\\$xor'"),
     ("field op at top", {"$eq": 1}, "field operators go inside a field"),
     ("unknown field op", {"a": {"$regex": "x"}}, "unknown operator '\\$regex'"),
-    ("nested field", {"a": {"b": 1}}, "nested fields are not supported"),
+    ("nested field", {"a": {"b": 1}}, "use a dotted key, like \\{'a.b': ...\\}"),
     ("non-str op key", {"a": {1: 1}}, "unknown operator 1"),
     ("empty op dict", {"a": {}}, "empty operator dict"),
     ("list equality", {"a": [1, 2]}, "use \\$in"),
@@ -474,7 +474,8 @@ MALFORMED = [
         {"$and": [{"a": 1}, 2]},
         "\\['\\$and'\\]\\[1\\]: a filter must be a dict",
     ),
-    ("not list", {"$not": [{"a": 1}]}, "\\['\\$not'\\]: a filter must be a dict"),
+    ("not empty list", {"$not": []}, "\\$not needs at least one filter"),
+    ("not list of non-dict", {"$not": [{"a": 1}, 2]}, "\\['\\$not'\\]\\[1\\]: a filter must be a dict"),
     ("not none", {"$not": None}, "a filter must be a dict"),
     ("deep bad", {"$or": [{"$not": {"a": {"$in": 5}}}]}, "\\['\\$or'\\]\\[0\\]\\['\\$not'\\]"),
 ]

@@ -15,6 +15,7 @@ out to every shard concurrently), so they never block the event loop.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,7 +48,11 @@ from .filters import EngineFilter, all_of, to_engine_filter
 from .mmr import DEFAULT_MMR_THRESHOLD, mmr_order
 
 METRICS = ("cosine", "ip", "l2")  # API.md: the engine's metrics
+DEFAULT_MEMBRANE = "llamaindex"  # the membrane a store uses unless given membrane=
 DEFAULT_MMR_PREFETCH_FACTOR = 4  # MMR re-ranks this many times similarity_top_k candidates
+# The keyword arguments query()/aquery() read (VectorIndexRetriever passes its
+# vector_store_kwargs); any other is reported by a warning, never silently dropped.
+QUERY_KWARGS = ("exact", "mmr_threshold", "mmr_prefetch_factor", "mmr_prefetch_k", "pomaidb_filter")
 
 
 class PomaiDBVectorStore(BasePydanticVectorStore):
@@ -56,7 +61,10 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
     Args:
         path: directory of the database; opened (created if missing) here and
             closed by close(). Leave None when passing `db`.
-        membrane: name of the membrane holding the nodes.
+        membrane: name of the membrane holding the nodes (default "llamaindex").
+            Opening a database whose membranes do not include it, while others
+            exist, warns (UserWarning) naming them: a store reopened without
+            its original membrane= would otherwise just find nothing.
         metric: "cosine", "ip" or "l2"; fixed when the membrane is created.
         dim: embedding dimension; None infers it from the first node added.
         db: an already open `pomaidb_core.DB` to use instead of `path`; the
@@ -64,18 +72,24 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         exact: score every record instead of the WSBR index (slower, exact).
         **db_options: `pomaidb_core.Options` fields (shards=, sync=, ...).
 
-    Query semantics: `node_ids` and `doc_ids` restrict the search when they
-    are non-empty lists (an empty list restricts nothing, as
-    VectorIndexRetriever sends one); `filters` take every FilterOperator and
-    FilterCondition, nested groups included; mode=MMR re-ranks candidates
-    (see mmr.py) with `mmr_threshold` from the query or a keyword argument.
+    Query semantics: `node_ids` restricts the search when it is a non-empty
+    list (an empty list restricts nothing: VectorIndexRetriever sends one);
+    `doc_ids` restricts it whenever given, so `doc_ids=[]` finds nothing;
+    `filters` take every FilterOperator and FilterCondition, nested groups
+    included, and dotted keys ("author.name") read nested metadata; mode=MMR
+    re-ranks candidates (see mmr.py) with `mmr_threshold` from the query or
+    a keyword argument. Keyword arguments (QUERY_KWARGS): `exact`,
+    `mmr_threshold`, `mmr_prefetch_factor` or `mmr_prefetch_k` (not both),
+    and `pomaidb_filter`, a filter in the engine's own language ANDed with
+    the rest, for what MetadataFilters cannot say ($between, $like, $ilike,
+    ...). Any other keyword warns.
     """
 
     stores_text: bool = True
     flat_metadata: bool = False
 
     path: str | None = None
-    membrane: str = "llamaindex"
+    membrane: str = DEFAULT_MEMBRANE
     metric: str = "cosine"
     dim: int | None = None
     exact: bool = False
@@ -87,7 +101,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
     def __init__(
         self,
         path: str | None = None,
-        membrane: str = "llamaindex",
+        membrane: str = DEFAULT_MEMBRANE,
         metric: str = "cosine",
         dim: int | None = None,
         *,
@@ -204,11 +218,11 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
     def clear(self) -> None:
         """Delete every node; the membrane (and its dimension) stays."""
         if self._collection is not None:
-            self._collection.delete_where({})
+            self._collection.clear()
 
     async def aclear(self) -> None:
         if self._collection is not None:
-            await self._collection.adelete_where({})
+            await self._collection.aclear()
 
     # -- reads ----------------------------------------------------------------
 
@@ -274,6 +288,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     def _open_existing_membrane(self) -> Any:
         """The membrane if it exists or `dim` is known; None until the first add."""
+        _warn_if_elsewhere(self.membrane, self._db.membranes(), self._db.path)
         if self.dim is not None:
             return self._db.get_or_create_membrane(self.membrane, dim=self.dim, metric=self.metric)
         if self.membrane not in self._db.membranes():
@@ -301,6 +316,7 @@ class _QueryPlan:
     """What one VectorStoreQuery asks of the engine, validated once for sync and async."""
 
     def __init__(self, query: VectorStoreQuery, kwargs: dict[str, Any], exact: bool) -> None:
+        _warn_unknown_kwargs(kwargs)
         if query.query_embedding is None:
             raise InvalidArgumentError("PomaiDBVectorStore needs query.query_embedding")
         if query.similarity_top_k < 1:
@@ -312,14 +328,19 @@ class _QueryPlan:
         self.exact = bool(kwargs.get("exact", exact))
         self.where = all_of(
             to_engine_filter(query.filters),
-            _in_filter(REF_DOC_ID_KEY, query.doc_ids),
+            _native_filter(kwargs.get("pomaidb_filter")),
+            _only(REF_DOC_ID_KEY, query.doc_ids),
             _in_filter(NODE_ID_KEY, query.node_ids),
         )
         self.mmr_threshold = _mmr_threshold(query, kwargs)
         self.fetch_k = self.k
+        prefetch_k, factor = kwargs.get("mmr_prefetch_k"), kwargs.get("mmr_prefetch_factor")
+        if prefetch_k is not None and factor is not None:
+            # Chroma's and Qdrant's stores refuse the pair too: which one wins is anyone's guess.
+            raise InvalidArgumentError("give mmr_prefetch_k or mmr_prefetch_factor, not both")
         if self.mmr_threshold is not None:
-            factor = kwargs.get("mmr_prefetch_factor", DEFAULT_MMR_PREFETCH_FACTOR)
-            self.fetch_k = int(kwargs.get("mmr_prefetch_k", self.k * factor))
+            factor = DEFAULT_MMR_PREFETCH_FACTOR if factor is None else factor
+            self.fetch_k = int(self.k * factor if prefetch_k is None else prefetch_k)
             if self.fetch_k < self.k:
                 raise InvalidArgumentError(
                     f"mmr_prefetch_k ({self.fetch_k}) must be >= similarity_top_k ({self.k})"
@@ -399,9 +420,47 @@ def _in_filter(key: str, values: list[str] | None) -> EngineFilter | None:
     return {key: {"$in": list(values)}} if values else None
 
 
+def _only(key: str, values: list[str] | None) -> EngineFilter | None:
+    """Restrict `key` to `values` exactly ([] matches nothing); only None restricts nothing."""
+    return None if values is None else {key: {"$in": list(values)}}
+
+
 def _node_id_filter(node_ids: list[str] | None) -> EngineFilter | None:
-    """Restrict to `node_ids` exactly; only None restricts nothing."""
-    return None if node_ids is None else {NODE_ID_KEY: {"$in": list(node_ids)}}
+    return _only(NODE_ID_KEY, node_ids)
+
+
+def _native_filter(spec: Any) -> EngineFilter | None:
+    """The pomaidb_filter keyword: None or a dict in the engine's filter language."""
+    if spec is not None and not isinstance(spec, dict):
+        raise InvalidArgumentError(
+            f"pomaidb_filter must be a dict in the PomaiDB filter language, got {type(spec).__name__}"
+        )
+    return spec or None
+
+
+def _warn_unknown_kwargs(kwargs: dict[str, Any]) -> None:
+    # A warning, not an error: LlamaIndex stores take **kwargs and ignore what they do not
+    # know, so shared retriever settings (vector_store_kwargs) must keep working here.
+    unknown = sorted(set(kwargs) - set(QUERY_KWARGS))
+    if unknown:
+        warnings.warn(
+            f"PomaiDBVectorStore.query ignores the keyword argument(s) {unknown}; "
+            f"it reads {list(QUERY_KWARGS)}",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _warn_if_elsewhere(name: str, present: list[str], path: str) -> None:
+    """Warn when the membrane is missing but others exist: likely a store reopened without
+    its original membrane=, which would otherwise silently find nothing."""
+    if present and name not in present:
+        warnings.warn(
+            f"membrane {name!r} does not exist in the database at {path}, which holds "
+            f"{present}; this store starts empty (pass membrane= to use one of those)",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _deletes_anything(node_ids: list[str] | None, where: EngineFilter | None) -> bool:

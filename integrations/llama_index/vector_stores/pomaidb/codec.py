@@ -13,11 +13,13 @@ Record metadata (a JSON-compatible dict; these key names are frozen too):
     "ref_doc_id"     the source document's id, or None; what delete() and
                      VectorStoreQuery.doc_ids filter on
     every key of node.metadata whose value the engine can filter on (str, int,
-    float, bool, None, or a list of those), so MetadataFilters see them as is.
+    float, bool, None, a list of those, or a nested object of those at most
+    MAX_FILTERABLE_DEPTH levels deep), so MetadataFilters see them as is, and
+    dotted keys ("author.name") reach into the nested objects.
 
 A user metadata key that equals one of the four reserved keys, or whose value
-is not filterable (a nested dict, say), is kept in "_node_content" and comes
-back unchanged, but filters see the reserved value or nothing for it.
+is not filterable (a list of objects, say), is kept in "_node_content" and
+comes back unchanged, but filters see the reserved value or nothing for it.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _NODE_CLASSES = {
     cls.class_name(): cls for cls in (TextNode, Node, ImageNode, IndexNode, Document, ImageDocument)
 }
 _SCALARS = (str, int, float, bool, type(None))
+MAX_FILTERABLE_DEPTH = 8  # nested objects deeper than this stay in _node_content only
 
 
 def engine_id(node_id: str) -> int:
@@ -132,7 +135,11 @@ def unique_nodes(nodes: Sequence[BaseNode]) -> list[BaseNode]:
     return list(latest.values())
 
 
-def _is_filterable(value: Any) -> bool:
+def _is_filterable(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, dict):
+        return depth < MAX_FILTERABLE_DEPTH and all(
+            isinstance(key, str) and _is_filterable(item, depth + 1) for key, item in value.items()
+        )
     if isinstance(value, list):
         return all(isinstance(item, _SCALARS) for item in value)
     return isinstance(value, _SCALARS)

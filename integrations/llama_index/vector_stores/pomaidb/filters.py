@@ -12,6 +12,10 @@ Semantics follow llama-index-core's reference evaluator
   its condition; nested inside another group it is simply skipped (for AND)
   or makes the whole group unrestricted (for OR). NOT over it matches nothing.
 - A key that a record lacks matches only NE, NIN and IS_EMPTY.
+- A dotted key ("author.name") reads a field inside nested metadata objects,
+  as the engine defines it (a top-level key spelled with the dot wins).
+  Engine operators with no FilterOperator ($between, $like, ...) come in
+  through the store's `pomaidb_filter=` query keyword instead.
 """
 
 from __future__ import annotations
