@@ -28,6 +28,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
     VectorStoreQueryResult,
 )
+from tqdm import tqdm
 from typing_extensions import Self
 
 import pomaidb_core as pdb
@@ -48,6 +49,7 @@ from .mmr import DEFAULT_MMR_THRESHOLD, mmr_order
 
 METRICS = ("cosine", "ip", "l2")  # API.md: the engine's metrics
 DEFAULT_MMR_PREFETCH_FACTOR = 4  # MMR re-ranks this many times similarity_top_k candidates
+PROGRESS_BATCH_SIZE = 256  # nodes per engine batch when add() shows progress
 
 
 class PomaiDBVectorStore(BasePydanticVectorStore):
@@ -133,18 +135,30 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     # -- writes ---------------------------------------------------------------
 
-    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
-        """Upsert `nodes` (each needs an embedding); returns their ids in order."""
+    def add(
+        self, nodes: Sequence[BaseNode], *, show_progress: bool = False, **add_kwargs: Any
+    ) -> list[str]:
+        """Upsert `nodes` (each needs an embedding); returns their ids in order.
+
+        Every node is checked before anything is written. `show_progress=True` draws a tqdm
+        bar and writes PROGRESS_BATCH_SIZE nodes per engine batch (otherwise one batch).
+        """
         batch = unique_nodes(nodes)
         if not batch:
             return []
         ids, vectors, metadatas = _to_columns(batch)
         membrane = self._membrane_for(vectors.shape[1])
         check_no_collisions([n.node_id for n in batch], membrane.get_batch(ids))
-        membrane.put_batch(ids, vectors, metadatas)
+        with _progress_bar(len(ids), show_progress) as bar:
+            for part in _slices(len(ids), show_progress):
+                membrane.put_batch(ids[part], vectors[part], metadatas[part])
+                bar.update(part.stop - part.start)
         return [node.node_id for node in nodes]
 
-    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+    async def async_add(
+        self, nodes: Sequence[BaseNode], *, show_progress: bool = False, **kwargs: Any
+    ) -> list[str]:
+        """Like add(), awaiting the engine's coroutines."""
         batch = unique_nodes(nodes)
         if not batch:
             return []
@@ -154,7 +168,10 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
             # Creating the membrane commits the manifest (fsyncs): off the event loop, once.
             membrane = await asyncio.to_thread(self._membrane_for, vectors.shape[1])
         check_no_collisions([n.node_id for n in batch], await membrane.aget_batch(ids))
-        await membrane.aput_batch(ids, vectors, metadatas)
+        with _progress_bar(len(ids), show_progress) as bar:
+            for part in _slices(len(ids), show_progress):
+                await membrane.aput_batch(ids[part], vectors[part], metadatas[part])
+                bar.update(part.stop - part.start)
         return [node.node_id for node in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -355,6 +372,15 @@ def _result(hits: Sequence[Any]) -> VectorStoreQueryResult:
         similarities=[float(hit.score) for hit in hits],
         ids=[node.node_id for node in nodes],
     )
+
+
+def _slices(total: int, in_steps: bool) -> list[slice]:
+    step = PROGRESS_BATCH_SIZE if in_steps else total
+    return [slice(start, min(start + step, total)) for start in range(0, total, step)]
+
+
+def _progress_bar(total: int, shown: bool) -> tqdm:
+    return tqdm(total=total, disable=not shown, desc="Adding nodes", unit="node")
 
 
 def _to_columns(nodes: Sequence[BaseNode]) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
