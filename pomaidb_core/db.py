@@ -42,6 +42,19 @@ MAX_DIM = 65536
 
 
 class DB:
+    """An embedded vector database in one directory: membranes of records, spread over shards.
+
+    `DB(path, options, **overrides)` only validates its arguments; `open()` (or
+    `pomaidb_core.open(path, ...)`, or `with DB(...) as db:`) does the IO. Every method is
+    thread-safe, and a DB may be shared by threads and coroutines alike. One process at a time
+    may open a directory for writing (`LockedError` otherwise); any number may open it with
+    `read_only=True` for a consistent snapshot.
+
+    Args:
+        path: the database directory; created by `open()` if missing.
+        options: an `Options`; any of its fields may also be given as a keyword.
+    """
+
     def __init__(self, path: str | os.PathLike, options: Options | None = None, **kwargs: Any):
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise InvalidArgumentError("path must be a non-empty str or os.PathLike")
@@ -62,6 +75,16 @@ class DB:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> DB:
+        """Create or open the directory, replay the write-ahead logs, start the shards.
+
+        Returns this DB, so `db = DB(path).open()` works. Opening an open DB does nothing.
+
+        Raises:
+            LockedError: another writer holds the directory.
+            CorruptionError: a file fails its checksum (nothing is repaired implicitly).
+            NotFoundError: `read_only=True` and there is no database at `path`.
+            ClosedError: this DB object was closed.
+        """
         with self._lock:
             if self._closed:
                 raise ClosedError("this DB was closed; create a new DB object to reopen")
@@ -154,6 +177,20 @@ class DB:
 
     def create_membrane(self, name: str, dim: int, metric: str = "cosine",
                         index: IndexParams | None = None) -> Membrane:
+        """Create a membrane, durably (a manifest commit), and return it.
+
+        Args:
+            name: 1-128 bytes of UTF-8; not "." or "..", no "/", "\\", NUL or control characters.
+            dim: vector length, 1-65536; fixed for the membrane's life.
+            metric: "cosine", "ip" (inner product) or "l2"; scores are always "higher is
+                more similar" (l2 scores are negated squared distances).
+            index: WSBR parameters; default: `Options.index`.
+
+        Raises:
+            AlreadyExistsError: a membrane of that name exists.
+            InvalidArgumentError: a bad name, dim, metric or index.
+            ReadOnlyError: the DB was opened with `read_only=True`.
+        """
         _check_name(name)
         _check_dim_metric(dim, metric)
         if index is not None and not isinstance(index, IndexParams):
@@ -175,6 +212,7 @@ class DB:
             return self._membrane_for(meta)
 
     def membrane(self, name: str) -> Membrane:
+        """The membrane called `name`; `NotFoundError` if there is none."""
         with self._lock:
             self._require_open()
             meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
@@ -184,6 +222,11 @@ class DB:
 
     def get_or_create_membrane(self, name: str, dim: int, metric: str = "cosine",
                                index: IndexParams | None = None) -> Membrane:
+        """The membrane called `name`, created with these settings if it does not exist.
+
+        Raises InvalidArgumentError if it exists with another dim or metric (its index
+        parameters are kept as they were created).
+        """
         with self._lock:
             self._require_open()
             meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
@@ -196,11 +239,16 @@ class DB:
             return self._membrane_for(meta)
 
     def membranes(self) -> list[str]:
+        """The names of every membrane, sorted."""
         with self._lock:
             self._require_open()
             return sorted(self._store.current.membranes)
 
     def drop_membrane(self, name: str) -> None:
+        """Delete a membrane and all its records from every shard, durably.
+
+        `NotFoundError` if there is no such membrane.
+        """
         with self._lock:
             self._require_writable()
             meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
@@ -249,6 +297,14 @@ class DB:
             waiter.result()
 
     def stats(self) -> dict:
+        """Counts and sizes, as a JSON-ready dict (also `pomaidb stats PATH`).
+
+        `{"path", "shards", "membranes": {name: {"dim", "metric", "records",
+        "memtable_records", "memtable_bytes", "frozen_memtables", "segments",
+        "segment_rows", "bytes_on_disk", "per_shard": [...]}}}`; `records` counts live
+        records, the other figures describe storage (overwritten and deleted rows included
+        until compaction).
+        """
         self._require_open()
         per_shard = self.broadcast("stats")
         manifest = self._store.current
@@ -279,6 +335,7 @@ class DB:
 
     @property
     def shard_count(self) -> int:
+        """How many shards the open database has (fixed when the directory was created)."""
         self._require_open()
         return len(self._shards)
 

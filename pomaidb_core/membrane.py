@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 
 
 class Membrane:
+    """A named collection of records (id, float32 vector, JSON metadata) with one dim and metric.
+
+    Get one from `DB.create_membrane`, `DB.membrane` or `DB.get_or_create_membrane`. Every
+    method validates its input in the caller's thread first, so a rejected call raises
+    `InvalidArgumentError` and changes nothing. Each method has an `a`-prefixed async twin
+    (`aput`, `asearch`, ...) that awaits the shards without blocking the event loop.
+
+    Ids are integers in [0, 2**64). Reads see every acknowledged write at once (newest wins).
+    """
+
     def __init__(self, db: DB, meta: MembraneMeta) -> None:
         self._db = db
         self.meta = meta
@@ -36,18 +46,22 @@ class Membrane:
 
     @property
     def name(self) -> str:
+        """The membrane's name."""
         return self.meta.name
 
     @property
     def dim(self) -> int:
+        """The length of every vector."""
         return self.meta.dim
 
     @property
     def metric(self) -> str:
+        """"cosine", "ip" or "l2"."""
         return self.meta.metric
 
     @property
     def index_params(self) -> IndexParams:
+        """The WSBR parameters the membrane was created with."""
         return self._params
 
     def __repr__(self) -> str:
@@ -97,6 +111,7 @@ class Membrane:
         return self.delete_batch([records.check_id(id)]) == 1
 
     def delete_batch(self, ids: Any) -> int:
+        """Tombstone many ids; returns how many live records were hidden (repeats count once)."""
         self._db._require_writable()
         unique = records.unique_ids(ids)
         futures = [self._db.submit(shard, "delete", self.meta.membrane_id, unique[rows])
@@ -113,14 +128,17 @@ class Membrane:
     # ------------------------------------------------------------------ reads
 
     def get(self, id: int) -> Record | None:
+        """The live record with this id, or None (never written, or deleted)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return self._db.call(shard, "get", self.meta.membrane_id, [key])[0]
 
     def get_batch(self, ids: Any) -> list[Record | None]:
+        """`get` for many ids at once, in the order given (None where there is no record)."""
         return self._point_reads("get", ids)
 
     def exists(self, id: int) -> bool:
+        """Whether a live record has this id (cheaper than `get`: no vector is copied)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return self._db.call(shard, "exists", self.meta.membrane_id, [key])[0]
@@ -143,12 +161,34 @@ class Membrane:
     def search(self, query: Any, k: int = 10, filter: dict | None = None, *,
                top_blocks: int | None = None, widen_blocks: int | None = None,
                exact: bool = False) -> list[Hit]:
+        """The k records most similar to `query` that match `filter`, best first.
+
+        Args:
+            query: a vector of length `dim` (any float array-like; NaN and inf are refused).
+            k: how many hits at most; fewer only when fewer live records match.
+            filter: a filter dict (see the filter reference), applied before ranking, so
+                the k best *matching* records come back.
+            top_blocks: WSBR blocks scored exactly per segment (default: the membrane's
+                IndexParams, else a per-segment default). More is slower and more exact.
+            widen_blocks: extra candidate blocks re-ranked by centroid score.
+            exact: score every live record (the exact answer; what recall is measured against).
+
+        Returns:
+            `Hit(id, score, metadata)` items sorted by score descending, ties by id ascending.
+            Scores are "higher is more similar": cosine similarity, inner product, or the
+            negated squared Euclidean distance. The memtables are always searched exactly;
+            frozen segments through WSBR unless `exact=True`.
+        """
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
         return _merge(self._db.broadcast("search", self.meta.membrane_id, *request), k)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
                      exact: bool = False) -> list[list[Hit]]:
+        """`search` for each row of an (n, dim) `queries` matrix, in one pass over the shards.
+
+        Returns one hit list per query, in order; the arguments mean what they mean in `search`.
+        """
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []
@@ -186,17 +226,21 @@ class Membrane:
     # ------------------------------------------------------------------ async twins
 
     async def aput(self, id: int, vector: Any, metadata: dict | None = None) -> None:
+        """Async twin of `put`."""
         shard, args = self._single_put(id, vector, metadata)
         await self._db.acall(shard, "put", *args)
 
     async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
+        """Async twin of `put_batch`; the shards' parts are written concurrently."""
         commands = self._put_commands(ids, vectors, metadatas)
         await asyncio.gather(*(self._db.acall(shard, "put", *args) for shard, args in commands))
 
     async def adelete(self, id: int) -> bool:
+        """Async twin of `delete`."""
         return await self.adelete_batch([records.check_id(id)]) == 1
 
     async def adelete_batch(self, ids: Any) -> int:
+        """Async twin of `delete_batch`."""
         self._db._require_writable()
         unique = records.unique_ids(ids)
         parts = [self._db.acall(shard, "delete", self.meta.membrane_id, unique[rows])
@@ -205,16 +249,19 @@ class Membrane:
         return sum(await asyncio.gather(*parts))
 
     async def adelete_where(self, filter: dict) -> int:
+        """Async twin of `delete_where`."""
         self._db._require_writable()
         flt = compile_filter(filter)
         return sum(await self._db.abroadcast("delete_where", self.meta.membrane_id, flt))
 
     async def aget(self, id: int) -> Record | None:
+        """Async twin of `get`."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return (await self._db.acall(shard, "get", self.meta.membrane_id, [key]))[0]
 
     async def aget_batch(self, ids: Any) -> list[Record | None]:
+        """Async twin of `get_batch`."""
         keys = records.check_ids(ids)
         out: list = [None] * len(keys)
         split = [(rows, shard) for shard, rows in
@@ -228,17 +275,19 @@ class Membrane:
         return out
 
     async def aexists(self, id: int) -> bool:
+        """Async twin of `exists`."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return (await self._db.acall(shard, "exists", self.meta.membrane_id, [key]))[0]
 
     async def acount(self) -> int:
+        """Async twin of `count`."""
         return sum(await self._db.abroadcast("count", self.meta.membrane_id))
 
     async def asearch(self, query: Any, k: int = 10, filter: dict | None = None, *,
                       top_blocks: int | None = None, widen_blocks: int | None = None,
                       exact: bool = False) -> list[Hit]:
-        """Fans the query out to all shards concurrently and merges."""
+        """Async twin of `search`: fans the query out to all shards concurrently and merges."""
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
         found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)[0]
@@ -246,6 +295,7 @@ class Membrane:
     async def asearch_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                             top_blocks: int | None = None, widen_blocks: int | None = None,
                             exact: bool = False) -> list[list[Hit]]:
+        """Async twin of `search_batch`."""
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []

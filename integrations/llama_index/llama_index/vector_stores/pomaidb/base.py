@@ -115,6 +115,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     @classmethod
     def class_name(cls) -> str:
+        """The name LlamaIndex serialises this store under."""
         return "PomaiDBVectorStore"
 
     @property
@@ -180,6 +181,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
             self._collection.delete_where({REF_DOC_ID_KEY: ref_doc_id})
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Async twin of `delete`."""
         if self._collection is not None:
             await self._collection.adelete_where({REF_DOC_ID_KEY: ref_doc_id})
 
@@ -209,6 +211,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         filters: MetadataFilters | None = None,
         **delete_kwargs: Any,
     ) -> None:
+        """Async twin of `delete_nodes`."""
         membrane, where = self._collection, to_engine_filter(filters)
         if membrane is None or not _deletes_anything(node_ids, where):
             return
@@ -224,6 +227,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
             self._collection.delete_where({})
 
     async def aclear(self) -> None:
+        """Async twin of `clear`."""
         if self._collection is not None:
             await self._collection.adelete_where({})
 
@@ -253,6 +257,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         node_ids: list[str] | None = None,
         filters: MetadataFilters | None = None,
     ) -> list[BaseNode]:
+        """Async twin of `get_nodes`."""
         membrane, where = self._collection, to_engine_filter(filters)
         if membrane is None or node_ids == []:
             return []
@@ -277,6 +282,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         return _result(plan.mmr_pick(hits, stored))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Async twin of `query`: the search fans out to every shard concurrently."""
         plan = _QueryPlan(query, kwargs, self.exact)
         membrane = self._collection
         if membrane is None:
