@@ -264,7 +264,7 @@ class DB:
             self._store.commit(edit)
             del self._catalog[mid]
             self._membranes.pop(name, None)
-            self.broadcast("drop", mid)
+            self._broadcast("drop", mid)
 
     def _membrane_for(self, meta: MembraneMeta) -> Membrane:
         cached = self._membranes.get(meta.name)
@@ -280,7 +280,7 @@ class DB:
         self._require_writable()
         waiters: list[Future] = [Future() for _ in self._shards]
         for shard, waiter in zip(self._shards, waiters):
-            self.submit(shard.index, "freeze", waiter)
+            self._submit(shard.index, "freeze", waiter)
         for waiter in waiters:
             waiter.result()
 
@@ -291,7 +291,7 @@ class DB:
         for shard in self._shards:
             for mid in list(self._catalog):
                 waiter: Future = Future()
-                self.submit(shard.index, "compact", waiter, mid)
+                self._submit(shard.index, "compact", waiter, mid)
                 waiters.append(waiter)
         for waiter in waiters:
             waiter.result()
@@ -306,7 +306,7 @@ class DB:
         until compaction).
         """
         self._require_open()
-        per_shard = self.broadcast("stats")
+        per_shard = self._broadcast("stats")
         manifest = self._store.current
         out: dict[str, Any] = {"path": self.path, "shards": len(self._shards), "membranes": {}}
         for name, meta in sorted(manifest.membranes.items()):
@@ -320,7 +320,7 @@ class DB:
         """Reads every file and checks every checksum; raises CorruptionError on the first bad one."""
         self._require_open()
         read_manifest(filenames.manifest_path(self.path, self._store.current.number))
-        self.broadcast("verify")
+        self._broadcast("verify")
 
     # ------------------------------------------------------------------ plumbing for Membrane
 
@@ -339,7 +339,7 @@ class DB:
         self._require_open()
         return len(self._shards)
 
-    def submit(self, shard: int, kind: str, *args: Any) -> Reply:
+    def _submit(self, shard: int, kind: str, *args: Any) -> Reply:
         """Queue a command for a blocking caller; `.result()` once to wait for it."""
         reply = Reply()
         self._mailbox(shard).put(Command(kind, args, reply))
@@ -352,14 +352,14 @@ class DB:
             raise ClosedError("the database is not open")
         return shards[shard].mailbox
 
-    def call(self, shard: int, kind: str, *args: Any) -> Any:
-        return self.submit(shard, kind, *args).result()
+    def _call(self, shard: int, kind: str, *args: Any) -> Any:
+        return self._submit(shard, kind, *args).result()
 
-    def broadcast(self, kind: str, *args: Any) -> list:
-        futures = [self.submit(i, kind, *args) for i in range(self.shard_count)]
+    def _broadcast(self, kind: str, *args: Any) -> list:
+        futures = [self._submit(i, kind, *args) for i in range(self.shard_count)]
         return [f.result() for f in futures]
 
-    async def acall(self, shard: int, kind: str, *args: Any) -> Any:
+    async def _acall(self, shard: int, kind: str, *args: Any) -> Any:
         """Like call, but never blocks the event loop, not even on a full mailbox."""
         future: Future = Future()
         command = Command(kind, args, future)
@@ -370,13 +370,13 @@ class DB:
             delay = min(delay * 2, 0.01)
         return await asyncio.wrap_future(future)
 
-    async def abroadcast(self, kind: str, *args: Any) -> list:
+    async def _abroadcast(self, kind: str, *args: Any) -> list:
         return list(await asyncio.gather(
-            *(self.acall(i, kind, *args) for i in range(self.shard_count))))
+            *(self._acall(i, kind, *args) for i in range(self.shard_count))))
 
-    def scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
+    def _scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
         for shard in range(self.shard_count):
-            snapshot = self.call(shard, "snapshot", membrane_id, flt)
+            snapshot = self._call(shard, "snapshot", membrane_id, flt)
             yield from snapshot.records()
 
 

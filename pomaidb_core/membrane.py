@@ -97,11 +97,11 @@ class Membrane:
     def put(self, id: int, vector: Any, metadata: dict | None = None) -> None:
         """Upsert one record; returns once its WAL append is done (and synced, per `sync`)."""
         shard, args = self._single_put(id, vector, metadata)
-        self._db.call(shard, "put", *args)
+        self._db._call(shard, "put", *args)
 
     def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
         """Upsert many; the last occurrence of a repeated id wins."""
-        futures = [self._db.submit(shard, "put", *args)
+        futures = [self._db._submit(shard, "put", *args)
                    for shard, args in self._put_commands(ids, vectors, metadatas)]
         for future in futures:
             future.result()
@@ -114,7 +114,7 @@ class Membrane:
         """Tombstone many ids; returns how many live records were hidden (repeats count once)."""
         self._db._require_writable()
         unique = records.unique_ids(ids)
-        futures = [self._db.submit(shard, "delete", self.meta.membrane_id, unique[rows])
+        futures = [self._db._submit(shard, "delete", self.meta.membrane_id, unique[rows])
                    for shard, rows in enumerate(routing.split(unique, self._db.shard_count))
                    if len(rows)]
         return sum(f.result() for f in futures)
@@ -123,7 +123,7 @@ class Membrane:
         """Tombstone every live record matching `filter` (None or {} matches everything)."""
         self._db._require_writable()
         flt = compile_filter(filter)
-        return sum(self._db.broadcast("delete_where", self.meta.membrane_id, flt))
+        return sum(self._db._broadcast("delete_where", self.meta.membrane_id, flt))
 
     # ------------------------------------------------------------------ reads
 
@@ -131,7 +131,7 @@ class Membrane:
         """The live record with this id, or None (never written, or deleted)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return self._db.call(shard, "get", self.meta.membrane_id, [key])[0]
+        return self._db._call(shard, "get", self.meta.membrane_id, [key])[0]
 
     def get_batch(self, ids: Any) -> list[Record | None]:
         """`get` for many ids at once, in the order given (None where there is no record)."""
@@ -141,12 +141,12 @@ class Membrane:
         """Whether a live record has this id (cheaper than `get`: no vector is copied)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return self._db.call(shard, "exists", self.meta.membrane_id, [key])[0]
+        return self._db._call(shard, "exists", self.meta.membrane_id, [key])[0]
 
     def _point_reads(self, kind: str, ids: Any) -> list:
         keys = records.check_ids(ids)
         out: list = [None] * len(keys)
-        parts = [(rows, self._db.submit(shard, kind, self.meta.membrane_id, keys[rows].tolist()))
+        parts = [(rows, self._db._submit(shard, kind, self.meta.membrane_id, keys[rows].tolist()))
                  for shard, rows in enumerate(routing.split(keys, self._db.shard_count))
                  if len(rows)]
         for rows, future in parts:
@@ -156,7 +156,7 @@ class Membrane:
 
     def count(self) -> int:
         """Live records (tombstoned and overwritten ones excluded)."""
-        return sum(self._db.broadcast("count", self.meta.membrane_id))
+        return sum(self._db._broadcast("count", self.meta.membrane_id))
 
     def search(self, query: Any, k: int = 10, filter: dict | None = None, *,
                top_blocks: int | None = None, widen_blocks: int | None = None,
@@ -180,7 +180,7 @@ class Membrane:
             frozen segments through WSBR unless `exact=True`.
         """
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        return _merge(self._db.broadcast("search", self.meta.membrane_id, *request), k)[0]
+        return _merge(self._db._broadcast("search", self.meta.membrane_id, *request), k)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
@@ -192,7 +192,7 @@ class Membrane:
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []
-        return _merge(self._db.broadcast("search", self.meta.membrane_id, *request), k)
+        return _merge(self._db._broadcast("search", self.meta.membrane_id, *request), k)
 
     def _search_request(self, queries: Any, single: bool, k: Any, filter: Any, top_blocks: Any,
                         widen_blocks: Any, exact: Any) -> tuple[np.ndarray, SearchParams]:
@@ -221,19 +221,19 @@ class Membrane:
         """Every live record, newest-wins, shard by shard (each shard a consistent snapshot)."""
         flt = compile_filter(filter)
         self._db._require_open()
-        return self._db.scan_shards(self.meta.membrane_id, flt)
+        return self._db._scan_shards(self.meta.membrane_id, flt)
 
     # ------------------------------------------------------------------ async twins
 
     async def aput(self, id: int, vector: Any, metadata: dict | None = None) -> None:
         """Async twin of `put`."""
         shard, args = self._single_put(id, vector, metadata)
-        await self._db.acall(shard, "put", *args)
+        await self._db._acall(shard, "put", *args)
 
     async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
         """Async twin of `put_batch`; the shards' parts are written concurrently."""
         commands = self._put_commands(ids, vectors, metadatas)
-        await asyncio.gather(*(self._db.acall(shard, "put", *args) for shard, args in commands))
+        await asyncio.gather(*(self._db._acall(shard, "put", *args) for shard, args in commands))
 
     async def adelete(self, id: int) -> bool:
         """Async twin of `delete`."""
@@ -243,7 +243,7 @@ class Membrane:
         """Async twin of `delete_batch`."""
         self._db._require_writable()
         unique = records.unique_ids(ids)
-        parts = [self._db.acall(shard, "delete", self.meta.membrane_id, unique[rows])
+        parts = [self._db._acall(shard, "delete", self.meta.membrane_id, unique[rows])
                  for shard, rows in enumerate(routing.split(unique, self._db.shard_count))
                  if len(rows)]
         return sum(await asyncio.gather(*parts))
@@ -252,13 +252,13 @@ class Membrane:
         """Async twin of `delete_where`."""
         self._db._require_writable()
         flt = compile_filter(filter)
-        return sum(await self._db.abroadcast("delete_where", self.meta.membrane_id, flt))
+        return sum(await self._db._abroadcast("delete_where", self.meta.membrane_id, flt))
 
     async def aget(self, id: int) -> Record | None:
         """Async twin of `get`."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return (await self._db.acall(shard, "get", self.meta.membrane_id, [key]))[0]
+        return (await self._db._acall(shard, "get", self.meta.membrane_id, [key]))[0]
 
     async def aget_batch(self, ids: Any) -> list[Record | None]:
         """Async twin of `get_batch`."""
@@ -267,7 +267,7 @@ class Membrane:
         split = [(rows, shard) for shard, rows in
                  enumerate(routing.split(keys, self._db.shard_count)) if len(rows)]
         results = await asyncio.gather(*(
-            self._db.acall(shard, "get", self.meta.membrane_id, keys[rows].tolist())
+            self._db._acall(shard, "get", self.meta.membrane_id, keys[rows].tolist())
             for rows, shard in split))
         for (rows, _), values in zip(split, results):
             for row, value in zip(rows.tolist(), values):
@@ -278,18 +278,18 @@ class Membrane:
         """Async twin of `exists`."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return (await self._db.acall(shard, "exists", self.meta.membrane_id, [key]))[0]
+        return (await self._db._acall(shard, "exists", self.meta.membrane_id, [key]))[0]
 
     async def acount(self) -> int:
         """Async twin of `count`."""
-        return sum(await self._db.abroadcast("count", self.meta.membrane_id))
+        return sum(await self._db._abroadcast("count", self.meta.membrane_id))
 
     async def asearch(self, query: Any, k: int = 10, filter: dict | None = None, *,
                       top_blocks: int | None = None, widen_blocks: int | None = None,
                       exact: bool = False) -> list[Hit]:
         """Async twin of `search`: fans the query out to all shards concurrently and merges."""
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
+        found = await self._db._abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)[0]
 
     async def asearch_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
@@ -299,7 +299,7 @@ class Membrane:
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []
-        found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
+        found = await self._db._abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)
 
 
