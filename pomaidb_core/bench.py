@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(prog="pomaidb bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True)
+    sub = parser.add_subparsers(dest="what", required=True, metavar="{core,open,wsbr}")
     core = sub.add_parser("core", help="write throughput and exact search vs numpy")
     core.add_argument("--data", default=None, metavar="DIR",
                       help=f"embeddings directory (default: ${bench_data.DATA_ENV}, else generated)")

@@ -334,8 +334,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = run_searches(args, base, queries, truth, segments)
     exact_qps = rows[0][3]
     print_table(rows, exact_qps)
-    plot(rows, exact_qps, args.out)
-    print(f"plot: {args.out}")
+    try:
+        plot(rows, exact_qps, args.out)
+        print(f"plot: {args.out}")
+    except ImportError:
+        print("plot: skipped (matplotlib is not installed: pip install 'pomaidb-core[bench]')")
 
 
 def run_searches(args, base, queries, truth, segments) -> list:

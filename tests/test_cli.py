@@ -212,3 +212,12 @@ def test_bench_without_data_runs_on_generated_vectors(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "data: generated: 2,000 x 384 clustered unit vectors" in result.stdout
     assert "PomaiDB exact search, 4 shard(s)" in result.stdout
+
+
+def test_bench_wsbr_without_data_runs_on_generated_vectors(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "POMAIDB_BENCH_DATA"}
+    result = _pomaidb("bench", "wsbr", "--limit", "2000", "--queries", "20", "--no-baselines",
+                      "--repeats", "1", "--out", str(tmp_path / "wsbr.png"), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "data: generated: 2,000 x 384 clustered unit vectors" in result.stdout
+    assert "plot: " in result.stdout and "Traceback" not in result.stderr
