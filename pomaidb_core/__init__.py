@@ -50,6 +50,7 @@ from .errors import (  # noqa: E402
 )
 from .membrane import Membrane  # noqa: E402
 from .options import IndexParams, Options  # noqa: E402
+from .repair import repair  # noqa: E402
 from .results import Hit, Record  # noqa: E402
 
 __all__ = [
@@ -70,4 +71,5 @@ __all__ = [
     "StorageError",
     "__version__",
     "open",
+    "repair",
 ]

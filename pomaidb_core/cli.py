@@ -17,6 +17,7 @@ from typing import Any
 from . import __version__, chroma, transfer
 from .db import open as open_db
 from .errors import InvalidArgumentError, PomaiError
+from .repair import repair as repair_database
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -126,13 +127,7 @@ def _segment_counts(stats: dict[str, Any]) -> dict[str, tuple[int, int]]:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    import pomaidb_core
-
-    repair = getattr(pomaidb_core, "repair", None)
-    if not callable(repair):
-        print("pomaidb: repair is not available in this version of pomaidb-core", file=sys.stderr)
-        return 1
-    print(json.dumps(repair(args.path), indent=2, default=str))
+    print(json.dumps(repair_database(args.path), indent=2, default=str))
     return 0
 
 

@@ -45,3 +45,17 @@ class LockedError(StorageError):
 
 class ReadOnlyError(PomaiError):
     """A write was attempted on a database opened with read_only=True."""
+
+
+def copy_for_caller(error: BaseException) -> BaseException:
+    """A separate exception object for each caller that one failure reaches.
+
+    Raising one instance in several threads makes them write its __traceback__
+    concurrently (and keeps every caller's frames alive through it).
+    """
+    try:
+        copy = type(error)(*error.args)
+    except Exception:  # a type whose constructor wants other arguments: share it after all
+        return error
+    copy.__cause__ = error.__cause__
+    return copy

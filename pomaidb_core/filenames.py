@@ -6,6 +6,7 @@
     <root>/shard_<i>/wal/<seq:020d>.wal       WAL files; <seq> is the first sequence they hold
     <root>/shard_<i>/segments/<m>-<s>.seg     segment <s> of membrane id <m>
     <root>/shard_<i>/segments/<m>-<s>.wsbr    its WSBR sidecar
+    <root>/lost/<relative path, / as __>      files repair set aside (damaged or superseded)
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ def manifest_path(root: str, number: int) -> str:
 def parse_manifest_name(name: str) -> int | None:
     match = _MANIFEST_RE.match(name)
     return int(match.group(1)) if match else None
+
+
+def lost_dir(root: str) -> str:
+    return os.path.join(root, "lost")
 
 
 def shard_dir(root: str, shard: int) -> str:

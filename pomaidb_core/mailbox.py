@@ -4,7 +4,9 @@ Bounded so that a flood of writes makes callers wait (backpressure) instead of
 growing memory. The shard drains up to `group_commit_max` commands at once so
 it can write them with one WAL append and one sync (group commit).
 Internal messages (background results, stop) skip the bound: the shard must
-never wait on itself.
+never wait on itself. Writes the shard holds back under backpressure still
+count against the bound for new writes (`hold`), but not for reads, which the
+shard keeps answering meanwhile.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import _thread
 import queue
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ClosedError
+
+WRITE_KINDS = frozenset({"put", "delete", "delete_where"})
 
 
 class Reply:
@@ -37,6 +41,9 @@ class Reply:
 
     def done(self) -> bool:
         return self._done
+
+    def set_running_or_notify_cancel(self) -> bool:
+        return True  # a blocking caller cannot cancel
 
     def set_result(self, value: Any) -> None:
         if self._done:
@@ -78,11 +85,13 @@ class Mailbox:
         self._queue: queue.SimpleQueue[Command] = queue.SimpleQueue()
         self._space = threading.Condition()
         self._waiting = 0  # producers blocked on a full mailbox
+        self._held = 0  # writes taken out of the queue but held back by the consumer
         self._closed = False
 
     def put(self, command: Command, block: bool = True) -> bool:
         """Queue a command, waiting while full (block) or returning False (not block)."""
-        if self._queue.qsize() >= self._capacity and not self._wait_for_space(block):
+        held = self._held if command.kind in WRITE_KINDS else 0
+        if self._queue.qsize() + held >= self._capacity and not self._wait_for_space(held, block):
             return False
         if self._closed:
             raise ClosedError("the database is closed")
@@ -91,9 +100,9 @@ class Mailbox:
             resolve(command.future, error=ClosedError("the database is closed"))
         return True
 
-    def _wait_for_space(self, block: bool) -> bool:
+    def _wait_for_space(self, held: int, block: bool) -> bool:
         with self._space:
-            while self._queue.qsize() >= self._capacity and not self._closed:
+            while self._queue.qsize() + (held and self._held) >= self._capacity and not self._closed:
                 if not block:
                     return False
                 self._waiting += 1
@@ -105,6 +114,13 @@ class Mailbox:
 
     def put_internal(self, command: Command) -> None:
         self._queue.put(command)
+
+    def hold(self, delta: int) -> None:
+        """The consumer holds back (+) or releases (-) writes it has taken."""
+        self._held += delta
+        if delta < 0 and self._waiting:
+            with self._space:
+                self._space.notify_all()
 
     def drain(self, limit: int) -> list[Command]:
         """Up to `limit` commands, waiting for at least one."""
@@ -133,10 +149,21 @@ class Mailbox:
         return leftover
 
 
+def start(future: Future | Reply) -> bool:
+    """Mark a command running; False if its caller cancelled it first (then skip it).
+
+    From here on a cancel can no longer succeed, so resolving it cannot race one.
+    """
+    return future.set_running_or_notify_cancel()
+
+
 def resolve(future: Future | Reply, value: Any = None, error: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+    try:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+    except InvalidStateError:
+        pass  # cancelled between done() and here: nobody waits for it any more

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import records, routing
+from . import records, routing, wal
 from .errors import InvalidArgumentError
 from .filters import compile_filter
 from .layers import SearchParams
@@ -81,7 +81,7 @@ class Membrane:
                 batch.membrane_id, batch.ids[rows], np.ascontiguousarray(batch.vectors[rows]),
                 [batch.metadatas[i] for i in rows.tolist()],
                 [batch.meta_blobs[i] for i in rows.tolist()])
-            commands.append((shard, (part, records.encode_put(part))))
+            commands.append((shard, (part, _encoded(part))))
         return commands
 
     def _single_put(self, id: Any, vector: Any, metadata: Any) -> tuple[int, tuple]:
@@ -92,7 +92,7 @@ class Membrane:
         meta, blob = records.check_metadata(metadata, self._db.options.max_metadata_bytes)
         batch = records.PutBatch(self.meta.membrane_id, np.array([key], dtype=np.uint64), matrix,
                                  [meta], [blob])
-        return routing.shard_of(key, self._db.shard_count), (batch, records.encode_put(batch))
+        return routing.shard_of(key, self._db.shard_count), (batch, _encoded(batch))
 
     def put(self, id: int, vector: Any, metadata: dict | None = None) -> None:
         """Upsert one record; returns once its WAL append is done (and synced, per `sync`)."""
@@ -301,6 +301,16 @@ class Membrane:
             return []
         found = await self._db._abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)
+
+
+def _encoded(batch: records.PutBatch) -> bytes:
+    """The WAL payload of one shard's part, refused up front if no log record can hold it."""
+    payload = records.encode_put(batch)
+    if len(payload) > wal.MAX_RECORD_BYTES:
+        raise InvalidArgumentError(
+            f"this batch puts {len(payload):,} bytes on one shard; a log record holds at most "
+            f"{wal.MAX_RECORD_BYTES:,}: split it into smaller put_batch calls")
+    return payload
 
 
 def _filter_key(spec: Any) -> str:

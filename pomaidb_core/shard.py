@@ -1,12 +1,22 @@
 """A shard: one thread, one bounded mailbox, sole owner of its WAL, memtables and segment list.
 
 Other threads never touch this state; they send a `Command` and wait on its
-future. The loop drains up to `group_commit_max` commands at a time, appends
-every write to the WAL, syncs once per drain (`sync="batch"`), per write
-(`"always"`) or never (`"never"`), applies the writes to the active memtable,
-and only then acknowledges them. A read in the same drain first forces the
-pending writes to be synced and acknowledged, so reads always see acknowledged
-writes (read-your-writes) and nothing unacknowledged is ever exposed.
+future. The loop drains up to `group_commit_max` commands at a time and stages
+every write as one record of a WAL group; the group is written (and fsynced,
+once per drain for `sync="batch"`, per write for `"always"`) before any of its
+writes touches a memtable. Only a group that reached the log under the sync
+policy is applied and acknowledged; if the log refuses it, every write of the
+group fails and none is applied (LevelDB's rule). A read in the same drain
+first commits the staged writes, so reads see every acknowledged write
+(read-your-writes) and never an unacknowledged one.
+
+A caller may give up on a command (an async call cancelled): a command is
+marked running when the shard takes it, and one cancelled before that is
+skipped; once running, cancellation can no longer reach the shard.
+
+Backpressure: while more than `_MAX_PENDING_GENERATIONS` frozen generations
+wait to be saved, writes are parked (they keep their place in the mailbox's
+bound) and reads go on; nothing on this thread sleeps on background work.
 
 Freeze: the active memtables of all membranes become one frozen *generation*
 covering WAL sequence numbers up to `max_seq`; the WAL rotates to a new file;
@@ -24,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,16 +42,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import builder, compaction, filenames, fs, records, wal
-from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError
+from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError, copy_for_caller
 from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata
-from .mailbox import Command, Mailbox, resolve
+from .mailbox import WRITE_KINDS, Command, Mailbox, resolve, start
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .memtable import Memtable
 from .options import Options
 from .worker import BackgroundWorker
 
 _MAX_PENDING_GENERATIONS = 2
-WRITE_KINDS = frozenset({"put", "delete", "delete_where"})
 
 
 @dataclass
@@ -80,12 +90,13 @@ class Shard:
         self._states: dict[int, MembraneState] = {}
         self._wal: wal.WalWriter | None = None
         self._write_error: StorageError | None = None
+        self._group: list[tuple[Command, Callable[[], None] | None, object]] = []
+        self._parked: deque[Command] = deque()  # writes held back by backpressure, in order
         self._pending: list[Generation] = []
         self._compactions: dict[int, CompactionJob] = {}
         self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
                                         daemon=True)
         self._opened: Future = Future()
-        self._built_signal = threading.Condition()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,17 +141,30 @@ class Shard:
                 self._apply(target, batch, seq)
         if self._options.read_only:
             return
-        if replay.torn_file is not None:
-            wal.truncate_torn_tail(replay.torn_file, replay.torn_offset)
+        self._settle_log(replay)
         fs.makedirs(filenames.wal_dir(self._root, self.index))
         fs.makedirs(filenames.segment_dir(self._root, self.index))
         self._wal = wal.WalWriter(self._root, self.index, replay.last_seq + 1,
                                   self._options.wal_file_limit_bytes)
         self._wal.rotate()
 
+    def _settle_log(self, replay: wal.ReplayResult) -> None:
+        """Make what was replayed durable before new groups claim it as synced."""
+        directory = filenames.wal_dir(self._root, self.index)
+        if replay.torn_file is not None:
+            wal.truncate_torn_tail(replay.torn_file, replay.torn_offset)
+            for path in replay.torn_later:
+                fs.unlink(path)
+            fs.fsync_dir(directory)
+            return
+        files = wal.list_wal_files(self._root, self.index)
+        if files:  # a killed writer's last groups may sit in the page cache only
+            wal.sync_file(files[-1].path)
+
     def _shutdown(self) -> None:
-        for command in self.mailbox.close():
+        for command in [*self._parked, *self.mailbox.close()]:
             resolve(command.future, error=ClosedError("the database was closed"))
+        self._parked.clear()
         try:
             if self._wal is not None:
                 self._wal.close()
@@ -161,55 +185,73 @@ class Shard:
     def _loop(self) -> None:
         limit = self._options.group_commit_max
         while True:
-            commands = self.mailbox.drain(limit)
-            unacked: list[tuple[Command, object]] = []
-            for command in commands:
+            for command in self.mailbox.drain(limit):
+                if not start(command.future):
+                    continue  # its caller gave up before the shard took it
                 if command.kind == "stop":
-                    self._ack(unacked)
+                    self._commit_group()
                     return
                 if command.kind in WRITE_KINDS:
-                    self._write(command, unacked)
+                    self._write(command)
                 else:
-                    self._ack(unacked)
+                    self._commit_group()
                     self._dispatch(command)
-            self._ack(unacked)
+            self._commit_group()
             self._maybe_freeze()
 
-    def _write(self, command: Command, unacked: list) -> None:
+    def _write(self, command: Command) -> None:
+        if self._parked or self._backlogged():
+            self._parked.append(command)
+            self.mailbox.hold(1)
+            return
+        self._stage_write(command)
+
+    def _stage_write(self, command: Command) -> None:
         try:
             if self._write_error is not None:
                 # A fresh error each time: re-raising one instance would grow its traceback
                 # (and keep every refused call's frames alive) with each refusal.
                 raise StorageError(str(self._write_error))
-            if len(self._pending) > _MAX_PENDING_GENERATIONS:  # only after a failed freeze
+            if len(self._pending) > _MAX_PENDING_GENERATIONS:  # the oldest build failed
                 self._build_pending()
                 raise self._backlog_error()
-            result = getattr(self, "_do_" + command.kind)(*command.args)
+            apply, result = getattr(self, "_stage_" + command.kind)(*command.args)
         except BaseException as exc:
             resolve(command.future, error=exc)
             return
-        unacked.append((command, result))
+        self._group.append((command, apply, result))
         if self._options.sync == "always":
-            self._ack(unacked)
+            self._commit_group()
 
-    def _ack(self, unacked: list) -> None:
-        if not unacked:
+    def _commit_group(self) -> None:
+        """Write the staged group to the log; apply and acknowledge it only if that worked."""
+        if not self._group:
             return
-        error: BaseException | None = None
-        if self._wal is not None:
-            try:
-                if self._options.sync == "never":
-                    self._wal.flush()
-                else:
-                    self._wal.sync()
-            except StorageError as exc:
-                self._write_error = StorageError(
-                    f"shard {self.index}: a WAL write or fsync failed ({exc}); it refuses writes "
-                    "until the database is reopened")
-                error = self._write_error
-        for command, result in unacked:
-            resolve(command.future, result, error)
-        unacked.clear()
+        group, self._group = self._group, []
+        assert self._wal is not None
+        try:
+            self._wal.commit(durable=self._options.sync != "never")
+        except StorageError as exc:
+            self._write_error = StorageError(
+                f"shard {self.index}: a WAL write or fsync failed ({exc}); the writes of that "
+                "group were not applied, and the shard refuses writes until the database is reopened")
+            for command, _, _ in group:
+                resolve(command.future, error=copy_for_caller(self._write_error))
+            return
+        for command, apply, result in group:
+            if apply is not None:
+                apply()
+            resolve(command.future, result)
+
+    def _backlogged(self) -> bool:
+        """Too many generations wait to be saved and the oldest is still being built."""
+        return len(self._pending) > _MAX_PENDING_GENERATIONS and self._pending[0].running
+
+    def _release_parked(self) -> None:
+        while self._parked and not self._backlogged():
+            self.mailbox.hold(-1)
+            self._stage_write(self._parked.popleft())
+        self._commit_group()
 
     def _dispatch(self, command: Command) -> None:
         try:
@@ -234,13 +276,7 @@ class Shard:
 
     def _append(self, kind: int, payload: bytes) -> int:
         assert self._wal is not None, "writes are refused before reaching a read-only shard"
-        try:
-            return self._wal.append(kind, payload)
-        except StorageError as exc:
-            self._write_error = StorageError(
-                f"shard {self.index}: a WAL write failed ({exc}); it refuses writes until the "
-                "database is reopened")
-            raise self._write_error from exc
+        return self._wal.append(kind, payload)
 
     def _apply(self, state: MembraneState, batch, seq: int) -> None:
         if isinstance(batch, records.PutBatch):
@@ -249,27 +285,33 @@ class Shard:
             state.active.delete_batch(batch.ids)
         state.active.max_seq = seq
 
-    def _do_put(self, batch: records.PutBatch, payload: bytes) -> None:
+    # A `_stage_<kind>` appends the write's record to the group and returns
+    # (how to apply it once the group is durable, the caller's result).
+
+    def _stage_put(self, batch: records.PutBatch, payload: bytes) -> tuple[Callable[[], None], None]:
         state = self._state(batch.membrane_id)
         seq = self._append(records.PUT_BATCH, payload)
-        self._apply(state, batch, seq)
+        return functools.partial(self._apply, state, batch, seq), None
 
-    def _do_delete(self, membrane_id: int, ids: np.ndarray) -> int:
+    def _stage_delete(self, membrane_id: int, ids: np.ndarray) -> tuple:
         state = self._state(membrane_id)
+        self._commit_group()  # liveness is read from applied state
         live = np.array([k for k in ids.tolist() if state.is_live(k)], dtype=np.uint64)
-        return self._tombstone(state, live)
+        return self._stage_tombstones(state, live)
 
-    def _do_delete_where(self, membrane_id: int, flt) -> int:
+    def _stage_delete_where(self, membrane_id: int, flt) -> tuple:
         state = self._state(membrane_id)
-        return self._tombstone(state, state.matching_ids(flt))
+        self._commit_group()
+        return self._stage_tombstones(state, state.matching_ids(flt))
 
-    def _tombstone(self, state: MembraneState, ids: np.ndarray) -> int:
+    def _stage_tombstones(self, state: MembraneState, ids: np.ndarray) -> tuple:
+        if self._write_error is not None:  # the commit just above failed
+            raise StorageError(str(self._write_error))
         if len(ids) == 0:
-            return 0
+            return None, 0
         batch = records.DeleteBatch(state.meta.membrane_id, ids)
         seq = self._append(records.DELETE_BATCH, records.encode_delete(batch))
-        self._apply(state, batch, seq)
-        return len(ids)
+        return functools.partial(self._apply, state, batch, seq), len(ids)
 
     def _do_drop(self, membrane_id: int) -> None:
         state = self._states.pop(membrane_id, None)
@@ -362,10 +404,6 @@ class Shard:
             else:
                 resolve(waiter)
         self._build_pending()
-        while len(self._pending) > _MAX_PENDING_GENERATIONS:
-            if not self._pending[0].running:  # failed again: waiting would spin forever
-                raise self._backlog_error()
-            self._wait_for_built()
 
     def _build_pending(self) -> None:
         """(Re)start the build of every generation not being built (new or failed)."""
@@ -416,22 +454,14 @@ class Shard:
         self._notify_built()
 
     def _notify_built(self) -> None:
-        with self._built_signal:
-            self._built_signal.notify_all()
         self.mailbox.put_internal(Command("install", ()))
-
-    def _wait_for_built(self) -> None:
-        """Backpressure: block this shard until the oldest generation is built, then install."""
-        with self._built_signal:
-            self._built_signal.wait_for(lambda: self._pending[0].built is not None
-                                        or self._pending[0].error is not None)
-        self._do_install()
 
     def _do_install(self) -> None:
         self._install_generations()
         self._finish_compactions()
         for mid in list(self._states):
             self._maybe_compact(mid, None)
+        self._release_parked()
 
     def _install_generations(self) -> None:
         while self._pending:
@@ -469,7 +499,7 @@ class Shard:
     @staticmethod
     def _fail_waiters(waiters: list[Future], error: BaseException) -> None:
         for waiter in waiters:
-            resolve(waiter, error=error)
+            resolve(waiter, error=copy_for_caller(error))
         waiters.clear()
 
     def _commit_generation(self, generation: Generation) -> None:

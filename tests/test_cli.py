@@ -180,17 +180,19 @@ def test_text_rides_along_in_both_formats(tmp_path, fmt):
            [(r.id, r.metadata, r.text, r.vector.tobytes()) for r in rows]
 
 
-def test_repair_prints_the_report_as_json(tmp_path, capsys, monkeypatch):
-    calls = []
+def test_repair_prints_its_report_as_json_and_keeps_a_healthy_database_intact(tmp_path, capsys):
+    make_db(tmp_path / "db")
+    _, before = records_of(tmp_path / "db", "docs")
+    code, out, _ = run(capsys, "repair", str(tmp_path / "db"))
+    assert code == 0
+    report = json.loads(out)
+    assert report["segments_dropped"] == [] and report["wal_records_dropped"] == 0
+    assert records_of(tmp_path / "db", "docs")[1] == before
 
-    def fake_repair(path):
-        calls.append(path)
-        return {"kept_records": 3, "dropped": ["shard_0/segments/x.seg"]}
 
-    monkeypatch.setattr(pdb, "repair", fake_repair, raising=False)
-    code, out, _ = run(capsys, "repair", str(tmp_path))
-    assert code == 0 and calls == [str(tmp_path)]
-    assert json.loads(out) == {"kept_records": 3, "dropped": ["shard_0/segments/x.seg"]}
+def test_repair_of_a_directory_that_is_no_database_is_one_line(tmp_path, capsys):
+    code, out, err = run(capsys, "repair", str(tmp_path))
+    assert code == 1 and out == "" and err.startswith("pomaidb: NotFoundError:")
 
 
 def _pomaidb(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from pomaidb_core import filenames, records, wal
-from pomaidb_core.errors import CorruptionError, InvalidArgumentError
+from pomaidb_core import filenames, fs, records, wal
+from pomaidb_core.errors import CorruptionError, InvalidArgumentError, StorageError
 
 
 def _put(membrane_id: int, ids, dim: int = 3) -> bytes:
@@ -17,11 +17,17 @@ def _put(membrane_id: int, ids, dim: int = 3) -> bytes:
     return records.encode_put(batch)
 
 
-def _write(root, payloads, file_limit=1 << 20) -> wal.WalWriter:
+def _writer(root, file_limit=1 << 20) -> wal.WalWriter:
     os.makedirs(filenames.wal_dir(root, 0), exist_ok=True)
-    writer = wal.WalWriter(str(root), 0, 1, file_limit)
+    return wal.WalWriter(str(root), 0, 1, file_limit)
+
+
+def _write(root, payloads, file_limit=1 << 20) -> wal.WalWriter:
+    """One synced group per payload, as sync="always" writes them."""
+    writer = _writer(root, file_limit)
     for payload in payloads:
         writer.append(records.PUT_BATCH, payload)
+        writer.commit(durable=True)
     writer.close()
     return writer
 
@@ -131,3 +137,124 @@ def test_a_missing_first_wal_file_is_corruption(tmp_path):
     os.unlink(wal.list_wal_files(str(tmp_path), 0)[0].path)
     with pytest.raises(CorruptionError):
         _replay(tmp_path)
+
+
+def _flip(path, offset):
+    data = bytearray(open(path, "rb").read())
+    data[offset] ^= 0x01
+    open(path, "wb").write(data)
+
+
+def test_one_group_holds_every_record_of_a_commit(tmp_path):
+    writer = _writer(tmp_path)
+    for i in range(3):
+        writer.append(records.PUT_BATCH, _put(1, [i]))
+    writer.commit(durable=True)
+    writer.append(records.PUT_BATCH, _put(1, [9]))
+    writer.commit(durable=True)
+    writer.close()
+    result = _replay(tmp_path)
+    assert [r.seq for r in result.records] == [1, 2, 3, 4]
+    assert [b.ids.tolist() for _, b in wal.iter_decoded(result)] == [[0], [1], [2], [9]]
+
+
+def test_uncommitted_records_never_reach_the_file(tmp_path):
+    writer = _writer(tmp_path)
+    writer.append(records.PUT_BATCH, _put(1, [1]))
+    writer.commit(durable=True)
+    writer.append(records.PUT_BATCH, _put(1, [2]))
+    writer.close()
+    assert [r.seq for r in _replay(tmp_path).records] == [1]
+
+
+def test_damage_in_an_unsynced_group_before_another_unsynced_group_is_a_torn_tail(tmp_path):
+    """Power loss can persist a later page of the unsynced tail and lose an earlier one."""
+    writer = _writer(tmp_path)
+    writer.append(records.PUT_BATCH, _put(1, [1]))
+    writer.commit(durable=True)
+    synced_end = os.path.getsize(wal.list_wal_files(str(tmp_path), 0)[0].path)
+    writer.append(records.PUT_BATCH, _put(1, [2]))
+    writer.commit(durable=False)
+    writer.append(records.PUT_BATCH, _put(1, [3]))
+    writer.commit(durable=False)
+    path = wal.list_wal_files(str(tmp_path), 0)[0].path
+    _flip(path, synced_end + 30)  # inside group 2; group 3 stays intact
+    result = _replay(tmp_path)
+    assert [r.seq for r in result.records] == [1]
+    assert (result.torn_file, result.torn_offset) == (path, synced_end)
+
+
+def test_damage_in_a_synced_group_before_a_later_group_is_corruption(tmp_path):
+    writer = _writer(tmp_path)
+    writer.append(records.PUT_BATCH, _put(1, [1]))
+    writer.commit(durable=True)
+    writer.append(records.PUT_BATCH, _put(1, [2]))
+    writer.commit(durable=False)  # written after group 1's fsync: it says so
+    path = wal.list_wal_files(str(tmp_path), 0)[0].path
+    _flip(path, 30)
+    with pytest.raises(CorruptionError):
+        _replay(tmp_path)
+
+
+def test_frames_written_before_groups_existed_are_still_read(tmp_path):
+    os.makedirs(filenames.wal_dir(tmp_path, 0))
+    data = b"".join(wal.frame(seq, records.PUT_BATCH, _put(1, [seq])) for seq in (1, 2, 3))
+    open(filenames.wal_path(str(tmp_path), 0, 1), "wb").write(data)
+    result = _replay(tmp_path)
+    assert [r.seq for r in result.records] == [1, 2, 3]
+    _flip(filenames.wal_path(str(tmp_path), 0, 1), 30)
+    with pytest.raises(CorruptionError):  # no sync mark: valid data after damage is corruption
+        _replay(tmp_path)
+
+
+def test_a_huge_group_is_split_into_frames_that_replay_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(wal, "MAX_GROUP_BYTES", 300)
+    writer = _writer(tmp_path)
+    for i in range(10):
+        writer.append(records.PUT_BATCH, _put(1, [i]))
+    writer.commit(durable=True)
+    writer.close()
+    path = wal.list_wal_files(str(tmp_path), 0)[0].path
+    data = open(path, "rb").read()
+    assert data.count(bytes([wal.GROUP])) >= 1 and len(data) > 3 * 300 // 2
+    assert [r.seq for r in _replay(tmp_path).records] == list(range(1, 11))
+
+
+@pytest.mark.parametrize("failing", ["write", "fsync"])
+def test_a_failed_commit_breaks_the_writer_and_leaves_no_trace_in_the_log(tmp_path, failing):
+    writer = _writer(tmp_path)
+    writer.append(records.PUT_BATCH, _put(1, [1]))
+    writer.commit(durable=True)
+
+    def hook(op, path):
+        if op == failing and path.endswith(".wal"):
+            raise OSError(5, "injected")
+
+    fs.set_fault_hook(hook)
+    try:
+        writer.append(records.PUT_BATCH, _put(1, [2]))
+        with pytest.raises(StorageError):
+            writer.commit(durable=True)
+    finally:
+        fs.set_fault_hook(None)
+    for call in (writer.sync, writer.rotate, lambda: writer.append(records.PUT_BATCH, b"")):
+        with pytest.raises(StorageError):
+            call()
+    writer.close()
+    assert [r.seq for r in _replay(tmp_path).records] == [1]
+
+
+def test_a_batch_too_large_for_one_log_record_is_refused_and_changes_nothing(tmp_path, monkeypatch):
+    import pomaidb_core as pdb
+
+    monkeypatch.setattr(wal, "MAX_RECORD_BYTES", 10_000)
+    with pdb.open(tmp_path / "db", shards=1) as db:
+        m = db.create_membrane("m", dim=16, metric="l2")
+        m.put_batch(range(10), np.ones((10, 16)))
+        with pytest.raises(InvalidArgumentError, match="split it"):
+            m.put_batch(range(100, 300), np.ones((200, 16)))
+        with pytest.raises(InvalidArgumentError):
+            m.put(5, np.ones(16), {"text": "x" * 20_000})
+        assert m.count() == 10 and m.get(5).metadata is None
+    with pdb.open(tmp_path / "db") as db:
+        assert db.membrane("m").count() == 10

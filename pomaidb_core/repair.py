@@ -1,0 +1,232 @@
+"""Repair: salvage every intact record and segment of a damaged database (LevelDB's RepairDB).
+
+Never run implicitly: a normal open fails closed with CorruptionError, and the
+user decides to run `pdb.repair(path)` (or `pomaidb repair PATH`). Repair takes
+the single-writer LOCK and then:
+
+1. Manifest: the newest version that reads back intact is used; newer, damaged
+   versions are moved aside (older versions are what was live before).
+2. Segments: each live segment is fully verified with its sidecar. A damaged
+   segment is dropped; a good segment whose sidecar is damaged or missing is
+   rewritten with a fresh sidecar.
+3. WAL: every intact frame of every log file is kept, whatever damage lies
+   between frames; records are replayed in sequence order into memtables (the
+   records of membranes the manifest does not know are dropped) and written
+   out as new segments, newest of their shard.
+4. One manifest commit makes the result live and covers every salvaged
+   record; only then are the old log files moved aside.
+
+Nothing is deleted: damaged and superseded files go to `<root>/lost/` (see
+filenames.py), so nothing repair judged bad is beyond a person's reach. An
+interrupted repair leaves the old state or the new one; running it again is safe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import numpy as np
+
+from . import builder, filenames, fs, records, wal
+from .errors import CorruptionError, InvalidArgumentError, NotFoundError, StorageError
+from .manifest import Manifest, ManifestStore, MembraneMeta, SegmentMeta, read_manifest
+from .memtable import Memtable
+from .segment import SegmentReader
+
+
+def repair(path: str | os.PathLike) -> dict[str, Any]:
+    """Salvage a damaged database in place; returns a report of what was kept and dropped."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise InvalidArgumentError("path must be a non-empty str or os.PathLike")
+    root = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(filenames.manifest_dir(root)):
+        raise NotFoundError(f"no PomaiDB database at {root} (no manifest directory)")
+    lock = fs.FileLock(filenames.lock_path(root))
+    try:
+        return _Repair(root).run()
+    finally:
+        lock.release()
+
+
+class _Repair:
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.lost = filenames.lost_dir(root)
+        self.report: dict[str, Any] = {
+            "path": root, "manifest": None, "manifests_set_aside": [], "segments_kept": 0,
+            "segments_rebuilt": [], "segments_dropped": [], "wal_records_salvaged": 0,
+            "wal_records_dropped": 0, "wal_damaged_bytes": 0, "files_set_aside": [],
+        }
+
+    def run(self) -> dict[str, Any]:
+        store, manifest = self._pick_manifest()
+        next_id = [manifest.next_segment_id]
+
+        def allocate() -> int:
+            next_id[0] += 1
+            return next_id[0] - 1
+
+        segments: dict[tuple[int, int], tuple[SegmentMeta, ...]] = {}
+        covered = list(manifest.wal_covered)
+        old_logs: list[str] = []
+        for shard in range(manifest.shards):
+            for mid, meta in _by_id(manifest).items():
+                kept = self._salvage_segments(shard, meta, manifest.segments.get((shard, mid), ()),
+                                              allocate)
+                segments[(shard, mid)] = tuple(kept)
+            files = wal.list_wal_files(self.root, shard)
+            old_logs += [f.path for f in files]
+            built, covered[shard] = self._salvage_log(shard, manifest, files, allocate)
+            for mid, seg in built.items():
+                segments[(shard, mid)] = (seg,) + segments.get((shard, mid), ())
+
+        def edit(current: Manifest) -> Manifest:
+            return dataclasses.replace(current, segments=segments, wal_covered=tuple(covered),
+                                       next_segment_id=max(current.next_segment_id, next_id[0]))
+
+        store.commit(edit)
+        for shard in range(manifest.shards):
+            fs.fsync_dir(filenames.segment_dir(self.root, shard))
+        for log in old_logs:
+            self._set_aside(log)
+        return self.report
+
+    # ---------------------------------------------------------------- manifest
+
+    def _pick_manifest(self) -> tuple[ManifestStore, Manifest]:
+        directory = filenames.manifest_dir(self.root)
+        versions = sorted((n for n in map(filenames.parse_manifest_name, fs.listdir(directory))
+                           if n is not None), reverse=True)
+        for index, number in enumerate(versions):
+            try:
+                read_manifest(filenames.manifest_path(self.root, number))
+            except (CorruptionError, StorageError):
+                continue
+            for newer in versions[:index]:  # damaged: set aside only now that one is good
+                self._set_aside(filenames.manifest_path(self.root, newer))
+                self.report["manifests_set_aside"].append(newer)
+            store = ManifestStore(self.root)
+            store.load_or_create(None, create=True)
+            self.report["manifest"] = number
+            return store, store.current
+        raise CorruptionError(
+            f"{self.root}: no manifest version reads back intact; without one the membranes "
+            "(names, dims, metrics) are unknown, so repair changed nothing")
+
+    # ---------------------------------------------------------------- segments
+
+    def _salvage_segments(self, shard: int, meta: MembraneMeta, live: tuple[SegmentMeta, ...],
+                          allocate) -> list[SegmentMeta]:
+        kept = []
+        for seg in live:
+            seg_path = filenames.segment_path(self.root, shard, meta.membrane_id, seg.segment_id)
+            try:
+                reader = SegmentReader(seg_path, membrane_id=meta.membrane_id, dim=meta.dim,
+                                       metric=meta.metric)
+            except (CorruptionError, StorageError) as exc:
+                self._drop_segment(shard, meta, seg, exc)
+                continue
+            try:
+                reader.verify()
+                if reader.n != seg.rows or reader.data_checksum != seg.data_checksum:
+                    raise CorruptionError(f"{seg_path} does not match the manifest's record of it")
+            except CorruptionError as exc:
+                reader.close()
+                self._drop_segment(shard, meta, seg, exc)
+                continue
+            try:
+                builder.open_segment(self.root, shard, meta, seg).reader.close()
+            except (CorruptionError, StorageError):
+                kept.append(self._rebuild(shard, meta, seg, reader, allocate))
+                continue
+            reader.close()
+            kept.append(seg)
+            self.report["segments_kept"] += 1
+        return kept
+
+    def _rebuild(self, shard: int, meta: MembraneMeta, seg: SegmentMeta, reader: SegmentReader,
+                 allocate) -> SegmentMeta:
+        """An intact segment whose sidecar is not: written anew, with a fresh sidecar."""
+        built = builder.build_segment(
+            self.root, shard, meta, allocate(), np.array(reader.ids), np.array(reader.tombstones),
+            np.array(reader.vectors), reader.metadata(range(reader.n)))
+        built.live.reader.close()
+        reader.close()
+        seg_path = filenames.segment_path(self.root, shard, meta.membrane_id, seg.segment_id)
+        self._set_aside(seg_path)
+        self._set_aside(filenames.sidecar_path(self.root, shard, meta.membrane_id, seg.segment_id))
+        self.report["segments_rebuilt"].append(os.path.basename(seg_path))
+        return built.live.meta
+
+    def _drop_segment(self, shard: int, meta: MembraneMeta, seg: SegmentMeta, why: Exception) -> None:
+        seg_path = filenames.segment_path(self.root, shard, meta.membrane_id, seg.segment_id)
+        self.report["segments_dropped"].append(
+            {"file": os.path.basename(seg_path), "membrane": meta.name, "shard": shard,
+             "rows": seg.rows, "live_rows": seg.live_rows, "reason": str(why)})
+        self._set_aside(seg_path)
+        self._set_aside(filenames.sidecar_path(self.root, shard, meta.membrane_id, seg.segment_id))
+
+    # ---------------------------------------------------------------- the log
+
+    def _salvage_log(self, shard: int, manifest: Manifest, files: list[wal.WalFile],
+                     allocate) -> tuple[dict[int, SegmentMeta], int]:
+        """The shard's salvaged log records as new segments, and the seq they cover up to."""
+        covered = manifest.wal_covered[shard]
+        found = wal.salvage(files)
+        self.report["wal_damaged_bytes"] += found.damaged_bytes
+        membranes = _by_id(manifest)
+        tables: dict[int, Memtable] = {}
+        last = covered
+        for record in found.records:
+            last = max(last, record.seq)
+            if record.seq <= covered:
+                continue
+            batch = self._decode(record, membranes)
+            if batch is None:
+                continue
+            table = tables.setdefault(batch.membrane_id, Memtable(membranes[batch.membrane_id].dim))
+            if isinstance(batch, records.PutBatch):
+                table.put_batch(batch.ids, batch.vectors, batch.metadatas, batch.meta_blobs)
+            else:
+                table.delete_batch(batch.ids)
+            self.report["wal_records_salvaged"] += 1
+        seqs = {r.seq for r in found.records if r.seq > covered}
+        self.report["wal_records_dropped"] += (last - covered) - len(seqs)  # gaps: lost to damage
+        built = {}
+        for mid, table in tables.items():
+            n = table.n
+            made = builder.build_segment(self.root, shard, membranes[mid], allocate(), table.ids[:n],
+                                         ~table.live[:n], table.vectors[:n], table.metadatas[:n])
+            made.live.reader.close()
+            built[mid] = made.live.meta
+        return built, last
+
+    def _decode(self, record: wal.WalRecord, membranes: dict[int, MembraneMeta]):
+        try:
+            batch = records.decode(record.kind, record.payload)
+        except CorruptionError:
+            self.report["wal_records_dropped"] += 1
+            return None
+        meta = membranes.get(batch.membrane_id)
+        if meta is None or (isinstance(batch, records.PutBatch)
+                            and batch.vectors.shape[1] != meta.dim):
+            self.report["wal_records_dropped"] += 1
+            return None
+        return batch
+
+    # ---------------------------------------------------------------- files
+
+    def _set_aside(self, path: str) -> None:
+        if not fs.exists(path):
+            return
+        fs.makedirs(self.lost)
+        relative = os.path.relpath(path, self.root).replace(os.sep, "__")
+        fs.rename(path, os.path.join(self.lost, relative))
+        fs.fsync_dir(self.lost)
+        self.report["files_set_aside"].append(os.path.relpath(path, self.root))
+
+
+def _by_id(manifest: Manifest) -> dict[int, MembraneMeta]:
+    return {m.membrane_id: m for m in manifest.membranes.values()}
