@@ -82,16 +82,28 @@ def format_for(path: str, given: str | None) -> str:
 
 
 def export_membrane(db: DB, name: str, out: str, fmt: str, *, progress: bool = False) -> int:
-    """Write every live record of membrane `name` to `out`; returns how many were written."""
+    """Write every live record of membrane `name` to `out`; returns how many were written.
+
+    The file appears under its name only when complete (written beside it, then renamed).
+    """
     membrane = db.membrane(name)
     header = Header(membrane.name, membrane.dim, membrane.metric, membrane.index_params.to_dict())
     rows = (Row(r.id, r.vector, r.metadata, getattr(r, "text", None)) for r in membrane.scan())
-    with tqdm(total=membrane.count(), disable=not progress, unit="rec", desc=f"export {name}") as bar:
-        counted = _counting(rows, bar)
-        if fmt == "parquet":
-            return _write_parquet(out, header, counted)
-        with open(out, "w", encoding="utf-8") as handle:
-            return _write_jsonl(handle, header, counted)
+    partial = f"{out}.partial"
+    try:
+        with tqdm(total=membrane.count(), disable=not progress, unit="rec",
+                  desc=f"export {name}") as bar:
+            counted = _counting(rows, bar)
+            if fmt == "parquet":
+                written = _write_parquet(partial, header, counted)
+            else:
+                with open(partial, "w", encoding="utf-8") as handle:
+                    written = _write_jsonl(handle, header, counted)
+        os.replace(partial, out)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return written
 
 
 def import_file(db: DB, source: str, fmt: str, *, membrane: str | None = None,

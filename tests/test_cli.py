@@ -223,3 +223,17 @@ def test_bench_wsbr_without_data_runs_on_generated_vectors(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "data: generated: 2,000 x 384 clustered unit vectors" in result.stdout
     assert "plot: " in result.stdout and "Traceback" not in result.stderr
+
+
+def test_an_export_that_fails_midway_leaves_no_file(tmp_path, capsys, monkeypatch):
+    make_db(tmp_path / "db")
+
+    def failing_scan(self, filter=None):
+        yield from []
+        raise pdb.CorruptionError("a damaged segment")
+
+    monkeypatch.setattr(pdb.Membrane, "scan", failing_scan)
+    code, _, err = run(capsys, "export", str(tmp_path / "db"), str(tmp_path / "d.jsonl"),
+                       "--membrane", "docs")
+    assert code == 1 and "CorruptionError: a damaged segment" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]
