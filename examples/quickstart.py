@@ -1,27 +1,33 @@
 """PomaiDB in one minute: create, add vectors with metadata, search with a filter, reopen, search again.
 
-Uses real sentence embeddings from ../shared/data/pypi-100k when they are there
-(the PyPI package summaries), or random vectors otherwise.
+    python examples/quickstart.py [--data DIR]
+
+Uses real sentence embeddings of PyPI package summaries (the pypi-100k benchmark set: DIR holds
+base.f16.npy, base.txt and queries.f16.npy) when given with --data or when a copy lies beside the
+repository, and random vectors otherwise. The database lives in a temporary directory that is
+removed at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 
 import pomaidb_core as pdb
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "pypi-100k")
+BESIDE_THE_REPOSITORY = Path(__file__).resolve().parents[2] / "shared" / "data" / "pypi-100k"
 
 
-def load_corpus(n: int = 5000) -> tuple[np.ndarray, list[str], np.ndarray]:
-    if os.path.exists(os.path.join(DATA, "base.f16.npy")):
-        vectors = np.load(os.path.join(DATA, "base.f16.npy"), mmap_mode="r")[:n].astype(np.float32)
-        with open(os.path.join(DATA, "base.txt"), encoding="utf-8") as handle:
+def load_corpus(data: Path, n: int = 5000) -> tuple[np.ndarray, list[str], np.ndarray]:
+    if (data / "base.f16.npy").exists():
+        vectors = np.load(data / "base.f16.npy", mmap_mode="r")[:n].astype(np.float32)
+        with open(data / "base.txt", encoding="utf-8") as handle:
             texts = [next(handle).rstrip("\n") for _ in range(n)]
-        query = np.load(os.path.join(DATA, "queries.f16.npy"))[0].astype(np.float32)
+        query = np.load(data / "queries.f16.npy")[0].astype(np.float32)
         return vectors, texts, query
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 384)).astype(np.float32)
@@ -35,8 +41,15 @@ def show(title: str, hits: list[pdb.Hit]) -> None:
 
 
 def main() -> None:
-    vectors, texts, query = load_corpus()
-    path = os.path.join(tempfile.mkdtemp(prefix="pomaidb-quickstart-"), "db")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=BESIDE_THE_REPOSITORY,
+                        help="directory of the pypi-100k embeddings (default: beside the repository)")
+    vectors, texts, query = load_corpus(parser.parse_args().data)
+    with tempfile.TemporaryDirectory(prefix="pomaidb-quickstart-") as scratch:
+        run(vectors, texts, query, os.path.join(scratch, "db"))
+
+
+def run(vectors: np.ndarray, texts: list[str], query: np.ndarray, path: str) -> None:
     metadatas = [{"text": t, "tag": f"t{i % 10}", "n": i % 100} for i, t in enumerate(texts)]
 
     with pdb.open(path, shards=4, sync="batch") as db:

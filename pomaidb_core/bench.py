@@ -3,7 +3,7 @@
 Prints the machine, the kernel ISA, the data, and ratios, never bare numbers
 alone: this machine is small and noisy, so only ratios mean much.
 
-core (on ../shared/data/pypi-100k, or --data DIR):
+core (on --data DIR, or generated vectors: see pomaidb_core.bench_data):
   put_batch vectors/s per sync policy; single put ops/s (sync="never");
   exact search p50/p99 (one shard = one scanning thread, and the default 4 shards);
   numpy brute force (matmul + argpartition) over the same float32 vectors;
@@ -28,10 +28,9 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import kernels
+from . import bench_data, kernels
 from .db import open as open_db
-
-DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "pypi-100k")
+from .errors import InvalidArgumentError
 
 
 def _single_thread_blas() -> None:
@@ -58,14 +57,6 @@ def _table(rows: list[tuple], headers: tuple) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def load_base(data_dir: str, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    base = np.load(os.path.join(data_dir, "base.f16.npy"), mmap_mode="r")
-    queries = np.load(os.path.join(data_dir, "queries.f16.npy"))
-    if limit is not None:
-        base = base[:limit]
-    return np.ascontiguousarray(base, dtype=np.float32), queries.astype(np.float32)
 
 
 def memory_bandwidth_gbs() -> float:
@@ -142,10 +133,10 @@ def bench_search(base: np.ndarray, queries: np.ndarray, n_queries: int) -> list[
 
 def run_core(args: argparse.Namespace) -> None:
     _single_thread_blas()
-    base, queries = load_base(args.data, args.limit)
+    base, queries, described = bench_data.load(bench_data.data_dir(args.data), args.limit,
+                                               args.queries)
     print(machine_line())
-    print(f"data: {args.data} base {base.shape[0]:,} x {base.shape[1]} float32 "
-          f"({base.nbytes / 1e6:.0f} MB), {args.queries} queries, k=10")
+    print(f"data: {described}; {base.nbytes / 1e6:.0f} MB as float32, {len(queries)} queries, k=10")
     print()
     print(_table(bench_puts(base), ("write path", "throughput")))
     print()
@@ -201,30 +192,36 @@ def _open_probe(path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_open_probe"]:  # the child process of `open`; not a command for people
+        _open_probe(argv[1])
+        return
     parser = argparse.ArgumentParser(prog="pomaidb bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True)
+    sub = parser.add_subparsers(dest="what", required=True, metavar="{core,open,wsbr}")
     core = sub.add_parser("core", help="write throughput and exact search vs numpy")
-    core.add_argument("--data", default=DEFAULT_DATA)
+    core.add_argument("--data", default=None, metavar="DIR",
+                      help=f"embeddings directory (default: ${bench_data.DATA_ENV}, else generated)")
     core.add_argument("--limit", type=int, default=None, help="use only the first N base rows")
     core.add_argument("--queries", type=int, default=200)
     big = sub.add_parser("open", help="reopen time and RSS of a 1M x 128 database")
     big.add_argument("--rows", type=int, default=1_000_000)
     sub.add_parser("wsbr", help="WSBR recall/QPS sweep (see pomaidb_core.bench_wsbr)",
                    add_help=False)
-    probe = sub.add_parser("_open_probe")
-    probe.add_argument("path")
     args, rest = parser.parse_known_args(argv)
-    if args.what == "wsbr":
-        from . import bench_wsbr
+    if args.what != "wsbr" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        if args.what == "wsbr":
+            from . import bench_wsbr
 
-        bench_wsbr.main(rest)
-    elif args.what == "core":
-        run_core(args)
-    elif args.what == "open":
-        run_open(args)
-    else:
-        _open_probe(args.path)
+            bench_wsbr.main(rest)
+        elif args.what == "core":
+            run_core(args)
+        else:
+            run_open(args)
+    except InvalidArgumentError as exc:
+        raise SystemExit(f"pomaidb bench {args.what}: {exc}") from None
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`pomaidb bench wsbr`: WSBR recall@10 against single-thread QPS on real embeddings.
 
-On pypi-100k (all-MiniLM-L6-v2, 384-d; base.f16.npy, queries.f16.npy, gt_ip_top100.npy) it
+On a data directory (--data DIR; the pypi-100k layout of pomaidb_core.bench_data: all-MiniLM-L6-v2,
+384-d; base.f16.npy, queries.f16.npy, gt_ip_top100.npy), or on generated vectors without one, it
 builds one WSBR index per segment (--segments N splits the rows the way N shards would),
 then prints the machine, the kernels' ISA and one table: build rate and sidecar size; exact
 search (numpy BLAS and kernels.topk); a sweep of top_blocks / widen_blocks in both modes
@@ -26,8 +27,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import kernels, wsbr
-from .bench import DEFAULT_DATA, machine_line
+from . import bench_data, kernels, wsbr
+from .bench import machine_line
 from .options import IndexParams
 from .routing import shards_of
 
@@ -58,15 +59,14 @@ class Segment:
         self.index = index
 
 
-def load(data: str, limit: int | None, n_queries: int, metric: str):
-    base = np.load(os.path.join(data, "base.f16.npy"))[:limit].astype(np.float32)
-    queries = np.load(os.path.join(data, "queries.f16.npy"))[:n_queries].astype(np.float32)
-    gt_path = os.path.join(data, "gt_ip_top100.npy")
+def load(data: str | None, limit: int | None, n_queries: int, metric: str):
+    base, queries, described = bench_data.load(data, limit, n_queries)
+    gt_path = os.path.join(data, "gt_ip_top100.npy") if data is not None else ""
     if limit is None and metric in ("ip", "cosine") and os.path.exists(gt_path):
         truth = np.load(gt_path)[:n_queries, :K].astype(np.int64)  # rows are unit length
     else:
         truth = numpy_exact(base, queries, K, metric)
-    return base, queries, truth
+    return base, queries, truth, described
 
 
 def numpy_exact(base: np.ndarray, queries: np.ndarray, k: int, metric: str,
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
     limit_threads = _single_thread(argv)
     parser = argparse.ArgumentParser(prog="pomaidb bench wsbr", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--data", default=None, metavar="DIR",
+                        help=f"embeddings directory (default: ${bench_data.DATA_ENV}, else generated)")
     parser.add_argument("--metric", default="cosine", choices=("cosine", "ip", "l2"))
     parser.add_argument("--limit", type=int, default=None, help="use only the first N base rows")
     parser.add_argument("--queries", type=int, default=1000)
@@ -316,10 +317,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--engine", action="store_true", help="also search through the DB API")
     args = parser.parse_args(argv)
 
-    base, queries, truth = load(args.data, args.limit, args.queries, args.metric)
+    base, queries, truth, described = load(bench_data.data_dir(args.data), args.limit,
+                                           args.queries, args.metric)
     print(f"{machine_line()}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(f"data: {args.data}: {len(base)} x {base.shape[1]} base, {len(queries)} queries, "
-          f"metric {args.metric}, {args.segments} segment(s)")
+    print(f"data: {described}; {len(queries)} queries, metric {args.metric}, "
+          f"{args.segments} segment(s)")
     segments, build_wall, build_cpu = build_segments(base, args.segments, args.metric,
                                                      IndexParams())
     sidecar = sum(len(seg.index.to_bytes(0)) for seg in segments)
@@ -332,8 +334,11 @@ def main(argv: list[str] | None = None) -> None:
         rows = run_searches(args, base, queries, truth, segments)
     exact_qps = rows[0][3]
     print_table(rows, exact_qps)
-    plot(rows, exact_qps, args.out)
-    print(f"plot: {args.out}")
+    try:
+        plot(rows, exact_qps, args.out)
+        print(f"plot: {args.out}")
+    except ImportError:
+        print("plot: skipped (matplotlib is not installed: pip install 'pomaidb-core[bench]')")
 
 
 def run_searches(args, base, queries, truth, segments) -> list:

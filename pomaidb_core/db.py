@@ -44,6 +44,19 @@ MAX_DIM = 65536
 
 
 class DB:
+    """An embedded vector database in one directory: membranes of records, spread over shards.
+
+    `DB(path, options, **overrides)` only validates its arguments; `open()` (or
+    `pomaidb_core.open(path, ...)`, or `with DB(...) as db:`) does the IO. Every method is
+    thread-safe, and a DB may be shared by threads and coroutines alike. One process at a time
+    may open a directory for writing (`LockedError` otherwise); any number may open it with
+    `read_only=True` for a consistent snapshot.
+
+    Args:
+        path: the database directory; created by `open()` if missing.
+        options: an `Options`; any of its fields may also be given as a keyword.
+    """
+
     def __init__(self, path: str | os.PathLike, options: Options | None = None, **kwargs: Any):
         if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
             raise InvalidArgumentError("path must be a non-empty str or os.PathLike")
@@ -64,8 +77,18 @@ class DB:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> DB:
-        """Open the directory; idempotent. A closed DB opens again: new shards replay the WAL,
-        a writer takes the LOCK again, and the path and options stay what they were."""
+        """Create or open the directory, replay the write-ahead logs, start the shards.
+
+        Returns this DB, so `db = DB(path).open()` works. Opening an open DB does nothing; a
+        closed DB opens again (new shards replay the WAL, a writer takes the LOCK again, and
+        the path and options stay what they were).
+
+        Raises:
+            LockedError: another writer holds the directory.
+            CorruptionError: a file fails its checksum (nothing is repaired implicitly).
+            NotFoundError: `read_only=True` and there is no database at `path`.
+            InvalidArgumentError: `path` holds files that are not a PomaiDB database.
+        """
         with self._lock:
             if self._opened and not self._closed:
                 return self
@@ -180,6 +203,20 @@ class DB:
 
     def create_membrane(self, name: str, dim: int, metric: str = "cosine",
                         index: IndexParams | None = None) -> Membrane:
+        """Create a membrane, durably (a manifest commit), and return it.
+
+        Args:
+            name: 1-128 bytes of UTF-8; not "." or "..", no "/", "\\", NUL or control characters.
+            dim: vector length, 1-65536; fixed for the membrane's life.
+            metric: "cosine", "ip" (inner product) or "l2"; scores are always "higher is
+                more similar" (l2 scores are negated squared distances).
+            index: WSBR parameters; default: `Options.index`.
+
+        Raises:
+            AlreadyExistsError: a membrane of that name exists.
+            InvalidArgumentError: a bad name, dim, metric or index.
+            ReadOnlyError: the DB was opened with `read_only=True`.
+        """
         _check_name(name)
         _check_dim_metric(dim, metric)
         if index is not None and not isinstance(index, IndexParams):
@@ -201,6 +238,7 @@ class DB:
             return self._membrane_for(meta)
 
     def membrane(self, name: str) -> Membrane:
+        """The membrane called `name`; `NotFoundError` if there is none."""
         with self._lock:
             self._require_open()
             meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
@@ -210,6 +248,11 @@ class DB:
 
     def get_or_create_membrane(self, name: str, dim: int, metric: str = "cosine",
                                index: IndexParams | None = None) -> Membrane:
+        """The membrane called `name`, created with these settings if it does not exist.
+
+        Raises InvalidArgumentError if it exists with another dim or metric (its index
+        parameters are kept as they were created).
+        """
         with self._lock:
             self._require_open()
             meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
@@ -222,11 +265,16 @@ class DB:
             return self._membrane_for(meta)
 
     def membranes(self) -> list[str]:
+        """The names of every membrane, sorted."""
         with self._lock:
             self._require_open()
             return sorted(self._store.current.membranes)
 
     def drop_membrane(self, name: str) -> None:
+        """Delete a membrane and all its records from every shard, durably.
+
+        `NotFoundError` if there is no such membrane.
+        """
         with self._lock:
             self._require_writable()
             meta = self._store.current.membranes.get(name) if isinstance(name, str) else None
@@ -242,7 +290,7 @@ class DB:
             self._store.commit(edit)
             del self._catalog[mid]
             self._membranes.pop(name, None)
-            self.broadcast("drop", mid, name)
+            self._broadcast("drop", mid, name)
 
     def _membrane_for(self, meta: MembraneMeta) -> Membrane:
         cached = self._membranes.get(meta.name)
@@ -258,7 +306,7 @@ class DB:
         self._require_writable()
         waiters: list[Future] = [Future() for _ in self._shards]
         for shard, waiter in zip(self._shards, waiters):
-            self.submit(shard.index, "freeze", waiter)
+            self._submit(shard.index, "freeze", waiter)
         for waiter in waiters:
             waiter.result()
 
@@ -269,14 +317,22 @@ class DB:
         for shard in self._shards:
             for mid in list(self._catalog):
                 waiter: Future = Future()
-                self.submit(shard.index, "compact", waiter, mid)
+                self._submit(shard.index, "compact", waiter, mid)
                 waiters.append(waiter)
         for waiter in waiters:
             waiter.result()
 
     def stats(self) -> dict:
+        """Counts and sizes, as a JSON-ready dict (also `pomaidb stats PATH`).
+
+        `{"path", "shards", "membranes": {name: {"dim", "metric", "records",
+        "memtable_records", "memtable_bytes", "frozen_memtables", "segments",
+        "segment_rows", "bytes_on_disk", "per_shard": [...]}}}`; `records` counts live
+        records, the other figures describe storage (overwritten and deleted rows included
+        until compaction).
+        """
         self._require_open()
-        per_shard = self.broadcast("stats")
+        per_shard = self._broadcast("stats")
         manifest = self._store.current
         out: dict[str, Any] = {"path": self.path, "shards": len(self._shards), "membranes": {}}
         for name, meta in sorted(manifest.membranes.items()):
@@ -290,7 +346,7 @@ class DB:
         """Reads every file and checks every checksum; raises CorruptionError on the first bad one."""
         self._require_open()
         read_manifest(filenames.manifest_path(self.path, self._store.current.number))
-        self.broadcast("verify")
+        self._broadcast("verify")
 
     # ------------------------------------------------------------------ plumbing for Membrane
 
@@ -309,18 +365,19 @@ class DB:
 
     @property
     def shard_count(self) -> int:
+        """How many shards the open database has (fixed when the directory was created)."""
         self._require_open()
         return len(self._shards)
 
-    def decide_batch(self, shards: list[int], cross: Any, commit: bool,
-                     error: BaseException | None) -> None:
+    def _decide_batch(self, shards: list[int], cross: Any, commit: bool,
+                      error: BaseException | None) -> None:
         """A cross-shard batch's last vote: tell every shard holding a part (txn.py)."""
         for index in shards:
             shard = self._shards[index] if index < len(self._shards) else None
             if shard is not None:
                 shard.mailbox.put_internal(Command("decide", (cross, commit, error)))
 
-    def submit(self, shard: int, kind: str, *args: Any) -> Reply:
+    def _submit(self, shard: int, kind: str, *args: Any) -> Reply:
         """Queue a command for a blocking caller; `.result()` once to wait for it."""
         reply = Reply()
         self._mailbox(shard).put(Command(kind, args, reply))
@@ -334,14 +391,14 @@ class DB:
                               "to reopen it")
         return shards[shard].mailbox
 
-    def call(self, shard: int, kind: str, *args: Any) -> Any:
-        return self.submit(shard, kind, *args).result()
+    def _call(self, shard: int, kind: str, *args: Any) -> Any:
+        return self._submit(shard, kind, *args).result()
 
-    def broadcast(self, kind: str, *args: Any) -> list:
-        futures = [self.submit(i, kind, *args) for i in range(self.shard_count)]
+    def _broadcast(self, kind: str, *args: Any) -> list:
+        futures = [self._submit(i, kind, *args) for i in range(self.shard_count)]
         return [f.result() for f in futures]
 
-    async def acall(self, shard: int, kind: str, *args: Any) -> Any:
+    async def _acall(self, shard: int, kind: str, *args: Any) -> Any:
         """Like call, but never blocks the event loop, not even on a full mailbox."""
         future: Future = Future()
         command = Command(kind, args, future)
@@ -352,13 +409,13 @@ class DB:
             delay = min(delay * 2, 0.01)
         return await asyncio.wrap_future(future)
 
-    async def abroadcast(self, kind: str, *args: Any) -> list:
+    async def _abroadcast(self, kind: str, *args: Any) -> list:
         return list(await asyncio.gather(
-            *(self.acall(i, kind, *args) for i in range(self.shard_count))))
+            *(self._acall(i, kind, *args) for i in range(self.shard_count))))
 
-    def scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
+    def _scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
         for shard in range(self.shard_count):
-            snapshot = self.call(shard, "snapshot", membrane_id, flt)
+            snapshot = self._call(shard, "snapshot", membrane_id, flt)
             yield from snapshot.records()
 
 

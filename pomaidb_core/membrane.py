@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 
 
 class Membrane:
+    """A named collection of records (id, float32 vector, JSON metadata) with one dim and metric.
+
+    Get one from `DB.create_membrane`, `DB.membrane` or `DB.get_or_create_membrane`. Every
+    method validates its input in the caller's thread first, so a rejected call raises
+    `InvalidArgumentError` and changes nothing. Each method has an `a`-prefixed async twin
+    (`aput`, `asearch`, ...) that awaits the shards without blocking the event loop.
+
+    Ids are integers in [0, 2**64). Reads see every acknowledged write at once (newest wins).
+    """
+
     def __init__(self, db: DB, meta: MembraneMeta) -> None:
         self._db = db
         self.meta = meta
@@ -36,18 +46,22 @@ class Membrane:
 
     @property
     def name(self) -> str:
+        """The membrane's name."""
         return self.meta.name
 
     @property
     def dim(self) -> int:
+        """The length of every vector."""
         return self.meta.dim
 
     @property
     def metric(self) -> str:
+        """"cosine", "ip" or "l2"."""
         return self.meta.metric
 
     @property
     def index_params(self) -> IndexParams:
+        """The WSBR parameters the membrane was created with."""
         return self._params
 
     def __repr__(self) -> str:
@@ -70,7 +84,7 @@ class Membrane:
             commands.append((shard, (part, _encoded(part))))
         if len(commands) > 1:  # all shards or none (txn.py)
             cross = txn.CrossShardBatch(
-                len(commands), functools.partial(self._db.decide_batch, [s for s, _ in commands]))
+                len(commands), functools.partial(self._db._decide_batch, [s for s, _ in commands]))
             commands = [(shard, (*args, cross)) for shard, args in commands]
         return commands
 
@@ -87,11 +101,11 @@ class Membrane:
     def put(self, id: int, vector: Any, metadata: dict | None = None) -> None:
         """Upsert one record; returns once its WAL append is done (and synced, per `sync`)."""
         shard, args = self._single_put(id, vector, metadata)
-        self._db.call(shard, "put", *args)
+        self._db._call(shard, "put", *args)
 
     def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
         """Upsert many, all or nothing across shards; the last occurrence of a repeated id wins."""
-        futures = [self._db.submit(shard, "put", *args)
+        futures = [self._db._submit(shard, "put", *args)
                    for shard, args in self._put_commands(ids, vectors, metadatas)]
         for future in futures:
             future.result()
@@ -101,9 +115,10 @@ class Membrane:
         return self.delete_batch([records.check_id(id)]) == 1
 
     def delete_batch(self, ids: Any) -> int:
+        """Tombstone many ids; returns how many live records were hidden (repeats count once)."""
         self._db._require_writable()
         unique = records.unique_ids(ids)
-        futures = [self._db.submit(shard, "delete", self.meta.membrane_id, unique[rows])
+        futures = [self._db._submit(shard, "delete", self.meta.membrane_id, unique[rows])
                    for shard, rows in enumerate(routing.split(unique, self._db.shard_count))
                    if len(rows)]
         return sum(f.result() for f in futures)
@@ -116,33 +131,36 @@ class Membrane:
         accident. Emptying one is clear()."""
         self._db._require_writable()
         flt = _restricting_filter(filter, "clear()")
-        return sum(self._db.broadcast("delete_where", self.meta.membrane_id, flt))
+        return sum(self._db._broadcast("delete_where", self.meta.membrane_id, flt))
 
     def clear(self) -> int:
         """Tombstone every live record; returns how many. The membrane (name, dim, metric,
         index settings) stays; drop_membrane removes it."""
         self._db._require_writable()
-        return sum(self._db.broadcast("delete_where", self.meta.membrane_id, None))
+        return sum(self._db._broadcast("delete_where", self.meta.membrane_id, None))
 
     # ------------------------------------------------------------------ reads
 
     def get(self, id: int) -> Record | None:
+        """The live record with this id, or None (never written, or deleted)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return self._db.call(shard, "get", self.meta.membrane_id, [key])[0]
+        return self._db._call(shard, "get", self.meta.membrane_id, [key])[0]
 
     def get_batch(self, ids: Any) -> list[Record | None]:
+        """`get` for many ids at once, in the order given (None where there is no record)."""
         return self._point_reads("get", ids)
 
     def exists(self, id: int) -> bool:
+        """Whether a live record has this id (cheaper than `get`: no vector is copied)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return self._db.call(shard, "exists", self.meta.membrane_id, [key])[0]
+        return self._db._call(shard, "exists", self.meta.membrane_id, [key])[0]
 
     def _point_reads(self, kind: str, ids: Any) -> list:
         keys = records.check_ids(ids)
         out: list = [None] * len(keys)
-        parts = [(rows, self._db.submit(shard, kind, self.meta.membrane_id, keys[rows].tolist()))
+        parts = [(rows, self._db._submit(shard, kind, self.meta.membrane_id, keys[rows].tolist()))
                  for shard, rows in enumerate(routing.split(keys, self._db.shard_count))
                  if len(rows)]
         for rows, future in parts:
@@ -152,21 +170,43 @@ class Membrane:
 
     def count(self) -> int:
         """Live records (tombstoned and overwritten ones excluded)."""
-        return sum(self._db.broadcast("count", self.meta.membrane_id))
+        return sum(self._db._broadcast("count", self.meta.membrane_id))
 
     def search(self, query: Any, k: int = 10, filter: dict | None = None, *,
                top_blocks: int | None = None, widen_blocks: int | None = None,
                exact: bool = False) -> list[Hit]:
+        """The k records most similar to `query` that match `filter`, best first.
+
+        Args:
+            query: a vector of length `dim` (any float array-like; NaN and inf are refused).
+            k: how many hits at most; fewer only when fewer live records match.
+            filter: a filter dict (see the filter reference), applied before ranking, so
+                the k best *matching* records come back.
+            top_blocks: WSBR blocks scored exactly per segment (default: the membrane's
+                IndexParams, else a per-segment default). More is slower and more exact.
+            widen_blocks: extra candidate blocks re-ranked by centroid score.
+            exact: score every live record (the exact answer; what recall is measured against).
+
+        Returns:
+            `Hit(id, score, metadata)` items sorted by score descending, ties by id ascending.
+            Scores are "higher is more similar": cosine similarity, inner product, or the
+            negated squared Euclidean distance. The memtables are always searched exactly;
+            frozen segments through WSBR unless `exact=True`.
+        """
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        return _merge(self._db.broadcast("search", self.meta.membrane_id, *request), k)[0]
+        return _merge(self._db._broadcast("search", self.meta.membrane_id, *request), k)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
                      exact: bool = False) -> list[list[Hit]]:
+        """`search` for each row of an (n, dim) `queries` matrix, in one pass over the shards.
+
+        Returns one hit list per query, in order; the arguments mean what they mean in `search`.
+        """
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []
-        return _merge(self._db.broadcast("search", self.meta.membrane_id, *request), k)
+        return _merge(self._db._broadcast("search", self.meta.membrane_id, *request), k)
 
     def _search_request(self, queries: Any, single: bool, k: Any, filter: Any, top_blocks: Any,
                         widen_blocks: Any, exact: Any) -> tuple[np.ndarray, SearchParams]:
@@ -194,25 +234,29 @@ class Membrane:
         """Every live record, newest-wins, shard by shard (each shard a consistent snapshot)."""
         flt = compile_filter(filter)
         self._db._require_open()
-        return self._db.scan_shards(self.meta.membrane_id, flt)
+        return self._db._scan_shards(self.meta.membrane_id, flt)
 
     # ------------------------------------------------------------------ async twins
 
     async def aput(self, id: int, vector: Any, metadata: dict | None = None) -> None:
+        """Async twin of `put`."""
         shard, args = self._single_put(id, vector, metadata)
-        await self._db.acall(shard, "put", *args)
+        await self._db._acall(shard, "put", *args)
 
     async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
+        """Async twin of `put_batch`; the shards' parts are written concurrently."""
         commands = self._put_commands(ids, vectors, metadatas)
-        await asyncio.gather(*(self._db.acall(shard, "put", *args) for shard, args in commands))
+        await asyncio.gather(*(self._db._acall(shard, "put", *args) for shard, args in commands))
 
     async def adelete(self, id: int) -> bool:
+        """Async twin of `delete`."""
         return await self.adelete_batch([records.check_id(id)]) == 1
 
     async def adelete_batch(self, ids: Any) -> int:
+        """Async twin of `delete_batch`."""
         self._db._require_writable()
         unique = records.unique_ids(ids)
-        parts = [self._db.acall(shard, "delete", self.meta.membrane_id, unique[rows])
+        parts = [self._db._acall(shard, "delete", self.meta.membrane_id, unique[rows])
                  for shard, rows in enumerate(routing.split(unique, self._db.shard_count))
                  if len(rows)]
         return sum(await asyncio.gather(*parts))
@@ -221,25 +265,27 @@ class Membrane:
         """The async delete_where(): an empty filter is refused the same way."""
         self._db._require_writable()
         flt = _restricting_filter(filter, "aclear()")
-        return sum(await self._db.abroadcast("delete_where", self.meta.membrane_id, flt))
+        return sum(await self._db._abroadcast("delete_where", self.meta.membrane_id, flt))
 
     async def aclear(self) -> int:
         """The async clear()."""
         self._db._require_writable()
-        return sum(await self._db.abroadcast("delete_where", self.meta.membrane_id, None))
+        return sum(await self._db._abroadcast("delete_where", self.meta.membrane_id, None))
 
     async def aget(self, id: int) -> Record | None:
+        """Async twin of `get`."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return (await self._db.acall(shard, "get", self.meta.membrane_id, [key]))[0]
+        return (await self._db._acall(shard, "get", self.meta.membrane_id, [key]))[0]
 
     async def aget_batch(self, ids: Any) -> list[Record | None]:
+        """Async twin of `get_batch`."""
         keys = records.check_ids(ids)
         out: list = [None] * len(keys)
         split = [(rows, shard) for shard, rows in
                  enumerate(routing.split(keys, self._db.shard_count)) if len(rows)]
         results = await asyncio.gather(*(
-            self._db.acall(shard, "get", self.meta.membrane_id, keys[rows].tolist())
+            self._db._acall(shard, "get", self.meta.membrane_id, keys[rows].tolist())
             for rows, shard in split))
         for (rows, _), values in zip(split, results):
             for row, value in zip(rows.tolist(), values):
@@ -247,28 +293,31 @@ class Membrane:
         return out
 
     async def aexists(self, id: int) -> bool:
+        """Async twin of `exists`."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return (await self._db.acall(shard, "exists", self.meta.membrane_id, [key]))[0]
+        return (await self._db._acall(shard, "exists", self.meta.membrane_id, [key]))[0]
 
     async def acount(self) -> int:
-        return sum(await self._db.abroadcast("count", self.meta.membrane_id))
+        """Async twin of `count`."""
+        return sum(await self._db._abroadcast("count", self.meta.membrane_id))
 
     async def asearch(self, query: Any, k: int = 10, filter: dict | None = None, *,
                       top_blocks: int | None = None, widen_blocks: int | None = None,
                       exact: bool = False) -> list[Hit]:
-        """Fans the query out to all shards concurrently and merges."""
+        """Async twin of `search`: fans the query out to all shards concurrently and merges."""
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
+        found = await self._db._abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)[0]
 
     async def asearch_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                             top_blocks: int | None = None, widen_blocks: int | None = None,
                             exact: bool = False) -> list[list[Hit]]:
+        """Async twin of `search_batch`."""
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []
-        found = await self._db.abroadcast("search", self.meta.membrane_id, *request)
+        found = await self._db._abroadcast("search", self.meta.membrane_id, *request)
         return _merge(found, k)
 
 

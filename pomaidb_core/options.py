@@ -53,10 +53,12 @@ class IndexParams:
             )
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-ready dict (how the manifest stores them)."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> IndexParams:
+        """The inverse of `to_dict`; unknown keys (from a newer version) are ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

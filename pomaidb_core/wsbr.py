@@ -70,7 +70,7 @@ Sidecar file `<m>-<s>.wsbr` (version 1), little-endian:
 A missing, truncated or damaged sidecar, or one that does not match its segment, raises
 CorruptionError: search never falls back to a full scan or another index.
 
-Defaults (`default_block_size`, `default_top_blocks`), from the measured study (../shared/research/wsbr-prototype.md)
+Defaults (`default_block_size`, `default_top_blocks`), from a measured study of the prototype
 and bench_wsbr.py on real sentence embeddings: see `_AUTO_BLOCK_SIZES` and
 `default_top_blocks`.
 """

@@ -19,7 +19,7 @@ def test_the_langchain_rag_example_runs_offline_and_reopens_to_the_same_answers(
     )
     assert run.returncode == 0, run.stderr
     out = run.stdout
-    assert "embeddings: HashingEmbeddings" in out
+    assert "embeddings: HashingEmbeddings (as asked)" in out
     assert out.count("\nQ: ") == 3
     assert "score-threshold retriever at" in out and "MMR retriever" in out
     assert "same top 3 for" in out and out.rstrip().endswith("True")

@@ -12,7 +12,8 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llamaindex_rag.py"
 def test_llamaindex_rag_example_runs_offline_and_passes_its_checks(tmp_path: Path) -> None:
     # cwd outside the repository, so the installed pomaidb is imported, never the source tree.
     out = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--docs", "200", "--path", str(tmp_path / "db")],
+        [sys.executable, str(EXAMPLE), "--docs", "200", "--path", str(tmp_path / "db"),
+         "--embeddings", "hashing"],  # CI never loads (or downloads) a model
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -20,6 +21,7 @@ def test_llamaindex_rag_example_runs_offline_and_passes_its_checks(tmp_path: Pat
         check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+    assert "embeddings: feature hashing (as asked)" in out.stdout
     assert "probe found first: ok" in out.stdout
     assert "same results after reopen: ok" in out.stdout
     assert (tmp_path / "db").is_dir()

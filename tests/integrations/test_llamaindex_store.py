@@ -419,7 +419,7 @@ def test_integration_is_a_namespace_package_beside_llama_index_core() -> None:
     import llama_index
     import llama_index.core
 
-    package_root = REPO_ROOT / "integrations" / "llama_index"
+    package_root = REPO_ROOT / "integrations" / "llama_index" / "llama_index"
     assert not (package_root / "__init__.py").exists()
     assert not (package_root / "vector_stores" / "__init__.py").exists()
     assert (package_root / "vector_stores" / "pomaidb" / "__init__.py").exists()

@@ -113,6 +113,7 @@ class PomaiDBVectorStore(VectorStore):
 
     @property
     def embeddings(self) -> Embeddings:
+        """The Embeddings this store was built with."""
         return self.embedding
 
     @property
@@ -177,6 +178,7 @@ class PomaiDBVectorStore(VectorStore):
         ids: list[str] | None = None,
         **kwargs: Any,
     ) -> Self:
+        """Async twin of `from_texts`."""
         store = cls(embedding, **kwargs)
         await store.aadd_texts(texts, metadatas, ids=ids)
         return store
@@ -216,10 +218,12 @@ class PomaiDBVectorStore(VectorStore):
         batch_size: int | None = None,
         show_progress: bool | None = None,
     ) -> list[str]:
+        """Async twin of `add_texts`: embeds with `aembed_documents`, writes with the engine's coroutines."""
         items = records.items_from_texts(texts, metadatas, ids)
         return await self._aingest(items, _length(texts), batch_size, show_progress)
 
     async def aadd_documents(self, documents: list[Document], **kwargs: Any) -> list[str]:
+        """Async twin of `add_documents`."""
         items = records.items_from_documents(documents, kwargs.pop("ids", None))
         return await self._aingest(items, len(documents), **_ingest_options(kwargs))
 
@@ -347,6 +351,7 @@ class PomaiDBVectorStore(VectorStore):
         return records.documents_for(wanted, membrane.get_batch(_engine_ids(wanted)))
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        """Async twin of `get_by_ids`."""
         wanted = _distinct(ids)
         membrane = self._open_membrane()
         if membrane is None or not wanted:
@@ -372,12 +377,17 @@ class PomaiDBVectorStore(VectorStore):
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[Document]:
+        """The k Documents nearest to `embedding` that match `filter`, best first."""
         pairs = self.similarity_search_with_score_by_vector(embedding, k, filter, **kwargs)
         return [doc for doc, _ in pairs]
 
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
+        """(Document, score) pairs nearest to `embedding`, best first.
+
+        The score is the engine's: higher is more similar (see relevance.py for [0, 1] maps).
+        """
         _check_positive("k", k)
         options = _search_options(kwargs)
         membrane = self._open_membrane(dim=len(embedding))
@@ -403,24 +413,28 @@ class PomaiDBVectorStore(VectorStore):
     async def asimilarity_search(
         self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[Document]:
+        """Async twin of `similarity_search`."""
         pairs = await self.asimilarity_search_with_score(query, k, filter, **kwargs)
         return [doc for doc, _ in pairs]
 
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
+        """Async twin of `similarity_search_with_score`."""
         vector = await self.embedding.aembed_query(query)
         return await self.asimilarity_search_with_score_by_vector(vector, k, filter, **kwargs)
 
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[Document]:
+        """Async twin of `similarity_search_by_vector`."""
         pairs = await self.asimilarity_search_with_score_by_vector(embedding, k, filter, **kwargs)
         return [doc for doc, _ in pairs]
 
     async def asimilarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
+        """Async twin of `similarity_search_with_score_by_vector`."""
         _check_positive("k", k)
         options = _search_options(kwargs)
         membrane = self._open_membrane(dim=len(embedding))
@@ -473,6 +487,10 @@ class PomaiDBVectorStore(VectorStore):
         filter: Filter = None,
         **kwargs: Any,
     ) -> list[Document]:
+        """MMR over the `fetch_k` Documents nearest to `embedding`: k of them, best first.
+
+        `lambda_mult` balances similarity (1) against diversity (0).
+        """
         _check_mmr_arguments(k, fetch_k, lambda_mult)
         options = _search_options(kwargs)
         membrane = self._open_membrane(dim=len(embedding))
@@ -492,6 +510,7 @@ class PomaiDBVectorStore(VectorStore):
         filter: Filter = None,
         **kwargs: Any,
     ) -> list[Document]:
+        """Async twin of `max_marginal_relevance_search`."""
         vector = await self.embedding.aembed_query(query)
         return await self.amax_marginal_relevance_search_by_vector(
             vector, k, fetch_k, lambda_mult, filter, **kwargs
@@ -506,6 +525,7 @@ class PomaiDBVectorStore(VectorStore):
         filter: Filter = None,
         **kwargs: Any,
     ) -> list[Document]:
+        """Async twin of `max_marginal_relevance_search_by_vector`."""
         _check_mmr_arguments(k, fetch_k, lambda_mult)
         options = _search_options(kwargs)
         membrane = self._open_membrane(dim=len(embedding))

@@ -19,16 +19,19 @@ from collections.abc import Callable
 
 
 def cosine_relevance(score: float) -> float:
+    """A cosine similarity in [-1, 1] as a relevance in [0, 1]."""
     # Clamped only against float32 rounding (a self-match can score 1.0000001).
     return min(1.0, max(0.0, (1.0 + score) / 2.0))
 
 
 def l2_relevance(score: float) -> float:
+    """A negated squared distance (<= 0) as a relevance in (0, 1]: 1 / (1 + distance)."""
     squared_distance = max(0.0, -score)
     return 1.0 / (1.0 + squared_distance)
 
 
 def ip_relevance(score: float) -> float:
+    """An inner product as a relevance in (0, 1): the logistic function of the score."""
     # Two branches so that exp() never overflows for large |score|.
     if score >= 0.0:
         return 1.0 / (1.0 + math.exp(-score))

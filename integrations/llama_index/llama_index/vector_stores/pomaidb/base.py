@@ -29,6 +29,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQueryMode,
     VectorStoreQueryResult,
 )
+from tqdm import tqdm
 from typing_extensions import Self
 
 import pomaidb_core as pdb
@@ -53,6 +54,7 @@ DEFAULT_MMR_PREFETCH_FACTOR = 4  # MMR re-ranks this many times similarity_top_k
 # The keyword arguments query()/aquery() read (VectorIndexRetriever passes its
 # vector_store_kwargs); any other is reported by a warning, never silently dropped.
 QUERY_KWARGS = ("exact", "mmr_threshold", "mmr_prefetch_factor", "mmr_prefetch_k", "pomaidb_filter")
+PROGRESS_BATCH_SIZE = 256  # nodes per engine batch when add() shows progress
 
 
 class PomaiDBVectorStore(BasePydanticVectorStore):
@@ -127,6 +129,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     @classmethod
     def class_name(cls) -> str:
+        """The name LlamaIndex serialises this store under."""
         return "PomaiDBVectorStore"
 
     @property
@@ -147,18 +150,30 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     # -- writes ---------------------------------------------------------------
 
-    def add(self, nodes: Sequence[BaseNode], **add_kwargs: Any) -> list[str]:
-        """Upsert `nodes` (each needs an embedding); returns their ids in order."""
+    def add(
+        self, nodes: Sequence[BaseNode], *, show_progress: bool = False, **add_kwargs: Any
+    ) -> list[str]:
+        """Upsert `nodes` (each needs an embedding); returns their ids in order.
+
+        Every node is checked before anything is written. `show_progress=True` draws a tqdm
+        bar and writes PROGRESS_BATCH_SIZE nodes per engine batch (otherwise one batch).
+        """
         batch = unique_nodes(nodes)
         if not batch:
             return []
         ids, vectors, metadatas = _to_columns(batch)
         membrane = self._membrane_for(vectors.shape[1])
         check_no_collisions([n.node_id for n in batch], membrane.get_batch(ids))
-        membrane.put_batch(ids, vectors, metadatas)
+        with _progress_bar(len(ids), show_progress) as bar:
+            for part in _slices(len(ids), show_progress):
+                membrane.put_batch(ids[part], vectors[part], metadatas[part])
+                bar.update(part.stop - part.start)
         return [node.node_id for node in nodes]
 
-    async def async_add(self, nodes: Sequence[BaseNode], **kwargs: Any) -> list[str]:
+    async def async_add(
+        self, nodes: Sequence[BaseNode], *, show_progress: bool = False, **kwargs: Any
+    ) -> list[str]:
+        """Like add(), awaiting the engine's coroutines."""
         batch = unique_nodes(nodes)
         if not batch:
             return []
@@ -168,7 +183,10 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
             # Creating the membrane commits the manifest (fsyncs): off the event loop, once.
             membrane = await asyncio.to_thread(self._membrane_for, vectors.shape[1])
         check_no_collisions([n.node_id for n in batch], await membrane.aget_batch(ids))
-        await membrane.aput_batch(ids, vectors, metadatas)
+        with _progress_bar(len(ids), show_progress) as bar:
+            for part in _slices(len(ids), show_progress):
+                await membrane.aput_batch(ids[part], vectors[part], metadatas[part])
+                bar.update(part.stop - part.start)
         return [node.node_id for node in nodes]
 
     def delete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
@@ -177,6 +195,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
             self._collection.delete_where({REF_DOC_ID_KEY: ref_doc_id})
 
     async def adelete(self, ref_doc_id: str, **delete_kwargs: Any) -> None:
+        """Async twin of `delete`."""
         if self._collection is not None:
             await self._collection.adelete_where({REF_DOC_ID_KEY: ref_doc_id})
 
@@ -206,6 +225,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         filters: MetadataFilters | None = None,
         **delete_kwargs: Any,
     ) -> None:
+        """Async twin of `delete_nodes`."""
         membrane, where = self._collection, to_engine_filter(filters)
         if membrane is None or not _deletes_anything(node_ids, where):
             return
@@ -221,6 +241,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
             self._collection.clear()
 
     async def aclear(self) -> None:
+        """Async twin of `clear`."""
         if self._collection is not None:
             await self._collection.aclear()
 
@@ -250,6 +271,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         node_ids: list[str] | None = None,
         filters: MetadataFilters | None = None,
     ) -> list[BaseNode]:
+        """Async twin of `get_nodes`."""
         membrane, where = self._collection, to_engine_filter(filters)
         if membrane is None or node_ids == []:
             return []
@@ -274,6 +296,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         return _result(plan.mmr_pick(hits, stored))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
+        """Async twin of `query`: the search fans out to every shard concurrently."""
         plan = _QueryPlan(query, kwargs, self.exact)
         membrane = self._collection
         if membrane is None:
@@ -376,6 +399,15 @@ def _result(hits: Sequence[Any]) -> VectorStoreQueryResult:
         similarities=[float(hit.score) for hit in hits],
         ids=[node.node_id for node in nodes],
     )
+
+
+def _slices(total: int, in_steps: bool) -> list[slice]:
+    step = PROGRESS_BATCH_SIZE if in_steps else total
+    return [slice(start, min(start + step, total)) for start in range(0, total, step)]
+
+
+def _progress_bar(total: int, shown: bool) -> tqdm:
+    return tqdm(total=total, disable=not shown, desc="Adding nodes", unit="node")
 
 
 def _to_columns(nodes: Sequence[BaseNode]) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:

@@ -24,15 +24,19 @@ _EMPTY_FEATURE = "\x00empty"  # what a text without words (or whose hashes cance
 
 
 class HashingEmbeddings(Embeddings):
+    """Deterministic, offline, lexical embeddings of `dim` floats (see the module docstring)."""
+
     def __init__(self, dim: int = 256) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
             raise pdb.InvalidArgumentError(f"dim must be an int >= 2, got {dim!r}")
         self.dim = dim
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """One unit-length vector per text."""
         return [self.embed_query(text) for text in texts]
 
     def embed_query(self, text: str) -> list[float]:
+        """The unit-length vector of one text."""
         words = _WORD.findall(text.lower())
         features = [(word, 1.0) for word in words]
         features += [(f"{a} {b}", 1.0) for a, b in itertools.pairwise(words)]
@@ -47,9 +51,11 @@ class HashingEmbeddings(Embeddings):
     # Hashing is a few microseconds of CPU per text: computing it in the coroutine keeps the
     # async path free of thread hops.
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Async twin of `embed_documents` (computed inline: no thread hop)."""
         return self.embed_documents(texts)
 
     async def aembed_query(self, text: str) -> list[float]:
+        """Async twin of `embed_query` (computed inline: no thread hop)."""
         return self.embed_query(text)
 
     def _hashed(self, features: list[tuple[str, float]]) -> np.ndarray:

@@ -1,8 +1,0 @@
-"""PomaiDB vector store for LlamaIndex: `pip install "pomaidb[llamaindex]"`.
-
-from llama_index.vector_stores.pomaidb import PomaiDBVectorStore
-"""
-
-from llama_index.vector_stores.pomaidb.base import PomaiDBVectorStore
-
-__all__ = ["PomaiDBVectorStore"]
