@@ -384,12 +384,22 @@ class DB:
         return reply
 
     def _mailbox(self, shard: int) -> Mailbox:
+        return self._shard(shard).mailbox
+
+    def _shard(self, shard: int) -> Shard:
         self._require_open()
         shards = self._shards
         if shard >= len(shards):  # closed between the check above and here
             raise ClosedError(f"the database at {self.path} was closed meanwhile; call db.open() "
                               "to reopen it")
-        return shards[shard].mailbox
+        return shards[shard]
+
+    def _read(self, shard: int, kind: str, *args: Any) -> Any:
+        """A read command run on the calling thread (Shard.read): no mailbox, no thread hop."""
+        return self._shard(shard).read(kind, *args)
+
+    def _read_all(self, kind: str, *args: Any) -> list:
+        return [self._read(i, kind, *args) for i in range(self.shard_count)]
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()
@@ -415,7 +425,7 @@ class DB:
 
     def _scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
         for shard in range(self.shard_count):
-            snapshot = self._call(shard, "snapshot", membrane_id, flt)
+            snapshot = self._read(shard, "snapshot", membrane_id, flt)
             yield from snapshot.records()
 
 

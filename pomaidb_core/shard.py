@@ -48,6 +48,7 @@ from .mailbox import WRITE_KINDS, Command, Mailbox, resolve, start
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .memtable import Memtable
 from .options import Options
+from .rwlock import RWLock
 from .worker import BackgroundWorker
 
 _MAX_PENDING_GENERATIONS = 2
@@ -101,6 +102,10 @@ class Shard:
         self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
                                         daemon=True)
         self._opened: Future = Future()
+        # Readers on other threads traverse _states under its shared side; this thread takes
+        # the exclusive side whenever it changes what they traverse (see `read`).
+        self._state_lock = RWLock()
+        self._readable = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,6 +127,7 @@ class Shard:
         except BaseException as exc:  # reported to DB.open, which closes everything
             self._opened.set_exception(exc)
             return
+        self._readable = True
         self._opened.set_result(None)
         try:
             self._loop()
@@ -216,9 +222,25 @@ class Shard:
         for job in self._compactions.values():
             self._fail_waiters(job.waiters,
                                ClosedError("the database closed before the compaction finished"))
-        for state in self._states.values():
-            for seg in state.segments:
-                seg.release()
+        with self._state_lock.write():
+            self._readable = False
+            for state in self._states.values():
+                for seg in state.segments:
+                    seg.release()
+
+    # ------------------------------------------------------------------ reads from any thread
+
+    def read(self, kind: str, *args):
+        """Run the read command `kind` on the calling thread, beside this shard's thread.
+
+        Reads never queue behind writes, freezes, compactions or backpressure: they
+        wait at most for this thread to finish applying one group. What they see
+        includes every write acknowledged before the call.
+        """
+        with self._state_lock.read():
+            if not self._readable:
+                raise ClosedError("the database was closed; call db.open() to reopen it")
+            return getattr(self, "_do_" + kind)(*args)
 
     # ------------------------------------------------------------------ the loop
 
@@ -283,9 +305,11 @@ class Shard:
             for command, _, _ in group:
                 _fail(command, copy_for_caller(self._write_error))
             return
-        for command, apply, result in group:
-            if apply is not None:
-                apply()
+        with self._state_lock.write():
+            for _, apply, _ in group:
+                if apply is not None:
+                    apply()
+        for command, _, result in group:
             if isinstance(result, _PartLogged):  # the batch's decision answers the caller
                 self._parts_waiting[result.batch] = (result.seq, command)
                 result.batch.vote(None)
@@ -316,13 +340,20 @@ class Shard:
     def _state(self, membrane_id: int) -> MembraneState:
         state = self._states.get(membrane_id)
         if state is None:
-            meta = self._catalog.get(membrane_id)
-            if meta is None:
-                name = self._dropped.get(membrane_id, f"with id {membrane_id}")
-                raise NotFoundError(f"membrane {name} was dropped")
-            state = MembraneState(meta, Memtable(meta.dim))
+            state = self._read_state(membrane_id)
             self._states[membrane_id] = state
         return state
+
+    def _read_state(self, membrane_id: int) -> MembraneState:
+        """The state readers see: like _state, but never adds one (only this thread does)."""
+        state = self._states.get(membrane_id)
+        if state is not None:
+            return state
+        meta = self._catalog.get(membrane_id)
+        if meta is None:
+            name = self._dropped.get(membrane_id, f"with id {membrane_id}")
+            raise NotFoundError(f"membrane {name} was dropped")
+        return MembraneState(meta, Memtable(meta.dim))
 
     def _append(self, kind: int, payload: bytes) -> int:
         assert self._wal is not None, "writes are refused before reaching a read-only shard"
@@ -368,7 +399,8 @@ class Shard:
         taken = self._prepared.take(seq)
         if taken is not None:
             state, batch = taken
-            self._apply(state, batch, seq)  # type: ignore[arg-type]
+            with self._state_lock.write():
+                self._apply(state, batch, seq)  # type: ignore[arg-type]
 
     def _log_abort(self, seq: int) -> None:
         """Best effort: if the log refuses even this, replay keeps the part (outcome unknown)."""
@@ -403,32 +435,33 @@ class Shard:
 
     def _do_drop(self, membrane_id: int, name: str) -> None:
         self._dropped[membrane_id] = repr(name)
-        state = self._states.pop(membrane_id, None)
-        if state is not None:
-            for seg in state.segments:
-                seg.retire()
+        with self._state_lock.write():
+            state = self._states.pop(membrane_id, None)
+            if state is not None:
+                for seg in state.segments:
+                    seg.retire()
 
     # ------------------------------------------------------------------ reads
 
     def _do_get(self, membrane_id: int, ids: list[int]) -> list:
-        state = self._state(membrane_id)
+        state = self._read_state(membrane_id)
         return [state.lookup(key) for key in ids]
 
     def _do_exists(self, membrane_id: int, ids: list[int]) -> list[bool]:
-        state = self._state(membrane_id)
+        state = self._read_state(membrane_id)
         return [state.is_live(key) for key in ids]
 
     def _do_count(self, membrane_id: int) -> int:
-        return self._state(membrane_id).count()
+        return self._read_state(membrane_id).count()
 
     def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams) -> list:
         """Per query: [(score, id, metadata)], best first, at most k."""
-        found = self._state(membrane_id).search(queries, params)
+        found = self._read_state(membrane_id).search(queries, params)
         return [[(score, key, layer_metadata(layer, row)) for score, key, layer, row in hits]
                 for hits in found]
 
     def _do_snapshot(self, membrane_id: int, flt) -> Snapshot:
-        return Snapshot(self._state(membrane_id), flt)
+        return Snapshot(self._read_state(membrane_id), flt)
 
     def _do_stats(self) -> dict:
         out = {}
@@ -484,11 +517,12 @@ class Shard:
             # be covered by the next one's wal_covered without being saved).
             self._rotate_wal()
             generation = Generation(self._wal.next_seq - 1, tables)
-            for mid, table in tables.items():
-                state = self._states[mid]
-                table.frozen = True
-                state.frozen.insert(0, table)
-                state.active = Memtable(state.meta.dim)
+            with self._state_lock.write():
+                for mid, table in tables.items():
+                    state = self._states[mid]
+                    table.frozen = True
+                    state.frozen.insert(0, table)
+                    state.active = Memtable(state.meta.dim)
             self._pending.append(generation)
         if waiter is not None:
             if self._pending:
@@ -613,16 +647,17 @@ class Shard:
                 next_segment_id=max(manifest.next_segment_id, top + 1))
 
         self._store.commit(edit)
-        for item in built:
-            state = self._states.get(item.membrane_id)
-            if state is None:
-                item.live.retire()
-                continue
-            state.set_segments([item.live, *state.segments])
-        for mid, table in generation.tables.items():
-            state = self._states.get(mid)
-            if state is not None:
-                state.frozen.remove(table)
+        with self._state_lock.write():
+            for item in built:
+                state = self._states.get(item.membrane_id)
+                if state is None:
+                    item.live.retire()
+                    continue
+                state.set_segments([item.live, *state.segments])
+            for mid, table in generation.tables.items():
+                state = self._states.get(mid)
+                if state is not None:
+                    state.frozen.remove(table)
 
     # ------------------------------------------------------------------ compaction
 
@@ -707,9 +742,10 @@ class Shard:
         self._store.commit(edit)
         state = self._states[mid]
         kept = [seg for seg in state.segments if seg.meta.segment_id not in input_ids]
-        state.set_segments(kept + ([output.live] if output is not None else []))
-        for seg in job.inputs:
-            seg.retire()
+        with self._state_lock.write():
+            state.set_segments(kept + ([output.live] if output is not None else []))
+            for seg in job.inputs:
+                seg.retire()
 
 
 _DEFERRED = object()  # the command's future is resolved later (freeze, compaction)
