@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -97,6 +98,7 @@ class Shard:
         self._prepared = txn.PreparedParts()  # logged parts of cross-shard batches, undecided
         self._parts_waiting: dict[txn.CrossShardBatch, tuple[int, Command]] = {}
         self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
+        self._last_write = 0.0  # time.monotonic() of the last write taken (idle freeze)
         self._pending: list[Generation] = []
         self._compactions: dict[int, CompactionJob] = {}
         self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
@@ -247,7 +249,10 @@ class Shard:
     def _loop(self) -> None:
         limit = self._options.group_commit_max
         while True:
-            for command in self.mailbox.drain(limit):
+            commands = self.mailbox.drain(limit, timeout=self._idle_wait())
+            if self._idle_wait() == 0:  # no write for idle_freeze_seconds: save a bulk load
+                self._maybe_freeze(self._options.idle_freeze_min_records)
+            for command in commands:
                 if not start(command.future):  # its caller gave up before the shard took it
                     _vote(command, PomaiError("the call was cancelled before its shard ran it"))
                     continue
@@ -274,6 +279,7 @@ class Shard:
         self._stage_write(command)
 
     def _stage_write(self, command: Command) -> None:
+        self._last_write = time.monotonic()
         try:
             if self._write_error is not None:
                 # A fresh error each time: re-raising one instance would grow its traceback
@@ -487,12 +493,22 @@ class Shard:
 
     # ------------------------------------------------------------------ freeze
 
-    def _maybe_freeze(self) -> None:
+    def _idle_wait(self) -> float | None:
+        """Seconds until the memtables count as idle (0: they do); None: no idle freeze due."""
+        options = self._options
+        if (not options.auto_freeze or not options.idle_freeze_seconds or self._wal is None
+                or sum(s.active.n for s in self._states.values()) < options.idle_freeze_min_records):
+            return None
+        return max(0.0, self._last_write + options.idle_freeze_seconds - time.monotonic())
+
+    def _maybe_freeze(self, min_records: int | None = None) -> None:
+        """Freeze when the memtables are full (or, when idle, hold at least `min_records`)."""
         if not self._options.auto_freeze or self._wal is None or self._prepared:
             return
         records_ = sum(s.active.n for s in self._states.values())
         nbytes = sum(s.active.nbytes for s in self._states.values())
-        if records_ >= self._options.memtable_limit or nbytes >= self._options.memtable_limit_bytes:
+        full = records_ >= self._options.memtable_limit or nbytes >= self._options.memtable_limit_bytes
+        if full or (min_records is not None and records_ >= min_records):
             try:
                 self._freeze(None)
             except StorageError:
