@@ -99,6 +99,7 @@ class Shard:
         self._parts_waiting: dict[txn.CrossShardBatch, tuple[int, Command]] = {}
         self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
         self._last_write = 0.0  # time.monotonic() of the last write taken (idle freeze)
+        self._unstarted: list[Command] = []  # drained after the stop command: never run
         self._pending: list[Generation] = []
         self._compactions: dict[int, CompactionJob] = {}
         self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
@@ -187,7 +188,7 @@ class Shard:
         for command in self._parked:  # taken, so already running
             _fail(command, copy_for_caller(closed))
         self._parked.clear()
-        leftover = self.mailbox.close()
+        leftover = [*self._unstarted, *self.mailbox.close()]
         while leftover or self._parts_waiting:
             command = leftover.pop(0) if leftover else self.mailbox.take()
             if command.kind == "decide":
@@ -252,13 +253,14 @@ class Shard:
             commands = self.mailbox.drain(limit, timeout=self._idle_wait())
             if self._idle_wait() == 0:  # no write for idle_freeze_seconds: save a bulk load
                 self._maybe_freeze(self._options.idle_freeze_min_records)
-            for command in commands:
+            for position, command in enumerate(commands):
+                if command.kind == "stop":
+                    self._commit_group()
+                    self._unstarted = commands[position + 1 :]  # _close_parts answers them
+                    return
                 if not start(command.future):  # its caller gave up before the shard took it
                     _vote(command, PomaiError("the call was cancelled before its shard ran it"))
                     continue
-                if command.kind == "stop":
-                    self._commit_group()
-                    return
                 if command.kind in WRITE_KINDS:
                     self._write(command)
                 else:
