@@ -1,0 +1,171 @@
+"""One crash round: start writer.py, let it die by SIGKILL, reopen the database, check it.
+
+How the writer dies (`Kill`):
+
+* `after_s`: the parent SIGKILLs it that long after it said "ready" (or,
+  with `before_ready`, after "opening": a kill during recovery);
+* `odds`: POMAIDB_TEST_KILL_ODDS, the child kills itself at a random file-system step;
+* `step`: writer.STEP_ENV, the child kills itself at the n-th occurrence of one
+  file-system step (a WAL rotation, a segment or manifest rename, the unlink
+  of covered WAL files, ...).
+
+The child must die of SIGKILL and of nothing else: an exit status other than
+-SIGKILL, or an exit before the parent killed it, fails the round with the
+child's stderr in the message (a writer that died of an exception would
+otherwise pass as a crash that lost nothing).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from acked import AckedWrites, CheckCounts
+from writer import OPTIONS, STEP_ENV
+
+import pomaidb_core as pdb
+
+WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "writer.py")
+SYNC_POLICIES = ("always", "batch", "never")
+READY_TIMEOUT_S = 30.0
+STEP_DEADLINE_S = 15.0  # a child still alive then is killed by the parent (its step never came)
+
+# Targeted steps, with how many occurrences to let pass (1..max) before the kill. writer.py's
+# workload makes each at least 50 times a second; the first WAL creations are the open's.
+STEPS = {
+    "before:create:wal": 20,  # WAL rotation: a drain's earlier records are written, the new file not yet
+    "after:create:wal": 20,  # the new WAL file exists, its directory entry is not yet synced
+    "before:write:wal": 100,  # a multi-command drain's one write()
+    "before:fsync:wal": 100,
+    "before:rename:segment": 20,  # freeze or compaction: the segment is written, not yet named
+    "after:rename:sidecar": 20,
+    "before:rename:manifest": 20,  # the commit point of a freeze or compaction
+    "after:rename:manifest": 20,  # committed; the old manifest and covered WAL files still there
+    "before:unlink:wal": 20,  # dropping covered WAL files after a freeze
+    "after:unlink:wal": 20,
+    "before:unlink:segment": 20,  # compaction inputs retired
+}
+
+
+@dataclass(frozen=True)
+class Kill:
+    after_s: float | None = None
+    before_ready: bool = False
+    odds: int | None = None
+    step: str | None = None  # "<when>:<op>:<kind>:<n>"
+
+    def describe(self) -> str:
+        if self.odds is not None:
+            return f"POMAIDB_TEST_KILL_ODDS={self.odds}"
+        if self.step is not None:
+            return f"at step {self.step}"
+        return f"SIGKILL {self.after_s:.3f}s after {'opening' if self.before_ready else 'ready'}"
+
+
+def random_kill(rng: random.Random, kinds: tuple[str, ...] = ("time", "odds", "step")) -> Kill:
+    kind = rng.choice(kinds)
+    if kind == "odds":
+        return Kill(odds=rng.randint(100, 1500))
+    if kind == "step":
+        step = rng.choice(sorted(STEPS))
+        return Kill(step=f"{step}:{rng.randint(1, STEPS[step])}")
+    if rng.random() < 0.1:
+        return Kill(after_s=rng.uniform(0.0, 0.05), before_ready=True)
+    return Kill(after_s=rng.uniform(0.0, 0.5))
+
+
+class WriterFailed(AssertionError):
+    """The writer child died some other way than the SIGKILL the round planned."""
+
+
+@dataclass
+class Outcome:
+    lines: list[str]
+    step_hit: bool  # the child's own step or odds kill fired (not the parent's fallback)
+
+
+def run_writer(path: str, sync: str, version_base: int, kill: Kill, action: str = "kill") -> Outcome:
+    env = dict(os.environ)
+    env.pop("POMAIDB_TEST_KILL_ODDS", None)
+    env.pop(STEP_ENV, None)
+    if kill.odds is not None:
+        env["POMAIDB_TEST_KILL_ODDS"] = str(kill.odds)
+    if kill.step is not None:
+        env[STEP_ENV] = f"{action}:{kill.step}"
+    child = subprocess.Popen([sys.executable, WRITER, path, sync, str(version_base)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    lines: list[str] = []
+    stderr: list[bytes] = []
+    ready = threading.Event()  # the line the kill is timed from has come
+    marker = b"opening\n" if kill.before_ready else b"ready\n"
+
+    def read_stdout() -> None:
+        for raw in child.stdout:
+            if raw.endswith(b"\n"):
+                lines.append(raw.decode())
+                if raw == marker:
+                    ready.set()
+
+    readers = [threading.Thread(target=read_stdout, daemon=True),
+               threading.Thread(target=lambda: stderr.append(child.stderr.read()), daemon=True)]
+    for reader in readers:
+        reader.start()
+    killed_by_parent = _kill(child, kill, ready)
+    returncode = child.wait(timeout=60)
+    for reader in readers:
+        reader.join(timeout=10)
+    step_hit = not killed_by_parent and kill.after_s is None
+    if returncode != -signal.SIGKILL or (kill.after_s is not None and not killed_by_parent):
+        how = f"exit status {returncode}" + ("" if killed_by_parent else " before the parent killed it")
+        raise WriterFailed(f"the writer ({sync}, {kill.describe()}) died of {how}, not of the planned "
+                           f"SIGKILL; its stderr:\n{b''.join(stderr).decode(errors='replace')}")
+    return Outcome(lines, step_hit)
+
+
+def _kill(child: subprocess.Popen, kill: Kill, ready: threading.Event) -> bool:
+    """Wait for the planned moment and SIGKILL the child; True if the parent sent the kill."""
+    if kill.after_s is None:
+        try:
+            child.wait(timeout=STEP_DEADLINE_S)
+            return False
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGKILL)
+            return True
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not ready.wait(0.01) and child.poll() is None and time.monotonic() < deadline:
+        pass
+    try:
+        child.wait(timeout=kill.after_s)
+        return False  # it died on its own
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGKILL)
+        return True
+
+
+@dataclass
+class CrashSeries:
+    """A directory written by a series of killed writers, each followed by a check."""
+
+    path: str
+    acked: AckedWrites
+    rounds: int = 0
+    step_hits: int = 0
+
+    @classmethod
+    def fresh(cls, path: str) -> CrashSeries:
+        return cls(path, AckedWrites())
+
+    def run(self, sync: str, kill: Kill) -> CheckCounts:
+        outcome = run_writer(self.path, sync, self.rounds << 24, kill)
+        self.rounds += 1
+        self.step_hits += outcome.step_hit
+        for line in outcome.lines:
+            self.acked.feed(line)
+        with pdb.open(self.path, **OPTIONS) as db:
+            return self.acked.check(db)
