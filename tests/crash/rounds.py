@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from acked import AckedWrites, CheckCounts
+from acked import AckedWrites, CheckCounts, LostWrite
 from writer import OPTIONS, STEP_ENV
 
 import pomaidb_core as pdb
@@ -60,6 +61,10 @@ class Kill:
     odds: int | None = None
     step: str | None = None  # "<when>:<op>:<kind>:<n>"
 
+    @property
+    def kind(self) -> str:
+        return "random io step" if self.odds is not None else "chosen step" if self.step else "random time"
+
     def describe(self) -> str:
         if self.odds is not None:
             return f"POMAIDB_TEST_KILL_ODDS={self.odds}"
@@ -68,16 +73,31 @@ class Kill:
         return f"SIGKILL {self.after_s:.3f}s after {'opening' if self.before_ready else 'ready'}"
 
 
-def random_kill(rng: random.Random, kinds: tuple[str, ...] = ("time", "odds", "step")) -> Kill:
-    kind = rng.choice(kinds)
-    if kind == "odds":
-        return Kill(odds=rng.randint(100, 1500))
-    if kind == "step":
-        step = rng.choice(sorted(STEPS))
-        return Kill(step=f"{step}:{rng.randint(1, STEPS[step])}")
-    if rng.random() < 0.1:
+KILL_KINDS = ("random time", "random io step", "chosen step", "step not reached")
+
+
+def random_kill(rng: random.Random) -> Kill:
+    kind = rng.choice(KILL_KINDS[:3])
+    if kind == "random io step":
+        return random_odds_kill(rng)
+    if kind == "chosen step":
+        return step_kill(rng, rng.choice(sorted(STEPS)))
+    return random_time_kill(rng)
+
+
+def random_time_kill(rng: random.Random) -> Kill:
+    if rng.random() < 0.2:
         return Kill(after_s=rng.uniform(0.0, 0.05), before_ready=True)
-    return Kill(after_s=rng.uniform(0.0, 0.5))
+    return Kill(after_s=rng.uniform(0.02, 0.5))
+
+
+def random_odds_kill(rng: random.Random) -> Kill:
+    return Kill(odds=rng.randint(100, 1500))
+
+
+def step_kill(rng: random.Random, step: str) -> Kill:
+    """A kill at the n-th occurrence of `step` ("<when>:<op>:<kind>", a key of STEPS), n random."""
+    return Kill(step=f"{step}:{rng.randint(1, STEPS[step])}")
 
 
 class WriterFailed(AssertionError):
@@ -161,11 +181,72 @@ class CrashSeries:
     def fresh(cls, path: str) -> CrashSeries:
         return cls(path, AckedWrites())
 
-    def run(self, sync: str, kill: Kill) -> CheckCounts:
+    def run(self, sync: str, kill: Kill, keep_crashed: bool = False) -> CheckCounts:
+        """One killed writer, then the check; `keep_crashed` copies the directory to `<path>.crashed` first."""
         outcome = run_writer(self.path, sync, self.rounds << 24, kill)
         self.rounds += 1
         self.step_hits += outcome.step_hit
         for line in outcome.lines:
             self.acked.feed(line)
+        if keep_crashed and os.path.isdir(self.path):
+            shutil.rmtree(self.path + ".crashed", ignore_errors=True)
+            shutil.copytree(self.path, self.path + ".crashed")
         with pdb.open(self.path, **OPTIONS) as db:
             return self.acked.check(db)
+
+
+# ---------------------------------------------------------------------------- the soak
+
+FRESH_EVERY = 50  # rounds per directory: long enough to recover recovered databases, then a new one
+
+
+class SoakFailure(AssertionError):
+    """A soak round lost an acknowledged write or its writer died wrongly; says how to find it again."""
+
+
+@dataclass
+class SoakReport:
+    rounds: int = 0
+    kills: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KILL_KINDS, 0))
+    acked_ops: int = 0
+    ids: int = 0
+    lost: int = 0
+
+    def summary(self) -> str:
+        kinds = ", ".join(f"{kind} {n}" for kind, n in self.kills.items())
+        return (f"rounds: {self.rounds}; kills: {sum(self.kills.values())} ({kinds}); acknowledged "
+                f"writes checked: {self.acked_ops} (id states they pinned: {self.ids}); lost: {self.lost}")
+
+
+def soak(rounds: int, seed: int, syncs: tuple[str, ...], workdir: str, log=print) -> SoakReport:
+    """`rounds` crash rounds with random sync policies and kills; raises SoakFailure on the first loss.
+
+    The directory of a failed round is left in `workdir`, with a copy taken
+    before the check reopened it (`<db>.crashed`).
+    """
+    rng = random.Random(seed)
+    report = SoakReport()
+    started = time.monotonic()
+    series = CrashSeries.fresh(os.path.join(workdir, "db-0"))
+    for index in range(rounds):
+        if index and index % FRESH_EVERY == 0:
+            shutil.rmtree(series.path)
+            shutil.rmtree(series.path + ".crashed", ignore_errors=True)
+            series = CrashSeries.fresh(os.path.join(workdir, f"db-{index}"))
+        sync, kill = rng.choice(syncs), random_kill(rng)
+        try:
+            hits_before = series.step_hits
+            counts = series.run(sync, kill, keep_crashed=True)
+        except (LostWrite, WriterFailed) as exc:
+            report.lost += isinstance(exc, LostWrite)
+            log(report.summary())
+            raise SoakFailure(f"round {index} of seed {seed} ({sync}, {kill.describe()}) failed; its directory "
+                              f"is {series.path} (as the kill left it: {series.path}.crashed)\n{exc}") from exc
+        report.rounds += 1
+        report.kills[kill.kind if kill.after_s is not None or series.step_hits > hits_before
+                     else "step not reached"] += 1
+        report.acked_ops += counts.acked_ops
+        report.ids += counts.ids
+        if (index + 1) % 50 == 0:
+            log(f"round {index + 1}/{rounds} after {time.monotonic() - started:.0f}s: {report.summary()}")
+    return report

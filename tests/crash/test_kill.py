@@ -19,7 +19,17 @@ import random
 
 import pytest
 from acked import AckedWrites, LostWrite
-from rounds import STEPS, SYNC_POLICIES, CrashSeries, Kill, WriterFailed, run_writer
+from rounds import (
+    STEPS,
+    SYNC_POLICIES,
+    CrashSeries,
+    Kill,
+    WriterFailed,
+    random_odds_kill,
+    random_time_kill,
+    run_writer,
+    step_kill,
+)
 from writer import DIM, MEMBRANE, OPTIONS, vector_of
 
 import pomaidb_core as pdb
@@ -96,14 +106,8 @@ def test_a_writer_that_exits_before_it_is_killed_fails_the_round(tmp_path):
 def test_acknowledged_writes_survive_sigkill_at_random_times(tmp_path, sync):
     rng = random.Random(f"time-{sync}")
     series = CrashSeries.fresh(str(tmp_path / "db"))
-    checked = sum(series.run(sync, _random_time(rng)).acked_ops for _ in range(8))
+    checked = sum(series.run(sync, random_time_kill(rng)).acked_ops for _ in range(8))
     assert checked > 500, "the writers barely ran: the rounds proved little"
-
-
-def _random_time(rng: random.Random) -> Kill:
-    if rng.random() < 0.25:
-        return Kill(after_s=rng.uniform(0.0, 0.05), before_ready=True)
-    return Kill(after_s=rng.uniform(0.05, 0.5))
 
 
 @pytest.mark.parametrize("sync", SYNC_POLICIES)
@@ -111,7 +115,7 @@ def test_acknowledged_writes_survive_sigkill_at_random_io_steps(tmp_path, sync):
     rng = random.Random(f"odds-{sync}")
     series = CrashSeries.fresh(str(tmp_path / "db"))
     for _ in range(8):
-        series.run(sync, Kill(odds=rng.randint(100, 1500)))
+        series.run(sync, random_odds_kill(rng))
     assert series.step_hits == series.rounds, "POMAIDB_TEST_KILL_ODDS never fired"
 
 
@@ -121,5 +125,5 @@ def test_acknowledged_writes_survive_sigkill_at_a_chosen_step(tmp_path, step):
     rng = random.Random(step)
     series = CrashSeries.fresh(str(tmp_path / "db"))
     for sync in SYNC_POLICIES:
-        series.run(sync, Kill(step=f"{step}:{rng.randint(1, STEPS[step])}"))
+        series.run(sync, step_kill(rng, step))
     assert series.step_hits == series.rounds, f"the writer never reached step {step}"
