@@ -17,7 +17,7 @@ import random
 import numpy as np
 import pytest
 from oracle import Oracle, assert_same_ranking
-from powerloss import PowerLossDisk, materialize
+from powerloss import PAGE_SIZE, PowerLossDisk, materialize
 from workload import DIM, MEMBRANE, History, run, surviving_state, vector_of
 
 import pomaidb_core as pdb
@@ -98,6 +98,48 @@ def test_model_keeps_at_most_the_unsynced_tail(world, tail):
         assert extra == (b"0123456789"[: len(extra)] if tail == "torn" else bytes(len(extra)))
 
 
+def _page_fates(survived: bytes, full: bytes, start: int) -> list[str]:
+    """The fate of each unsynced page (PAGE_SIZE-aligned pieces of full[start:]) that survived."""
+    fates = []
+    for page in range(start - start % PAGE_SIZE, len(survived), PAGE_SIZE):
+        low, high = max(page, start), min(page + PAGE_SIZE, len(survived))
+        piece = survived[low:high]
+        fates.append("kept" if piece == full[low:high] else "lost" if not any(piece) else "garbage")
+    return fates
+
+
+def test_model_pages_fall_in_any_order_and_never_touch_synced_bytes(world):
+    head, tail = b"h" * 5000, bytes(range(1, 256)) * 50  # the tail: four pages, the first partial
+    seen: set[str] = set()
+    for seed in range(60):
+        name = f"f{seed}"
+        with PowerLossDisk(world, tail="pages", seed=seed) as disk:
+            _write(world / name, head, sync=True)
+            fs.fsync_dir(str(world))
+            _write(world / name, tail, sync=False)
+            survived = disk.cut().entries[name]
+        assert survived[: len(head)] == head and len(survived) <= len(head) + len(tail)
+        fates = _page_fates(survived, head + tail, len(head))
+        seen.update(fates)
+        if "lost" in fates and "kept" in fates[fates.index("lost") + 1 :]:
+            seen.add("a later page kept, an earlier one lost")
+        if len(survived) < len(head) + len(tail):
+            seen.add("shortened")
+    assert seen == {"kept", "lost", "garbage", "a later page kept, an earlier one lost", "shortened"}
+
+
+def test_model_pages_take_the_fates_they_are_given(world):
+    head, tail = b"h" * 5000, bytes(range(1, 256)) * 50
+    with PowerLossDisk(world, tail="pages", fates=("lost", "kept", "garbage")) as disk:
+        _write(world / "f", head, sync=True)
+        fs.fsync_dir(str(world))
+        _write(world / "f", tail, sync=False)  # bytes 5000..17750: pages 1 (in part), 2, 3, 4
+        survived = disk.cut().entries["f"]
+    full = head + tail
+    assert len(survived) == len(full)
+    assert _page_fates(survived, full, len(head)) == ["lost", "kept", "garbage", "garbage"]
+
+
 def test_model_cuts_inside_the_chosen_io_step(world):
     with PowerLossDisk(world) as disk:
         disk.cut_after(3, note=lambda: "third")
@@ -147,7 +189,7 @@ def _check_search(m, state: dict[int, int]) -> None:
 
 @pytest.mark.parametrize("sync,tail", [
     ("always", "drop"), ("batch", "drop"), ("batch", "torn"), ("batch", "zeros"),
-    ("never", "drop"), ("never", "torn"),
+    ("always", "pages"), ("batch", "pages"), ("never", "drop"), ("never", "torn"),
 ])
 def test_power_cut_at_a_random_io_step_keeps_what_the_policy_promised(tmp_path, sync, tail):
     rng = random.Random(f"{sync}-{tail}")
