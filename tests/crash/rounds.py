@@ -7,7 +7,10 @@ How the writer dies (`Kill`):
 * `odds`: POMAIDB_TEST_KILL_ODDS, the child kills itself at a random file-system step;
 * `step`: writer.STEP_ENV, the child kills itself at the n-th occurrence of one
   file-system step (a WAL rotation, a segment or manifest rename, the unlink
-  of covered WAL files, ...).
+  of covered WAL files, ...);
+* `fault`: a failing disk (EIO at the n-th occurrence of a step), and a
+  moment later the child's own SIGKILL: the calls that got StorageError are
+  "maybe", every call acknowledged before or after must still be there.
 
 The child must die of SIGKILL and of nothing else: an exit status other than
 -SIGKILL, or an exit before the parent killed it, fails the round with the
@@ -35,7 +38,7 @@ import pomaidb_core as pdb
 WRITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "writer.py")
 SYNC_POLICIES = ("always", "batch", "never")
 READY_TIMEOUT_S = 30.0
-STEP_DEADLINE_S = 15.0  # a child still alive then is killed by the parent (its step never came)
+STEP_DEADLINE_S = 8.0  # a child still alive then is killed by the parent (its step never came)
 
 # Targeted steps, with how many occurrences to let pass (1..max) before the kill. writer.py's
 # workload makes each at least 50 times a second; the first WAL creations are the open's.
@@ -53,6 +56,16 @@ STEPS = {
     "before:unlink:segment": 20,  # compaction inputs retired
 }
 
+# Steps that fail with EIO in a `fault` round (same format and meaning of the counts).
+FAULTS = {
+    "before:write:wal@!rotate": 100,  # a drain's one write: none of its commands may be acknowledged
+    "before:write:wal@rotate": 3,  # a rotation inside a drain, writing out the drain's earlier records
+    "before:fsync:wal": 100,
+    "before:create:wal": 20,  # rotation
+    "before:rename:manifest": 20,  # a freeze's or compaction's commit
+    "before:write:segment": 100,
+}
+
 
 @dataclass(frozen=True)
 class Kill:
@@ -60,9 +73,12 @@ class Kill:
     before_ready: bool = False
     odds: int | None = None
     step: str | None = None  # "<when>:<op>:<kind>:<n>"
+    fault: str | None = None  # "<action>:<when>:<op>:<kind>:<n>" (writer.STEP_ENV), "eio" or "bug"
 
     @property
     def kind(self) -> str:
+        if self.fault is not None:
+            return "failing disk"
         return "random io step" if self.odds is not None else "chosen step" if self.step else "random time"
 
     def describe(self) -> str:
@@ -70,18 +86,22 @@ class Kill:
             return f"POMAIDB_TEST_KILL_ODDS={self.odds}"
         if self.step is not None:
             return f"at step {self.step}"
+        if self.fault is not None:
+            return f"{self.fault}, then SIGKILL"
         return f"SIGKILL {self.after_s:.3f}s after {'opening' if self.before_ready else 'ready'}"
 
 
-KILL_KINDS = ("random time", "random io step", "chosen step", "step not reached")
+KILL_KINDS = ("random time", "random io step", "chosen step", "failing disk", "step not reached")
 
 
-def random_kill(rng: random.Random) -> Kill:
-    kind = rng.choice(KILL_KINDS[:3])
+def random_kill(rng: random.Random, sync: str) -> Kill:
+    kind = rng.choice(KILL_KINDS[:4])
     if kind == "random io step":
         return random_odds_kill(rng)
     if kind == "chosen step":
         return step_kill(rng, rng.choice(sorted(STEPS)))
+    if kind == "failing disk":
+        return fault_kill(rng, rng.choice([step for step in sorted(FAULTS) if fault_can_happen(step, sync)]))
     return random_time_kill(rng)
 
 
@@ -100,6 +120,16 @@ def step_kill(rng: random.Random, step: str) -> Kill:
     return Kill(step=f"{step}:{rng.randint(1, STEPS[step])}")
 
 
+def fault_can_happen(step: str, sync: str) -> bool:
+    # Under "always" each write is synced on its own: a rotation never finds a drain's records to write.
+    return not (step.endswith("@rotate") and sync == "always")
+
+
+def fault_kill(rng: random.Random, step: str) -> Kill:
+    """EIO at the n-th occurrence of `step` (a key of FAULTS), n random; SIGKILL a moment later."""
+    return Kill(fault=f"eio:{step}:{rng.randint(1, FAULTS[step])}")
+
+
 class WriterFailed(AssertionError):
     """The writer child died some other way than the SIGKILL the round planned."""
 
@@ -107,17 +137,17 @@ class WriterFailed(AssertionError):
 @dataclass
 class Outcome:
     lines: list[str]
-    step_hit: bool  # the child's own step or odds kill fired (not the parent's fallback)
+    step_hit: bool  # the child's step action or odds kill fired
 
 
-def run_writer(path: str, sync: str, version_base: int, kill: Kill, action: str = "kill") -> Outcome:
+def run_writer(path: str, sync: str, version_base: int, kill: Kill) -> Outcome:
     env = dict(os.environ)
     env.pop("POMAIDB_TEST_KILL_ODDS", None)
     env.pop(STEP_ENV, None)
     if kill.odds is not None:
         env["POMAIDB_TEST_KILL_ODDS"] = str(kill.odds)
-    if kill.step is not None:
-        env[STEP_ENV] = f"{action}:{kill.step}"
+    if kill.step is not None or kill.fault is not None:
+        env[STEP_ENV] = kill.fault or f"kill:{kill.step}"
     child = subprocess.Popen([sys.executable, WRITER, path, sync, str(version_base)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     lines: list[str] = []
@@ -140,7 +170,7 @@ def run_writer(path: str, sync: str, version_base: int, kill: Kill, action: str 
     returncode = child.wait(timeout=60)
     for reader in readers:
         reader.join(timeout=10)
-    step_hit = not killed_by_parent and kill.after_s is None
+    step_hit = any(line.startswith("K ") for line in lines) or (kill.odds is not None and not killed_by_parent)
     if returncode != -signal.SIGKILL or (kill.after_s is not None and not killed_by_parent):
         how = f"exit status {returncode}" + ("" if killed_by_parent else " before the parent killed it")
         raise WriterFailed(f"the writer ({sync}, {kill.describe()}) died of {how}, not of the planned "
@@ -233,7 +263,8 @@ def soak(rounds: int, seed: int, syncs: tuple[str, ...], workdir: str, log=print
             shutil.rmtree(series.path)
             shutil.rmtree(series.path + ".crashed", ignore_errors=True)
             series = CrashSeries.fresh(os.path.join(workdir, f"db-{index}"))
-        sync, kill = rng.choice(syncs), random_kill(rng)
+        sync = rng.choice(syncs)
+        kill = random_kill(rng, sync)
         try:
             hits_before = series.step_hits
             counts = series.run(sync, kill, keep_crashed=True)

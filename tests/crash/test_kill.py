@@ -20,11 +20,14 @@ import random
 import pytest
 from acked import AckedWrites, LostWrite
 from rounds import (
+    FAULTS,
     STEPS,
     SYNC_POLICIES,
     CrashSeries,
     Kill,
     WriterFailed,
+    fault_can_happen,
+    fault_kill,
     random_odds_kill,
     random_time_kill,
     run_writer,
@@ -88,10 +91,11 @@ def test_checker_settles_on_what_survived(tmp_path):
 # ---------------------------------------------------------------------------- the harness
 
 
-def test_a_writer_that_dies_of_an_exception_fails_the_round(tmp_path):
-    kill = Kill(step="before:write:wal:5")
-    with pytest.raises(WriterFailed, match=r"(?s)exit status 70.*StorageError.*Input/output error"):
-        run_writer(str(tmp_path / "db"), "batch", 0, kill, action="eio")
+def test_a_writer_whose_engine_thread_dies_fails_the_round(tmp_path):
+    kill = Kill(after_s=10.0, fault="bug:before:write:wal:5")
+    died = r"(?s)exit status 70 before the parent killed it.*RuntimeError: an engine bug"
+    with pytest.raises(WriterFailed, match=died):
+        run_writer(str(tmp_path / "db"), "batch", 0, kill)
 
 
 def test_a_writer_that_exits_before_it_is_killed_fails_the_round(tmp_path):
@@ -126,4 +130,19 @@ def test_acknowledged_writes_survive_sigkill_at_a_chosen_step(tmp_path, step):
     series = CrashSeries.fresh(str(tmp_path / "db"))
     for sync in SYNC_POLICIES:
         series.run(sync, step_kill(rng, step))
+    assert series.step_hits == series.rounds, f"the writer never reached step {step}"
+
+
+ISSUE_10_ITEM_1 = pytest.mark.xfail(strict=True, raises=LostWrite,
+                                    reason="acknowledged although its WAL write failed (issue 10 item 1)")
+
+
+@pytest.mark.parametrize("step", [pytest.param(step, marks=ISSUE_10_ITEM_1) if "@rotate" in step else step
+                                  for step in sorted(FAULTS)])
+def test_acknowledged_writes_survive_a_failing_disk_then_sigkill(tmp_path, step):
+    """EIO at the n-th such step, SIGKILL a moment later: what was acknowledged before or after is there."""
+    rng = random.Random(step)
+    series = CrashSeries.fresh(str(tmp_path / "db"))
+    for sync in [sync for sync in SYNC_POLICIES if fault_can_happen(step, sync)]:
+        series.run(sync, fault_kill(rng, step))
     assert series.step_hits == series.rounds, f"the writer never reached step {step}"
