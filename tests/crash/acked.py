@@ -78,7 +78,7 @@ class AckedWrites:
         phantoms = sorted(found.keys() - set(tracked))
         if phantoms:
             raise LostWrite(f"ids {phantoms[:10]} are present but were never written")
-        errors = [_explain(key, found.get(key), self.allowed(key), self.ops.get(key, []))
+        errors = [_explain(key, found.get(key), self.allowed(key), self.settled.get(key), self.ops.get(key, []))
                   for key in tracked if found.get(key) not in self.allowed(key)]
         if errors:
             raise LostWrite(f"{len(errors)} ids contradict the acknowledged writes:\n" + "\n".join(errors[:20]))
@@ -125,7 +125,7 @@ def _check_search(m: pdb.Membrane, found: dict[int, int]) -> None:
             raise LostWrite(f"exact search for record {probe}'s own vector did not find it first")
 
 
-def _explain(key: int, actual: int | None, allowed: list[int | None], ops: list) -> str:
+def _explain(key: int, actual: int | None, allowed: list[int | None], settled: int | None, ops: list) -> str:
     def state(version: int | None) -> str:
         return "absent" if version is None else f"version {version}"
 
@@ -135,7 +135,7 @@ def _explain(key: int, actual: int | None, allowed: list[int | None], ops: list)
         what = f"acknowledged {last}"
     else:
         what = "no acknowledged op this round"
-    issued = {version for version, _ in ops}
-    kind = "phantom version" if actual is not None and actual not in issued else "lost"
+    known = {settled} | {version for version, _ in ops}
+    kind = "phantom version" if actual is not None and actual not in known else "lost"
     return (f"  id {key}: {kind}: found {state(actual)}, {what}; allowed "
             f"{', '.join(state(s) for s in allowed)}")
