@@ -58,8 +58,7 @@ STEPS = {
 
 # Steps that fail with EIO in a `fault` round (same format and meaning of the counts).
 FAULTS = {
-    "before:write:wal@!rotate": 100,  # a drain's one write: none of its commands may be acknowledged
-    "before:write:wal@rotate": 3,  # a rotation inside a drain, writing out the drain's earlier records
+    "before:write:wal@!rotate": 100,  # a drain's write: none of its commands may be acknowledged
     "before:fsync:wal": 100,
     "before:create:wal": 20,  # rotation
     "before:rename:manifest": 20,  # a freeze's or compaction's commit
@@ -74,6 +73,7 @@ class Kill:
     odds: int | None = None
     step: str | None = None  # "<when>:<op>:<kind>:<n>"
     fault: str | None = None  # "<action>:<when>:<op>:<kind>:<n>" (writer.STEP_ENV), "eio" or "bug"
+    deadline_s: float = STEP_DEADLINE_S  # for step, odds and fault: the parent's fallback SIGKILL
 
     @property
     def kind(self) -> str:
@@ -94,14 +94,14 @@ class Kill:
 KILL_KINDS = ("random time", "random io step", "chosen step", "failing disk", "step not reached")
 
 
-def random_kill(rng: random.Random, sync: str) -> Kill:
+def random_kill(rng: random.Random) -> Kill:
     kind = rng.choice(KILL_KINDS[:4])
     if kind == "random io step":
         return random_odds_kill(rng)
     if kind == "chosen step":
         return step_kill(rng, rng.choice(sorted(STEPS)))
     if kind == "failing disk":
-        return fault_kill(rng, rng.choice([step for step in sorted(FAULTS) if fault_can_happen(step, sync)]))
+        return fault_kill(rng, rng.choice(sorted(FAULTS)))
     return random_time_kill(rng)
 
 
@@ -118,11 +118,6 @@ def random_odds_kill(rng: random.Random) -> Kill:
 def step_kill(rng: random.Random, step: str) -> Kill:
     """A kill at the n-th occurrence of `step` ("<when>:<op>:<kind>", a key of STEPS), n random."""
     return Kill(step=f"{step}:{rng.randint(1, STEPS[step])}")
-
-
-def fault_can_happen(step: str, sync: str) -> bool:
-    # Under "always" each write is synced on its own: a rotation never finds a drain's records to write.
-    return not (step.endswith("@rotate") and sync == "always")
 
 
 def fault_kill(rng: random.Random, step: str) -> Kill:
@@ -182,7 +177,7 @@ def _kill(child: subprocess.Popen, kill: Kill, ready: threading.Event) -> bool:
     """Wait for the planned moment and SIGKILL the child; True if the parent sent the kill."""
     if kill.after_s is None:
         try:
-            child.wait(timeout=STEP_DEADLINE_S)
+            child.wait(timeout=kill.deadline_s)
             return False
         except subprocess.TimeoutExpired:
             child.send_signal(signal.SIGKILL)
@@ -263,8 +258,7 @@ def soak(rounds: int, seed: int, syncs: tuple[str, ...], workdir: str, log=print
             shutil.rmtree(series.path)
             shutil.rmtree(series.path + ".crashed", ignore_errors=True)
             series = CrashSeries.fresh(os.path.join(workdir, f"db-{index}"))
-        sync = rng.choice(syncs)
-        kill = random_kill(rng, sync)
+        sync, kill = rng.choice(syncs), random_kill(rng)
         try:
             hits_before = series.step_hits
             counts = series.run(sync, kill, keep_crashed=True)
