@@ -41,9 +41,9 @@ READY_TIMEOUT_S = 30.0
 STEP_DEADLINE_S = 8.0  # a child still alive then is killed by the parent (its step never came)
 
 # Targeted steps, with how many occurrences to let pass (1..max) before the kill. writer.py's
-# workload makes each at least 50 times a second; the first WAL creations are the open's.
+# workload makes each many times a second; the first WAL creations are the open's.
 STEPS = {
-    "before:create:wal": 20,  # WAL rotation: a drain's earlier records are written, the new file not yet
+    "before:create:wal": 20,  # WAL rotation: the old file is done with, the new one not yet made
     "after:create:wal": 20,  # the new WAL file exists, its directory entry is not yet synced
     "before:write:wal": 100,  # a multi-command drain's one write()
     "before:fsync:wal": 100,
@@ -208,6 +208,7 @@ class CrashSeries:
 
     def run(self, sync: str, kill: Kill, keep_crashed: bool = False) -> CheckCounts:
         """One killed writer, then the check; `keep_crashed` copies the directory to `<path>.crashed` first."""
+        # Versions grow from round to round: a writer makes fewer than 2**24 operations per thread.
         outcome = run_writer(self.path, sync, self.rounds << 24, kill)
         self.rounds += 1
         self.step_hits += outcome.step_hit

@@ -7,10 +7,11 @@ and compactions never stop) and then checks the reopened directory against
 the acknowledged-writes oracle (acked.py). A directory is reused across rounds,
 so recovery of a recovered database is exercised too.
 
-Kills come at random times, at random file-system steps (POMAIDB_TEST_KILL_ODDS)
-and at chosen steps: inside a WAL rotation, before and after the renames that
-commit a freeze or compaction, and around the unlinks that follow them.
-tests/crash/soak.py runs the same rounds by the thousand, outside CI.
+Kills come at random times, at random file-system steps (POMAIDB_TEST_KILL_ODDS),
+at chosen steps (inside a WAL rotation, before and after the renames that
+commit a freeze or compaction, around the unlinks that follow them) and a
+moment after a step failed with EIO. A writer that dies any other way fails
+the test. tests/crash/soak.py runs the same rounds by the thousand, outside CI.
 """
 
 from __future__ import annotations

@@ -110,10 +110,10 @@ class StepAction:
         self.spec = spec
         self.action, self.when, op, kind, count = spec.split(":")
         assert self.action == "kill" or self.when == "before", "only a step to come can fail"
-        kind, _, inside = kind.partition("@")
+        kind, _, where = kind.partition("@")
         self.target = f"{op}:{kind}"
-        self.outside = inside.startswith("!")  # "@!f": only steps made outside any call of f
-        self.inside = inside.removeprefix("!")
+        self.function = where.removeprefix("!")  # "": wherever the step is made
+        self.outside = where.startswith("!")
         self.remaining = int(count)
         self.lock = threading.Lock()
 
@@ -132,7 +132,7 @@ class StepAction:
         self._count(step_name(op, paths[-1]))  # a rename's destination
 
     def _count(self, step: str) -> None:
-        if step != self.target or (self.inside and _called_from(self.inside) == self.outside):
+        if step != self.target or (self.function and _called_from(self.function) == self.outside):
             return
         with self.lock:
             self.remaining -= 1
