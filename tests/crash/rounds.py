@@ -217,7 +217,9 @@ class CrashSeries:
         if keep_crashed and os.path.isdir(self.path):
             shutil.rmtree(self.path + ".crashed", ignore_errors=True)
             shutil.copytree(self.path, self.path + ".crashed")
-        with pdb.open(self.path, **OPTIONS) as db:
+        # The check only reads: no freeze or compaction of the recovered memtables may commit a
+        # manifest under db.verify(), which reads the current one by name (a race of its own).
+        with pdb.open(self.path, **OPTIONS, auto_freeze=False, auto_compact=False) as db:
             return self.acked.check(db)
 
 
@@ -263,11 +265,12 @@ def soak(rounds: int, seed: int, syncs: tuple[str, ...], workdir: str, log=print
         try:
             hits_before = series.step_hits
             counts = series.run(sync, kill, keep_crashed=True)
-        except (LostWrite, WriterFailed) as exc:
+        except Exception as exc:  # LostWrite, WriterFailed, or a reopen that fails (CorruptionError)
             report.lost += isinstance(exc, LostWrite)
             log(report.summary())
             raise SoakFailure(f"round {index} of seed {seed} ({sync}, {kill.describe()}) failed; its directory "
-                              f"is {series.path} (as the kill left it: {series.path}.crashed)\n{exc}") from exc
+                              f"is {series.path} (as the kill left it: {series.path}.crashed)\n"
+                              f"{type(exc).__name__}: {exc}") from exc
         report.rounds += 1
         report.kills[kill.kind if kill.after_s is not None or series.step_hits > hits_before
                      else "step not reached"] += 1
