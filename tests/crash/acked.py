@@ -4,7 +4,9 @@ Per id, `settled` is the state the last check found in the database (version,
 or None for absent) and `ops` the operations issued on it since, in issue
 order (one thread owns each id), each (version or None for a delete, acked).
 After a crash the id must hold the state left by its last acknowledged op or
-by any op issued after it (those are "maybe": issued, never acknowledged):
+by any op issued after it (those are "maybe": issued, never acknowledged; an
+op rejected with StorageError is one too, since its bytes may have reached
+the log before the failure):
 
     acknowledged put    -> present, with exactly that version or a later issued one
     acknowledged delete -> absent, unless a later put was issued
