@@ -32,7 +32,7 @@ from .errors import (
     StorageError,
 )
 from .mailbox import Command, Mailbox, Reply
-from .manifest import Manifest, ManifestStore, MembraneMeta, read_manifest
+from .manifest import Manifest, ManifestStore, MembraneMeta
 from .membrane import Membrane
 from .options import METRICS, IndexParams, Options
 from .shard import Shard
@@ -345,7 +345,7 @@ class DB:
     def verify(self) -> None:
         """Reads every file and checks every checksum; raises CorruptionError on the first bad one."""
         self._require_open()
-        read_manifest(filenames.manifest_path(self.path, self._store.current.number))
+        self._store.verify_current()
         self._broadcast("verify")
 
     # ------------------------------------------------------------------ plumbing for Membrane

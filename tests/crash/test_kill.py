@@ -140,18 +140,3 @@ def test_acknowledged_writes_survive_a_failing_disk_then_sigkill(tmp_path, step)
     for sync in SYNC_POLICIES:
         series.run(sync, fault_kill(rng, step))
     assert series.step_hits == series.rounds, f"the writer never reached step {step}"
-
-
-@pytest.mark.xfail(strict=True, raises=LostWrite, reason="acknowledged although its WAL write failed (issue 10 item 1)")
-def test_a_failing_wal_write_inside_a_rotation_loses_no_acknowledged_write(tmp_path):
-    """A WAL that rotates inside a drain first writes out the records the drain appended before.
-
-    If that write fails, every command of the drain must fail. Under "always"
-    no drain has appended records left when it rotates; a WAL that writes a
-    drain as one group after rotating never writes inside a rotation at all.
-    """
-    series = CrashSeries.fresh(str(tmp_path / "db"))
-    for sync, n in [("batch", 1), ("never", 2), ("batch", 3)]:
-        series.run(sync, Kill(fault=f"eio:before:write:wal@rotate:{n}", deadline_s=3.0))
-        if not series.step_hits:
-            pytest.skip("this engine never writes inside a WAL rotation")

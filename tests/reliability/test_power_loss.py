@@ -277,8 +277,6 @@ WIDE = 64  # wide vectors: GROUP records of ~330 bytes span four pages
 GROUP = 48
 BASE = range(10)
 HELD = 100  # the put held at its WAL write; acknowledged (and synced) before the group starts
-REORDERED = pytest.mark.xfail(strict=True, raises=pdb.CorruptionError,
-                              reason="needs group-commit framing (issue 10 item 4)")
 
 
 def _wide_vector(key: int) -> np.ndarray:
@@ -353,9 +351,9 @@ def _reopen_and_check(path, acknowledged: set[int], unacknowledged: set[int]) ->
 @pytest.mark.parametrize("fates", [
     ("kept", "kept", "lost"),  # a prefix of the group reached the disk
     ("garbage",),  # none of it did, and its pages hold garbage
-    pytest.param(("lost", "kept"), marks=REORDERED),  # later pages reached the disk, the first did not
-    pytest.param(("kept", "garbage", "kept"), marks=REORDERED),
-    pytest.param(("kept", "lost", "lost", "kept"), marks=REORDERED),
+    ("lost", "kept"),  # later pages reached the disk, the first did not
+    ("kept", "garbage", "kept"),
+    ("kept", "lost", "lost", "kept"),
 ])
 def test_a_cut_inside_an_unacknowledged_group_commit_keeps_the_database_openable(tmp_path, fates):
     world = tmp_path / "world"
@@ -365,8 +363,6 @@ def test_a_cut_inside_an_unacknowledged_group_commit_keeps_the_database_openable
     _reopen_and_check(path, acknowledged, unacknowledged)
 
 
-@pytest.mark.xfail(strict=True, raises=pdb.CorruptionError,
-                   reason="an unsynced tail of several groups must be told from damage (issue 10 item 4)")
 def test_a_cut_inside_unsynced_groups_under_sync_never_keeps_the_database_openable(tmp_path):
     """sync="never" promises nothing of its acknowledged writes after a power cut, but the database must open.
 
