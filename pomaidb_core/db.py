@@ -431,7 +431,7 @@ class DB:
 
 def _empty_stats() -> dict:
     return {"records": 0, "memtable_records": 0, "memtable_bytes": 0, "frozen_memtables": 0,
-            "segments": 0, "segment_rows": 0, "bytes_on_disk": 0}
+            "segments": 0, "segment_rows": 0, "bytes_on_disk": 0, "memory_bytes": 0}
 
 
 def _check_name(name: Any) -> None:

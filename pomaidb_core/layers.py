@@ -85,6 +85,10 @@ class LiveSegment:
         for path in self.paths:
             fs.unlink(path)
 
+    def cached_masks(self) -> list[np.ndarray]:
+        with self._lock:
+            return list(self._filter_masks.values())
+
     def filter_mask(self, flt: Filter) -> np.ndarray:
         """Filter masks of immutable rows are cached under `flt.key`, equal only for filters
         that select the same rows (typed operands: "2024" and 2024 are different filters)."""
@@ -131,6 +135,17 @@ class MembraneState:
         self.segments = segments
         self._stack_masks = None
         self._search_masks = {}
+
+    def memory_bytes(self) -> int:
+        """Anonymous memory this state holds: memtables, sidecar tables and cached masks.
+
+        Segment rows are memory-mapped (file-backed) and not counted: the OS pages them.
+        """
+        held = sum(table.memory_bytes() for table in self.memtables())
+        held += sum(seg.index.memory_bytes() for seg in self.segments)
+        masks = [*(self._stack_masks or []), *self._search_masks.values()]
+        masks += [m for seg in self.segments for m in seg.cached_masks()]
+        return held + sum(mask.nbytes for mask in masks)
 
     def search_mask(self, position: int, flt: Filter | None) -> np.ndarray:
         """Rows of segment `position` a search may return: one array per filter, reused by

@@ -119,6 +119,11 @@ class Memtable:
     def view_ids(self) -> np.ndarray:
         return self.ids[: self.n]
 
+    def memory_bytes(self) -> int:
+        """Its arrays at their capacity, plus the metadata's JSON size as an estimate."""
+        return (self.ids.nbytes + self.live.nbytes + self.vectors.nbytes
+                + max(0, self.nbytes - self.n * self.vectors.shape[1] * 4))
+
     def live_count(self) -> int:
         return int(np.count_nonzero(self.live[: self.n]))
 

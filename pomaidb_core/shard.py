@@ -482,6 +482,7 @@ class Shard:
                 "segments": len(state.segments),
                 "segment_rows": sum(s.meta.rows for s in state.segments),
                 "bytes_on_disk": sum(s.meta.nbytes for s in state.segments),
+                "memory_bytes": state.memory_bytes(),
             }
         return out
 

@@ -205,6 +205,11 @@ class WsbrIndex:
         # counts (a pass over every row) are computed once, not per query.
         self.allowed_cache: tuple[weakref.ref, np.ndarray] | None = None
 
+    def memory_bytes(self) -> int:
+        arrays = (self.mu, self.projection, self.block_offsets, self.signatures, self.alpha,
+                  self.beta, self.centroids)
+        return sum(np.asarray(a).nbytes for a in arrays)
+
     def default_top_blocks(self) -> int:
         return self.top_blocks
 

@@ -55,3 +55,17 @@ def test_idle_freeze_options_are_validated():
         except pdb.InvalidArgumentError:
             continue
         raise AssertionError(f"idle_freeze_seconds={bad!r} was accepted")
+
+
+def test_stats_report_the_memory_each_shard_holds(tmp_path):
+    """memory_bytes counts memtable arrays and sidecar tables, and shrinks once rows are frozen."""
+    vectors = np.random.default_rng(1).standard_normal((4000, 32)).astype(np.float32)
+    with pdb.open(tmp_path / "db", shards=2, idle_freeze_seconds=0) as db:
+        m = db.create_membrane("m", dim=32)
+        m.put_batch(range(4000), vectors)
+        before = db.stats()["membranes"]["m"]
+        assert before["memory_bytes"] >= vectors.nbytes  # the memtables hold every vector
+        assert sum(s["memory_bytes"] for s in before["per_shard"]) == before["memory_bytes"]
+        db.freeze()
+        after = db.stats()["membranes"]["m"]
+        assert 0 < after["memory_bytes"] < vectors.nbytes // 2  # rows are mapped from segments now
