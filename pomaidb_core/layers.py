@@ -143,7 +143,8 @@ class MembraneState:
         """
         held = sum(table.memory_bytes() for table in self.memtables())
         held += sum(seg.index.memory_bytes() for seg in self.segments)
-        masks = [*(self._stack_masks or []), *self._search_masks.values()]
+        # list() copies in one step: readers may add search masks meanwhile.
+        masks = [*(self._stack_masks or []), *list(self._search_masks.values())]
         masks += [m for seg in self.segments for m in seg.cached_masks()]
         return held + sum(mask.nbytes for mask in masks)
 
