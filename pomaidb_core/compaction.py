@@ -1,39 +1,91 @@
-"""Compaction: merge all of a membrane's segments in one shard into one.
+"""Compaction: merge runs of adjacent segments of one membrane in one shard, bounded in size.
 
-Policy (automatic): when a shard holds `Options.compaction_trigger` or more
-segments of a membrane, they are merged in the background; `db.compact()`
-merges every membrane whose shard holds two or more segments, or one that
-carries dead rows. Because *all* of the shard's segments of that membrane are
-merged, nothing older remains for a tombstone to hide, so tombstones and
-overridden rows are dropped. Memtables frozen meanwhile are newer than every
-input and are untouched; the merged segment takes the inputs' place at the old
-end of the stack (see shard.py's install step).
+Size-tiered, after RocksDB's universal compaction. A shard's segments of a
+membrane form a stack, newest first. A compaction merges a *run* of adjacent
+segments into one segment that takes the run's place in the stack, so the
+stack's order (newest wins) is kept whatever lies above or below the run:
+
+* automatic: the newest run of `compaction_trigger` adjacent segments of the
+  same size tier (rows within a factor of `_TIER_BASE`), or, when a shard holds
+  more than `_MAX_SEGMENTS_PER_TRIGGER` times the trigger, the newest such run
+  whatever the tiers; a run never totals more than `max_segment_rows`, so a
+  segment's size (and a build's time and memory) stays bounded and no
+  compaction rewrites a whole large shard at once;
+* forced (`db.compact()`): oldest first, adjacent segments are grouped into runs
+  of at most `max_segment_rows`; each run of two or more segments, or one
+  segment holding dead rows, is rewritten, one run after another.
+
+Inside a run, rows overridden by a newer segment of the run are dropped, and so
+are tombstones when the run reaches the bottom of the stack (nothing older is
+left for them to hide); otherwise tombstones are kept.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .layers import LiveSegment, stack_masks_of
+from .layers import LiveSegment
+
+_TIER_BASE = 4
+_MAX_SEGMENTS_PER_TRIGGER = 4
 
 
-def worth_compacting(segments: list[LiveSegment], trigger: int, forced: bool) -> bool:
-    if len(segments) >= trigger:
-        return True
-    if not forced or not segments:
-        return False
-    return len(segments) >= 2 or segments[0].meta.live_rows < segments[0].meta.rows
+def pick_run(segments: list[LiveSegment], trigger: int, max_rows: int,
+             forced: bool) -> tuple[int, int] | None:
+    """[start, end) positions (newest first) of the segments to merge next, or None."""
+    if forced:
+        return _forced_run(segments, max_rows)
+    rows = [seg.meta.rows for seg in segments]
+    tiers = [int(math.log(max(r, 1), _TIER_BASE)) for r in rows]
+    crowded = len(segments) > _MAX_SEGMENTS_PER_TRIGGER * trigger
+    for start in range(len(segments) - trigger + 1):
+        end = start + trigger
+        if sum(rows[start:end]) > max_rows:
+            continue
+        if crowded or len(set(tiers[start:end])) == 1:
+            return start, end
+    return None
 
 
-def merged_rows(segments: list[LiveSegment]) -> tuple[np.ndarray, np.ndarray, list]:
-    """(ids, vectors, metadatas) of every row that survives the merge, newest segment first."""
-    ids_parts, vector_parts, metadatas = [], [], []
-    for seg, mask in zip(segments, stack_masks_of(segments)):
-        rows = np.flatnonzero(mask)
-        ids_parts.append(np.asarray(seg.reader.ids)[rows])
+def _forced_run(segments: list[LiveSegment], max_rows: int) -> tuple[int, int] | None:
+    end = len(segments)
+    while end > 0:
+        start, total = end - 1, segments[end - 1].meta.rows
+        while start > 0 and total + segments[start - 1].meta.rows <= max_rows:
+            start -= 1
+            total += segments[start].meta.rows
+        only = segments[start]
+        at_bottom = end == len(segments)  # only there can a rewrite drop its tombstones
+        if end - start >= 2 or (at_bottom and only.meta.live_rows < only.meta.rows):
+            return start, end
+        end = start
+    return None
+
+
+def merged_rows(run: list[LiveSegment], at_bottom: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """(ids, tombstones, vectors, metadatas) of the run's newest version of each id.
+
+    Tombstones are dropped only `at_bottom`: above it they still hide older segments.
+    """
+    ids_parts, tomb_parts, vector_parts, metadatas = [], [], [], []
+    newer: list[np.ndarray] = []
+    for seg in run:
+        ids = np.asarray(seg.reader.ids)
+        keep = np.ones(len(ids), dtype=bool)
+        for other in newer:
+            keep &= ~np.isin(ids, other, assume_unique=True)
+        tombstones = np.asarray(seg.reader.tombstones, dtype=bool)
+        if at_bottom:
+            keep &= ~tombstones
+        rows = np.flatnonzero(keep)
+        ids_parts.append(ids[rows])
+        tomb_parts.append(tombstones[rows])
         vector_parts.append(np.asarray(seg.reader.vectors)[rows])
         metadatas.extend(seg.reader.metadata(rows.tolist()))
-    dim = segments[0].reader.dim
-    ids = np.concatenate(ids_parts) if ids_parts else np.zeros(0, dtype=np.uint64)
-    vectors = np.concatenate(vector_parts) if vector_parts else np.zeros((0, dim), np.float32)
-    return ids, np.ascontiguousarray(vectors, dtype=np.float32), metadatas
+        newer.append(ids)
+    dim = run[0].reader.dim
+    return (np.concatenate(ids_parts), np.concatenate(tomb_parts),
+            np.ascontiguousarray(np.concatenate(vector_parts), dtype=np.float32).reshape(-1, dim),
+            metadatas)

@@ -74,7 +74,8 @@ class Options:
     mailbox_capacity: int = 1024  # commands queued per shard before callers wait
     group_commit_max: int = 256  # commands drained into one WAL write + sync
     wal_file_limit_bytes: int = 64 << 20  # a WAL file is rotated past this size
-    compaction_trigger: int = 4  # segments of one membrane in a shard before auto-compaction
+    compaction_trigger: int = 4  # adjacent similar-sized segments that auto-compaction merges
+    max_segment_rows: int = 2_000_000  # compaction never writes a larger segment (compaction.py)
     auto_freeze: bool = True  # freeze automatically at memtable_limit(_bytes)
     auto_compact: bool = True  # compact automatically at compaction_trigger
     # A shard that has had no command for this long freezes a memtable of at least
@@ -97,6 +98,7 @@ class Options:
         _require_int("group_commit_max", self.group_commit_max, 1)
         _require_int("wal_file_limit_bytes", self.wal_file_limit_bytes, 4096)
         _require_int("compaction_trigger", self.compaction_trigger, 2)
+        _require_int("max_segment_rows", self.max_segment_rows, 1)
         _require_int("max_metadata_bytes", self.max_metadata_bytes, 2)
         _require_int("idle_freeze_min_records", self.idle_freeze_min_records, 1)
         idle = self.idle_freeze_seconds

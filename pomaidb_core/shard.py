@@ -70,7 +70,9 @@ class Generation:
 @dataclass
 class CompactionJob:
     membrane_id: int
-    inputs: list[LiveSegment]
+    inputs: list[LiveSegment]  # a run of adjacent segments, newest first
+    at_bottom: bool  # the run holds the oldest segment: its tombstones can go
+    forced: bool  # db.compact(): go on with the next run when done
     waiters: list[Future] = field(default_factory=list)
     built: builder.BuiltSegment | None = None
     error: BaseException | None = None
@@ -691,13 +693,17 @@ class Shard:
             if waiter is not None:
                 running.waiters.append(waiter)
             return
-        if (state is None or self._worker is None or not (forced or self._options.auto_compact)
-                or not compaction.worth_compacting(state.segments,
-                                                   self._options.compaction_trigger, forced)):
+        run = None
+        if state is not None and self._worker is not None and (forced or self._options.auto_compact):
+            run = compaction.pick_run(state.segments, self._options.compaction_trigger,
+                                      self._options.max_segment_rows, forced)
+        if state is None or run is None:
             if waiter is not None:
                 resolve(waiter)
             return
-        job = CompactionJob(membrane_id, [seg.acquire() for seg in state.segments])
+        start, end = run
+        job = CompactionJob(membrane_id, [seg.acquire() for seg in state.segments[start:end]],
+                            at_bottom=end == len(state.segments), forced=forced)
         if waiter is not None:
             job.waiters.append(waiter)
         self._compactions[membrane_id] = job
@@ -705,11 +711,11 @@ class Shard:
 
     def _build_compaction(self, job: CompactionJob, meta: MembraneMeta) -> None:
         try:
-            ids, vectors, metadatas = compaction.merged_rows(job.inputs)
+            ids, tombstones, vectors, metadatas = compaction.merged_rows(job.inputs, job.at_bottom)
             if len(ids):
                 job.built = builder.build_segment(
                     self._root, self.index, meta, self._allocate_segment_id(), ids,
-                    np.zeros(len(ids), dtype=bool), vectors, metadatas)
+                    tombstones, vectors, metadatas)
                 fs.fsync_dir(filenames.segment_dir(self._root, self.index))
         except BaseException as exc:
             job.error = exc
@@ -733,6 +739,10 @@ class Shard:
                     job.built.live.reader.close()
                 self._fail_waiters(job.waiters, exc)
             else:
+                if job.forced and job.waiters:  # db.compact(): the next run, until none is left
+                    waiters, job.waiters = job.waiters, []
+                    for waiter in waiters:
+                        self._maybe_compact(mid, waiter, forced=True)
                 for waiter in job.waiters:
                     resolve(waiter)
             finally:
@@ -749,9 +759,9 @@ class Shard:
             current = manifest.segments.get(key, ())
             if not input_ids <= {s.segment_id for s in current}:
                 raise PomaiError("compaction inputs changed underneath it (membrane dropped)")
-            kept = tuple(s for s in current if s.segment_id not in input_ids)
             segments = dict(manifest.segments)
-            segments[key] = kept + ((output.live.meta,) if output is not None else ())
+            segments[key] = _replace_run(current, input_ids, output.live.meta if output else None,
+                                         lambda s: s.segment_id)
             if not segments[key]:
                 del segments[key]
             top = output.live.meta.segment_id if output is not None else -1
@@ -760,14 +770,23 @@ class Shard:
 
         self._store.commit(edit)
         state = self._states[mid]
-        kept = [seg for seg in state.segments if seg.meta.segment_id not in input_ids]
         with self._state_lock.write():
-            state.set_segments(kept + ([output.live] if output is not None else []))
+            state.set_segments(list(_replace_run(tuple(state.segments), input_ids,
+                                                 output.live if output else None,
+                                                 lambda s: s.meta.segment_id)))
             for seg in job.inputs:
                 seg.retire()
 
 
 _DEFERRED = object()  # the command's future is resolved later (freeze, compaction)
+
+
+def _replace_run(stack: tuple, input_ids: set[int], output, segment_id) -> tuple:
+    """The stack with the compacted run (adjacent, newest first) replaced by its output in place."""
+    positions = [i for i, s in enumerate(stack) if segment_id(s) in input_ids]
+    assert positions == list(range(positions[0], positions[0] + len(input_ids))), "a run is adjacent"
+    merged = (output,) if output is not None else ()
+    return stack[: positions[0]] + merged + stack[positions[-1] + 1 :]
 
 
 @dataclass(frozen=True)

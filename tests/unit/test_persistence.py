@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -82,12 +83,36 @@ def test_automatic_compaction_bounds_the_number_of_segments(tmp_path):
         for start in range(0, 1000, 20):
             _fill(m, 20, 4, seed=start, start=start)
         db.freeze()
-        # Compaction runs in the background; once it is idle fewer than `trigger` remain.
+        # Compaction runs in the background, size-tiered (tiers of 4x rows): once it is idle,
+        # each tier holds fewer than `trigger` adjacent segments.
+        bound = 2 * (1 + math.ceil(math.log(1000, 4)))
         deadline = time.monotonic() + 60
-        while db.stats()["membranes"]["m"]["segments"] >= 3 and time.monotonic() < deadline:
+        while db.stats()["membranes"]["m"]["segments"] > bound and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert db.stats()["membranes"]["m"]["segments"] < 3
+        assert db.stats()["membranes"]["m"]["segments"] <= bound
         assert m.count() == 1000
+
+
+def test_compaction_merges_runs_in_place_and_never_beyond_the_segment_bound(tmp_path):
+    """Newest-wins across runs: a tombstone in a merged run still hides an older segment."""
+    with pdb.open(tmp_path / "db", shards=1, auto_compact=False, max_segment_rows=100,
+                  idle_freeze_seconds=0) as db:
+        m = db.create_membrane("m", dim=4)
+        for start in range(0, 400, 50):  # eight 50-row segments, oldest first
+            _fill(m, 50, 4, seed=start, start=start)
+            db.freeze()
+        m.delete(7)  # a tombstone above every segment holding 7
+        m.put(60, np.ones(4))  # a newer version of a row in the second-oldest segment
+        db.freeze()
+        db.compact()
+        stats = db.stats()["membranes"]["m"]
+        assert (stats["segments"], stats["segment_rows"]) == (5, 402)  # 4 runs of 100, the newest
+        assert m.get(7) is None and np.array_equal(m.get(60).vector, np.ones(4))
+        assert m.count() == 399
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        assert m.get(7) is None and np.array_equal(m.get(60).vector, np.ones(4))
+        assert m.count() == 399
 
 
 def test_scan_started_before_compaction_finishes_on_its_files(tmp_path):
