@@ -9,8 +9,10 @@ import threading
 
 import numpy as np
 import pytest
+from segment_v1 import write_segment_v1
 
-from pomaidb_core import fs
+import pomaidb_core as pdb
+from pomaidb_core import builder, fs
 from pomaidb_core import segment as segment_module
 from pomaidb_core.errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from pomaidb_core.filters import compile_filter
@@ -484,8 +486,6 @@ def test_dotted_filters_on_v2_decode_only_the_rows_holding_objects(tmp_path, mon
 
 
 def test_a_v1_segment_opens_and_answers_as_the_same_rows_in_v2(tmp_path):
-    from segment_v1 import write_segment_v1
-
     rows = make_rows(np.random.default_rng(12), 200, 3, tombstone_every=5)
     ids, tombstones, vectors, metadatas = rows
     checksum = write_segment_v1(str(tmp_path / "v1.seg"), membrane_id=MEMBRANE, dim=3,
@@ -587,3 +587,63 @@ def test_a_flipped_byte_in_a_column_array_fails_the_filter_that_reads_it(tmp_pat
     assert year.mask(reader.columns).tolist() == [year.matches(m or {}) for m in rows[3]]
     with pytest.raises(CorruptionError, match="tag"):
         compile_filter({"tag": "t1"}).mask(reader.columns)
+
+
+# ---------------------------------------------------------------------------- through the engine
+
+
+def _fill(path, rows, monkeypatch=None):
+    """A database of `rows` over 2 shards in 4 segments each (the last of deletes, all left
+    uncompacted); v1 segments when monkeypatched."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(builder, "write_segment", write_segment_v1)
+    ids, _, vectors, metadatas = rows
+    with pdb.open(path, shards=2, auto_freeze=False, auto_compact=False) as db:
+        m = db.create_membrane("m", dim=vectors.shape[1], metric="l2")
+        for part in np.array_split(np.arange(len(ids)), 3):
+            m.put_batch(ids[part], vectors[part], [metadatas[i] for i in part])
+            db.freeze()
+        m.delete_batch(ids[::9])
+        db.freeze()
+    if monkeypatch is not None:
+        monkeypatch.undo()
+
+
+def _versions(path):
+    return sorted({struct.unpack_from("<I", p.read_bytes(), 8)[0] for p in path.rglob("*.seg")})
+
+
+def _answers(path):
+    with pdb.open(path, read_only=True) as db:
+        m = db.membrane("m")
+        query = np.linspace(-1, 1, 4, dtype=np.float32)
+        hits = [[(h.id, h.score, h.metadata) for h in m.search(query, k=7, filter=f, exact=exact)]
+                for f in (None, {"tag": "t1"}, {"year": {"$lt": 2100}}, {"list": {"$contains": "x"}})
+                for exact in (True, False)]
+        return hits, sorted((r.id, r.metadata) for r in m.scan({"tag": {"$ne": "t2"}}))
+
+
+def test_a_database_of_v1_segments_answers_as_v2_and_compaction_rewrites_it_as_v2(
+        tmp_path, monkeypatch):
+    rows = make_rows(np.random.default_rng(15), 300, 4)
+    _fill(tmp_path / "old", rows, monkeypatch)
+    _fill(tmp_path / "new", rows)
+    assert (_versions(tmp_path / "old"), _versions(tmp_path / "new")) == ([1], [2])
+    expected = _answers(tmp_path / "new")
+    assert _answers(tmp_path / "old") == expected
+    with pdb.open(tmp_path / "old") as db:
+        db.verify()
+        db.compact()
+    assert _versions(tmp_path / "old") == [2]
+    assert _answers(tmp_path / "old") == expected
+
+
+def test_a_filtered_search_after_reopen_decodes_only_the_hits_json(tmp_path, monkeypatch):
+    rows = rag_rows(400, dim=4)
+    rows[2][:] = np.random.default_rng(16).standard_normal((400, 4))
+    _fill(tmp_path / "db", rows)
+    decodes = count_json_decodes(monkeypatch)
+    with pdb.open(tmp_path / "db", read_only=True) as db:
+        hits = db.membrane("m").search(np.ones(4), k=5, filter={"category": "c2"})
+    assert len(hits) == 5 and all(h.metadata["category"] == "c2" for h in hits)
+    assert len(decodes) <= 2 * 5  # each shard decodes its own best k, nothing else
