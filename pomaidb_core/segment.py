@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from . import fs
+from .columns import StoredColumns
 from .errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from .filenames import tmp_path
 from .filters import MetadataColumns
@@ -517,7 +518,7 @@ class SegmentReader:
             # Every metadata was validated before it was written.
             raise self._corrupt(f"metadata unusable for filtering: {exc}") from None
 
-    def _stored_columns(self) -> MetadataColumns:
+    def _stored_columns(self) -> StoredColumns:
         """Validates the column directory now and each field's arrays when first used."""
         offset, length, _ = self._table[COLUMN_DATA]
         data = memoryview(self._mapped())[offset : offset + length]
