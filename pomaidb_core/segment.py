@@ -555,6 +555,8 @@ class SegmentReader:
         """Release the map; arrays already handed out keep it alive until dropped."""
         mapped, self._map = self._map, None
         self._verified = {}
+        with self._columns_lock:
+            self._columns = None  # v2 columns are views of the map
         if mapped is not None:
             try:
                 mapped.close()

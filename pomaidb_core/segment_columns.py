@@ -240,9 +240,15 @@ class StoredColumnsReader:
             raise self._corrupt(f"column {name!r}: vocab arrays disagree with its vocab count")
         if len({array in arrays for array in _LIST_ARRAYS}) != 1:
             raise self._corrupt(f"column {name!r} has some of its list arrays only")
-        _check_bigs(self, name, entry["big"], self._n)
-        _check_bigs(self, name, entry["element_big"], elements)
+        self._check_bigs(name, entry["big"], self._n)
+        self._check_bigs(name, entry["element_big"], elements)
         return name
+
+    def _check_bigs(self, name: str, bigs: Any, limit: int) -> None:
+        if not isinstance(bigs, list) or not all(
+                isinstance(b, list) and len(b) == 2 and _is_count(b[0]) and b[0] < limit
+                and type(b[1]) is int for b in bigs) or len({b[0] for b in bigs}) != len(bigs):
+            raise self._corrupt(f"column {name!r}: malformed exact ints")
 
     def _check_place(self, name: str, array: str, place: Any, length: int | None) -> None:
         if not (isinstance(place, list) and len(place) == 3 and all(map(_is_count, place))):
@@ -264,8 +270,11 @@ class StoredColumnsReader:
         kind = arrays["kind"]
         num = arrays.get("num", np.broadcast_to(np.float64(0.0), (n,)))
         scode = arrays.get("scode", np.broadcast_to(np.int32(-1), (n,)))
-        vocab = SortedVocab(arrays.get("vocab_offsets", np.zeros(1, np.uint64)),
-                            memoryview(arrays.get("vocab", np.zeros(0, np.uint8))))
+        vocab_offsets = arrays.get("vocab_offsets", np.zeros(1, np.uint64))
+        vocab_blob = arrays.get("vocab", np.zeros(0, np.uint8))
+        if not _is_partition(vocab_offsets, len(vocab_blob)):
+            raise self._corrupt(f"column {name!r}: vocab offsets are not a partition of the vocab")
+        vocab = SortedVocab(vocab_offsets, memoryview(vocab_blob))
         elements = None
         if "list_offsets" in arrays:
             elements = ListElements(arrays["list_offsets"], arrays["element_kind"],
@@ -286,8 +295,6 @@ class StoredColumnsReader:
     def _check_field(self, name: str, kind: np.ndarray, num: np.ndarray, scode: np.ndarray,
                      vocab: SortedVocab, big: dict[int, int], elements: ListElements | None) -> None:
         problem = _kind_problem(kind, num, scode, len(vocab), "row")
-        if problem is None and not _is_partition(vocab._offsets, len(vocab._blob)):
-            problem = "vocab offsets are not a partition of the vocab"
         if problem is None and any(kind[row] != KIND_NUMBER for row in big):
             problem = "an exact int is recorded for a row that holds no number"
         if problem is None and ((kind == KIND_LIST).any() != (elements is not None)):
@@ -316,13 +323,6 @@ class StoredColumnsReader:
 
 def _is_count(value: Any) -> bool:
     return type(value) is int and 0 <= value < 2**63
-
-
-def _check_bigs(reader: StoredColumnsReader, name: str, bigs: Any, limit: int) -> None:
-    if not isinstance(bigs, list) or not all(
-            isinstance(b, list) and len(b) == 2 and _is_count(b[0]) and b[0] < limit
-            and type(b[1]) is int for b in bigs) or len({b[0] for b in bigs}) != len(bigs):
-        raise reader._corrupt(f"column {name!r}: malformed exact ints")
 
 
 def _is_partition(offsets: np.ndarray, total: int) -> bool:
