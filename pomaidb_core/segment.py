@@ -3,7 +3,8 @@
 A segment is written once (`write_segment`) and then only memory-mapped
 (`SegmentReader`). Opening validates the header and the section table and
 nothing else, so it costs the same for ten rows as for ten million; every
-section is checked against its CRC32C the first time it is touched.
+section is checked against its CRC32C the first time it is touched (the column
+data one array at a time, see below).
 
 Byte layout (all integers little-endian). This writes format version 2; version 1 files (no
 column sections, a 256-byte header) are still read, and compaction rewrites them as version 2:
@@ -24,7 +25,7 @@ column sections, a 256-byte header) are still read, and compaction rewrites them
                      u32 section kind (version 1: zero)
     48+24c  4      u32 header CRC32C of bytes [0, 48 + 24 c)
     ...            zero up to the header size: 320 bytes (256 in version 1)
-    320            sections, in table order, each at the first 64-byte aligned
+    320            sections (256 in version 1), in table order, each at the first 64-byte aligned
                    offset after the previous one; gaps are zero; the last
                    section ends exactly at the file size
 
