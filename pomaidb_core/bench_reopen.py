@@ -3,9 +3,10 @@
 Writes N x 128 generated records with RAG-shaped metadata into a database of 4 shards,
 freezing every 50,000 rows (so N / 50,000 segments, as an ingest leaves them), then opens it
 in a new process and times, in order: open, a first unfiltered query, a first filtered query
-(one category in ten: 10% of the rows) and a second filtered query on another field. The
-difference between the first filtered and the unfiltered query is what filtering costs
-on a cold segment: decoding per-row JSON (format v1) or mapping typed columns (v2).
+(one category in ten: 10% of the rows), a filtered query on another category (its column is
+now loaded, its mask is not) and a filtered query on another field. The difference between the
+first two filtered queries is what the first filter costs on cold segments: decoding per-row
+JSON (format v1) or mapping typed columns (v2).
 
 Metadata per row: category (10 values), page (int), source (one document per 50 rows) and
 "_lc_text", 300+ characters of page text, as the LangChain integration stores it.
@@ -58,7 +59,7 @@ def probe(path: str) -> dict:
     m = db.membrane("big")
     timings["open_s"] = time.perf_counter() - start
     for name, flt in (("unfiltered_s", None), ("first_filtered_s", {"category": "c3"}),
-                      ("second_field_s", {"page": {"$lt": 50}})):
+                      ("warm_column_s", {"category": "c4"}), ("second_field_s", {"page": {"$lt": 50}})):
         start = time.perf_counter()
         hits = m.search(query, k=10, filter=flt)
         timings[name] = time.perf_counter() - start
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--dir", default=None, help="keep the database here (default: a temp dir)")
-    parser.add_argument("--probe", action="store_true", help="only open DIR and time the queries")
+    parser.add_argument("--probe", action="store_true",
+                        help="only time the queries on the database kept in DIR")
     args = parser.parse_args(argv)
     if args.probe:
         print(json.dumps(probe(args.dir)))
@@ -89,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
           f"over 4 shards; write + freeze took {built:.1f} s")
     for name, seconds in result.items():
         print(f"{name:18} {seconds * 1e3:10.1f} ms")
-    filtering = result["first_filtered_s"] - result["unfiltered_s"]
-    print(f"{'filter cost':18} {filtering * 1e3:10.1f} ms (first filtered - unfiltered query)")
+    filtering = result["first_filtered_s"] - result["warm_column_s"]
+    print(f"{'column cost':18} {filtering * 1e3:10.1f} ms (first filtered - warm column query)")
 
 
 if __name__ == "__main__":
