@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(prog="pomaidb bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True, metavar="{core,open,wsbr}")
+    sub = parser.add_subparsers(dest="what", required=True, metavar="{core,open,wsbr,scale}")
     core = sub.add_parser("core", help="write throughput and exact search vs numpy")
     core.add_argument("--data", default=None, metavar="DIR",
                       help=f"embeddings directory (default: ${bench_data.DATA_ENV}, else generated)")
@@ -208,14 +208,20 @@ def main(argv: list[str] | None = None) -> None:
     big.add_argument("--rows", type=int, default=1_000_000)
     sub.add_parser("wsbr", help="WSBR recall/QPS sweep (see pomaidb_core.bench_wsbr)",
                    add_help=False)
+    sub.add_parser("scale", help="the engine end to end at 100k-1M rows vs hnswlib "
+                   "(see pomaidb_core.bench_scale)", add_help=False)
     args, rest = parser.parse_known_args(argv)
-    if args.what != "wsbr" and rest:
+    if args.what not in ("wsbr", "scale") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.what == "wsbr":
             from . import bench_wsbr
 
             bench_wsbr.main(rest)
+        elif args.what == "scale":
+            from . import bench_scale
+
+            bench_scale.main(rest)
         elif args.what == "core":
             run_core(args)
         else:

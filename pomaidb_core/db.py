@@ -32,7 +32,7 @@ from .errors import (
     StorageError,
 )
 from .mailbox import Command, Mailbox, Reply
-from .manifest import Manifest, ManifestStore, MembraneMeta, read_manifest
+from .manifest import Manifest, ManifestStore, MembraneMeta
 from .membrane import Membrane
 from .options import METRICS, IndexParams, Options
 from .shard import Shard
@@ -345,7 +345,7 @@ class DB:
     def verify(self) -> None:
         """Reads every file and checks every checksum; raises CorruptionError on the first bad one."""
         self._require_open()
-        read_manifest(filenames.manifest_path(self.path, self._store.current.number))
+        self._store.verify_current()
         self._broadcast("verify")
 
     # ------------------------------------------------------------------ plumbing for Membrane
@@ -384,12 +384,22 @@ class DB:
         return reply
 
     def _mailbox(self, shard: int) -> Mailbox:
+        return self._shard(shard).mailbox
+
+    def _shard(self, shard: int) -> Shard:
         self._require_open()
         shards = self._shards
         if shard >= len(shards):  # closed between the check above and here
             raise ClosedError(f"the database at {self.path} was closed meanwhile; call db.open() "
                               "to reopen it")
-        return shards[shard].mailbox
+        return shards[shard]
+
+    def _read(self, shard: int, kind: str, *args: Any) -> Any:
+        """A read command run on the calling thread (Shard.read): no mailbox, no thread hop."""
+        return self._shard(shard).read(kind, *args)
+
+    def _read_all(self, kind: str, *args: Any) -> list:
+        return [self._read(i, kind, *args) for i in range(self.shard_count)]
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()
@@ -415,13 +425,13 @@ class DB:
 
     def _scan_shards(self, membrane_id: int, flt: Any) -> Iterator:
         for shard in range(self.shard_count):
-            snapshot = self._call(shard, "snapshot", membrane_id, flt)
+            snapshot = self._read(shard, "snapshot", membrane_id, flt)
             yield from snapshot.records()
 
 
 def _empty_stats() -> dict:
     return {"records": 0, "memtable_records": 0, "memtable_bytes": 0, "frozen_memtables": 0,
-            "segments": 0, "segment_rows": 0, "bytes_on_disk": 0}
+            "segments": 0, "segment_rows": 0, "bytes_on_disk": 0, "memory_bytes": 0}
 
 
 def _check_name(name: Any) -> None:

@@ -32,6 +32,7 @@ from .results import Record
 from .segment import SegmentReader
 
 _FILTER_CACHE_SIZE = 8
+_SEARCH_MASKS_KEPT = 64  # per membrane state: (segment, filter) pairs of search masks
 
 
 def clone_metadata(value):
@@ -84,6 +85,10 @@ class LiveSegment:
         for path in self.paths:
             fs.unlink(path)
 
+    def cached_masks(self) -> list[np.ndarray]:
+        with self._lock:
+            return list(self._filter_masks.values())
+
     def filter_mask(self, flt: Filter) -> np.ndarray:
         """Filter masks of immutable rows are cached under `flt.key`, equal only for filters
         that select the same rows (typed operands: "2024" and 2024 are different filters)."""
@@ -120,6 +125,8 @@ class MembraneState:
     frozen: list[Memtable] = field(default_factory=list)  # newest first
     segments: list[LiveSegment] = field(default_factory=list)  # newest first
     _stack_masks: list[np.ndarray] | None = None
+    # (segment position, filter key) -> stack mask & filter mask, valid until set_segments.
+    _search_masks: dict[tuple[int, object], np.ndarray] = field(default_factory=dict)
 
     def memtables(self) -> list[Memtable]:
         return [self.active, *self.frozen]
@@ -127,6 +134,34 @@ class MembraneState:
     def set_segments(self, segments: list[LiveSegment]) -> None:
         self.segments = segments
         self._stack_masks = None
+        self._search_masks = {}
+
+    def memory_bytes(self) -> int:
+        """Anonymous memory this state holds: memtables, sidecar tables and cached masks.
+
+        Segment rows are memory-mapped (file-backed) and not counted: the OS pages them.
+        """
+        held = sum(table.memory_bytes() for table in self.memtables())
+        held += sum(seg.index.memory_bytes() for seg in self.segments)
+        # list() copies in one step: readers may add search masks meanwhile.
+        masks = [*(self._stack_masks or []), *list(self._search_masks.values())]
+        masks += [m for seg in self.segments for m in seg.cached_masks()]
+        return held + sum(mask.nbytes for mask in masks)
+
+    def search_mask(self, position: int, flt: Filter | None) -> np.ndarray:
+        """Rows of segment `position` a search may return: one array per filter, reused by
+        every query (so per-query work never passes over all of a segment's rows)."""
+        stack_mask = self.stack_masks()[position]
+        if flt is None:
+            return stack_mask
+        masks = self._search_masks
+        mask = masks.get((position, flt.key))
+        if mask is None:
+            if len(masks) >= _SEARCH_MASKS_KEPT:
+                masks.clear()
+            mask = stack_mask & self.segments[position].filter_mask(flt)
+            masks[(position, flt.key)] = mask
+        return mask
 
     def stack_masks(self) -> list[np.ndarray]:
         """Per segment: rows that are puts and not overridden by a newer segment."""
@@ -214,8 +249,8 @@ class MembraneState:
                 return kernels.topk(vectors, queries, kk, metric, mask=mask)
 
             _collect(rank, table, table.view_ids(), tables[:index], params.k, table.n, per_query)
-        for seg, stack_mask in zip(self.segments, self.stack_masks()):
-            mask = stack_mask if params.flt is None else stack_mask & seg.filter_mask(params.flt)
+        for position, seg in enumerate(self.segments):
+            mask = self.search_mask(position, params.flt)
             _collect(_segment_ranker(seg, queries, metric, mask, params), seg, seg.reader.ids,
                      tables, params.k, seg.reader.n, per_query)
         for found in per_query:

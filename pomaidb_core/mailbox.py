@@ -122,9 +122,12 @@ class Mailbox:
             with self._space:
                 self._space.notify_all()
 
-    def drain(self, limit: int) -> list[Command]:
-        """Up to `limit` commands, waiting for at least one."""
-        batch = [self._queue.get()]
+    def drain(self, limit: int, timeout: float | None = None) -> list[Command]:
+        """Up to `limit` commands, waiting for at least one (or `timeout` seconds: then [])."""
+        try:
+            batch = [self._queue.get(timeout=timeout)]
+        except queue.Empty:
+            return []
         while len(batch) < limit:
             try:
                 batch.append(self._queue.get_nowait())

@@ -438,6 +438,11 @@ class ManifestStore:
             self._current = new
             return new
 
+    def verify_current(self) -> None:
+        """Re-read the live version from disk with every check, never racing a commit's swap."""
+        with self._lock:
+            read_manifest(filenames.manifest_path(self.root, self.current.number))
+
     def live_files(self) -> set[str]:
         """Every segment and sidecar path the current manifest references."""
         paths = set()

@@ -145,7 +145,7 @@ class Membrane:
         """The live record with this id, or None (never written, or deleted)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return self._db._call(shard, "get", self.meta.membrane_id, [key])[0]
+        return self._db._read(shard, "get", self.meta.membrane_id, [key])[0]
 
     def get_batch(self, ids: Any) -> list[Record | None]:
         """`get` for many ids at once, in the order given (None where there is no record)."""
@@ -155,22 +155,21 @@ class Membrane:
         """Whether a live record has this id (cheaper than `get`: no vector is copied)."""
         key = records.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
-        return self._db._call(shard, "exists", self.meta.membrane_id, [key])[0]
+        return self._db._read(shard, "exists", self.meta.membrane_id, [key])[0]
 
     def _point_reads(self, kind: str, ids: Any) -> list:
         keys = records.check_ids(ids)
         out: list = [None] * len(keys)
-        parts = [(rows, self._db._submit(shard, kind, self.meta.membrane_id, keys[rows].tolist()))
-                 for shard, rows in enumerate(routing.split(keys, self._db.shard_count))
-                 if len(rows)]
-        for rows, future in parts:
-            for row, value in zip(rows.tolist(), future.result()):
-                out[row] = value
+        for shard, rows in enumerate(routing.split(keys, self._db.shard_count)):
+            if len(rows):
+                found = self._db._read(shard, kind, self.meta.membrane_id, keys[rows].tolist())
+                for row, value in zip(rows.tolist(), found):
+                    out[row] = value
         return out
 
     def count(self) -> int:
         """Live records (tombstoned and overwritten ones excluded)."""
-        return sum(self._db._broadcast("count", self.meta.membrane_id))
+        return sum(self._db._read_all("count", self.meta.membrane_id))
 
     def search(self, query: Any, k: int = 10, filter: dict | None = None, *,
                top_blocks: int | None = None, widen_blocks: int | None = None,
@@ -194,7 +193,7 @@ class Membrane:
             frozen segments through WSBR unless `exact=True`.
         """
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        return _merge(self._db._broadcast("search", self.meta.membrane_id, *request), k)[0]
+        return _merge(self._db._read_all("search", self.meta.membrane_id, *request), k)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
@@ -206,7 +205,7 @@ class Membrane:
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []
-        return _merge(self._db._broadcast("search", self.meta.membrane_id, *request), k)
+        return _merge(self._db._read_all("search", self.meta.membrane_id, *request), k)
 
     def _search_request(self, queries: Any, single: bool, k: Any, filter: Any, top_blocks: Any,
                         widen_blocks: Any, exact: Any) -> tuple[np.ndarray, SearchParams]:

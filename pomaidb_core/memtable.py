@@ -11,6 +11,8 @@ readers on any thread may hold it.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .filters import MetadataColumns
@@ -30,6 +32,7 @@ class Memtable:
         self._columns = MetadataColumns()
         self._columns_rows = 0  # slots [0, _columns_rows) are in _columns ...
         self._stale_slots: set[int] = set()  # ... except these, overwritten since
+        self._columns_lock = threading.Lock()  # concurrent readers bring the columns up to date
         self.slot_of: dict[int, int] = {}
         self.max_seq = 0  # highest WAL sequence applied here
         self.nbytes = 0  # approximate: vectors + metadata JSON
@@ -91,13 +94,14 @@ class Memtable:
     @property
     def columns(self) -> MetadataColumns:
         """Filter columns, brought up to date on demand: writes never pay for them."""
-        for slot in self._stale_slots:
-            self._columns.set(slot, self.metadatas[slot])
-        self._stale_slots.clear()
-        for slot in range(self._columns_rows, self.n):
-            self._columns.append(self.metadatas[slot])
-        self._columns_rows = self.n
-        return self._columns
+        with self._columns_lock:
+            for slot in self._stale_slots:
+                self._columns.set(slot, self.metadatas[slot])
+            self._stale_slots.clear()
+            for slot in range(self._columns_rows, self.n):
+                self._columns.append(self.metadatas[slot])
+            self._columns_rows = self.n
+            return self._columns
 
     def state(self, key: int) -> tuple[int, int]:
         """(ABSENT | LIVE | TOMBSTONE, slot)."""
@@ -114,6 +118,11 @@ class Memtable:
 
     def view_ids(self) -> np.ndarray:
         return self.ids[: self.n]
+
+    def memory_bytes(self) -> int:
+        """Its arrays at their capacity, plus the metadata's JSON size as an estimate."""
+        return (self.ids.nbytes + self.live.nbytes + self.vectors.nbytes
+                + max(0, self.nbytes - self.n * self.vectors.shape[1] * 4))
 
     def live_count(self) -> int:
         return int(np.count_nonzero(self.live[: self.n]))

@@ -77,6 +77,11 @@ class Options:
     compaction_trigger: int = 4  # segments of one membrane in a shard before auto-compaction
     auto_freeze: bool = True  # freeze automatically at memtable_limit(_bytes)
     auto_compact: bool = True  # compact automatically at compaction_trigger
+    # A shard that has had no command for this long freezes a memtable of at least
+    # idle_freeze_min_records, so a bulk load is searched through WSBR soon after it
+    # ends instead of by exact scan until the memtable fills (0 disables it).
+    idle_freeze_seconds: float = 3.0
+    idle_freeze_min_records: int = 1024
     max_metadata_bytes: int = 1 << 20  # JSON size of one record's metadata
     read_only: bool = False  # open a consistent snapshot; every write raises ReadOnlyError
     index: IndexParams = field(default_factory=IndexParams)  # default for new membranes
@@ -93,6 +98,10 @@ class Options:
         _require_int("wal_file_limit_bytes", self.wal_file_limit_bytes, 4096)
         _require_int("compaction_trigger", self.compaction_trigger, 2)
         _require_int("max_metadata_bytes", self.max_metadata_bytes, 2)
+        _require_int("idle_freeze_min_records", self.idle_freeze_min_records, 1)
+        idle = self.idle_freeze_seconds
+        if isinstance(idle, bool) or not isinstance(idle, (int, float)) or not 0 <= idle < 1e6:
+            raise InvalidArgumentError(f"idle_freeze_seconds must be a number in [0, 1e6), got {idle!r}")
         for name in ("auto_freeze", "auto_compact", "read_only"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidArgumentError(f"{name} must be a bool")

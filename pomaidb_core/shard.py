@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -48,6 +49,7 @@ from .mailbox import WRITE_KINDS, Command, Mailbox, resolve, start
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .memtable import Memtable
 from .options import Options
+from .rwlock import RWLock
 from .worker import BackgroundWorker
 
 _MAX_PENDING_GENERATIONS = 2
@@ -96,11 +98,17 @@ class Shard:
         self._prepared = txn.PreparedParts()  # logged parts of cross-shard batches, undecided
         self._parts_waiting: dict[txn.CrossShardBatch, tuple[int, Command]] = {}
         self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
+        self._last_write = 0.0  # time.monotonic() of the last write taken (idle freeze)
+        self._unstarted: list[Command] = []  # drained after the stop command: never run
         self._pending: list[Generation] = []
         self._compactions: dict[int, CompactionJob] = {}
         self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
                                         daemon=True)
         self._opened: Future = Future()
+        # Readers on other threads traverse _states under its shared side; this thread takes
+        # the exclusive side whenever it changes what they traverse (see `read`).
+        self._state_lock = RWLock()
+        self._readable = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,6 +130,7 @@ class Shard:
         except BaseException as exc:  # reported to DB.open, which closes everything
             self._opened.set_exception(exc)
             return
+        self._readable = True
         self._opened.set_result(None)
         try:
             self._loop()
@@ -179,7 +188,7 @@ class Shard:
         for command in self._parked:  # taken, so already running
             _fail(command, copy_for_caller(closed))
         self._parked.clear()
-        leftover = self.mailbox.close()
+        leftover = [*self._unstarted, *self.mailbox.close()]
         while leftover or self._parts_waiting:
             command = leftover.pop(0) if leftover else self.mailbox.take()
             if command.kind == "decide":
@@ -216,22 +225,42 @@ class Shard:
         for job in self._compactions.values():
             self._fail_waiters(job.waiters,
                                ClosedError("the database closed before the compaction finished"))
-        for state in self._states.values():
-            for seg in state.segments:
-                seg.release()
+        with self._state_lock.write():
+            self._readable = False
+            for state in self._states.values():
+                for seg in state.segments:
+                    seg.release()
+
+    # ------------------------------------------------------------------ reads from any thread
+
+    def read(self, kind: str, *args):
+        """Run the read command `kind` on the calling thread, beside this shard's thread.
+
+        Reads never queue behind writes, freezes, compactions or backpressure: they
+        wait at most for this thread to finish applying one group. What they see
+        includes every write acknowledged before the call.
+        """
+        with self._state_lock.read():
+            if not self._readable:
+                raise ClosedError("the database was closed; call db.open() to reopen it")
+            return getattr(self, "_do_" + kind)(*args)
 
     # ------------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
         limit = self._options.group_commit_max
         while True:
-            for command in self.mailbox.drain(limit):
+            commands = self.mailbox.drain(limit, timeout=self._idle_wait())
+            if self._idle_wait() == 0:  # no write for idle_freeze_seconds: save a bulk load
+                self._maybe_freeze(self._options.idle_freeze_min_records)
+            for position, command in enumerate(commands):
+                if command.kind == "stop":
+                    self._commit_group()
+                    self._unstarted = commands[position + 1 :]  # _close_parts answers them
+                    return
                 if not start(command.future):  # its caller gave up before the shard took it
                     _vote(command, PomaiError("the call was cancelled before its shard ran it"))
                     continue
-                if command.kind == "stop":
-                    self._commit_group()
-                    return
                 if command.kind in WRITE_KINDS:
                     self._write(command)
                 else:
@@ -252,6 +281,7 @@ class Shard:
         self._stage_write(command)
 
     def _stage_write(self, command: Command) -> None:
+        self._last_write = time.monotonic()
         try:
             if self._write_error is not None:
                 # A fresh error each time: re-raising one instance would grow its traceback
@@ -283,9 +313,11 @@ class Shard:
             for command, _, _ in group:
                 _fail(command, copy_for_caller(self._write_error))
             return
-        for command, apply, result in group:
-            if apply is not None:
-                apply()
+        with self._state_lock.write():
+            for _, apply, _ in group:
+                if apply is not None:
+                    apply()
+        for command, _, result in group:
             if isinstance(result, _PartLogged):  # the batch's decision answers the caller
                 self._parts_waiting[result.batch] = (result.seq, command)
                 result.batch.vote(None)
@@ -316,13 +348,20 @@ class Shard:
     def _state(self, membrane_id: int) -> MembraneState:
         state = self._states.get(membrane_id)
         if state is None:
-            meta = self._catalog.get(membrane_id)
-            if meta is None:
-                name = self._dropped.get(membrane_id, f"with id {membrane_id}")
-                raise NotFoundError(f"membrane {name} was dropped")
-            state = MembraneState(meta, Memtable(meta.dim))
+            state = self._read_state(membrane_id)
             self._states[membrane_id] = state
         return state
+
+    def _read_state(self, membrane_id: int) -> MembraneState:
+        """The state readers see: like _state, but never adds one (only this thread does)."""
+        state = self._states.get(membrane_id)
+        if state is not None:
+            return state
+        meta = self._catalog.get(membrane_id)
+        if meta is None:
+            name = self._dropped.get(membrane_id, f"with id {membrane_id}")
+            raise NotFoundError(f"membrane {name} was dropped")
+        return MembraneState(meta, Memtable(meta.dim))
 
     def _append(self, kind: int, payload: bytes) -> int:
         assert self._wal is not None, "writes are refused before reaching a read-only shard"
@@ -368,7 +407,8 @@ class Shard:
         taken = self._prepared.take(seq)
         if taken is not None:
             state, batch = taken
-            self._apply(state, batch, seq)  # type: ignore[arg-type]
+            with self._state_lock.write():
+                self._apply(state, batch, seq)  # type: ignore[arg-type]
 
     def _log_abort(self, seq: int) -> None:
         """Best effort: if the log refuses even this, replay keeps the part (outcome unknown)."""
@@ -403,32 +443,33 @@ class Shard:
 
     def _do_drop(self, membrane_id: int, name: str) -> None:
         self._dropped[membrane_id] = repr(name)
-        state = self._states.pop(membrane_id, None)
-        if state is not None:
-            for seg in state.segments:
-                seg.retire()
+        with self._state_lock.write():
+            state = self._states.pop(membrane_id, None)
+            if state is not None:
+                for seg in state.segments:
+                    seg.retire()
 
     # ------------------------------------------------------------------ reads
 
     def _do_get(self, membrane_id: int, ids: list[int]) -> list:
-        state = self._state(membrane_id)
+        state = self._read_state(membrane_id)
         return [state.lookup(key) for key in ids]
 
     def _do_exists(self, membrane_id: int, ids: list[int]) -> list[bool]:
-        state = self._state(membrane_id)
+        state = self._read_state(membrane_id)
         return [state.is_live(key) for key in ids]
 
     def _do_count(self, membrane_id: int) -> int:
-        return self._state(membrane_id).count()
+        return self._read_state(membrane_id).count()
 
     def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams) -> list:
         """Per query: [(score, id, metadata)], best first, at most k."""
-        found = self._state(membrane_id).search(queries, params)
+        found = self._read_state(membrane_id).search(queries, params)
         return [[(score, key, layer_metadata(layer, row)) for score, key, layer, row in hits]
                 for hits in found]
 
     def _do_snapshot(self, membrane_id: int, flt) -> Snapshot:
-        return Snapshot(self._state(membrane_id), flt)
+        return Snapshot(self._read_state(membrane_id), flt)
 
     def _do_stats(self) -> dict:
         out = {}
@@ -441,6 +482,7 @@ class Shard:
                 "segments": len(state.segments),
                 "segment_rows": sum(s.meta.rows for s in state.segments),
                 "bytes_on_disk": sum(s.meta.nbytes for s in state.segments),
+                "memory_bytes": state.memory_bytes(),
             }
         return out
 
@@ -454,12 +496,22 @@ class Shard:
 
     # ------------------------------------------------------------------ freeze
 
-    def _maybe_freeze(self) -> None:
+    def _idle_wait(self) -> float | None:
+        """Seconds until the memtables count as idle (0: they do); None: no idle freeze due."""
+        options = self._options
+        if (not options.auto_freeze or not options.idle_freeze_seconds or self._wal is None
+                or sum(s.active.n for s in self._states.values()) < options.idle_freeze_min_records):
+            return None
+        return max(0.0, self._last_write + options.idle_freeze_seconds - time.monotonic())
+
+    def _maybe_freeze(self, min_records: int | None = None) -> None:
+        """Freeze when the memtables are full (or, when idle, hold at least `min_records`)."""
         if not self._options.auto_freeze or self._wal is None or self._prepared:
             return
         records_ = sum(s.active.n for s in self._states.values())
         nbytes = sum(s.active.nbytes for s in self._states.values())
-        if records_ >= self._options.memtable_limit or nbytes >= self._options.memtable_limit_bytes:
+        full = records_ >= self._options.memtable_limit or nbytes >= self._options.memtable_limit_bytes
+        if full or (min_records is not None and records_ >= min_records):
             try:
                 self._freeze(None)
             except StorageError:
@@ -484,11 +536,12 @@ class Shard:
             # be covered by the next one's wal_covered without being saved).
             self._rotate_wal()
             generation = Generation(self._wal.next_seq - 1, tables)
-            for mid, table in tables.items():
-                state = self._states[mid]
-                table.frozen = True
-                state.frozen.insert(0, table)
-                state.active = Memtable(state.meta.dim)
+            with self._state_lock.write():
+                for mid, table in tables.items():
+                    state = self._states[mid]
+                    table.frozen = True
+                    state.frozen.insert(0, table)
+                    state.active = Memtable(state.meta.dim)
             self._pending.append(generation)
         if waiter is not None:
             if self._pending:
@@ -613,16 +666,17 @@ class Shard:
                 next_segment_id=max(manifest.next_segment_id, top + 1))
 
         self._store.commit(edit)
-        for item in built:
-            state = self._states.get(item.membrane_id)
-            if state is None:
-                item.live.retire()
-                continue
-            state.set_segments([item.live, *state.segments])
-        for mid, table in generation.tables.items():
-            state = self._states.get(mid)
-            if state is not None:
-                state.frozen.remove(table)
+        with self._state_lock.write():
+            for item in built:
+                state = self._states.get(item.membrane_id)
+                if state is None:
+                    item.live.retire()
+                    continue
+                state.set_segments([item.live, *state.segments])
+            for mid, table in generation.tables.items():
+                state = self._states.get(mid)
+                if state is not None:
+                    state.frozen.remove(table)
 
     # ------------------------------------------------------------------ compaction
 
@@ -707,9 +761,10 @@ class Shard:
         self._store.commit(edit)
         state = self._states[mid]
         kept = [seg for seg in state.segments if seg.meta.segment_id not in input_ids]
-        state.set_segments(kept + ([output.live] if output is not None else []))
-        for seg in job.inputs:
-            seg.retire()
+        with self._state_lock.write():
+            state.set_segments(kept + ([output.live] if output is not None else []))
+            for seg in job.inputs:
+                seg.retire()
 
 
 _DEFERRED = object()  # the command's future is resolved later (freeze, compaction)

@@ -59,6 +59,7 @@ from .kernels import crc32c
 from .records import DELETE_BATCH, PUT_BATCH, LogRecord, decode
 
 GROUP = 3  # frame type (frozen on-disk value)
+_FRAME_TYPES = frozenset({PUT_BATCH, DELETE_BATCH, GROUP})
 HEADER = struct.Struct("<IIBQ")
 HEADER_SIZE = HEADER.size  # 17
 _GROUP_HEAD = struct.Struct("<QI")
@@ -156,9 +157,9 @@ def _frames_after(data: bytes, start: int, min_seq: int, budget: int | None) -> 
             seqs = tail[9 + align : 9 + align + usable * 8].view("<u8")
             found.append(start + align + 8 * np.flatnonzero((seqs >= min_seq) & (seqs <= max_seq)))
     for offset in np.sort(np.concatenate(found)).tolist() if found else []:
-        length = HEADER.unpack_from(data, offset)[1]
-        if offset + HEADER_SIZE + length > len(data):
-            continue  # runs past the end: no CRC to compute
+        _, length, kind, _ = HEADER.unpack_from(data, offset)
+        if kind not in _FRAME_TYPES or offset + HEADER_SIZE + length > len(data):
+            continue  # not a frame's header (payload bytes that look like a seq): no CRC to compute
         if budget is not None:
             budget -= length
             if budget < 0:

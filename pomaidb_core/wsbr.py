@@ -80,6 +80,7 @@ from __future__ import annotations
 import copy
 import math
 import struct
+import weakref
 from functools import cached_property
 
 import numpy as np
@@ -199,6 +200,15 @@ class WsbrIndex:
         self.alpha = alpha
         self.beta = beta
         self.centroids = centroids
+        # (mask, allowed rows per block) of the last mask searched with: callers pass the same
+        # cached mask array query after query and never change one in place, so its per-block
+        # counts (a pass over every row) are computed once, not per query.
+        self.allowed_cache: tuple[weakref.ref, np.ndarray] | None = None
+
+    def memory_bytes(self) -> int:
+        arrays = (self.mu, self.projection, self.block_offsets, self.signatures, self.alpha,
+                  self.beta, self.centroids)
+        return sum(np.asarray(a).nbytes for a in arrays)
 
     def default_top_blocks(self) -> int:
         return self.top_blocks
@@ -558,7 +568,12 @@ def _allowed_per_block(index: WsbrIndex, mask: np.ndarray | None) -> np.ndarray:
         raise InvalidArgumentError(f"mask must have shape ({index.n_rows},), got {mask.shape}")
     if index.n_blocks == 0:
         return np.zeros(0, np.int64)
-    return np.add.reduceat(mask, index.block_offsets[:-1], dtype=np.int64)
+    cached = index.allowed_cache
+    if cached is not None and cached[0]() is mask:  # the same (cached) mask as the last query
+        return cached[1]
+    counts = np.add.reduceat(mask, index.block_offsets[:-1], dtype=np.int64)
+    index.allowed_cache = (weakref.ref(mask), counts)
+    return counts
 
 
 def _scale_for_selectivity(top: int, widen: int, allowed: int, n_rows: int) -> tuple[int, int]:

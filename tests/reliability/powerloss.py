@@ -12,11 +12,23 @@ made durable:
   back with its durable bytes).
 
 `cut()` (or `cut_after(n)`, which cuts inside the n-th IO step, on whatever
-thread makes it) freezes the image the disk would show after a power failure
-at that instant; `materialize(image)` replaces the directory tree with it once
-the database has been closed. Unsynced appends are dropped ("drop"), kept up
-to a random length ("torn": a write that half reached the platter), or turned
-into zeros ("zeros": the size was journaled, the data blocks never written).
+thread makes it, or `cut_when(predicate)`, inside the first step it accepts)
+freezes the image the disk would show after a power failure at that instant;
+`materialize(image)` replaces the directory tree with it once the database has
+been closed. What happens to the bytes appended since a file's last fsync:
+
+* "drop": all lost;
+* "torn": kept up to a random length (a write that half reached the platter);
+* "zeros": turned into zeros (the size was journaled, the data blocks never written);
+* "pages": the page cache writes pages back in any order, so each 4 KiB page
+  (at file offsets that are multiples of PAGE_SIZE) of those bytes is
+  independently "kept", "lost" (reads as zeros) or "garbage" (random bytes),
+  and the file may end anywhere after its synced bytes: a later page can
+  survive an earlier one. `fates` fixes the pages' fates in order (the last
+  one repeats) and keeps the whole length, for tests that need one case.
+
+Synced bytes are never touched: damage to acknowledged data is a different
+failure (a bad disk), tested by editing the image.
 """
 
 from __future__ import annotations
@@ -25,12 +37,14 @@ import os
 import random
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pomaidb_core import fs
 
-TAIL_MODES = ("drop", "torn", "zeros")
+TAIL_MODES = ("drop", "torn", "zeros", "pages")
+PAGE_SIZE = 4096
+PAGE_FATES = ("kept", "lost", "garbage")
 
 
 @dataclass(eq=False)
@@ -63,14 +77,18 @@ def _read(path: str) -> bytes:
 class PowerLossDisk:
     """Install with `with PowerLossDisk(root) as disk:`; everything under root starts durable."""
 
-    def __init__(self, root: str | os.PathLike, *, tail: str = "drop", seed: int = 0) -> None:
+    def __init__(self, root: str | os.PathLike, *, tail: str = "drop", seed: int = 0,
+                 fates: Sequence[str] | None = None) -> None:
         assert tail in TAIL_MODES
+        assert fates is None or (tail == "pages" and fates and set(fates) <= set(PAGE_FATES))
         self.root = os.path.abspath(os.fspath(root))
         self._tail = tail
+        self._fates = fates
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._state = _State()
         self._cut_after: int | None = None
+        self._cut_when: Callable[..., bool] | None = None
         self._note: Callable[[], object] = lambda: None
         self.events = 0
         self.image: Image | None = None
@@ -89,6 +107,12 @@ class PowerLossDisk:
         """Cut the power inside the `steps`-th IO step from now; `note()` is recorded with it."""
         with self._lock:
             self._cut_after = self.events + steps
+            self._note = note
+
+    def cut_when(self, predicate: Callable[..., bool], note: Callable[[], object] = lambda: None) -> None:
+        """Cut the power inside the first IO step for which `predicate(op, *paths)` is true."""
+        with self._lock:
+            self._cut_when = predicate
             self._note = note
 
     def cut(self, note: object = None) -> Image:
@@ -117,7 +141,8 @@ class PowerLossDisk:
                 return
             getattr(self, "_on_" + op)(*paths)
             self.events += 1
-            if self._cut_after is not None and self.events >= self._cut_after:
+            if ((self._cut_after is not None and self.events >= self._cut_after)
+                    or (self._cut_when is not None and self._cut_when(op, *paths))):
                 self.image = self._freeze_image(self._note())
 
     def _known(self, path: str) -> _File:
@@ -184,10 +209,31 @@ class PowerLossDisk:
         now = _read(live_path)
         if not now.startswith(item.durable) or len(now) == len(item.durable):
             return item.durable  # not an append since the last fsync: keep the synced bytes
+        if self._tail == "pages":
+            return self._paged(item.durable, now)
         kept = self._rng.randint(0, len(now) - len(item.durable))
         if self._tail == "torn":
             return now[: len(item.durable) + kept]
         return item.durable + bytes(kept)
+
+    def _paged(self, durable: bytes, now: bytes) -> bytes:
+        out = bytearray(now)
+        start = len(durable)
+        for index, page in enumerate(range(start - start % PAGE_SIZE, len(now), PAGE_SIZE)):
+            low, high = max(page, start), min(page + PAGE_SIZE, len(now))
+            fate = self._fate(index)
+            if fate == "lost":
+                out[low:high] = bytes(high - low)
+            elif fate == "garbage":
+                out[low:high] = self._rng.randbytes(high - low)
+        if self._fates is None and self._rng.random() < 0.5:
+            del out[self._rng.randint(start, len(now)):]  # the new size was not journaled in full
+        return bytes(out)
+
+    def _fate(self, index: int) -> str:
+        if self._fates is None:
+            return self._rng.choice(PAGE_FATES)
+        return self._fates[min(index, len(self._fates) - 1)]
 
 
 def materialize(root: str | os.PathLike, image: Image) -> None:

@@ -88,3 +88,35 @@ def test_close_fails_held_back_writes_instead_of_hanging(tmp_path, stalled_build
         m = db.membrane("m")
         assert all(m.get(key) is not None for key in range(3))
         assert (m.get(99) is not None) == (not errors)
+
+
+def test_reads_run_beside_a_shard_thread_that_is_stuck_in_a_write(tmp_path):
+    """Sync reads run on the caller's thread: a shard blocked in its log write still answers them."""
+    from pomaidb_core import fs
+
+    stuck, release = threading.Event(), threading.Event()
+
+    def hook(op: str, path: str) -> None:
+        if op == "write" and path.endswith(".wal") and not release.is_set():
+            stuck.set()
+            assert release.wait(30)
+
+    with pdb.open(tmp_path / "db", shards=1) as db:
+        m = db.create_membrane("m", dim=DIM, metric="l2")
+        m.put_batch(range(50), np.stack([vector_of(k) for k in range(50)]))
+        db.freeze()
+        m.put(60, vector_of(60))
+        fs.set_fault_hook(hook)
+        try:
+            writer = threading.Thread(target=m.put, args=(99, vector_of(99)))
+            writer.start()
+            assert stuck.wait(10)
+            assert m.get(7) is not None and m.get(60) is not None and m.exists(3)
+            assert m.search(vector_of(7), k=1)[0].id == 7
+            assert m.count() == 51 and len(list(m.scan())) == 51
+            assert m.get(99) is None  # its group is not durable yet, so not visible
+        finally:
+            release.set()
+            fs.set_fault_hook(None)
+        writer.join(10)
+        assert m.get(99) is not None

@@ -1,0 +1,236 @@
+"""`pomaidb bench scale`: the engine end to end at the sizes RAG corpora have, against hnswlib.
+
+For each data set (pypi-100k from --data, and generated clustered vectors at --sizes), in
+one run, on one machine:
+
+  ingest          put_batch of 10,000 rows at a time, sync="batch" (durable), vectors/s
+  settle          seconds from the end of ingest until every memtable is saved as segments
+                  (idle freeze + background builds), and the rows/s of those builds
+  search          single-query p50/p99 and recall@10 against exact ground truth, one caller
+                  thread; QPS with 2 caller threads
+  filtered        a filter passing 10% of the rows (tag == 3): p50, recall@10 against the
+                  exact filtered ground truth, and whether k hits always came back
+  compaction      db.compact() wall time
+  reopen          a new process opens the database read-only: open, first query, first
+                  filtered query (cold: nothing of it is in this process)
+  memory          RSS and anonymous (not file-backed) memory of this process, and vector bytes
+  hnswlib         M=16, ef_construction=200, ef raised until its recall@10 reaches ours:
+                  build vectors/s and p50, and every figure of ours as a ratio to it
+
+Generated data (`bench_data.synthetic`): unit vectors drawn around rows/100 Gaussian
+centres with spread 0.6 (per coordinate, before normalising), so neighbourhoods overlap
+the way sentence embeddings do; queries are drawn the same way. Ground truth is exact
+(numpy, in blocks). This machine is small and noisy: read the ratios, and repeat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+from . import bench_data
+from .bench import _table, machine_line
+from .db import open as open_db
+
+K = 10
+QUERIES = 200
+BATCH = 10_000
+TAGS = 10
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="pomaidb bench scale", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=None, help="a pypi-100k-style directory (see bench_data)")
+    parser.add_argument("--sizes", default="100000,1000000",
+                        help="generated data sets, comma-separated row counts (0: none)")
+    parser.add_argument("--dim", type=int, default=128, help="dimension of generated data")
+    parser.add_argument("--shards", type=int, default=4)
+    args = parser.parse_args(argv)
+    print(machine_line())
+    sets = []
+    directory = bench_data.data_dir(args.data)
+    if directory is not None:
+        base, queries, what = bench_data.load(directory, None, QUERIES)
+        sets.append((what, base, queries))
+    for rows in (int(n) for n in args.sizes.split(",") if int(n) > 0):
+        base, queries = bench_data.synthetic(rows, args.dim, QUERIES)
+        sets.append((f"generated {rows:,} x {args.dim}", base, queries))
+    for what, base, queries in sets:
+        print(f"\n== {what}")
+        ours = _measure_pomaidb(base, queries, args.shards)
+        ref = _measure_hnswlib(base, queries, ours["recall"])
+        print(_report(ours, ref))
+
+
+def _ground_truth(base: np.ndarray, queries: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarray:
+    best = np.zeros((len(queries), K), dtype=np.int64)
+    scores = np.full((len(queries), K), -np.inf, dtype=np.float32)
+    for start in range(0, len(base), 200_000):
+        block = base[start : start + 200_000] @ queries.T  # cosine: the vectors are unit length
+        if allowed is not None:
+            block[~allowed[start : start + 200_000]] = -np.inf
+        merged = np.concatenate([scores, block.T], axis=1)
+        ids = np.concatenate([best, np.arange(start, start + len(block))[None, :].repeat(len(queries), 0)], 1)
+        top = np.argsort(-merged, axis=1, kind="stable")[:, :K]
+        scores, best = np.take_along_axis(merged, top, 1), np.take_along_axis(ids, top, 1)
+    return best
+
+
+def _recall(found: list[list[int]], truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t.tolist())) / K for f, t in zip(found, truth)]))
+
+
+def _latencies(search, queries: np.ndarray) -> tuple[list[float], list[list[int]]]:
+    times, found = [], []
+    for query in queries:
+        start = time.perf_counter()
+        hits = search(query)
+        times.append(time.perf_counter() - start)
+        found.append([int(h) for h in hits])
+    return times, found
+
+
+def _qps(search, queries: np.ndarray, threads: int = 2) -> float:
+    def work(part: np.ndarray) -> None:
+        for query in part:
+            search(query)
+
+    workers = [threading.Thread(target=work, args=(queries[i::threads],)) for i in range(threads)]
+    start = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return len(queries) / (time.perf_counter() - start)
+
+
+def _memory() -> dict[str, float]:
+    fields = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon"):
+                fields[name] = int(value.split()[0]) / 1024  # MiB
+    return fields
+
+
+def _measure_pomaidb(base: np.ndarray, queries: np.ndarray, shards: int) -> dict:
+    out: dict = {"rows": len(base), "vector_mib": base.nbytes / 2**20}
+    tags = [{"tag": i % TAGS} for i in range(len(base))]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "db")
+        with open_db(path, shards=shards, sync="batch") as db:
+            m = db.create_membrane("bench", dim=base.shape[1], metric="cosine")
+            start = time.perf_counter()
+            for lo in range(0, len(base), BATCH):
+                m.put_batch(np.arange(lo, min(lo + BATCH, len(base))), base[lo : lo + BATCH],
+                            tags[lo : lo + BATCH])
+            out["ingest_vps"] = len(base) / (time.perf_counter() - start)
+            out["settle_s"] = _settle(db)
+            out["build_vps"] = len(base) / out["settle_s"]
+            truth = _ground_truth(base, queries)
+            times, found = _latencies(lambda q: [h.id for h in m.search(q, k=K)], queries)
+            out.update(p50_ms=1e3 * np.median(times), p99_ms=1e3 * np.percentile(times, 99),
+                       recall=_recall(found, truth))
+            out["qps2"] = _qps(lambda q: m.search(q, k=K), queries)
+            allowed = np.arange(len(base)) % TAGS == 3
+            ftruth = _ground_truth(base, queries, allowed)
+            ftimes, ffound = _latencies(lambda q: [h.id for h in m.search(q, k=K, filter={"tag": 3})],
+                                        queries)
+            out.update(filtered_p50_ms=1e3 * np.median(ftimes), filtered_recall=_recall(ffound, ftruth),
+                       filtered_full=all(len(f) == K for f in ffound))
+            out.update({f"{k}_mib": v for k, v in _memory().items()})
+            start = time.perf_counter()
+            db.compact()
+            out["compact_s"] = time.perf_counter() - start
+        out.update(_cold_reopen(path, queries[0]))
+    return out
+
+
+def _settle(db) -> float:
+    start = time.perf_counter()
+    while True:
+        totals = db.stats()["membranes"]["bench"]
+        if totals["memtable_records"] == 0 and totals["frozen_memtables"] == 0:
+            return time.perf_counter() - start
+        time.sleep(0.1)
+
+
+_COLD = """
+import json, sys, time
+import numpy as np
+import pomaidb_core as pdb
+query = np.array(json.loads(sys.argv[2]), dtype=np.float32)
+start = time.perf_counter()
+db = pdb.open(sys.argv[1], read_only=True)
+m = db.membrane("bench")
+opened = time.perf_counter()
+m.search(query, k=10)
+first = time.perf_counter()
+m.search(query, k=10, filter={"tag": 3})
+filtered = time.perf_counter()
+print(json.dumps({"open_ms": 1e3 * (opened - start), "first_query_ms": 1e3 * (first - opened),
+                  "first_filtered_ms": 1e3 * (filtered - first)}))
+"""
+
+
+def _cold_reopen(path: str, query: np.ndarray) -> dict:
+    done = subprocess.run([sys.executable, "-c", _COLD, path, json.dumps(query.tolist())],
+                          capture_output=True, text=True, check=True, cwd=tempfile.gettempdir())
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _measure_hnswlib(base: np.ndarray, queries: np.ndarray, target_recall: float) -> dict | None:
+    try:
+        import hnswlib  # type: ignore[import-not-found]
+    except ImportError:
+        print("hnswlib is not installed (pip install 'pomaidb-core[bench]'): no reference column")
+        return None
+    index = hnswlib.Index(space="cosine", dim=base.shape[1])
+    index.init_index(max_elements=len(base), M=16, ef_construction=200, random_seed=0)
+    index.set_num_threads(1)
+    start = time.perf_counter()
+    index.add_items(base, np.arange(len(base)))
+    build = time.perf_counter() - start
+    truth = _ground_truth(base, queries)
+    for ef in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
+        index.set_ef(ef)
+        times, found = _latencies(lambda q: index.knn_query(q, k=K)[0][0].tolist(), queries)
+        recall = _recall(found, truth)
+        if recall >= target_recall:
+            break
+    return {"build_vps": len(base) / build, "ef": ef, "p50_ms": 1e3 * np.median(times),
+            "recall": recall}
+
+
+def _report(ours: dict, ref: dict | None) -> str:
+    def ratio(key: str) -> str:
+        return f"{ours[key] / ref[key]:.2f}x hnswlib" if ref is not None else ""
+
+    rows = [
+        ("ingest (sync=batch)", f"{ours['ingest_vps']:,.0f} vec/s", ""),
+        ("settle: memtables saved after ingest", f"{ours['settle_s']:.1f} s", ""),
+        ("build (rows / settle time)", f"{ours['build_vps']:,.0f} vec/s", ratio("build_vps")),
+        ("search p50 / p99, 1 thread", f"{ours['p50_ms']:.2f} / {ours['p99_ms']:.2f} ms", ratio("p50_ms")),
+        ("recall@10", f"{ours['recall']:.3f}", f"hnswlib {ref['recall']:.3f} at ef={ref['ef']}" if ref else ""),
+        ("QPS, 2 caller threads", f"{ours['qps2']:,.0f}", ""),
+        ("filtered 10% p50 / recall@10 / k always", f"{ours['filtered_p50_ms']:.2f} ms / "
+         f"{ours['filtered_recall']:.3f} / {ours['filtered_full']}", ""),
+        ("compaction", f"{ours['compact_s']:.1f} s", ""),
+        ("cold reopen: open / first query / first filtered", f"{ours['open_ms']:.0f} / "
+         f"{ours['first_query_ms']:.1f} / {ours['first_filtered_ms']:.1f} ms", ""),
+        ("memory: RSS / anonymous / vectors", f"{ours.get('VmRSS_mib', 0):,.0f} / "
+         f"{ours.get('RssAnon_mib', 0):,.0f} / {ours['vector_mib']:,.0f} MiB", ""),
+    ]
+    if ref is not None:
+        rows.append(("hnswlib M=16: build / p50", f"{ref['build_vps']:,.0f} vec/s / "
+                     f"{ref['p50_ms']:.3f} ms", ""))
+    return _table(rows, ("measure", "PomaiDB", "vs reference"))
