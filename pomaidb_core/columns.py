@@ -32,6 +32,11 @@ the `objects` of the first part's column and then kept in sync by append() and s
 others, so only the paths that filters ask for cost memory (maps with ever-new keys would
 otherwise make a column per key). Filters combine it with `column(key)`: literal rows first.
 
+A segment of format v2 stores its columns (segment_columns.py writes and reads the bytes):
+`StoredColumns` serves them as `StoredColumn`s, whose kind, num and scode are read-only views of
+the mapped file and whose other parts are derived on first use; `vocab` is sorted by code
+point there, so `vocab_index` is a binary search instead of a dict. Filters see one interface.
+
 Nothing here reaches disk. Not thread-safe: the owner of the memtable or segment (its shard
 thread) appends and sets; masks must not run concurrently with those writes. Masks may run
 concurrently with each other: nested_column() publishes a new column only once it is complete,
@@ -41,12 +46,13 @@ so two readers building the same one at once just build it twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from .errors import CorruptionError, InvalidArgumentError
 
 KIND_MISSING = 0
 KIND_NONE = 1
@@ -251,7 +257,7 @@ class MetadataColumns:
     def __init__(self) -> None:
         self._rows = 0
         self._capacity = 0
-        self._columns: dict[str, FieldColumn] = {}
+        self._columns: dict[str, Column] = {}
         self._nested: dict[str, tuple[list[str], FieldColumn]] = {}  # dotted key -> (path, column)
 
     @classmethod
@@ -280,14 +286,19 @@ class MetadataColumns:
             raise IndexError(f"row {row} out of range for {self._rows} rows")
         items = _checked_items(metadata)
         for column in self._columns.values():
+            assert isinstance(column, FieldColumn)
             column.clear(row)
         for _, column in self._nested.values():
             column.clear(row)
         self._write(row, items)
 
-    def column(self, field: str) -> FieldColumn | None:
+    def column(self, field: str) -> Column | None:
         """The field's column, or None when no row has ever held the field."""
         return self._columns.get(field)
+
+    def fields(self) -> list[str]:
+        """Every field some row has held, in the order first seen."""
+        return list(self._columns)
 
     def nested_column(self, field: str) -> FieldColumn | None:
         """The column of the path a dotted key names (module docstring); None while no row has
@@ -296,7 +307,7 @@ class MetadataColumns:
         if known is not None:
             return known[1]
         path = field.split(".")
-        root = self._columns.get(path[0])
+        root = self.column(path[0])
         if len(path) < 2 or root is None or root.objects is None:
             return None
         column = FieldColumn(self._capacity)
@@ -311,6 +322,7 @@ class MetadataColumns:
             column = self._columns.get(field)
             if column is None:
                 column = self._columns[field] = FieldColumn(self._capacity)
+            assert isinstance(column, FieldColumn)
             column.write(row, value)
         if self._nested:
             values = dict(items)
@@ -324,8 +336,188 @@ class MetadataColumns:
         capacity = max(rows, 2 * self._capacity, 16)
         nested = [column for _, column in self._nested.values()]
         for column in (*self._columns.values(), *nested):
+            assert isinstance(column, FieldColumn)
             column.grow(capacity)
         self._capacity = capacity
+
+
+class SortedVocab:
+    """Distinct strings sorted by code point, as UTF-8 between offsets into one blob.
+
+    Serves both `vocab` (code -> str, decoded once when a predicate needs every string) and
+    `vocab_index` (str -> code, by binary search over the bytes: UTF-8 byte order is code point
+    order, so equality filters decode nothing)."""
+
+    def __init__(self, offsets: np.ndarray, blob: memoryview) -> None:
+        self._offsets = offsets
+        self._blob = blob
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def _bytes(self, code: int) -> bytes:
+        return bytes(self._blob[int(self._offsets[code]) : int(self._offsets[code + 1])])
+
+    @cached_property
+    def strings(self) -> list[str]:
+        """Every string, decoded once."""
+        try:
+            return [self._bytes(code).decode("utf-8") for code in range(len(self))]
+        except UnicodeDecodeError:
+            raise CorruptionError("a stored string column holds bytes that are not UTF-8") from None
+
+    def get(self, text: str, default: int | None = None) -> int | None:
+        try:
+            wanted = text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: no stored string holds one
+            return default
+        low, high = 0, len(self)
+        while low < high:
+            middle = (low + high) // 2
+            if self._bytes(middle) < wanted:
+                low = middle + 1
+            else:
+                high = middle
+        return low if low < len(self) and self._bytes(low) == wanted else default
+
+    def __contains__(self, text: object) -> bool:
+        return isinstance(text, str) and self.get(text) is not None
+
+    def __getitem__(self, text: str) -> int:
+        code = self.get(text)
+        if code is None:
+            raise KeyError(text)
+        return code
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.strings)
+
+
+class StoredColumn:
+    """One field's column as a v2 segment stores it: the same attributes as FieldColumn, read-only.
+
+    kind, num and scode are given (views of the mapped file; num and scode may be constant
+    broadcasts when no row needs them); list element keys are given as flat typed arrays
+    (`elements`: offsets per row, kinds, numbers, string codes, exact big ints) and turned into
+    frozensets on first use; `objects` (nested dicts, for dotted paths) comes from `load_objects`,
+    which decodes those rows' JSON, on first use."""
+
+    def __init__(self, kind: np.ndarray, num: np.ndarray, scode: np.ndarray, vocab: SortedVocab,
+                 big: dict[int, int], elements: ListElements | None,
+                 load_objects: Callable[[], np.ndarray]) -> None:
+        self.kind = kind
+        self.num = num
+        self.scode = scode
+        self.vocab_index = vocab
+        self.big = big
+        self._elements = elements
+        self._load_objects = load_objects
+
+    @property
+    def vocab(self) -> list[str]:
+        return self.vocab_index.strings
+
+    @cached_property
+    def empty(self) -> np.ndarray:
+        empty = self.kind <= KIND_NONE
+        if len(self.vocab_index) and self.vocab_index.get("") == 0:  # "" sorts first
+            empty |= self.scode == 0
+        if self._elements is not None:
+            offsets = self._elements.offsets
+            empty |= (self.kind == KIND_LIST) & (offsets[1:] == offsets[:-1])
+        return empty
+
+    @cached_property
+    def lists(self) -> np.ndarray | None:
+        if self._elements is None:
+            return None
+        keys = self._elements.keys(self.vocab)
+        offsets = self._elements.offsets.tolist()
+        out = np.full(len(self.kind), None, dtype=object)
+        for row in np.flatnonzero(self.kind == KIND_LIST).tolist():
+            out[row] = frozenset(keys[offsets[row] : offsets[row + 1]])
+        return out
+
+    @cached_property
+    def objects(self) -> np.ndarray | None:
+        if not (self.kind == KIND_OTHER).any():
+            return None
+        return self._load_objects()
+
+
+class ListElements:
+    """The elements of a field's list rows, flattened: row r's are [offsets[r], offsets[r + 1]).
+
+    Each element is stored as its `element_key`: kind (KIND_NONE, KIND_BOOL, KIND_NUMBER,
+    KIND_STR, or KIND_OTHER for the unmatchable nested ones), number (bools as 0/1), string code
+    into the field's vocab, and `big`: element -> exact int where the number is a rounded one."""
+
+    def __init__(self, offsets: np.ndarray, kinds: np.ndarray, nums: np.ndarray,
+                 codes: np.ndarray, big: dict[int, int]) -> None:
+        self.offsets = offsets
+        self.kinds = kinds
+        self.nums = nums
+        self.codes = codes
+        self.big = big
+
+    def keys(self, vocab: Sequence[str]) -> list[Any]:
+        keys: list[Any] = []
+        for i, (kind, num, code) in enumerate(
+                zip(self.kinds.tolist(), self.nums.tolist(), self.codes.tolist())):
+            if kind == KIND_NUMBER:
+                keys.append(self.big.get(i, num))
+            elif kind == KIND_STR:
+                keys.append(vocab[code])
+            elif kind == KIND_BOOL:
+                keys.append(_TRUE if num else _FALSE)
+            else:
+                keys.append(None if kind == KIND_NONE else _UNMATCHABLE)
+        return keys
+
+
+def element_parts(key: Any) -> tuple[int, float, Any]:
+    """(kind, number, exact value) of an element key, the inverse of ListElements.keys; the
+    exact value is the string of a KIND_STR element and the int of a KIND_NUMBER one."""
+    if key is None:
+        return KIND_NONE, 0.0, None
+    if key is _TRUE or key is _FALSE:
+        return KIND_BOOL, float(key is _TRUE), None
+    if key is _UNMATCHABLE:
+        return KIND_OTHER, 0.0, None
+    if isinstance(key, str):
+        return KIND_STR, 0.0, key
+    return KIND_NUMBER, float_of(key), key
+
+
+Column = FieldColumn | StoredColumn
+
+
+class StoredColumns(MetadataColumns):
+    """The columns of an immutable segment: each field's column is loaded on first use by its
+    loader (segment_columns.py), so a filter touches only the fields it names. Rows never change:
+    append() and set() are refused. Loading twice from two threads at once is harmless."""
+
+    def __init__(self, rows: int, loaders: Mapping[str, Callable[[], Column | None]]) -> None:
+        super().__init__()
+        self._rows = self._capacity = rows
+        self._loaders = loaders
+
+    def column(self, field: str) -> Column | None:
+        column = self._columns.get(field)
+        if column is None and field in self._loaders:
+            column = self._loaders[field]()
+            if column is not None:
+                self._columns[field] = column
+        return column
+
+    def fields(self) -> list[str]:
+        return list(self._loaders)
+
+    def append(self, metadata: dict | None) -> int:
+        raise TypeError("the columns of a segment are immutable")
+
+    def set(self, row: int, metadata: dict | None) -> None:
+        raise TypeError("the columns of a segment are immutable")
 
 
 def _write_path(column: FieldColumn, row: int, value: Any, path: Sequence[str]) -> None:

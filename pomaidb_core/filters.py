@@ -74,7 +74,7 @@ from .columns import (
     KIND_NUMBER,
     KIND_STR,
     MISSING,
-    FieldColumn,
+    Column,
     MetadataColumns,
     element_key,
     field_value,
@@ -223,7 +223,7 @@ class _Field(_Node):
         inside = self._column_mask(nested, rows)
         return inside if literal is None else np.where(literal.kind[:rows] == KIND_MISSING, inside, out)
 
-    def _column_mask(self, column: FieldColumn | None, rows: int) -> np.ndarray:
+    def _column_mask(self, column: Column | None, rows: int) -> np.ndarray:
         if column is None:
             return np.full(rows, self.op.test(MISSING), np.bool_)
         out = self.op.mask(column, rows)
@@ -245,7 +245,7 @@ class _Op(ABC):
     def test(self, value: Any) -> bool: ...
 
     @abstractmethod
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray: ...
+    def mask(self, column: Column, rows: int) -> np.ndarray: ...
 
 
 class _Eq(_Op):
@@ -256,7 +256,7 @@ class _Eq(_Op):
         kind = kind_of(value)
         return kind == kind_of(self.operand) and kind in _SCALAR_KINDS and value == self.operand
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         kind = kind_of(self.operand)
         if kind == KIND_NONE:
             return column.kind[:rows] == KIND_NONE
@@ -275,7 +275,7 @@ class _Ne(_Eq):
     def test(self, value: Any) -> bool:
         return not super().test(value)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         return ~super().mask(column, rows)
 
 
@@ -292,7 +292,7 @@ class _In(_Op):
     def test(self, value: Any) -> bool:
         return kind_of(value) in _SCALAR_KINDS and element_key(value) in self.keys
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         kinds = column.kind[:rows]
         out = kinds == KIND_NONE if self.none else np.zeros(rows, np.bool_)
         codes = [column.vocab_index[s] for s in self.strings if s in column.vocab_index]
@@ -308,7 +308,7 @@ class _Nin(_In):
     def test(self, value: Any) -> bool:
         return not super().test(value)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         return ~super().mask(column, rows)
 
 
@@ -331,7 +331,7 @@ class _Compare(_Op):
     def test(self, value: Any) -> bool:
         return kind_of(value) == self.kind and self.compare(value, self.operand)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         if self.kind == KIND_STR:
             return _string_mask(column, rows, self.compare, self.operand)
         target, rounding = _float_target(self.operand)
@@ -350,7 +350,7 @@ class _Contains(_Op):
             return any(element_key(item) == self.key for item in value)
         return kind == KIND_STR and isinstance(self.operand, str) and self.operand in value
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         out = _list_mask(column, rows, operator.contains, self.key)
         if isinstance(self.operand, str):
             out |= _string_mask(column, rows, operator.contains, self.operand)
@@ -366,7 +366,7 @@ class _Any(_Op):
             return False
         return not self.keys.isdisjoint(element_key(item) for item in value)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         # isdisjoint is a C call per row where a Python "not isdisjoint" would be a frame.
         disjoint = _list_mask(column, rows, frozenset.isdisjoint, self.keys)
         return (column.kind[:rows] == KIND_LIST) & ~disjoint
@@ -378,7 +378,7 @@ class _All(_Any):
             return False
         return self.keys.issubset(element_key(item) for item in value)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         return _list_mask(column, rows, frozenset.issuperset, self.keys)
 
 
@@ -390,7 +390,7 @@ class _TextMatch(_Op):
     def test(self, value: Any) -> bool:
         return kind_of(value) == KIND_STR and self.found(value, self.needle)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         return _string_mask(column, rows, self.found, self.needle)
 
 
@@ -405,7 +405,7 @@ class _IsEmpty(_Op):
     def test(self, value: Any) -> bool:
         return is_empty_value(value) == self.wanted
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         empty = column.empty[:rows]
         return empty.copy() if self.wanted else ~empty
 
@@ -414,7 +414,7 @@ class _Exists(_IsEmpty):
     def test(self, value: Any) -> bool:
         return (value is not MISSING) == self.wanted
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         missing = column.kind[:rows] == KIND_MISSING
         return ~missing if self.wanted else missing
 
@@ -432,7 +432,7 @@ class _Between(_Op):
     def test(self, value: Any) -> bool:
         return self.low.test(value) and self.high.test(value)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         return self.low.mask(column, rows) & self.high.mask(column, rows)
 
 
@@ -451,7 +451,7 @@ class _Like(_Op):
     def test(self, value: Any) -> bool:
         return kind_of(value) == KIND_STR and self.found(value, self.pieces)
 
-    def mask(self, column: FieldColumn, rows: int) -> np.ndarray:
+    def mask(self, column: Column, rows: int) -> np.ndarray:
         return _string_mask(column, rows, self.found, self.pieces)
 
 
@@ -503,7 +503,7 @@ def _float_target(number: float) -> tuple[float, int]:
 
 
 def _string_mask(
-    column: FieldColumn, rows: int, predicate: Callable[[str, Any], bool], operand: Any
+    column: Column, rows: int, predicate: Callable[[str, Any], bool], operand: Any
 ) -> np.ndarray:
     """predicate(text, operand) once per distinct string of the column, spread to the rows."""
     vocab = column.vocab
@@ -514,7 +514,7 @@ def _string_mask(
 
 
 def _list_mask(
-    column: FieldColumn, rows: int, predicate: Callable[[frozenset, Any], bool], operand: Any
+    column: Column, rows: int, predicate: Callable[[frozenset, Any], bool], operand: Any
 ) -> np.ndarray:
     """predicate(element keys, operand) for every list row; False for the other rows."""
     out = np.zeros(rows, np.bool_)

@@ -3,42 +3,55 @@
 A segment is written once (`write_segment`) and then only memory-mapped
 (`SegmentReader`). Opening validates the header and the section table and
 nothing else, so it costs the same for ten rows as for ten million; every
-section is checked against its CRC32C the first time it is touched.
+section is checked against its CRC32C the first time it is touched (the column
+data one array at a time, see below).
 
-Byte layout (all integers little-endian):
+Byte layout (all integers little-endian). This writes format version 2; version 1 files (no
+column sections, a 256-byte header) are still read, and compaction rewrites them as version 2:
 
     offset  width  field
     0       8      magic b"PMDBSEG\\0"
-    8       4      u32 format version = 1
+    8       4      u32 format version: 2 (1 in older files)
     12      4      u32 flags: bit 0 = at least one row is a tombstone; other bits 0
     16      8      u64 membrane id
     24      8      u64 record count n (1 <= n < 2**32)
     32      8      u64 file size in bytes
     40      4      u32 dim (>= 1)
     44      1      u8 metric, a frozen enum: 1 = "cosine", 2 = "ip", 3 = "l2"
-    45      1      u8 section count = 7
+    45      1      u8 section count c = 9 (7 in version 1)
     46      2      zero
-    48      168    section table: 7 entries of 24 bytes, in the order below:
-                     u64 offset, u64 length, u32 CRC32C of the section's bytes, u32 zero
-    216     4      u32 header CRC32C of bytes [0, 216)
-    220     36     zero
-    256            sections, in table order, each at the first 64-byte aligned
+    48      24 c   section table: c entries of 24 bytes, in the order below:
+                     u64 offset, u64 length, u32 CRC32C of the section's bytes,
+                     u32 section kind (version 1: zero)
+    48+24c  4      u32 header CRC32C of bytes [0, 48 + 24 c)
+    ...            zero up to the header size: 320 bytes (256 in version 1)
+    320            sections (256 in version 1), in table order, each at the first 64-byte aligned
                    offset after the previous one; gaps are zero; the last
                    section ends exactly at the file size
 
-    section        length     content
-    0 ids          8 n        u64 id of each row, in row order
-    1 tombstones   n          u8 per row: 1 = delete marker (its vector is ignored), 0 = record
-    2 vectors      4 n dim    f32 row-major; 64-byte aligned so kernels scan it in place
-    3 sorted ids   8 n        the ids in strictly ascending order (ids are unique per segment)
-    4 sorted rows  4 n        u32 row of each sorted id: ids[sorted_rows[i]] == sorted_ids[i]
-    5 meta offsets 8 (n + 1)  u64 offsets into section 6; row r is [off[r], off[r + 1]);
-                              off[0] = 0, non-decreasing, off[n] = length of section 6
-    6 meta blob    any        row r's metadata as UTF-8 JSON (an object); an empty
-                              range means None
+    kind  section           length     content
+    1     ids               8 n        u64 id of each row, in row order
+    2     tombstones        n          u8 per row: 1 = delete marker (its vector is ignored), 0 = record
+    3     vectors           4 n dim    f32 row-major; 64-byte aligned so kernels scan it in place
+    4     sorted ids        8 n        the ids in strictly ascending order (ids are unique per segment)
+    5     sorted rows       4 n        u32 row of each sorted id: ids[sorted_rows[i]] == sorted_ids[i]
+    6     meta offsets      8 (n + 1)  u64 offsets into section 7; row r is [off[r], off[r + 1]);
+                                       off[0] = 0, non-decreasing, off[n] = length of section 7
+    7     meta blob         any        row r's metadata as UTF-8 JSON (an object); an empty
+                                       range means None. The source of truth for metadata
+    8     column directory  any        version 2: the typed metadata columns' directory (JSON)
+    9     column data       any        version 2: their arrays; both are documented in
+                                       segment_columns.py, which writes and reads them
+    10    (reserved)                   text payload for hybrid search; not written yet
+
+Section kinds are a frozen enum (written to disk, never renumbered). The column sections let a
+filter run on a reopened segment without decoding any row's JSON: each field's arrays carry
+their own CRC32C (in the directory), checked when a filter first names the field, so a filter
+reads only its fields; hits decode the JSON of the final rows only.
 
 The header CRC covers every header field and, through the section CRCs, every
-data byte; it is the segment's `data_checksum`, which the WSBR sidecar stores
+data byte (the column data's section CRC is checked by `verify`; reads check its
+arrays' CRCs); it is the segment's `data_checksum`, which the WSBR sidecar stores
 to bind itself to this exact file. Only the zero padding is outside every CRC:
 `verify` checks that it is zero.
 
@@ -57,13 +70,15 @@ from typing import Any
 import numpy as np
 
 from . import fs
+from .columns import StoredColumns
 from .errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from .filenames import tmp_path
 from .filters import MetadataColumns
 from .kernels import crc32c
+from .segment_columns import StoredColumnsReader, check_against_json, encode
 
 MAGIC = b"PMDBSEG\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FLAG_HAS_TOMBSTONES = 1
 METRIC_CODES = {"cosine": 1, "ip": 2, "l2": 3}  # frozen: written to disk, never renumbered
 ALIGN = 64
@@ -73,7 +88,8 @@ _FIXED = struct.Struct("<8sIIQQQIBBH")
 _ENTRY = struct.Struct("<QQII")
 _CRC = struct.Struct("<I")
 
-IDS, TOMBSTONES, VECTORS, SORTED_IDS, SORTED_ROWS, META_OFFSETS, META_BLOB = range(7)
+(IDS, TOMBSTONES, VECTORS, SORTED_IDS, SORTED_ROWS, META_OFFSETS, META_BLOB, COLUMN_DIRECTORY,
+ COLUMN_DATA) = range(9)  # section indexes; a section's kind is its index + 1
 SECTION_NAMES = (
     "ids",
     "tombstones",
@@ -82,12 +98,22 @@ SECTION_NAMES = (
     "sorted rows",
     "metadata offsets",
     "metadata",
+    "column directory",
+    "column data",
 )
-SECTION_COUNT = len(SECTION_NAMES)
 TABLE_OFFSET = _FIXED.size
-HEADER_CRC_OFFSET = TABLE_OFFSET + SECTION_COUNT * _ENTRY.size
-HEADER_BYTES = 256
-assert HEADER_CRC_OFFSET + _CRC.size <= HEADER_BYTES
+# format version -> (section count, header bytes)
+LAYOUTS = {1: (7, 256), 2: (9, 320)}
+SECTION_COUNT, HEADER_BYTES = LAYOUTS[FORMAT_VERSION]
+FIXED_SECTIONS = 6  # sections 0-5 have lengths fixed by n and dim; the rest any length
+
+
+def header_crc_offset(section_count: int) -> int:
+    return TABLE_OFFSET + section_count * _ENTRY.size
+
+
+HEADER_CRC_OFFSET = header_crc_offset(SECTION_COUNT)
+assert all(header_crc_offset(c) + _CRC.size <= size for c, size in LAYOUTS.values())
 
 _U64 = np.dtype("<u8")
 _U32 = np.dtype("<u4")
@@ -98,13 +124,14 @@ def _align(offset: int) -> int:
     return (offset + ALIGN - 1) // ALIGN * ALIGN
 
 
-def _section_lengths(n: int, dim: int, blob_length: int) -> list[int]:
-    return [8 * n, n, 4 * n * dim, 8 * n, 4 * n, 8 * (n + 1), blob_length]
+def _section_lengths(n: int, dim: int, free_lengths: Sequence[int]) -> list[int]:
+    """Every section's length, given those of the sections after the fixed ones."""
+    return [8 * n, n, 4 * n * dim, 8 * n, 4 * n, 8 * (n + 1), *free_lengths]
 
 
-def _layout(lengths: Sequence[int]) -> tuple[list[int], int]:
+def _layout(lengths: Sequence[int], header_bytes: int) -> tuple[list[int], int]:
     """Canonical section offsets and the file size for these section lengths."""
-    offsets, end = [], HEADER_BYTES
+    offsets, end = [], header_bytes
     for length in lengths:
         start = _align(end)
         offsets.append(start)
@@ -116,7 +143,7 @@ def _pack_header(fields: tuple[Any, ...], table: Sequence[tuple[int, int, int]])
     head = bytearray(HEADER_BYTES)
     _FIXED.pack_into(head, 0, *fields)
     for i, (offset, length, crc) in enumerate(table):
-        _ENTRY.pack_into(head, TABLE_OFFSET + i * _ENTRY.size, offset, length, crc, 0)
+        _ENTRY.pack_into(head, TABLE_OFFSET + i * _ENTRY.size, offset, length, crc, i + 1)
     _CRC.pack_into(head, HEADER_CRC_OFFSET, crc32c(memoryview(head)[:HEADER_CRC_OFFSET]))
     return bytes(head)
 
@@ -203,6 +230,7 @@ def write_segment(
     vectors = np.ascontiguousarray(vectors)
     sorted_ids, sorted_rows = _sorted_index(ids)
     meta_offsets, blob = _encode_metadata(metadatas)
+    directory, column_data = encode(MetadataColumns.from_list(metadatas), n)
     flags_u8 = np.ascontiguousarray(tombstones).view(np.uint8)
     sections: list[Any] = [
         np.ascontiguousarray(ids),
@@ -212,10 +240,12 @@ def write_segment(
         sorted_rows,
         meta_offsets,
         blob,
+        directory,
+        column_data,
     ]
     lengths = [memoryview(s).nbytes for s in sections]
-    assert lengths == _section_lengths(n, dim, len(blob))
-    offsets, file_size = _layout(lengths)
+    assert lengths == _section_lengths(n, dim, lengths[FIXED_SECTIONS:])
+    offsets, file_size = _layout(lengths, HEADER_BYTES)
     table = [(off, length, crc32c(s)) for off, length, s in zip(offsets, lengths, sections)]
     flags = FLAG_HAS_TOMBSTONES if tombstones.any() else 0
     header = _pack_header(
@@ -310,20 +340,25 @@ class SegmentReader:
     def _parse_header(self, membrane_id: int, dim: int, metric: str) -> None:
         mapped = self._map
         self.nbytes = len(mapped)
-        if self.nbytes < HEADER_BYTES:
+        if self.nbytes < min(size for _, size in LAYOUTS.values()):
             raise self._corrupt(f"truncated to {self.nbytes} bytes")
         fields = _FIXED.unpack_from(mapped, 0)
         magic, version, flags, file_membrane, n, file_size, file_dim, code, count, zero = fields
         if magic != MAGIC:
             raise self._corrupt("bad magic (not a PomaiDB segment)")
-        if version != FORMAT_VERSION:
+        if version not in LAYOUTS:
             raise self._corrupt(f"unsupported format version {version}")
-        (stored_crc,) = _CRC.unpack_from(mapped, HEADER_CRC_OFFSET)
-        if crc32c(mapped[:HEADER_CRC_OFFSET]) != stored_crc:
+        self.format_version = version
+        self._section_count, self._header_bytes = LAYOUTS[version]
+        if self.nbytes < self._header_bytes:
+            raise self._corrupt(f"truncated to {self.nbytes} bytes")
+        crc_offset = header_crc_offset(self._section_count)
+        (stored_crc,) = _CRC.unpack_from(mapped, crc_offset)
+        if crc32c(mapped[:crc_offset]) != stored_crc:
             raise self._corrupt("header checksum mismatch")
         if file_size != self.nbytes:
             raise self._corrupt(f"header says {file_size} bytes, file has {self.nbytes}")
-        if flags & ~FLAG_HAS_TOMBSTONES or count != SECTION_COUNT or zero != 0:
+        if flags & ~FLAG_HAS_TOMBSTONES or count != self._section_count or zero != 0:
             raise self._corrupt("unknown flags or section count")
         if (file_membrane, file_dim, code) != (membrane_id, dim, METRIC_CODES.get(metric)):
             raise self._corrupt(
@@ -340,13 +375,14 @@ class SegmentReader:
     def _parse_table(self) -> list[tuple[int, int, int]]:
         table = [
             _ENTRY.unpack_from(self._map, TABLE_OFFSET + i * _ENTRY.size)
-            for i in range(SECTION_COUNT)
+            for i in range(self._section_count)
         ]
-        if any(entry[3] != 0 for entry in table):
-            raise self._corrupt("nonzero reserved field in the section table")
+        kinds = [0] * len(table) if self.format_version == 1 else list(range(1, len(table) + 1))
+        if [entry[3] for entry in table] != kinds:
+            raise self._corrupt("wrong section kinds in the section table")
         lengths = [entry[1] for entry in table]
-        expected = _section_lengths(self.n, self.dim, lengths[META_BLOB])
-        offsets, end = _layout(expected)
+        expected = _section_lengths(self.n, self.dim, lengths[FIXED_SECTIONS:])
+        offsets, end = _layout(expected, self._header_bytes)
         if lengths != expected or [e[0] for e in table] != offsets or end != self.nbytes:
             raise self._corrupt("section table does not match the record count and file size")
         return [(offset, length, crc) for offset, length, crc, _ in table]
@@ -467,33 +503,50 @@ class SegmentReader:
 
     @property
     def columns(self) -> MetadataColumns:
-        """Per-field metadata columns for fast filters, built once on first use."""
+        """Per-field metadata columns for fast filters: mapped from the column sections
+        (version 2), or built once from every row's JSON (version 1)."""
         with self._columns_lock:
             if self._columns is None:
                 self._columns = self._build_columns()
             return self._columns
 
     def _build_columns(self) -> MetadataColumns:
+        if self.format_version >= 2:
+            return self._stored_columns()
         try:
             return MetadataColumns.from_list(self.metadata(range(self.n)))
         except InvalidArgumentError as exc:
             # Every metadata was validated before it was written.
             raise self._corrupt(f"metadata unusable for filtering: {exc}") from None
 
+    def _stored_columns(self) -> StoredColumns:
+        """Validates the column directory now and each field's arrays when first used."""
+        offset, length, _ = self._table[COLUMN_DATA]
+        data = memoryview(self._mapped())[offset : offset + length]
+        return StoredColumnsReader(
+            self._raw(COLUMN_DIRECTORY), data, self.n, self.metadata, self._corrupt
+        ).columns()
+
     def verify(self) -> None:
-        """Check every checksum, every structural invariant and the zero padding."""
+        """Check every checksum, every structural invariant and the zero padding; version 2
+        columns are also checked against the rows' JSON."""
         # Checksums are recomputed even for cached sections: verify exists to
         # catch a file that went bad after it was first read.
-        for index in range(SECTION_COUNT):
+        for index in range(self._section_count):
             self._raw(index)
         for index in (TOMBSTONES, SORTED_IDS, META_OFFSETS):
             self._section(index)
-        self.metadata(range(self.n))
+        metadatas = self.metadata(range(self.n))
+        if self.format_version >= 2:
+            from_json = MetadataColumns.from_list(metadatas)
+            problem = check_against_json(self._stored_columns(), from_json, self.n)
+            if problem is not None:
+                raise self._corrupt(problem)
         self._verify_padding()
 
     def _verify_padding(self) -> None:
         mapped = self._mapped()
-        gaps = [(HEADER_CRC_OFFSET + _CRC.size, self._table[0][0])]
+        gaps = [(header_crc_offset(self._section_count) + _CRC.size, self._table[0][0])]
         for (offset, length, _), (next_offset, _, _) in zip(self._table, self._table[1:]):
             gaps.append((offset + length, next_offset))
         if any(mapped[start:end].count(0) != end - start for start, end in gaps):
@@ -503,6 +556,8 @@ class SegmentReader:
         """Release the map; arrays already handed out keep it alive until dropped."""
         mapped, self._map = self._map, None
         self._verified = {}
+        with self._columns_lock:
+            self._columns = None  # v2 columns are views of the map
         if mapped is not None:
             try:
                 mapped.close()

@@ -6,12 +6,16 @@ from __future__ import annotations
 import itertools
 import math
 import operator
+import os
+import tempfile
+from unittest import mock
 
 import numpy as np
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
+from pomaidb_core import segment, segment_columns
 from pomaidb_core.errors import InvalidArgumentError
 from pomaidb_core.filters import MetadataColumns, compile_filter
 
@@ -271,6 +275,40 @@ def assert_agrees_with_reference(spec, columns, metadatas):
     assert [compiled.matches(m) for m in metadatas] == expected
 
 
+def finite(value):
+    """The value with NaN and infinities (which JSON, so a segment, cannot hold) made finite."""
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    if type(value) is float and not math.isfinite(value):
+        return 1.5
+    return value
+
+
+def segment_columns_of(metadatas, payload_bytes):
+    """The columns a reopened v2 segment of these rows serves; with payload_bytes 0 every field
+    holding a string is a payload field, whose column is built from the rows' JSON."""
+    n = len(metadatas)
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(
+            segment_columns, "PAYLOAD_STRING_BYTES", payload_bytes):
+        path = os.path.join(tmp, "1.seg")
+        segment.write_segment(path, membrane_id=1, dim=1, metric="l2",
+                              ids=np.arange(n, dtype=np.uint64), tombstones=np.zeros(n, bool),
+                              vectors=np.zeros((n, 1), np.float32), metadatas=metadatas)
+        reader = segment.SegmentReader(path, membrane_id=1, dim=1, metric="l2")
+        reader.verify()  # the stored columns agree with the rows' JSON
+        assert reader.format_version == 2
+        return reader.columns  # the mapping outlives the file's name
+
+
+def assert_segments_agree_with_reference(spec, metadatas):
+    """Both kinds of v2 column (typed arrays, and payload fields built from JSON) on a segment."""
+    metadatas = [finite(m) for m in metadatas]
+    for payload_bytes in (segment_columns.PAYLOAD_STRING_BYTES, 0):
+        assert_agrees_with_reference(spec, segment_columns_of(metadatas, payload_bytes), metadatas)
+
+
 @pytest.mark.parametrize("op", sorted(OPERAND_BY_OP))
 @settings(max_examples=30, deadline=None)
 @given(field, st.data())
@@ -278,6 +316,7 @@ def test_each_operator_agrees_with_reference(op, name, data):
     spec = {name: {op: data.draw(OPERAND_BY_OP[op], label="operand")}}
     metadatas = data.draw(records_near(spec), label="metadatas")
     assert_agrees_with_reference(spec, MetadataColumns.from_list(metadatas), metadatas)
+    assert_segments_agree_with_reference(spec, metadatas)
 
 
 @settings(max_examples=150, deadline=None)
@@ -285,6 +324,7 @@ def test_each_operator_agrees_with_reference(op, name, data):
 def test_mask_and_matches_agree_with_reference(spec, data):
     metadatas = data.draw(records_near(spec))
     assert_agrees_with_reference(spec, MetadataColumns.from_list(metadatas), metadatas)
+    assert_segments_agree_with_reference(spec, metadatas)
 
 
 @settings(max_examples=80, deadline=None)

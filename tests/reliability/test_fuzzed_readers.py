@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 import pomaidb_core as pdb
 from pomaidb_core import filenames, records, segment, wal, wsbr
 from pomaidb_core.errors import CorruptionError
+from pomaidb_core.filters import compile_filter
 from pomaidb_core.kernels import crc32c
 from pomaidb_core.manifest import (
     HEADER_BYTES as MANIFEST_HEADER_BYTES,
@@ -245,8 +246,29 @@ def _segment_rows():
     tombstones = np.zeros(n, dtype=bool)
     tombstones[::7] = True
     vectors = rng.standard_normal((n, SEG_DIM)).astype(np.float32)
-    metas = [None if i % 4 == 0 else {"i": i, "tag": f"t{i % 3}", "l": [1, "x"]} for i in range(n)]
+    # Every kind of v2 column: numbers, strings, lists, nested objects and a payload field.
+    metas = [None if i % 4 == 0 else {"i": i, "tag": f"t{i % 3}", "l": [1, "x", i % 2],
+                                      "o": {"a": i % 2}, "text": f"{i} " + "p" * 260}
+             for i in range(n)]
     return ids, tombstones, vectors, metas
+
+
+SEG_FILTERS = [compile_filter(spec) for spec in (
+    {"tag": "t1"}, {"i": {"$gte": 20}}, {"l": {"$contains": "x"}}, {"l": {"$any": [0, True]}},
+    {"o.a": 1}, {"text": {"$like": "1%"}}, {"tag": {"$is_empty": False}}, {"i": {"$exists": False}})]
+
+
+def _exercise_columns(reader: segment.SegmentReader, metas: list | None) -> None:
+    """Every filter: the written rows' answer (metas), or a mask of the right shape (None)."""
+    try:
+        columns = reader.columns
+        for flt in SEG_FILTERS:
+            mask = flt.mask(columns)
+            assert mask.dtype == np.bool_ and mask.shape == (reader.n,)
+            if metas is not None:
+                assert mask.tolist() == [flt.matches(m) for m in metas]
+    except CorruptionError:
+        pass
 
 
 @pytest.fixture(scope="module")
@@ -299,9 +321,9 @@ def _exercise_segment(path: str, original: bytes | None) -> None:
             assert all(m is None or isinstance(m, dict) for m in got_metas)
             if not forged:
                 assert got_metas == metas
-            assert reader.columns is not None
         except CorruptionError:
             pass
+        _exercise_columns(reader, None if forged else metas)
         try:
             reader.verify()
         except CorruptionError:
@@ -357,6 +379,62 @@ def test_forged_segment_with_valid_checksums_never_answers_inconsistently(seg_di
     _write_bytes(path, bytes(buf))
     with MemoryBound(len(buf)):
         _exercise_segment(path, None)
+
+
+def _relayout_segment(buf: bytes, directory: dict, column_data: bytes) -> bytes:
+    """The segment with new column sections, every CRC (the directory's too) recomputed."""
+    table = [segment._ENTRY.unpack_from(buf, segment.TABLE_OFFSET + i * segment._ENTRY.size)
+             for i in range(segment.SECTION_COUNT)]
+    sections = [bytes(buf[offset:offset + length]) for offset, length, _, _ in table]
+    for entry in directory["fields"]:
+        for place in entry.get("arrays", {}).values():
+            place[2] = crc32c(column_data[place[0]:place[0] + place[1]])
+    sections[segment.COLUMN_DIRECTORY] = json.dumps(directory).encode()
+    sections[segment.COLUMN_DATA] = column_data
+    offsets, size = segment._layout([len(s) for s in sections], segment.HEADER_BYTES)
+    fields = list(segment._FIXED.unpack_from(buf, 0))
+    fields[5] = size
+    out = bytearray(segment._pack_header(
+        tuple(fields), [(o, len(s), crc32c(s)) for o, s in zip(offsets, sections)]))
+    for offset, section in zip(offsets, sections):
+        out += bytes(offset - len(out)) + section
+    return bytes(out)
+
+
+@settings(FUZZ, max_examples=600)
+@given(data=st.data())
+def test_forged_column_arrays_behind_valid_checksums_fail_closed(seg_dir, original_segment, data):
+    """Forged bytes inside one column array, every checksum recomputed: filters give masks of the
+    right shape or CorruptionError, and whatever verify() passes answers as written."""
+    buf = original_segment
+    table = [segment._ENTRY.unpack_from(buf, segment.TABLE_OFFSET + i * segment._ENTRY.size)
+             for i in range(segment.SECTION_COUNT)]
+    d_offset, d_length, _, _ = table[segment.COLUMN_DIRECTORY]
+    c_offset, c_length, _, _ = table[segment.COLUMN_DATA]
+    directory = json.loads(buf[d_offset:d_offset + d_length])
+    column_data = bytearray(buf[c_offset:c_offset + c_length])
+    places = [place for entry in directory["fields"] for place in entry.get("arrays", {}).values()]
+    for _ in range(data.draw(st.integers(1, 3), label="forgeries")):
+        offset, length, _ = data.draw(st.sampled_from(places), label="array")
+        overwrite(data, column_data, offset, offset + length)
+    path = f"{seg_dir}/forged-columns.seg"
+    _write_bytes(path, _relayout_segment(buf, directory, bytes(column_data)))
+    _, _, _, metas = _segment_rows()
+    with MemoryBound(len(buf)):
+        reader = segment.SegmentReader(path, membrane_id=SEG_MEMBRANE, dim=SEG_DIM,
+                                       metric=SEG_METRIC)
+        try:
+            _exercise_columns(reader, None)
+            try:
+                reader.verify()
+            except CorruptionError:
+                return
+            fresh = segment.SegmentReader(path, membrane_id=SEG_MEMBRANE, dim=SEG_DIM,
+                                          metric=SEG_METRIC)
+            _exercise_columns(fresh, metas)
+            fresh.close()
+        finally:
+            reader.close()
 
 
 # ---------------------------------------------------------------------------- manifests

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import threading
 
 import numpy as np
 import pytest
+from segment_v1 import write_segment_v1
 
-from pomaidb_core import fs
+import pomaidb_core as pdb
+from pomaidb_core import builder, fs
+from pomaidb_core import segment as segment_module
 from pomaidb_core.errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from pomaidb_core.filters import compile_filter
 from pomaidb_core.kernels import crc32c
 from pomaidb_core.segment import (
+    COLUMN_DATA,
+    COLUMN_DIRECTORY,
+    HEADER_BYTES,
     HEADER_CRC_OFFSET,
     META_BLOB,
     META_OFFSETS,
+    SECTION_COUNT,
     SORTED_ROWS,
     TABLE_OFFSET,
     TOMBSTONES,
@@ -254,12 +262,19 @@ def small_segment(tmp_path):
     return path.read_bytes(), rows
 
 
+FILTERS = [compile_filter(spec) for spec in (
+    {"tag": "t1"}, {"year": {"$gte": 2003}}, {"list": {"$contains": "x"}}, {"naïve": {"$like": "ü%"}},
+    {"list": {"$is_empty": True}}, {"tag": {"$exists": False}})]
+
+
 def each_access_is_right_or_corruption(path, rows, dim):
     """Every read returns the written value or raises CorruptionError; True if any raised."""
     ids, tombstones, vectors, metadatas = rows
     probes = np.concatenate([ids, np.array([12345, 2**64 - 1], dtype=np.uint64)])
     expected_rows = list(range(len(ids))) + [-1, -1]
     checks = [
+        *(lambda r, f=f: f.mask(r.columns).tolist() == [f.matches(m) for m in metadatas]
+          for f in FILTERS),
         lambda r: np.array_equal(r.ids, ids),
         lambda r: np.array_equal(r.tombstones, tombstones),
         lambda r: np.array_equal(r.vectors, vectors),
@@ -311,7 +326,7 @@ def _section(data, index):
 def reseal(data):
     """Recompute every CRC, as a hostile writer would, so only structural checks can object."""
     data = bytearray(data)
-    for index in range(7):
+    for index in range(SECTION_COUNT):
         offset, length = _section(data, index)
         struct.pack_into(
             "<I",
@@ -393,3 +408,242 @@ def test_forged_metadata_that_is_not_an_object_is_corruption(tmp_path):
             reader.metadata([0])
         with pytest.raises(CorruptionError):
             reader.verify()
+
+
+# ---------------------------------------------------------------------------- format v2 columns
+
+
+def rag_rows(n, dim=2):
+    """LangChain-shaped rows: a long page text (a payload field) beside short filterable fields."""
+    ids = np.arange(10, 10 + n, dtype=np.uint64)
+    metadatas = [{"_lc_text": f"{i} " + "page text " * 40, "category": f"c{i % 4}", "page": i,
+                  "tags": ["a", i % 3], "author": {"name": f"n{i % 2}"}} for i in range(n)]
+    return ids, np.zeros(n, bool), np.ones((n, dim), np.float32), metadatas
+
+
+def count_json_decodes(monkeypatch):
+    """The rows whose JSON metadata is decoded from now on, in order."""
+    rows = []
+    real = SegmentReader._decode
+
+    def counting(reader, row, *args):
+        rows.append(row)
+        return real(reader, row, *args)
+
+    monkeypatch.setattr(SegmentReader, "_decode", counting)
+    return rows
+
+
+def test_v2_filters_a_reopened_segment_without_decoding_any_rows_json(tmp_path, monkeypatch):
+    rows = rag_rows(50)
+    write(tmp_path / "s.seg", rows, 2)
+    reader = open_reader(tmp_path / "s.seg", 2)
+    decodes = count_json_decodes(monkeypatch)
+    for spec in ({"category": "c1"}, {"page": {"$between": [3, 9]}}, {"tags": {"$contains": 2}},
+                 {"category": {"$like": "c%"}, "tags": {"$all": ["a"]}}):
+        flt = compile_filter(spec)
+        assert flt.mask(reader.columns).tolist() == [flt.matches(m) for m in rows[3]]
+    assert decodes == []
+    assert reader.format_version == 2
+
+
+def test_v2_columns_are_zero_copy_views_of_the_mapped_file(tmp_path):
+    write(tmp_path / "s.seg", rag_rows(1000), 2)
+    reader = open_reader(tmp_path / "s.seg", 2)
+    column = reader.columns.column("page")
+    for array in (column.kind, column.num):
+        address = array.ctypes.data
+        assert not array.flags.owndata and not array.flags.writeable
+        assert any(start <= address and address + array.nbytes <= end
+                   for start, end in _mappings_of(tmp_path / "s.seg"))
+    assert column.scode.strides == (0,)  # no string in the field: a constant, not an array
+
+
+def test_payload_fields_get_no_arrays_and_are_built_from_json_when_a_filter_names_them(
+        tmp_path, monkeypatch):
+    rows = rag_rows(30)
+    write(tmp_path / "s.seg", rows, 2)
+    reader = open_reader(tmp_path / "s.seg", 2)
+    _, length = _section((tmp_path / "s.seg").read_bytes(), COLUMN_DATA)
+    assert length < 30 * 100  # the 400-byte page texts are not copied into the columns
+    decodes = count_json_decodes(monkeypatch)
+    flt = compile_filter({"_lc_text": {"$text_match": "7 page"}})
+    assert flt.mask(reader.columns).tolist() == [flt.matches(m) for m in rows[3]]
+    assert len(decodes) == 30  # every row once, for this field only
+    flt.mask(reader.columns)
+    assert len(decodes) == 30  # then kept
+
+
+def test_dotted_filters_on_v2_decode_only_the_rows_holding_objects(tmp_path, monkeypatch):
+    rows = rag_rows(20)
+    rows[3][5] = {"author": "plain"}  # this row holds no object under "author"
+    write(tmp_path / "s.seg", rows, 2)
+    reader = open_reader(tmp_path / "s.seg", 2)
+    decodes = count_json_decodes(monkeypatch)
+    flt = compile_filter({"author.name": "n1"})
+    assert flt.mask(reader.columns).tolist() == [flt.matches(m) for m in rows[3]]
+    assert len(decodes) == 19
+
+
+def test_a_v1_segment_opens_and_answers_as_the_same_rows_in_v2(tmp_path):
+    rows = make_rows(np.random.default_rng(12), 200, 3, tombstone_every=5)
+    ids, tombstones, vectors, metadatas = rows
+    checksum = write_segment_v1(str(tmp_path / "v1.seg"), membrane_id=MEMBRANE, dim=3,
+                                metric=METRIC, ids=ids, tombstones=tombstones, vectors=vectors,
+                                metadatas=metadatas)
+    write(tmp_path / "v2.seg", rows, 3)
+    old, new = open_reader(tmp_path / "v1.seg", 3), open_reader(tmp_path / "v2.seg", 3)
+    assert (old.format_version, new.format_version) == (1, 2)
+    assert old.data_checksum == checksum
+    old.verify()
+    for name in ("ids", "tombstones", "vectors"):
+        np.testing.assert_array_equal(getattr(old, name), getattr(new, name))
+    assert old.metadata(range(200)) == new.metadata(range(200)) == metadatas
+    assert old.lookup(ids[::7]).tolist() == new.lookup(ids[::7]).tolist()
+    for flt in FILTERS:
+        assert flt.mask(old.columns).tolist() == flt.mask(new.columns).tolist()
+
+
+def _forge_columns(good, edit):
+    """Rewrite the column sections through `edit(directory dict, column data bytearray)` and
+    reseal every CRC (the directory's per-array ones too): only structural checks can object."""
+    sections = [bytes(good[offset:offset + length])
+                for offset, length in (_section(good, i) for i in range(SECTION_COUNT))]
+    directory = json.loads(sections[COLUMN_DIRECTORY])
+    column_data = bytearray(sections[COLUMN_DATA])
+    edit(directory, column_data)
+    for entry in directory["fields"]:
+        for place in entry.get("arrays", {}).values():
+            place[2] = crc32c(bytes(column_data[place[0]:place[0] + place[1]]))
+    sections[COLUMN_DIRECTORY] = json.dumps(directory).encode()
+    sections[COLUMN_DATA] = bytes(column_data)
+    offsets, size = segment_module._layout([len(s) for s in sections], HEADER_BYTES)
+    fields = list(segment_module._FIXED.unpack_from(good, 0))
+    fields[5] = size
+    header = segment_module._pack_header(
+        tuple(fields), [(o, len(s), crc32c(s)) for o, s in zip(offsets, sections)])
+    data = bytearray(header)
+    for offset, section in zip(offsets, sections):
+        data += bytes(offset - len(data)) + section
+    return bytes(data)
+
+
+def _set(entry_name, array, index, value, dtype):
+    def edit(directory, column_data):
+        entry = next(e for e in directory["fields"] if e["name"] == entry_name)
+        offset = entry["arrays"][array][0]
+        column_data[offset + index * dtype.itemsize:offset + (index + 1) * dtype.itemsize] = \
+            np.array([value], dtype=dtype).tobytes()
+    return edit
+
+
+def _directory(edit_entry):
+    def edit(directory, _):
+        edit_entry(directory["fields"][0])  # "tag"
+    return edit
+
+
+@pytest.mark.parametrize("edit,caught_at_use", [
+    (_set("tag", "kind", 1, 9, np.dtype("i1")), True),  # no such kind
+    (_set("tag", "scode", 1, 99, np.dtype("<i4")), True),  # past the vocab
+    (_set("tag", "kind", 1, 3, np.dtype("i1")), True),  # a number with a string code
+    (_set("year", "kind", 1, 1, np.dtype("i1")), False),  # consistent, but not what the JSON says
+    (_set("year", "num", 1, 1999.0, np.dtype("<f8")), False),
+    (_set("list", "element_kind", 0, 0, np.dtype("i1")), True),  # an element that is missing
+    (_set("list", "list_offsets", 1, 99, np.dtype("<u8")), True),
+    (_set("tag", "vocab_offsets", 1, 0, np.dtype("<u8")), False),  # unsorted, repeated strings
+    (_directory(lambda e: e["arrays"]["kind"].__setitem__(0, 4)), True),  # misaligned
+    (_directory(lambda e: e["arrays"]["kind"].__setitem__(1, 7)), True),  # wrong length
+    (_directory(lambda e: e.__setitem__("vocab", 50)), True),
+    (_directory(lambda e: e["big"].append([10**6, 1])), True),
+    (_directory(lambda e: e["arrays"].pop("scode")), True),
+    (_directory(lambda e: e.__setitem__("payload", 1)), True),
+], ids=["kind-9", "scode-past-vocab", "number-with-code", "kind-none", "num", "element-missing",
+        "list-offsets", "vocab-order", "misaligned", "wrong-length", "vocab-count", "big-row",
+        "scode-dropped", "payload-not-bool"])
+def test_forged_columns_with_valid_checksums_fail_closed(tmp_path, edit, caught_at_use):
+    rows = make_rows(np.random.default_rng(13), 40, 2)
+    write(tmp_path / "good.seg", rows, 2)
+    (tmp_path / "bad.seg").write_bytes(_forge_columns((tmp_path / "good.seg").read_bytes(), edit))
+    reader = open_reader(tmp_path / "bad.seg", 2)
+    with pytest.raises(CorruptionError):
+        reader.verify()
+    if caught_at_use:
+        with pytest.raises(CorruptionError):
+            for flt in FILTERS:
+                flt.mask(reader.columns)
+
+
+def test_a_flipped_byte_in_a_column_array_fails_the_filter_that_reads_it(tmp_path):
+    rows = make_rows(np.random.default_rng(14), 40, 2)
+    write(tmp_path / "good.seg", rows, 2)
+    good = (tmp_path / "good.seg").read_bytes()
+    offset, _ = _section(good, COLUMN_DATA)
+    data = bytearray(good)
+    data[offset] ^= 1  # the first array: the kind of the first field ("tag")
+    (tmp_path / "bad.seg").write_bytes(bytes(data))
+    reader = open_reader(tmp_path / "bad.seg", 2)
+    year = compile_filter({"year": {"$gte": 2010}})
+    assert year.mask(reader.columns).tolist() == [year.matches(m or {}) for m in rows[3]]
+    with pytest.raises(CorruptionError, match="tag"):
+        compile_filter({"tag": "t1"}).mask(reader.columns)
+
+
+# ---------------------------------------------------------------------------- through the engine
+
+
+def _fill(path, rows, monkeypatch=None):
+    """A database of `rows` over 2 shards in 4 segments each (the last of deletes, all left
+    uncompacted); v1 segments when monkeypatched."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(builder, "write_segment", write_segment_v1)
+    ids, _, vectors, metadatas = rows
+    with pdb.open(path, shards=2, auto_freeze=False, auto_compact=False) as db:
+        m = db.create_membrane("m", dim=vectors.shape[1], metric="l2")
+        for part in np.array_split(np.arange(len(ids)), 3):
+            m.put_batch(ids[part], vectors[part], [metadatas[i] for i in part])
+            db.freeze()
+        m.delete_batch(ids[::9])
+        db.freeze()
+    if monkeypatch is not None:
+        monkeypatch.undo()
+
+
+def _versions(path):
+    return sorted({struct.unpack_from("<I", p.read_bytes(), 8)[0] for p in path.rglob("*.seg")})
+
+
+def _answers(path):
+    with pdb.open(path, read_only=True) as db:
+        m = db.membrane("m")
+        query = np.linspace(-1, 1, 4, dtype=np.float32)
+        hits = [[(h.id, h.score, h.metadata) for h in m.search(query, k=7, filter=f, exact=exact)]
+                for f in (None, {"tag": "t1"}, {"year": {"$lt": 2100}}, {"list": {"$contains": "x"}})
+                for exact in (True, False)]
+        return hits, sorted((r.id, r.metadata) for r in m.scan({"tag": {"$ne": "t2"}}))
+
+
+def test_a_database_of_v1_segments_answers_as_v2_and_compaction_rewrites_it_as_v2(
+        tmp_path, monkeypatch):
+    rows = make_rows(np.random.default_rng(15), 300, 4)
+    _fill(tmp_path / "old", rows, monkeypatch)
+    _fill(tmp_path / "new", rows)
+    assert (_versions(tmp_path / "old"), _versions(tmp_path / "new")) == ([1], [2])
+    expected = _answers(tmp_path / "new")
+    assert _answers(tmp_path / "old") == expected
+    with pdb.open(tmp_path / "old") as db:
+        db.verify()
+        db.compact()
+    assert _versions(tmp_path / "old") == [2]
+    assert _answers(tmp_path / "old") == expected
+
+
+def test_a_filtered_search_after_reopen_decodes_only_the_hits_json(tmp_path, monkeypatch):
+    rows = rag_rows(400, dim=4)
+    rows[2][:] = np.random.default_rng(16).standard_normal((400, 4))
+    _fill(tmp_path / "db", rows)
+    decodes = count_json_decodes(monkeypatch)
+    with pdb.open(tmp_path / "db", read_only=True) as db:
+        hits = db.membrane("m").search(np.ones(4), k=5, filter={"category": "c2"})
+    assert len(hits) == 5 and all(h.metadata["category"] == "c2" for h in hits)
+    assert len(decodes) <= 2 * 5  # each shard decodes its own best k, nothing else
