@@ -12,8 +12,9 @@ stack's order (newest wins) is kept whatever lies above or below the run:
   segment's size (and a build's time and memory) stays bounded and no
   compaction rewrites a whole large shard at once;
 * forced (`db.compact()`): oldest first, adjacent segments are grouped into runs
-  of at most `max_segment_rows`; each run of two or more segments, or one
-  segment holding dead rows, is rewritten, one run after another.
+  of at most `max_segment_rows`; each run of two or more segments, one segment
+  holding dead rows, or one of an older file format, is rewritten, one run after
+  another.
 
 Inside a run, rows overridden by a newer segment of the run are dropped, and so
 are tombstones when the run reaches the bottom of the stack (nothing older is
@@ -27,6 +28,7 @@ import math
 import numpy as np
 
 from .layers import LiveSegment
+from .segment import FORMAT_VERSION
 
 _TIER_BASE = 4
 _MAX_SEGMENTS_PER_TRIGGER = 4
@@ -58,7 +60,8 @@ def _forced_run(segments: list[LiveSegment], max_rows: int) -> tuple[int, int] |
             total += segments[start].meta.rows
         only = segments[start]
         at_bottom = end == len(segments)  # only there can a rewrite drop its tombstones
-        if end - start >= 2 or (at_bottom and only.meta.live_rows < only.meta.rows):
+        if (end - start >= 2 or (at_bottom and only.meta.live_rows < only.meta.rows)
+                or only.reader.format_version < FORMAT_VERSION):
             return start, end
         end = start
     return None

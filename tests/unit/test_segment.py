@@ -647,3 +647,19 @@ def test_a_filtered_search_after_reopen_decodes_only_the_hits_json(tmp_path, mon
         hits = db.membrane("m").search(np.ones(4), k=5, filter={"category": "c2"})
     assert len(hits) == 5 and all(h.metadata["category"] == "c2" for h in hits)
     assert len(decodes) <= 2 * 5  # each shard decodes its own best k, nothing else
+
+
+def test_compact_rewrites_a_lone_v1_segment_that_has_no_dead_rows(tmp_path, monkeypatch):
+    rows = make_rows(np.random.default_rng(17), 60, 4)
+    ids, _, vectors, metadatas = rows
+    monkeypatch.setattr(builder, "write_segment", write_segment_v1)
+    with pdb.open(tmp_path / "db", shards=1, auto_freeze=False, auto_compact=False) as db:
+        db.create_membrane("m", dim=4, metric="l2").put_batch(ids, vectors, metadatas)
+        db.freeze()
+    monkeypatch.undo()
+    assert _versions(tmp_path / "db") == [1]
+    with pdb.open(tmp_path / "db") as db:
+        before = sorted((r.id, r.metadata) for r in db.membrane("m").scan())
+        db.compact()
+        assert sorted((r.id, r.metadata) for r in db.membrane("m").scan()) == before
+    assert _versions(tmp_path / "db") == [2]
