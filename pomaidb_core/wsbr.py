@@ -101,7 +101,8 @@ METRIC_CODES = {"ip": 0, "cosine": 1, "l2": 2}  # frozen: stored in sidecars
 _HEADER = struct.Struct("<4sHHBBHIQIIIIQQII")
 _FOOTER = struct.Struct("<I4s")
 _EXACT_SUM_LIMIT = 1 << 24  # float32 holds every integer up to here exactly
-_U32_MAX = (1 << 32) - 1  # knobs above it are stored as it: more blocks than any segment has
+_U32_MAX = (1 << 32) - 1
+_SKETCH_CHUNK_ROWS = 4096  # knobs above it are stored as it: more blocks than any segment has
 
 # (largest segment rows, block size): small segments need small blocks to route well (the
 # study: ten 10k segments at B=32 lose 5-8 points against B=16); large ones need larger
@@ -151,8 +152,11 @@ def sketch_routing_rows(routing: np.ndarray, mu: np.ndarray, projection: np.ndar
 
     Exact: both sides of the product are integer-valued (see the module docstring).
     """
-    exact = quantize(routing - mu, level) @ projection.T
-    return _pack_bits(exact > 0)
+    out = np.empty(len(routing), dtype=np.uint64)
+    for start in range(0, len(routing), _SKETCH_CHUNK_ROWS):  # chunks stay in cache
+        part = routing[start : start + _SKETCH_CHUNK_ROWS]
+        out[start : start + len(part)] = _pack_bits(quantize(part - mu, level) @ projection.T > 0)
+    return out
 
 
 def _pack_bits(bits: np.ndarray) -> np.ndarray:

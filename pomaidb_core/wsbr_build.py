@@ -23,12 +23,15 @@ in space and a query's selected blocks coalesce into fewer row ranges.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _KMEANS_DIMS = 128  # PCA dimensions k-means is trained and assigned in
 _KMEANS_ITERS = 6  # Lloyd iterations on the training sample
-_SAMPLE_PER_CLUSTER = 5  # training rows per centroid (the sample is at least _MIN_SAMPLE)
-_MIN_SAMPLE = 4096
+_SAMPLE_PER_CLUSTER = 16  # training rows per fine centroid
+_COARSE_SAMPLE_PER_CLUSTER = 256  # training rows per coarse centroid
+_NEAR_COARSE = 4  # coarse clusters searched for a fine centroid's refine neighbours
 _REFINE_ROUNDS = 1
 _REFINE_NEIGHBOURS = 32
 _PCA_SAMPLE = 10_000  # rows the PCA and ITQ are fitted on
@@ -87,6 +90,14 @@ def itq_projection(routing: np.ndarray, bits: int, rng: np.random.Generator) -> 
     return mu, w
 
 
+def _project(x: np.ndarray, mu: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """(x - mu) @ basis in row chunks (no full-size centred copy of x)."""
+    out = np.empty((len(x), basis.shape[1]), dtype=np.float32)
+    for start in range(0, len(x), _CHUNK_ROWS):
+        np.matmul(x[start : start + _CHUNK_ROWS] - mu, basis, out=out[start : start + _CHUNK_ROWS])
+    return out
+
+
 def _sq_norms(x: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", x, x)
 
@@ -115,32 +126,111 @@ def cluster_means(x: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> np
     return means
 
 
-def _lloyd(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    centroids = x[sample_rows(len(x), k, rng)].copy()
-    for _ in range(_KMEANS_ITERS):
-        centroids = cluster_means(x, assign_nearest(x, centroids), centroids)
-    return centroids
+def _kmeans(x: np.ndarray, k: int, per_cluster: int, iters: int,
+            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(labels of every row, centroids) of Lloyd's k-means trained on a sample of x.
+
+    The sample holds about `per_cluster` rows per centroid; the initial centroids are random
+    distinct sample rows and an empty cluster keeps its old centroid. Every row is assigned
+    once at the end, so the cost is O((sample * iters + rows) * k * d).
+    """
+    sample = x[sample_rows(len(x), max(k, per_cluster * k), rng)]
+    centroids = sample[sample_rows(len(sample), k, rng)].copy()
+    for _ in range(iters):
+        centroids = cluster_means(sample, assign_nearest(sample, centroids), centroids)
+    return assign_nearest(x, centroids), centroids
 
 
-def _refine(x: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Lloyd rounds where a row may only move among its centroid's nearest centroids."""
+def _two_level(x: np.ndarray, block_size: int,
+               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, int]:
+    """(labels, coarse parent of each label, label count) of a two-level k-means of x.
+
+    About sqrt(n / block_size) coarse clusters, then each coarse cluster of c rows is cut into
+    about c / block_size fine ones, so a row is compared with about 2 sqrt(n / block_size)
+    centroids in all instead of n / block_size. Fine labels are numbered coarse cluster by
+    coarse cluster.
+    """
+    n = len(x)
+    coarse_k = min(n, math.isqrt(-(-n // block_size) - 1) + 1)  # ceil(sqrt(n / B))
+    coarse, _ = _kmeans(x, coarse_k, _COARSE_SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
+    order = np.argsort(coarse, kind="stable")
+    bounds = np.concatenate(([0], np.cumsum(np.bincount(coarse, minlength=coarse_k))))
+    labels = np.empty(n, dtype=np.int64)
+    parents: list[np.ndarray] = []
+    for c in range(coarse_k):
+        rows = order[bounds[c] : bounds[c + 1]]
+        if not len(rows):
+            continue
+        fine_k = max(1, round(len(rows) / block_size))
+        if fine_k == 1:
+            fine = np.zeros(len(rows), dtype=np.int64)
+        else:
+            fine, _ = _kmeans(x[rows], fine_k, _SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
+        labels[rows] = fine + sum(len(p) for p in parents)
+        parents.append(np.full(fine_k, c, dtype=np.int64))
+    parent = np.concatenate(parents)
+    return labels, parent, len(parent)
+
+
+def _neighbour_lists(centroids: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """(k, m) ids of each centroid's m nearest centroids (itself included), ascending.
+
+    Searched only among the children of the _NEAR_COARSE coarse clusters nearest its own
+    (their centres: the mean of their children), which keeps the cost O(k^1.5 d), not O(k^2 d).
+    """
+    k = len(centroids)
+    m = min(_REFINE_NEIGHBOURS, k)
+    n_coarse = int(parent.max()) + 1
+    counts = np.bincount(parent, minlength=n_coarse)
+    coarse = np.add.reduceat(centroids, np.concatenate(([0], np.cumsum(counts)[:-1])), axis=0)
+    coarse /= np.maximum(counts, 1)[:, None].astype(np.float32)
+    c_norms = _sq_norms(centroids)
+    near_coarse = _nearest(coarse, coarse, min(_NEAR_COARSE, n_coarse))
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    out = np.empty((k, m), dtype=np.int64)
+    for c in range(n_coarse):
+        coarse_ids = np.union1d(near_coarse[c], [c])
+        cand = np.concatenate([np.arange(bounds[p], bounds[p + 1]) for p in coarse_ids])
+        if len(cand) < m:  # tiny trees: fall back to every centroid
+            cand = np.arange(k)
+        mine = np.arange(bounds[c], bounds[c + 1])
+        dist = c_norms[cand][None, :] - 2.0 * (centroids[mine] @ centroids[cand].T)
+        dist[np.arange(len(mine)), np.searchsorted(cand, mine)] = -np.inf  # itself first
+        best = np.argpartition(dist, m - 1, axis=1)[:, :m]
+        out[mine] = np.sort(cand[best], axis=1)
+    return out
+
+
+def _nearest(points: np.ndarray, centres: np.ndarray, m: int) -> np.ndarray:
+    """(len(points), m) ids of each point's m nearest centres (L2), in no particular order."""
+    dist = _sq_norms(centres)[None, :] - 2.0 * (points @ centres.T)
+    return np.argpartition(dist, m - 1, axis=1)[:, :m]
+
+
+def _refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Lloyd rounds in the full space where a row may only move among its centroid's nearest
+    centroids (which may belong to another coarse cluster: this repairs the two-level
+    k-means' hard coarse boundaries)."""
+    k = len(parent)
     centroids = cluster_means(x, labels, np.zeros((k, x.shape[1]), dtype=np.float32))
-    neighbours = min(_REFINE_NEIGHBOURS, k)
+    counts = np.bincount(labels, minlength=k)
     for _ in range(_REFINE_ROUNDS):
-        c_norms = _sq_norms(centroids)
-        between = c_norms[None, :] - 2.0 * (centroids @ centroids.T)
-        near = np.argpartition(between, neighbours - 1, axis=1)[:, :neighbours]
-        near.sort(axis=1)  # candidate order decides ties: keep it independent of argpartition
+        near = _neighbour_lists(centroids, parent)
+        c_norms = np.where(counts > 0, _sq_norms(centroids), np.inf)  # empty: no centroid
         order = np.argsort(labels, kind="stable")
-        bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k))))
-        moved = labels.copy()
-        for c in np.nonzero(bounds[1:] > bounds[:-1])[0]:
+        bounds = np.concatenate(([0], np.cumsum(counts)))
+        sums = np.zeros_like(centroids)
+        for c in np.nonzero(counts)[0]:
             rows = order[bounds[c] : bounds[c + 1]]
-            cand = near[c]
-            dist = c_norms[cand][None, :] - 2.0 * (x[rows] @ centroids[cand].T)
-            moved[rows] = cand[dist.argmin(axis=1)]
-        labels = moved
-        centroids = cluster_means(x, labels, centroids)
+            cand, block = near[c], x[rows]
+            dist = c_norms[cand][None, :] - 2.0 * (block @ centroids[cand].T)
+            best = dist.argmin(axis=1)
+            labels[rows] = cand[best]
+            # the new clusters' sums from the rows at hand: no second pass over x
+            sums[cand] += (best[None, :] == np.arange(len(cand))[:, None]).astype(np.float32) @ block
+        counts = np.bincount(labels, minlength=k)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None].astype(np.float32)
     return labels
 
 
@@ -174,12 +264,11 @@ def form_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) 
     k = -(-n // block_size)
     if k == 1:
         return [np.arange(n)]
-    sample = routing[sample_rows(n, max(_MIN_SAMPLE, _SAMPLE_PER_CLUSTER * k), rng)]
+    sample = routing[sample_rows(n, _PCA_SAMPLE, rng)]
     mu = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
     basis = pca_basis(sample - mu, _KMEANS_DIMS, rng)
-    reduced = (routing - mu) @ basis
-    labels = assign_nearest(reduced, _lloyd((sample - mu) @ basis, k, rng))
-    labels = _refine(routing, labels, k)
+    labels, parent, k = _two_level(_project(routing, mu, basis), block_size, rng)
+    labels = _refine(routing, labels, parent)
     order = np.argsort(labels, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k))))
     blocks: list[np.ndarray] = []
