@@ -13,6 +13,12 @@ filtered searches through the DB API (put_batch, freeze, search_batch, search).
 Query timing is single-threaded (BLAS limited to one thread, faiss and hnswlib told to use
 one); each figure is the best of --repeats runs of the whole query batch, since the machine
 is shared. Timings read on a loaded machine are noisy: the load average is printed.
+
+--build SIZES (e.g. --build 100000,1000000) measures segment builds instead: for each size,
+one segment built with BLAS limited to one thread, its build rate (wall and CPU) and recall@10
+of a default search against exact ground truth, and, up to --old-max rows, the same for the
+previous flat formation (k-means with k = n / block_size over all rows, O(n^2 d / B)). A size
+of 100,000 uses the data directory when one is given; other sizes use `mixture` (below).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import bench_data, kernels, wsbr
+from . import bench_data, kernels, wsbr, wsbr_build
 from .bench import machine_line
 from .options import IndexParams
 from .routing import shards_of
@@ -300,6 +306,110 @@ def engine_rows(base, queries, truth, metric, n_shards, repeats) -> list:
     return rows
 
 
+# ---------------------------------------------------------------------------- build benchmark
+
+
+def mixture(rows: int, dim: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian mixture shaped like sentence embeddings; (base, queries), unit rows.
+
+    rows / 200 centres, unit directions around a shared mean direction (embeddings of one
+    model share a component: pypi-100k's mean row has norm 0.2-0.3), with lognormal
+    cluster sizes (sigma 1: a few big topics, many small ones) and per-cluster spreads
+    uniform in [0.7, 1.3] x 0.9 (a row's noise norm relative to its unit centre), so the
+    cosine of two rows of one cluster is about 0.55 and a row's nearest neighbours reach
+    into neighbouring clusters. Queries are fresh draws from the same mixture. Generated
+    in chunks of 65,536 rows (float32 throughout).
+    """
+    rng = np.random.default_rng(seed)
+    n_centres = max(4, rows // 200)
+    shared = rng.standard_normal(dim).astype(np.float32)
+    centres = rng.standard_normal((n_centres, dim)).astype(np.float32)
+    centres = centres / np.linalg.norm(centres, axis=1, keepdims=True) + 0.3 * shared / np.linalg.norm(shared)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    weights = rng.lognormal(0.0, 1.0, n_centres)
+    spread = (0.9 * rng.uniform(0.7, 1.3, n_centres) / np.sqrt(dim)).astype(np.float32)
+
+    def draw(count: int) -> np.ndarray:
+        out = np.empty((count, dim), dtype=np.float32)
+        for lo in range(0, count, 65_536):
+            hi = min(count, lo + 65_536)
+            which = rng.choice(n_centres, size=hi - lo, p=weights / weights.sum())
+            part = centres[which] + spread[which, None] * rng.standard_normal((hi - lo, dim), dtype=np.float32)
+            out[lo:hi] = part / np.linalg.norm(part, axis=1, keepdims=True)
+        return out
+
+    return draw(rows), draw(n_queries)
+
+
+def flat_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The previous block formation, for comparison: one flat k-means with k = n / block_size
+    (PCA space, trained on 5 rows per centroid), every row assigned to the nearest of all k
+    centroids, refined among the 32 nearest of all k centroids, oversized clusters split."""
+    n = len(routing)
+    k = -(-n // block_size)
+    sample = routing[wsbr_build.sample_rows(n, 10_000, rng)]
+    mu = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+    basis = wsbr_build.pca_basis(sample - mu, 128, rng)
+    labels, _ = wsbr_build.kmeans(wsbr_build.project(routing, mu, basis), k, 5, 6, rng)
+    labels = wsbr_build.refine(routing, labels, np.zeros(k, dtype=np.int64))
+    return wsbr_build.split_clusters(routing, labels, k, block_size)
+
+
+def build_rows(sizes: list[int], data: str | None, n_queries: int, old_max: int,
+               metric: str) -> list[tuple]:
+    """(rows, data, former, wall s, CPU s, blocks, default top_blocks, scanned, recall@10)."""
+    rows = []
+    for size in sizes:
+        if size == 100_000 and data is not None:
+            base, queries, _ = bench_data.load(data, size, n_queries)
+            described = "pypi-100k" if "pypi" in data else os.path.basename(data)
+        else:
+            base, queries = mixture(size, 384, n_queries)
+            described = "mixture"
+        _, truth = kernels.topk(base, queries, K, metric)
+        formers = [("two-level", wsbr_build.form_blocks)]
+        if size <= old_max:
+            formers.append(("flat (old)", flat_blocks))
+        for name, former in formers:
+            rows.append((size, described, name, *_timed_build(base, queries, truth, metric, former)))
+            print(_build_line(rows[-1]), flush=True)
+    return rows
+
+
+def _timed_build(base, queries, truth, metric, former) -> tuple:
+    from threadpoolctl import threadpool_limits
+
+    with _former(former), threadpool_limits(1, user_api="blas"):
+        wall, cpu = time.perf_counter(), time.process_time()
+        order, index = wsbr.build_index(base, metric, IndexParams())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    vectors = np.ascontiguousarray(base[order])
+    _, found = wsbr.search_segment(vectors, index, queries, K, metric)
+    scanned = scanned_fraction([Segment(order, vectors, index)], queries)
+    return wall, cpu, index.n_blocks, index.top_blocks, scanned, recall(order[found], truth)
+
+
+@contextlib.contextmanager
+def _former(former):
+    """build_index with another block formation (the benchmark's only way to compare)."""
+    saved = wsbr.form_blocks
+    wsbr.form_blocks = former
+    try:
+        yield
+    finally:
+        wsbr.form_blocks = saved
+
+
+_BUILD_HEADER = (f"{'rows':>9} {'data':<10} {'formation':<11} {'wall s':>7} {'CPU s':>7} "
+                 f"{'vec/s CPU':>10} {'blocks':>7} {'T':>5} {'scanned':>8} {'recall@10':>9}")
+
+
+def _build_line(row: tuple) -> str:
+    size, described, name, wall, cpu, blocks, top, scanned, rec = row
+    return (f"{size:>9,} {described:<10} {name:<11} {wall:>7.1f} {cpu:>7.1f} {size / cpu:>10,.0f} "
+            f"{blocks:>7,} {top:>5} {scanned:>8.2%} {rec:>9.4f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     limit_threads = _single_thread(argv)
@@ -315,7 +425,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="bench-out/wsbr.png")
     parser.add_argument("--no-baselines", action="store_true", help="skip faiss and hnswlib")
     parser.add_argument("--engine", action="store_true", help="also search through the DB API")
+    parser.add_argument("--build", default=None, metavar="SIZES",
+                        help="measure segment builds of these comma-separated row counts instead")
+    parser.add_argument("--old-max", type=int, default=200_000,
+                        help="with --build: also build the old flat formation up to this size")
     args = parser.parse_args(argv)
+    if args.build is not None:
+        print(f"{machine_line()}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(_BUILD_HEADER)
+        build_rows([int(x) for x in args.build.split(",")], bench_data.data_dir(args.data),
+                   min(args.queries, 500), args.old_max, args.metric)
+        return
 
     base, queries, truth, described = load(bench_data.data_dir(args.data), args.limit,
                                            args.queries, args.metric)

@@ -32,7 +32,7 @@ _KMEANS_ITERS = 6  # Lloyd iterations on the training sample
 _SAMPLE_PER_CLUSTER = 16  # training rows per fine centroid
 _COARSE_SAMPLE_PER_CLUSTER = 256  # training rows per coarse centroid
 _NEAR_COARSE = 4  # coarse clusters searched for a fine centroid's refine neighbours
-_REFINE_ROUNDS = 1
+_REFINE_ROUNDS = 2
 _REFINE_NEIGHBOURS = 32
 _PCA_SAMPLE = 10_000  # rows the PCA and ITQ are fitted on
 _PCA_OVERSAMPLE = 16
@@ -90,7 +90,7 @@ def itq_projection(routing: np.ndarray, bits: int, rng: np.random.Generator) -> 
     return mu, w
 
 
-def _project(x: np.ndarray, mu: np.ndarray, basis: np.ndarray) -> np.ndarray:
+def project(x: np.ndarray, mu: np.ndarray, basis: np.ndarray) -> np.ndarray:
     """(x - mu) @ basis in row chunks (no full-size centred copy of x)."""
     out = np.empty((len(x), basis.shape[1]), dtype=np.float32)
     for start in range(0, len(x), _CHUNK_ROWS):
@@ -126,7 +126,7 @@ def cluster_means(x: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> np
     return means
 
 
-def _kmeans(x: np.ndarray, k: int, per_cluster: int, iters: int,
+def kmeans(x: np.ndarray, k: int, per_cluster: int, iters: int,
             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(labels of every row, centroids) of Lloyd's k-means trained on a sample of x.
 
@@ -152,7 +152,7 @@ def _two_level(x: np.ndarray, block_size: int,
     """
     n = len(x)
     coarse_k = min(n, math.isqrt(-(-n // block_size) - 1) + 1)  # ceil(sqrt(n / B))
-    coarse, _ = _kmeans(x, coarse_k, _COARSE_SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
+    coarse, _ = kmeans(x, coarse_k, _COARSE_SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
     order = np.argsort(coarse, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(coarse, minlength=coarse_k))))
     labels = np.empty(n, dtype=np.int64)
@@ -165,7 +165,7 @@ def _two_level(x: np.ndarray, block_size: int,
         if fine_k == 1:
             fine = np.zeros(len(rows), dtype=np.int64)
         else:
-            fine, _ = _kmeans(x[rows], fine_k, _SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
+            fine, _ = kmeans(x[rows], fine_k, _SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
         labels[rows] = fine + sum(len(p) for p in parents)
         parents.append(np.full(fine_k, c, dtype=np.int64))
     parent = np.concatenate(parents)
@@ -207,7 +207,7 @@ def _nearest(points: np.ndarray, centres: np.ndarray, m: int) -> np.ndarray:
     return np.argpartition(dist, m - 1, axis=1)[:, :m]
 
 
-def _refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
+def refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
     """Lloyd rounds in the full space where a row may only move among its centroid's nearest
     centroids (which may belong to another coarse cluster: this repairs the two-level
     k-means' hard coarse boundaries)."""
@@ -267,8 +267,14 @@ def form_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) 
     sample = routing[sample_rows(n, _PCA_SAMPLE, rng)]
     mu = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
     basis = pca_basis(sample - mu, _KMEANS_DIMS, rng)
-    labels, parent, k = _two_level(_project(routing, mu, basis), block_size, rng)
-    labels = _refine(routing, labels, parent)
+    labels, parent, k = _two_level(project(routing, mu, basis), block_size, rng)
+    labels = refine(routing, labels, parent)
+    return split_clusters(routing, labels, k, block_size)
+
+
+def split_clusters(routing: np.ndarray, labels: np.ndarray, k: int,
+                   block_size: int) -> list[np.ndarray]:
+    """Clusters 0..k-1 of `labels` as blocks, the oversized ones cut by _split, in label order."""
     order = np.argsort(labels, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(labels, minlength=k))))
     blocks: list[np.ndarray] = []
