@@ -88,7 +88,7 @@ from . import fs
 from .errors import CorruptionError, InvalidArgumentError
 from .kernels import argtopk, crc32c, dot_int8_rows, hamming64_rank, topk, topk_blocks
 from .options import IndexParams
-from .wsbr_build import form_blocks, itq_projection
+from .wsbr_build import form_blocks, itq_projection, segment_sums
 
 MAGIC = b"WSBR"
 FOOTER_MAGIC = b"RBSW"
@@ -140,10 +140,14 @@ def routing_rows(vectors: np.ndarray, metric: str) -> np.ndarray:
     """The rows routing works on: unit length for cosine (zero rows stay zero), else as given."""
     if metric != "cosine":
         return vectors
-    norms = np.sqrt((vectors * vectors).sum(axis=1))
-    inv = np.zeros_like(norms)
-    np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
-    return vectors * inv[:, None]
+    out = np.empty_like(vectors)
+    for start in range(0, len(vectors), _SKETCH_CHUNK_ROWS):  # chunks stay in cache
+        part = vectors[start : start + _SKETCH_CHUNK_ROWS]
+        norms = np.sqrt((part * part).sum(axis=1))
+        inv = np.zeros_like(norms)
+        np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
+        np.multiply(part, inv[:, None], out=out[start : start + len(part)])
+    return out
 
 
 def sketch_routing_rows(routing: np.ndarray, mu: np.ndarray, projection: np.ndarray,
@@ -385,7 +389,9 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
                       signatures=_majority(sketches, offsets), alpha=alpha, beta=beta,
                       centroids=centroids)
     if params.wsbr_top_blocks is None and n >= _CALIBRATE_MIN_ROWS:
-        index = _calibrated(index, vectors[order], rng, params.wsbr_widen_blocks)
+        # routing rows score as the vectors do (cosine ignores norms) and are in block order
+        # already: no second gather of the segment
+        index = _calibrated(index, routing, rng, params.wsbr_widen_blocks)
     return order, index
 
 
@@ -435,7 +441,7 @@ def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     if len(offsets) == 1:
         return np.zeros(0, np.uint64)
     bits = np.unpackbits(sketches.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    counts = np.add.reduceat(bits.astype(np.int32), offsets[:-1], axis=0)
+    counts = segment_sums(bits, offsets, dtype=np.int32)
     return _pack_bits(2 * counts > np.diff(offsets)[:, None])
 
 
@@ -447,7 +453,7 @@ def _centroid_table(routing: np.ndarray, offsets: np.ndarray, metric: str,
     if n_blocks == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.int8)
     sizes = np.diff(offsets)[:, None]
-    means = np.add.reduceat(routing, offsets[:-1], axis=0) / sizes.astype(np.float32)
+    means = segment_sums(routing, offsets) / sizes.astype(np.float32)
     beta = np.zeros(n_blocks, dtype=np.float32)
     if metric == "l2":
         direction = means

@@ -31,6 +31,7 @@ _KMEANS_DIMS = 128  # PCA dimensions k-means is trained and assigned in
 _KMEANS_ITERS = 6  # Lloyd iterations on the training sample
 _SAMPLE_PER_CLUSTER = 16  # training rows per fine centroid
 _COARSE_SAMPLE_PER_CLUSTER = 256  # training rows per coarse centroid
+_COARSE_DIVISOR = 1
 _NEAR_COARSE = 4  # coarse clusters searched for a fine centroid's refine neighbours
 _REFINE_ROUNDS = 2
 _REFINE_NEIGHBOURS = 32
@@ -38,6 +39,7 @@ _PCA_SAMPLE = 10_000  # rows the PCA and ITQ are fitted on
 _PCA_OVERSAMPLE = 16
 _PCA_POWER_ITERS = 4
 _ITQ_ITERS = 30
+_ONE_HOT_LIMIT = 1 << 23  # cluster_means uses an indicator matrix up to this many entries
 _CHUNK_ROWS = 8192  # rows per BLAS call when assigning: bounds the (rows, k) distance buffer
 
 
@@ -105,10 +107,10 @@ def _sq_norms(x: np.ndarray) -> np.ndarray:
 def assign_nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Index of the nearest centroid (L2) of every row; ties go to the lower index."""
     c_norms = _sq_norms(centroids)
+    scaled = -2.0 * centroids.T  # |c|^2 - 2 x.c orders centroids as |x - c|^2 does
     labels = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), _CHUNK_ROWS):
-        dist = x[start : start + _CHUNK_ROWS] @ centroids.T
-        dist *= -2.0
+        dist = x[start : start + _CHUNK_ROWS] @ scaled
         dist += c_norms
         labels[start : start + _CHUNK_ROWS] = dist.argmin(axis=1)
     return labels
@@ -116,14 +118,38 @@ def assign_nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
 
 def cluster_means(x: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
     """Mean of each cluster's rows; an empty cluster keeps its previous centroid."""
-    counts = np.bincount(labels, minlength=len(previous))
-    order = np.argsort(labels, kind="stable")
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    k = len(previous)
+    counts = np.bincount(labels, minlength=k)
     filled = counts > 0
+    if k * len(x) <= _ONE_HOT_LIMIT:  # a (k, rows) indicator product: one BLAS call
+        indicator = np.zeros((k, len(x)), dtype=np.float32)
+        indicator[labels, np.arange(len(x))] = 1.0
+        sums = (indicator @ x)[filled]
+    else:
+        offsets = np.concatenate(([0], np.cumsum(counts)))
+        sums = segment_sums(x, offsets, np.argsort(labels, kind="stable"))[filled]
     means = previous.copy()
-    sums = np.add.reduceat(x[order], starts[filled], axis=0)
     means[filled] = sums / counts[filled, None].astype(np.float32)
     return means
+
+
+def segment_sums(x: np.ndarray, offsets: np.ndarray, order: np.ndarray | None = None,
+                 dtype: type | None = None) -> np.ndarray:
+    """(len(offsets) - 1, d) sums of row segments: segment s holds the rows
+    order[offsets[s]:offsets[s + 1]] of x (order: the identity when None).
+
+    Adds the p-th row of every segment at once, for p = 0, 1, ...: a few vectorised passes,
+    where np.add.reduceat over many short segments costs about a microsecond per row. Each
+    segment is summed in row order, so the result does not depend on the other segments.
+    """
+    counts = np.diff(offsets)
+    sums = np.zeros((len(counts), x.shape[1]), dtype=dtype or x.dtype)
+    segments = np.arange(len(counts))
+    for p in range(int(counts.max(initial=0))):
+        segments = segments[counts[segments] > p]
+        at = offsets[segments] + p
+        sums[segments] += x[at if order is None else order[at]]
+    return sums
 
 
 def kmeans(x: np.ndarray, k: int, per_cluster: int, iters: int,
@@ -151,7 +177,7 @@ def _two_level(x: np.ndarray, block_size: int,
     coarse cluster.
     """
     n = len(x)
-    coarse_k = min(n, math.isqrt(-(-n // block_size) - 1) + 1)  # ceil(sqrt(n / B))
+    coarse_k = min(n, max(1, (math.isqrt(-(-n // block_size) - 1) + 1) // _COARSE_DIVISOR))
     coarse, _ = kmeans(x, coarse_k, _COARSE_SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
     order = np.argsort(coarse, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(coarse, minlength=coarse_k))))
@@ -234,23 +260,24 @@ def refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _split(x: np.ndarray, rows: np.ndarray, block_size: int, out: list[np.ndarray]) -> None:
-    """Cut `rows` at the median of their principal axis until no piece exceeds block_size."""
+def _split(x_rows: np.ndarray, rows: np.ndarray, block_size: int, out: list[np.ndarray]) -> None:
+    """Cut `rows` (their vectors: x_rows) at the median of their principal axis until no
+    piece exceeds block_size."""
     if len(rows) <= block_size:
         out.append(np.sort(rows))
         return
-    centred = x[rows] - x[rows].mean(axis=0)
+    centred = x_rows - x_rows.mean(axis=0)
     axis = centred[np.argmax(_sq_norms(centred))].copy()
     for _ in range(8):  # power iteration from the farthest row: enough to find a good cut
         nxt = centred.T @ (centred @ axis)
-        norm = float(np.linalg.norm(nxt))
+        norm = float(np.sqrt(nxt @ nxt))
         if norm == 0.0:
             break
         axis = nxt / norm
-    ranked = rows[np.argsort(centred @ axis, kind="stable")]
+    rank = np.argsort(centred @ axis, kind="stable")
     half = len(rows) // 2
-    _split(x, ranked[:half], block_size, out)
-    _split(x, ranked[half:], block_size, out)
+    for part in (rank[:half], rank[half:]):
+        _split(x_rows[part], rows[part], block_size, out)
 
 
 def form_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -280,5 +307,6 @@ def split_clusters(routing: np.ndarray, labels: np.ndarray, k: int,
     blocks: list[np.ndarray] = []
     for c in range(k):
         if bounds[c + 1] > bounds[c]:
-            _split(routing, order[bounds[c] : bounds[c + 1]], block_size, blocks)
+            rows = order[bounds[c] : bounds[c + 1]]
+            _split(routing[rows], rows, block_size, blocks)
     return blocks
