@@ -41,6 +41,7 @@ from .routing import shards_of
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _REEXEC_MARK = "POMAIDB_BENCH_WSBR_SINGLE_THREAD"
 K = 10
+_LOCAL_DIMS = 12  # mixture(): dimensions of a cluster's own noise subspace
 
 
 def _single_thread(argv: list[str]) -> Callable[[], contextlib.AbstractContextManager]:
@@ -312,30 +313,41 @@ def engine_rows(base, queries, truth, metric, n_shards, repeats) -> list:
 def mixture(rows: int, dim: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A Gaussian mixture shaped like sentence embeddings; (base, queries), unit rows.
 
-    rows / 200 centres, unit directions around a shared mean direction (embeddings of one
-    model share a component: pypi-100k's mean row has norm 0.2-0.3), with lognormal
-    cluster sizes (sigma 1: a few big topics, many small ones) and per-cluster spreads
-    uniform in [0.7, 1.3] x 0.9 (a row's noise norm relative to its unit centre), so the
-    cosine of two rows of one cluster is about 0.55 and a row's nearest neighbours reach
-    into neighbouring clusters. Queries are fresh draws from the same mixture. Generated
-    in chunks of 65,536 rows (float32 throughout).
+    Two levels of structure, as topics have subtopics: rows / 20,000 + 2 topic directions,
+    and rows / 200 cluster centres, each the unit vector of a random topic (weight 1) plus its
+    own random direction (weight 0.8) plus a shared component (weight 0.3: embeddings of one
+    model share a mean direction). Cluster sizes are lognormal (sigma 1: a few big clusters,
+    many small ones). A row is its centre plus noise of norm s (s uniform in [1.2, 2.0] per
+    cluster), mostly (0.9) within a random 12-dimensional subspace of the cluster and a
+    little (0.45) isotropic, then scaled to unit length: clusters have a low local dimension
+    like real embeddings, so nearest neighbours are meaningful within a cluster and often lie
+    in sibling clusters of the topic (isotropic blobs in 384-d would make every row of a
+    cluster equally near and any clustering look perfect). Queries are fresh draws from the
+    same mixture. Generated cluster by cluster, float32 throughout.
     """
     rng = np.random.default_rng(seed)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
     n_centres = max(4, rows // 200)
-    shared = rng.standard_normal(dim).astype(np.float32)
-    centres = rng.standard_normal((n_centres, dim)).astype(np.float32)
-    centres = centres / np.linalg.norm(centres, axis=1, keepdims=True) + 0.3 * shared / np.linalg.norm(shared)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    topics = unit(rng.standard_normal((rows // 20_000 + 2, dim)))
+    centres = unit(topics[rng.integers(0, len(topics), n_centres)]
+                   + 0.8 * unit(rng.standard_normal((n_centres, dim)))
+                   + 0.3 * unit(rng.standard_normal(dim)))
     weights = rng.lognormal(0.0, 1.0, n_centres)
-    spread = (0.9 * rng.uniform(0.7, 1.3, n_centres) / np.sqrt(dim)).astype(np.float32)
+    spread = rng.uniform(1.2, 2.0, n_centres).astype(np.float32)
 
     def draw(count: int) -> np.ndarray:
         out = np.empty((count, dim), dtype=np.float32)
-        for lo in range(0, count, 65_536):
-            hi = min(count, lo + 65_536)
-            which = rng.choice(n_centres, size=hi - lo, p=weights / weights.sum())
-            part = centres[which] + spread[which, None] * rng.standard_normal((hi - lo, dim), dtype=np.float32)
-            out[lo:hi] = part / np.linalg.norm(part, axis=1, keepdims=True)
+        which = rng.choice(n_centres, size=count, p=weights / weights.sum())
+        for c in np.unique(which):
+            at = np.nonzero(which == c)[0]
+            local = unit(rng.standard_normal((_LOCAL_DIMS, dim)))
+            noise = (0.9 / np.sqrt(_LOCAL_DIMS)) * rng.standard_normal(
+                (len(at), _LOCAL_DIMS), dtype=np.float32) @ local
+            noise += (0.45 / np.sqrt(dim)) * rng.standard_normal((len(at), dim), dtype=np.float32)
+            out[at] = unit(centres[c] + spread[c] * noise)
         return out
 
     return draw(rows), draw(n_queries)

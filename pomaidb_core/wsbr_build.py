@@ -208,11 +208,10 @@ def _neighbour_lists(centroids: np.ndarray, parent: np.ndarray) -> np.ndarray:
     m = min(_REFINE_NEIGHBOURS, k)
     n_coarse = int(parent.max()) + 1
     counts = np.bincount(parent, minlength=n_coarse)
-    coarse = np.add.reduceat(centroids, np.concatenate(([0], np.cumsum(counts)[:-1])), axis=0)
-    coarse /= np.maximum(counts, 1)[:, None].astype(np.float32)
+    bounds = np.concatenate(([0], np.cumsum(counts)))
+    coarse = segment_sums(centroids, bounds) / np.maximum(counts, 1)[:, None].astype(np.float32)
     c_norms = _sq_norms(centroids)
     near_coarse = _nearest(coarse, coarse, min(_NEAR_COARSE, n_coarse))
-    bounds = np.concatenate(([0], np.cumsum(counts)))
     out = np.empty((k, m), dtype=np.int64)
     for c in range(n_coarse):
         coarse_ids = np.union1d(near_coarse[c], [c])
