@@ -362,7 +362,7 @@ def flat_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) 
     sample = routing[wsbr_build.sample_rows(n, 10_000, rng)]
     mu = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
     basis = wsbr_build.pca_basis(sample - mu, 128, rng)
-    labels, _ = wsbr_build.kmeans(wsbr_build.project(routing, mu, basis), k, 5, 6, rng)
+    labels = wsbr_build.kmeans(wsbr_build.project(routing, mu, basis), k, 5, 6, rng)
     labels = wsbr_build.refine(routing, labels, np.zeros(k, dtype=np.int64))
     return wsbr_build.split_clusters(routing, labels, k, block_size)
 

@@ -4,18 +4,25 @@ Pure functions of a segment's routing-space rows (see wsbr.py) and a seeded nump
 they write nothing and know no file format. Every random choice comes from the Generator, so
 the same rows and seed give the same blocks and projection on the same machine.
 
-Cost is what shapes this module: a freeze must build at >= 5,000 rows/s on one core, so flat
-k-means over all rows with k = n / block_size (O(n^2 d / B)) is out. Instead:
+Cost is what shapes this module: a 1M-row segment must build at >= 50,000 rows/s on one core,
+so flat k-means with k = n / block_size (every row against every centroid: O(n^2 d / B), 78 s
+for 400k rows) is out. Instead (n rows, k = n / B, d' = `_KMEANS_DIMS`):
 
-1. PCA to `_KMEANS_DIMS` dimensions (randomised subspace iteration on a sample);
-2. Lloyd's k-means with k = ceil(n / block_size) in that space, trained on a sample of about
-   `_SAMPLE_PER_CLUSTER` rows per centroid (random distinct rows as the initial centroids,
-   empty clusters keep their old centroid), then every row assigned by one BLAS pass;
-3. `_REFINE_ROUNDS` rounds of Lloyd in the full space where a row may only move to one of the
-   `_REFINE_NEIGHBOURS` centroids nearest its current one (cheap; recovers part of the loss of
-   steps 1-2 against full flat k-means);
+1. PCA to d' dimensions (randomised subspace iteration on a `_PCA_SAMPLE`-row sample);
+2. two-level k-means in that space: about sqrt(k) / `_COARSE_DIVISOR` coarse clusters
+   (Lloyd on `_COARSE_SAMPLE_PER_CLUSTER` sample rows per centroid, then every row assigned),
+   then each coarse cluster of c rows cut by its own k-means into about c / B fine clusters
+   (trained on `_SAMPLE_PER_CLUSTER` rows per centroid). A row meets about 2 sqrt(k)
+   centroids instead of k: O(n sqrt(n / B) d'), the only super-linear term, small at 1M rows;
+3. `_REFINE_ROUNDS` rounds of Lloyd in the full space where a row may only move to one of
+   the `_REFINE_NEIGHBOURS` centroids nearest its current one, searched among the children of
+   the `_NEAR_COARSE` nearest coarse clusters (O(k^1.5 d), not O(k^2 d)). This lets rows cross
+   the coarse boundaries, which cost a plain two-level k-means about 2 points of recall;
 4. clusters larger than block_size are cut at the median of their principal axis, recursively,
-   so no block exceeds block_size rows (blocks average about 0.65 block_size).
+   so no block exceeds block_size rows (blocks average about 0.6 block_size).
+
+Every other pass over the rows is linear: sums per cluster or block use `segment_sums`
+(np.add.reduceat costs about a microsecond a row), and projections run in row chunks.
 
 Blocks are numbered cluster by cluster, so neighbouring block ids tend to be near each other
 in space and a query's selected blocks coalesce into fewer row ranges.
@@ -33,8 +40,9 @@ _SAMPLE_PER_CLUSTER = 16  # training rows per fine centroid
 _COARSE_SAMPLE_PER_CLUSTER = 256  # training rows per coarse centroid
 _COARSE_DIVISOR = 1
 _NEAR_COARSE = 4  # coarse clusters searched for a fine centroid's refine neighbours
-_REFINE_ROUNDS = 2
+_REFINE_ROUNDS = 1
 _REFINE_NEIGHBOURS = 32
+_SPLIT_POWER_ITERS = 3
 _PCA_SAMPLE = 10_000  # rows the PCA and ITQ are fitted on
 _PCA_OVERSAMPLE = 16
 _PCA_POWER_ITERS = 4
@@ -153,8 +161,8 @@ def segment_sums(x: np.ndarray, offsets: np.ndarray, order: np.ndarray | None = 
 
 
 def kmeans(x: np.ndarray, k: int, per_cluster: int, iters: int,
-            rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(labels of every row, centroids) of Lloyd's k-means trained on a sample of x.
+           rng: np.random.Generator) -> np.ndarray:
+    """The cluster of every row of x by Lloyd's k-means with k centroids trained on a sample.
 
     The sample holds about `per_cluster` rows per centroid; the initial centroids are random
     distinct sample rows and an empty cluster keeps its old centroid. Every row is assigned
@@ -164,7 +172,7 @@ def kmeans(x: np.ndarray, k: int, per_cluster: int, iters: int,
     centroids = sample[sample_rows(len(sample), k, rng)].copy()
     for _ in range(iters):
         centroids = cluster_means(sample, assign_nearest(sample, centroids), centroids)
-    return assign_nearest(x, centroids), centroids
+    return assign_nearest(x, centroids)
 
 
 def _two_level(x: np.ndarray, block_size: int,
@@ -178,11 +186,12 @@ def _two_level(x: np.ndarray, block_size: int,
     """
     n = len(x)
     coarse_k = min(n, max(1, (math.isqrt(-(-n // block_size) - 1) + 1) // _COARSE_DIVISOR))
-    coarse, _ = kmeans(x, coarse_k, _COARSE_SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
+    coarse = kmeans(x, coarse_k, _COARSE_SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
     order = np.argsort(coarse, kind="stable")
     bounds = np.concatenate(([0], np.cumsum(np.bincount(coarse, minlength=coarse_k))))
     labels = np.empty(n, dtype=np.int64)
     parents: list[np.ndarray] = []
+    first = 0  # the first fine label of this coarse cluster
     for c in range(coarse_k):
         rows = order[bounds[c] : bounds[c + 1]]
         if not len(rows):
@@ -191,9 +200,10 @@ def _two_level(x: np.ndarray, block_size: int,
         if fine_k == 1:
             fine = np.zeros(len(rows), dtype=np.int64)
         else:
-            fine, _ = kmeans(x[rows], fine_k, _SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
-        labels[rows] = fine + sum(len(p) for p in parents)
+            fine = kmeans(x[rows], fine_k, _SAMPLE_PER_CLUSTER, _KMEANS_ITERS, rng)
+        labels[rows] = fine + first
         parents.append(np.full(fine_k, c, dtype=np.int64))
+        first += fine_k
     parent = np.concatenate(parents)
     return labels, parent, len(parent)
 
@@ -267,7 +277,7 @@ def _split(x_rows: np.ndarray, rows: np.ndarray, block_size: int, out: list[np.n
         return
     centred = x_rows - x_rows.mean(axis=0)
     axis = centred[np.argmax(_sq_norms(centred))].copy()
-    for _ in range(8):  # power iteration from the farthest row: enough to find a good cut
+    for _ in range(_SPLIT_POWER_ITERS):  # from the farthest row: enough to find a good cut
         nxt = centred.T @ (centred @ axis)
         norm = float(np.sqrt(nxt @ nxt))
         if norm == 0.0:
