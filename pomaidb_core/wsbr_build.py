@@ -47,7 +47,6 @@ _PCA_SAMPLE = 10_000  # rows the PCA and ITQ are fitted on
 _PCA_OVERSAMPLE = 16
 _PCA_POWER_ITERS = 4
 _ITQ_ITERS = 30
-_ONE_HOT_LIMIT = 1 << 23  # cluster_means uses an indicator matrix up to this many entries
 _CHUNK_ROWS = 8192  # rows per BLAS call when assigning: bounds the (rows, k) distance buffer
 
 
@@ -129,13 +128,8 @@ def cluster_means(x: np.ndarray, labels: np.ndarray, previous: np.ndarray) -> np
     k = len(previous)
     counts = np.bincount(labels, minlength=k)
     filled = counts > 0
-    if k * len(x) <= _ONE_HOT_LIMIT:  # a (k, rows) indicator product: one BLAS call
-        indicator = np.zeros((k, len(x)), dtype=np.float32)
-        indicator[labels, np.arange(len(x))] = 1.0
-        sums = (indicator @ x)[filled]
-    else:
-        offsets = np.concatenate(([0], np.cumsum(counts)))
-        sums = segment_sums(x, offsets, np.argsort(labels, kind="stable"))[filled]
+    offsets = np.concatenate(([0], np.cumsum(counts)))
+    sums = segment_sums(x, offsets, np.argsort(labels, kind="stable"))[filled]
     means = previous.copy()
     means[filled] = sums / counts[filled, None].astype(np.float32)
     return means

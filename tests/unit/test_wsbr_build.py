@@ -67,9 +67,7 @@ def test_segment_sums_match_numpy(with_order, dtype):
     assert np.array_equal(got, want)  # small integers: every sum is exact
 
 
-@pytest.mark.parametrize("limit", [0, 1 << 30])  # the segment-sum path and the indicator path
-def test_cluster_means_match_numpy_and_keep_empty_clusters(monkeypatch, limit):
-    monkeypatch.setattr(wsbr_build, "_ONE_HOT_LIMIT", limit)
+def test_cluster_means_match_numpy_and_keep_empty_clusters():
     rng = np.random.default_rng(2)
     x = rng.standard_normal((400, 6)).astype(np.float32)
     labels = rng.integers(0, 9, size=400)
