@@ -88,7 +88,7 @@ from . import fs
 from .errors import CorruptionError, InvalidArgumentError
 from .kernels import argtopk, crc32c, dot_int8_rows, hamming64_rank, topk, topk_blocks
 from .options import IndexParams
-from .wsbr_build import form_blocks, itq_projection, segment_sums
+from .wsbr_build import UnitRowView, form_blocks, itq_projection, segment_sums, unit_rows
 
 MAGIC = b"WSBR"
 FOOTER_MAGIC = b"RBSW"
@@ -136,35 +136,24 @@ def quantize(rows: np.ndarray, level: int) -> np.ndarray:
     return np.rint(rows * scale[:, None])
 
 
-def routing_rows(vectors: np.ndarray, metric: str, order: np.ndarray | None = None,
-                 out: np.ndarray | None = None) -> np.ndarray:
-    """The rows routing works on, of vectors[order] (every row when order is None): unit
-    length for cosine (zero rows stay zero), else as given. out: a buffer to write the
-    cosine rows into (a fresh 1.5 GB array costs seconds of page faults at 1M x 384)."""
-    if metric != "cosine":
-        return vectors if order is None else vectors[order]
-    n = len(vectors) if order is None else len(order)
-    out = np.empty((n, vectors.shape[1]), dtype=vectors.dtype) if out is None else out
-    for start in range(0, n, _SKETCH_CHUNK_ROWS):  # chunks stay in cache
-        stop = min(n, start + _SKETCH_CHUNK_ROWS)
-        part = vectors[start:stop] if order is None else vectors[order[start:stop]]
-        norms = np.sqrt((part * part).sum(axis=1))
-        inv = np.zeros_like(norms)
-        np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
-        np.multiply(part, inv[:, None], out=out[start:stop])
-    return out
+def routing_rows(vectors: np.ndarray, metric: str) -> np.ndarray:
+    """The rows routing works on: unit length for cosine (zero rows stay zero), else as given."""
+    return unit_rows(vectors) if metric == "cosine" else vectors
 
 
 def sketch_routing_rows(routing: np.ndarray, mu: np.ndarray, projection: np.ndarray,
-                        level: int) -> np.ndarray:
-    """(m,) uint64 sketches of routing-space rows: bit j set iff projection[j] . Q(row - mu) > 0.
+                        level: int, order: np.ndarray | None = None) -> np.ndarray:
+    """(m,) uint64 sketches of routing-space rows (of routing[order] when order is given): bit
+    j set iff projection[j] . Q(row - mu) > 0.
 
     Exact: both sides of the product are integer-valued (see the module docstring).
     """
-    out = np.empty(len(routing), dtype=np.uint64)
-    for start in range(0, len(routing), _SKETCH_CHUNK_ROWS):  # chunks stay in cache
-        part = routing[start : start + _SKETCH_CHUNK_ROWS]
-        out[start : start + len(part)] = _pack_bits(quantize(part - mu, level) @ projection.T > 0)
+    n = len(routing) if order is None else len(order)
+    out = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, _SKETCH_CHUNK_ROWS):  # chunks stay in cache
+        stop = min(n, start + _SKETCH_CHUNK_ROWS)
+        part = routing[start:stop] if order is None else routing[order[start:stop]]
+        out[start:stop] = _pack_bits(quantize(part - mu, level) @ projection.T > 0)
     return out
 
 
@@ -370,7 +359,8 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     n, dim = vectors.shape
     block_size = params.wsbr_block_size or default_block_size(n)
     rng = np.random.Generator(np.random.PCG64(SEED))
-    routing = routing_rows(vectors, metric)
+    # cosine reads unit rows as it goes: a normalised copy would cost 4 bytes * n * dim
+    routing = UnitRowView(vectors) if metric == "cosine" else vectors
     blocks = form_blocks(routing, block_size, rng)
     order = np.concatenate(blocks).astype(np.int64) if blocks else np.zeros(0, np.int64)
     offsets = np.zeros(len(blocks) + 1, dtype=np.int64)
@@ -385,24 +375,20 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     widen = params.wsbr_widen_blocks
     if widen is None:
         widen = _AUTO_WIDEN_FACTOR * top
-    # block order; cosine rows are recomputed into their own buffer (same values, row by row)
-    routing = routing_rows(vectors, metric, order, out=routing if metric == "cosine" else None)
-    sketches = sketch_routing_rows(routing, mu, projection, level)
-    alpha, beta, centroids = _centroid_table(routing, offsets, metric, level)
+    sketches = sketch_routing_rows(routing, mu, projection, level, order)
+    alpha, beta, centroids = _centroid_table(routing, order, offsets, metric, level)
     index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size,
                       top_blocks=min(top, _U32_MAX), widen_blocks=min(widen, _U32_MAX), seed=SEED,
                       mu=mu, projection=projection.astype(np.int8), block_offsets=offsets,
                       signatures=_majority(sketches, offsets), alpha=alpha, beta=beta,
                       centroids=centroids)
     if params.wsbr_top_blocks is None and n >= _CALIBRATE_MIN_ROWS:
-        # routing rows score as the vectors do (cosine ignores norms) and are in block order
-        # already: no second gather of the segment
-        index = _calibrated(index, routing, rng, params.wsbr_widen_blocks)
+        index = _calibrated(index, vectors, routing, order, rng, params.wsbr_widen_blocks)
     return order, index
 
 
-def _calibrated(index: WsbrIndex, vectors: np.ndarray, rng: np.random.Generator,
-                widen_blocks: int | None) -> WsbrIndex:
+def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, order: np.ndarray,
+                rng: np.random.Generator, widen_blocks: int | None) -> WsbrIndex:
     """The index with a default top_blocks raised until it reaches the target recall here.
 
     The sqrt(n) rule was fitted on one data set (sentence embeddings); harder data needs
@@ -410,17 +396,21 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, rng: np.random.Generator,
     exact truth from the kernels): if the rule's budget misses _CALIBRATE_RECALL, it
     doubles and then bisects until it does. It never lowers the rule's budget, because
     queries from another distribution than the rows route worse than any sample of them.
+
+    vectors and routing are in arrival order; row order[p] is stored at position p.
     """
     n = index.n_rows
     sample = rng.choice(n, size=(_CALIBRATE_QUERIES, 2), replace=True)
     # Half the queries are rows (in-distribution), half midpoints of two random rows (between
     # clusters, like queries from another distribution: questions against passages).
-    queries = vectors[sample[:, 0]].copy()
+    queries = routing[sample[:, 0]].copy()
     half = _CALIBRATE_QUERIES // 2
-    queries[half:] = (queries[half:] + vectors[sample[half:, 1]]) / 2
+    queries[half:] = (queries[half:] + routing[sample[half:, 1]]) / 2
     _, rows = topk(vectors, queries, _CALIBRATE_K + 1, index.metric)
     self_row = np.where(np.arange(len(queries)) < half, sample[:, 0], -2)
-    truth = [r[(r != s) & (r >= 0)][:_CALIBRATE_K] for r, s in zip(rows, self_row)]
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    truth = [position[r[(r != s) & (r >= 0)][:_CALIBRATE_K]] for r, s in zip(rows, self_row)]
     truth_blocks = [np.searchsorted(index.block_offsets, t, side="right") - 1 for t in truth]
 
     def recall(top: int) -> float:
@@ -451,15 +441,16 @@ def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return _pack_bits(2 * counts > np.diff(offsets)[:, None])
 
 
-def _centroid_table(routing: np.ndarray, offsets: np.ndarray, metric: str,
+def _centroid_table(routing: np.ndarray, order: np.ndarray, offsets: np.ndarray, metric: str,
                     level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(alpha, beta, int8 centroids) per block of routing rows already in block order."""
+    """(alpha, beta, int8 centroids) per block of routing rows; block b holds the rows
+    order[offsets[b]:offsets[b + 1]]."""
     n_blocks = len(offsets) - 1
     dim = routing.shape[1]
     if n_blocks == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.int8)
     sizes = np.diff(offsets)[:, None]
-    means = segment_sums(routing, offsets) / sizes.astype(np.float32)
+    means = segment_sums(routing, offsets, order) / sizes.astype(np.float32)
     beta = np.zeros(n_blocks, dtype=np.float32)
     if metric == "l2":
         direction = means
@@ -469,7 +460,7 @@ def _centroid_table(routing: np.ndarray, offsets: np.ndarray, metric: str,
         direction = routing_rows(means, "cosine")
         gain = np.float32(1.0)
         if metric == "ip":
-            row_norms = np.sqrt(np.einsum("ij,ij->i", routing, routing, dtype=np.float64))
+            row_norms = np.sqrt(np.einsum("ij,ij->i", routing, routing, dtype=np.float64))[order]
             gain = (np.add.reduceat(row_norms, offsets[:-1]) / sizes[:, 0]).astype(np.float32)
     amax = np.abs(direction).max(axis=1)
     alpha = (gain * amax / np.float32(level)).astype(np.float32)

@@ -50,6 +50,31 @@ _ITQ_ITERS = 30
 _CHUNK_ROWS = 8192  # rows per BLAS call when assigning: bounds the (rows, k) distance buffer
 
 
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (zero rows stay zero): cosine's routing rows."""
+    norms = np.sqrt((rows * rows).sum(axis=1))
+    inv = np.zeros_like(norms)
+    np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
+    return rows * inv[:, None]
+
+
+class UnitRowView:
+    """The rows of `vectors` at unit length, computed as they are read (slices and index
+    arrays): the functions here read a cosine segment's routing rows through it instead of
+    a normalised copy, which at 1M x 384 costs 1.5 GB and seconds of page faults."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = vectors
+        self.shape = vectors.shape
+        self.dtype = vectors.dtype
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return unit_rows(self.vectors[index])
+
+
 def sample_rows(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
     """`count` distinct row indices (all of them, in order, when count >= n)."""
     if count >= n:
