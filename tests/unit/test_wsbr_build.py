@@ -104,3 +104,13 @@ def test_search_recall_against_brute_force(built, top_blocks, floor):
     assert np.mean(hits) / 10 >= floor
     scanned = np.mean([index.block_sizes[g].sum() for g in wsbr.route(index, queries, 10, **knobs)])
     assert scanned / len(stored) < 0.2  # a routed search, not a scan of most rows
+
+
+def test_build_benchmark_prints_both_formations(capsys):
+    from pomaidb_core import bench_wsbr
+
+    bench_wsbr.main(["--build", "3000", "--queries", "20", "--old-max", "3000"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines if line.lstrip().startswith("3,000")]
+    assert [r[2] for r in rows] == ["two-level", "flat"]
+    assert all(0.0 <= float(r[-1]) <= 1.0 for r in rows)  # recall@10
