@@ -13,6 +13,12 @@ filtered searches through the DB API (put_batch, freeze, search_batch, search).
 Query timing is single-threaded (BLAS limited to one thread, faiss and hnswlib told to use
 one); each figure is the best of --repeats runs of the whole query batch, since the machine
 is shared. Timings read on a loaded machine are noisy: the load average is printed.
+
+--build SIZES (e.g. --build 100000,1000000) measures segment builds instead: for each size,
+one segment built with BLAS limited to one thread, its build rate (wall and CPU) and recall@10
+of a default search against exact ground truth, and, up to --old-max rows, the same for the
+previous flat formation (k-means with k = n / block_size over all rows, O(n^2 d / B)). A size
+of 100,000 uses the data directory when one is given; other sizes use `mixture` (below).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import bench_data, kernels, wsbr
+from . import bench_data, kernels, wsbr, wsbr_build
 from .bench import machine_line
 from .options import IndexParams
 from .routing import shards_of
@@ -35,6 +41,7 @@ from .routing import shards_of
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _REEXEC_MARK = "POMAIDB_BENCH_WSBR_SINGLE_THREAD"
 K = 10
+_LOCAL_DIMS = 12  # mixture(): dimensions of a cluster's own noise subspace
 
 
 def _single_thread(argv: list[str]) -> Callable[[], contextlib.AbstractContextManager]:
@@ -300,6 +307,121 @@ def engine_rows(base, queries, truth, metric, n_shards, repeats) -> list:
     return rows
 
 
+# ---------------------------------------------------------------------------- build benchmark
+
+
+def mixture(rows: int, dim: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A Gaussian mixture shaped like sentence embeddings; (base, queries), unit rows.
+
+    Two levels of structure, as topics have subtopics: rows / 20,000 + 2 topic directions,
+    and rows / 200 cluster centres, each the unit vector of a random topic (weight 1) plus its
+    own random direction (weight 0.8) plus a shared component (weight 0.3: embeddings of one
+    model share a mean direction). Cluster sizes are lognormal (sigma 1: a few big clusters,
+    many small ones). A row is its centre plus noise of norm s (s uniform in [1.2, 2.0] per
+    cluster), mostly (0.9) within a random 12-dimensional subspace of the cluster and a
+    little (0.45) isotropic, then scaled to unit length: clusters have a low local dimension
+    like real embeddings, so nearest neighbours are meaningful within a cluster and often lie
+    in sibling clusters of the topic (isotropic blobs in 384-d would make every row of a
+    cluster equally near and any clustering look perfect). Queries are fresh draws from the
+    same mixture. Generated cluster by cluster, float32 throughout.
+    """
+    rng = np.random.default_rng(seed)
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
+
+    n_centres = max(4, rows // 200)
+    topics = unit(rng.standard_normal((rows // 20_000 + 2, dim)))
+    centres = unit(topics[rng.integers(0, len(topics), n_centres)]
+                   + 0.8 * unit(rng.standard_normal((n_centres, dim)))
+                   + 0.3 * unit(rng.standard_normal(dim)))
+    weights = rng.lognormal(0.0, 1.0, n_centres)
+    spread = rng.uniform(1.2, 2.0, n_centres).astype(np.float32)
+
+    def draw(count: int) -> np.ndarray:
+        out = np.empty((count, dim), dtype=np.float32)
+        which = rng.choice(n_centres, size=count, p=weights / weights.sum())
+        for c in np.unique(which):
+            at = np.nonzero(which == c)[0]
+            local = unit(rng.standard_normal((_LOCAL_DIMS, dim)))
+            noise = (0.9 / np.sqrt(_LOCAL_DIMS)) * rng.standard_normal(
+                (len(at), _LOCAL_DIMS), dtype=np.float32) @ local
+            noise += (0.45 / np.sqrt(dim)) * rng.standard_normal((len(at), dim), dtype=np.float32)
+            out[at] = unit(centres[c] + spread[c] * noise)
+        return out
+
+    return draw(rows), draw(n_queries)
+
+
+def flat_blocks(routing: np.ndarray, block_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """The previous block formation, for comparison: one flat k-means with k = n / block_size
+    (PCA space, trained on 5 rows per centroid), every row assigned to the nearest of all k
+    centroids, refined among the 32 nearest of all k centroids, oversized clusters split."""
+    n = len(routing)
+    k = -(-n // block_size)
+    sample = routing[wsbr_build.sample_rows(n, 10_000, rng)]
+    mu = sample.mean(axis=0, dtype=np.float64).astype(np.float32)
+    basis = wsbr_build.pca_basis(sample - mu, 128, rng)
+    labels = wsbr_build.kmeans(wsbr_build.project(routing, mu, basis), k, 5, 6, rng)
+    labels = wsbr_build.refine(routing, labels, np.zeros(k, dtype=np.int64))
+    return wsbr_build.split_clusters(routing, labels, k, block_size)
+
+
+def build_rows(sizes: list[int], data: str | None, n_queries: int, old_max: int,
+               metric: str) -> list[tuple]:
+    """(rows, data, former, wall s, CPU s, blocks, default top_blocks, scanned, recall@10)."""
+    rows = []
+    for size in sizes:
+        if size == 100_000 and data is not None:
+            base, queries, _ = bench_data.load(data, size, n_queries)
+            described = "pypi-100k" if "pypi" in data else os.path.basename(data)
+        else:
+            base, queries = mixture(size, 384, n_queries)
+            described = "mixture"
+        _, truth = kernels.topk(base, queries, K, metric)
+        formers = [("two-level", wsbr_build.form_blocks)]
+        if size <= old_max:
+            formers.append(("flat (old)", flat_blocks))
+        for name, former in formers:
+            rows.append((size, described, name, *_timed_build(base, queries, truth, metric, former)))
+            print(_build_line(rows[-1]), flush=True)
+    return rows
+
+
+def _timed_build(base, queries, truth, metric, former) -> tuple:
+    from threadpoolctl import threadpool_limits
+
+    with _former(former), threadpool_limits(1, user_api="blas"):
+        wall, cpu = time.perf_counter(), time.process_time()
+        order, index = wsbr.build_index(base, metric, IndexParams())
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    vectors = np.ascontiguousarray(base[order])
+    _, found = wsbr.search_segment(vectors, index, queries, K, metric)
+    scanned = scanned_fraction([Segment(order, vectors, index)], queries)
+    return wall, cpu, index.n_blocks, index.top_blocks, scanned, recall(order[found], truth)
+
+
+@contextlib.contextmanager
+def _former(former):
+    """build_index with another block formation (the benchmark's only way to compare)."""
+    saved = wsbr.form_blocks
+    wsbr.form_blocks = former
+    try:
+        yield
+    finally:
+        wsbr.form_blocks = saved
+
+
+_BUILD_HEADER = (f"{'rows':>9} {'data':<10} {'formation':<11} {'wall s':>7} {'CPU s':>7} "
+                 f"{'vec/s CPU':>10} {'blocks':>7} {'T':>5} {'scanned':>8} {'recall@10':>9}")
+
+
+def _build_line(row: tuple) -> str:
+    size, described, name, wall, cpu, blocks, top, scanned, rec = row
+    return (f"{size:>9,} {described:<10} {name:<11} {wall:>7.1f} {cpu:>7.1f} {size / cpu:>10,.0f} "
+            f"{blocks:>7,} {top:>5} {scanned:>8.2%} {rec:>9.4f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     limit_threads = _single_thread(argv)
@@ -315,7 +437,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="bench-out/wsbr.png")
     parser.add_argument("--no-baselines", action="store_true", help="skip faiss and hnswlib")
     parser.add_argument("--engine", action="store_true", help="also search through the DB API")
+    parser.add_argument("--build", default=None, metavar="SIZES",
+                        help="measure segment builds of these comma-separated row counts instead")
+    parser.add_argument("--old-max", type=int, default=200_000,
+                        help="with --build: also build the old flat formation up to this size")
     args = parser.parse_args(argv)
+    if args.build is not None:
+        print(f"{machine_line()}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+        print(_BUILD_HEADER)
+        build_rows([int(x) for x in args.build.split(",")], bench_data.data_dir(args.data),
+                   min(args.queries, 500), args.old_max, args.metric)
+        return
 
     base, queries, truth, described = load(bench_data.data_dir(args.data), args.limit,
                                            args.queries, args.metric)

@@ -89,7 +89,7 @@ from . import fs
 from .errors import CorruptionError, InvalidArgumentError
 from .kernels import argtopk, crc32c, dot_int8_rows, hamming64_rank, topk, topk_blocks
 from .options import IndexParams
-from .wsbr_build import form_blocks, itq_projection
+from .wsbr_build import UnitRowView, form_blocks, itq_projection, segment_sums, unit_rows
 
 MAGIC = b"WSBR"
 FOOTER_MAGIC = b"RBSW"
@@ -102,7 +102,8 @@ METRIC_CODES = {"ip": 0, "cosine": 1, "l2": 2}  # frozen: stored in sidecars
 _HEADER = struct.Struct("<4sHHBBHIQIIIIQQII")
 _FOOTER = struct.Struct("<I4s")
 _EXACT_SUM_LIMIT = 1 << 24  # float32 holds every integer up to here exactly
-_U32_MAX = (1 << 32) - 1  # knobs above it are stored as it: more blocks than any segment has
+_U32_MAX = (1 << 32) - 1
+_SKETCH_CHUNK_ROWS = 4096  # knobs above it are stored as it: more blocks than any segment has
 
 # (largest segment rows, block size): small segments need small blocks to route well (the
 # study: ten 10k segments at B=32 lose 5-8 points against B=16); large ones need larger
@@ -138,22 +139,23 @@ def quantize(rows: np.ndarray, level: int) -> np.ndarray:
 
 def routing_rows(vectors: np.ndarray, metric: str) -> np.ndarray:
     """The rows routing works on: unit length for cosine (zero rows stay zero), else as given."""
-    if metric != "cosine":
-        return vectors
-    norms = np.sqrt((vectors * vectors).sum(axis=1))
-    inv = np.zeros_like(norms)
-    np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
-    return vectors * inv[:, None]
+    return unit_rows(vectors) if metric == "cosine" else vectors
 
 
 def sketch_routing_rows(routing: np.ndarray, mu: np.ndarray, projection: np.ndarray,
-                        level: int) -> np.ndarray:
-    """(m,) uint64 sketches of routing-space rows: bit j set iff projection[j] . Q(row - mu) > 0.
+                        level: int, order: np.ndarray | None = None) -> np.ndarray:
+    """(m,) uint64 sketches of routing-space rows (of routing[order] when order is given): bit
+    j set iff projection[j] . Q(row - mu) > 0.
 
     Exact: both sides of the product are integer-valued (see the module docstring).
     """
-    exact = quantize(routing - mu, level) @ projection.T
-    return _pack_bits(exact > 0)
+    n = len(routing) if order is None else len(order)
+    out = np.empty(n, dtype=np.uint64)
+    for start in range(0, n, _SKETCH_CHUNK_ROWS):  # chunks stay in cache
+        stop = min(n, start + _SKETCH_CHUNK_ROWS)
+        part = routing[start:stop] if order is None else routing[order[start:stop]]
+        out[start:stop] = _pack_bits(quantize(part - mu, level) @ projection.T > 0)
+    return out
 
 
 def _pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -367,7 +369,8 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     n, dim = vectors.shape
     block_size = params.wsbr_block_size or default_block_size(n)
     rng = np.random.Generator(np.random.PCG64(SEED))
-    routing = routing_rows(vectors, metric)
+    # cosine reads unit rows as it goes: a normalised copy would cost 4 bytes * n * dim
+    routing = UnitRowView(vectors) if metric == "cosine" else vectors
     blocks = form_blocks(routing, block_size, rng)
     order = np.concatenate(blocks).astype(np.int64) if blocks else np.zeros(0, np.int64)
     offsets = np.zeros(len(blocks) + 1, dtype=np.int64)
@@ -382,21 +385,20 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     widen = params.wsbr_widen_blocks
     if widen is None:
         widen = _AUTO_WIDEN_FACTOR * top
-    routing = routing[order]  # rebinding frees the arrival-order copy
-    sketches = sketch_routing_rows(routing, mu, projection, level)
-    alpha, beta, centroids = _centroid_table(routing, offsets, metric, level)
+    sketches = sketch_routing_rows(routing, mu, projection, level, order)
+    alpha, beta, centroids = _centroid_table(routing, order, offsets, metric, level)
     index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size,
                       top_blocks=min(top, _U32_MAX), widen_blocks=min(widen, _U32_MAX), seed=SEED,
                       mu=mu, projection=projection.astype(np.int8), block_offsets=offsets,
                       signatures=_majority(sketches, offsets), alpha=alpha, beta=beta,
                       centroids=centroids)
     if params.wsbr_top_blocks is None and n >= _CALIBRATE_MIN_ROWS:
-        index = _calibrated(index, vectors[order], rng, params.wsbr_widen_blocks)
+        index = _calibrated(index, vectors, routing, order, rng, params.wsbr_widen_blocks)
     return order, index
 
 
-def _calibrated(index: WsbrIndex, vectors: np.ndarray, rng: np.random.Generator,
-                widen_blocks: int | None) -> WsbrIndex:
+def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, order: np.ndarray,
+                rng: np.random.Generator, widen_blocks: int | None) -> WsbrIndex:
     """The index with a default top_blocks raised until it reaches the target recall here.
 
     The sqrt(n) rule was fitted on one data set (sentence embeddings); harder data needs
@@ -404,17 +406,21 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, rng: np.random.Generator,
     exact truth from the kernels): if the rule's budget misses _CALIBRATE_RECALL, it
     doubles and then bisects until it does. It never lowers the rule's budget, because
     queries from another distribution than the rows route worse than any sample of them.
+
+    vectors and routing are in arrival order; row order[p] is stored at position p.
     """
     n = index.n_rows
     sample = rng.choice(n, size=(_CALIBRATE_QUERIES, 2), replace=True)
     # Half the queries are rows (in-distribution), half midpoints of two random rows (between
     # clusters, like queries from another distribution: questions against passages).
-    queries = vectors[sample[:, 0]].copy()
+    queries = routing[sample[:, 0]].copy()
     half = _CALIBRATE_QUERIES // 2
-    queries[half:] = (queries[half:] + vectors[sample[half:, 1]]) / 2
+    queries[half:] = (queries[half:] + routing[sample[half:, 1]]) / 2
     _, rows = topk(vectors, queries, _CALIBRATE_K + 1, index.metric)
     self_row = np.where(np.arange(len(queries)) < half, sample[:, 0], -2)
-    truth = [r[(r != s) & (r >= 0)][:_CALIBRATE_K] for r, s in zip(rows, self_row)]
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n)
+    truth = [position[r[(r != s) & (r >= 0)][:_CALIBRATE_K]] for r, s in zip(rows, self_row)]
     truth_blocks = [np.searchsorted(index.block_offsets, t, side="right") - 1 for t in truth]
 
     def recall(top: int) -> float:
@@ -441,19 +447,20 @@ def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     if len(offsets) == 1:
         return np.zeros(0, np.uint64)
     bits = np.unpackbits(sketches.view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    counts = np.add.reduceat(bits.astype(np.int32), offsets[:-1], axis=0)
+    counts = segment_sums(bits, offsets, dtype=np.int32)
     return _pack_bits(2 * counts > np.diff(offsets)[:, None])
 
 
-def _centroid_table(routing: np.ndarray, offsets: np.ndarray, metric: str,
+def _centroid_table(routing: np.ndarray, order: np.ndarray, offsets: np.ndarray, metric: str,
                     level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(alpha, beta, int8 centroids) per block of routing rows already in block order."""
+    """(alpha, beta, int8 centroids) per block of routing rows; block b holds the rows
+    order[offsets[b]:offsets[b + 1]]."""
     n_blocks = len(offsets) - 1
     dim = routing.shape[1]
     if n_blocks == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.int8)
     sizes = np.diff(offsets)[:, None]
-    means = np.add.reduceat(routing, offsets[:-1], axis=0) / sizes.astype(np.float32)
+    means = segment_sums(routing, offsets, order) / sizes.astype(np.float32)
     beta = np.zeros(n_blocks, dtype=np.float32)
     if metric == "l2":
         direction = means
@@ -463,7 +470,7 @@ def _centroid_table(routing: np.ndarray, offsets: np.ndarray, metric: str,
         direction = routing_rows(means, "cosine")
         gain = np.float32(1.0)
         if metric == "ip":
-            row_norms = np.sqrt(np.einsum("ij,ij->i", routing, routing, dtype=np.float64))
+            row_norms = np.sqrt(np.einsum("ij,ij->i", routing, routing, dtype=np.float64))[order]
             gain = (np.add.reduceat(row_norms, offsets[:-1]) / sizes[:, 0]).astype(np.float32)
     amax = np.abs(direction).max(axis=1)
     alpha = (gain * amax / np.float32(level)).astype(np.float32)
