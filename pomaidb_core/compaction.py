@@ -5,7 +5,9 @@ membrane form a stack, newest first. A compaction merges a *run* of adjacent
 segments into one segment that takes the run's place in the stack, so the
 stack's order (newest wins) is kept whatever lies above or below the run:
 
-* automatic: the newest run of `compaction_trigger` adjacent segments of the
+* automatic: the whole stack when the newer segments add up to a quarter of the oldest
+  one or more (RocksDB's size-amplification trigger) and it fits the bound; else
+  the newest run of `compaction_trigger` adjacent segments of the
   same size tier (rows within a factor of `_TIER_BASE`), or, when a shard holds
   more than `_MAX_SEGMENTS_PER_TRIGGER` times the trigger, the newest such run
   whatever the tiers; a run never totals more than `max_segment_rows`, so a
@@ -31,6 +33,9 @@ from .layers import LiveSegment
 from .segment import FORMAT_VERSION
 
 _TIER_BASE = 4
+# Every query routes each segment: once the newer segments hold this share of the oldest
+# one's rows, merging the whole (bounded) stack is cheaper than searching it as it is.
+_SIZE_AMPLIFICATION_PERCENT = 25
 _MAX_SEGMENTS_PER_TRIGGER = 4
 
 
@@ -40,6 +45,9 @@ def pick_run(segments: list[LiveSegment], trigger: int, max_rows: int,
     if forced:
         return _forced_run(segments, max_rows)
     rows = [seg.meta.rows for seg in segments]
+    if (len(rows) >= 2 and sum(rows) <= max_rows
+            and 100 * sum(rows[:-1]) >= _SIZE_AMPLIFICATION_PERCENT * rows[-1]):
+        return 0, len(rows)  # the newer segments add up to half the oldest: merge them all
     tiers = [int(math.log(max(r, 1), _TIER_BASE)) for r in rows]
     crowded = len(segments) > _MAX_SEGMENTS_PER_TRIGGER * trigger
     for start in range(len(segments) - trigger + 1):

@@ -205,3 +205,20 @@ def test_files_are_owner_only(tmp_path):
     for entry in [path, *path.rglob("*")]:
         mode = entry.stat().st_mode & 0o777
         assert mode & 0o077 == 0, f"{entry} is {oct(mode)}"
+
+
+def test_a_small_stack_whose_newer_segments_rival_the_oldest_is_merged_into_one(tmp_path):
+    """Fewer segments, fewer routings per query: 60 + 10 + 10 rows become one segment by themselves."""
+    with pdb.open(tmp_path / "db", shards=1, idle_freeze_seconds=0, compaction_trigger=4) as db:
+        m = db.create_membrane("m", dim=4)
+        _fill(m, 60, 4, seed=1)
+        db.freeze()
+        _fill(m, 10, 4, seed=2, start=100)
+        db.freeze()
+        assert db.stats()["membranes"]["m"]["segments"] == 2  # 10 < 60 / 4: no merge yet
+        _fill(m, 10, 4, seed=3, start=200)
+        db.freeze()
+        deadline = time.monotonic() + 30
+        while db.stats()["membranes"]["m"]["segments"] > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert db.stats()["membranes"]["m"]["segments"] == 1 and m.count() == 80
