@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
 from collections.abc import Callable, Iterable, Sequence, Sized
 from typing import Any
 
@@ -31,6 +30,7 @@ from tqdm import tqdm
 from typing_extensions import Self
 
 import pomaidb_core as pdb
+from pomaidb_core.stores import warn_if_membrane_elsewhere
 
 from . import batching, ids, mmr, records
 from .relevance import RELEVANCE_BY_METRIC
@@ -102,7 +102,7 @@ class PomaiDBVectorStore(VectorStore):
         self._db = db if db is not None else _open_db(path, db_options)
         self._membrane: Any = None
         try:
-            _warn_if_elsewhere(membrane, self._db.membranes(), self._db.path)
+            warn_if_membrane_elsewhere(self._db, membrane, stacklevel=3)
             if dim is not None:
                 self._open_membrane(dim=dim, create=True)
         except BaseException:
@@ -573,18 +573,6 @@ def _search_options(kwargs: dict[str, Any]) -> dict[str, Any]:
             f"the engine's {list(_SEARCH_OPTIONS)}"
         )
     return kwargs
-
-
-def _warn_if_elsewhere(name: str, present: list[str], path: str) -> None:
-    """Warn when the membrane is missing but others exist: likely a store reopened without
-    its original membrane=, which would otherwise silently find nothing."""
-    if present and name not in present:
-        warnings.warn(
-            f"membrane {name!r} does not exist in the database at {path}, which holds "
-            f"{present}; this store starts empty (pass membrane= to use one of those)",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 def _split_filter(

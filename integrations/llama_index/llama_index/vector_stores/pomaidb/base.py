@@ -34,6 +34,7 @@ from typing_extensions import Self
 
 import pomaidb_core as pdb
 from pomaidb_core import InvalidArgumentError
+from pomaidb_core.stores import warn_if_membrane_elsewhere
 
 from .codec import (
     NODE_ID_KEY,
@@ -311,7 +312,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
 
     def _open_existing_membrane(self) -> Any:
         """The membrane if it exists or `dim` is known; None until the first add."""
-        _warn_if_elsewhere(self.membrane, self._db.membranes(), self._db.path)
+        warn_if_membrane_elsewhere(self._db, self.membrane, stacklevel=4)
         if self.dim is not None:
             return self._db.get_or_create_membrane(self.membrane, dim=self.dim, metric=self.metric)
         if self.membrane not in self._db.membranes():
@@ -478,18 +479,6 @@ def _warn_unknown_kwargs(kwargs: dict[str, Any]) -> None:
         warnings.warn(
             f"PomaiDBVectorStore.query ignores the keyword argument(s) {unknown}; "
             f"it reads {list(QUERY_KWARGS)}",
-            UserWarning,
-            stacklevel=4,
-        )
-
-
-def _warn_if_elsewhere(name: str, present: list[str], path: str) -> None:
-    """Warn when the membrane is missing but others exist: likely a store reopened without
-    its original membrane=, which would otherwise silently find nothing."""
-    if present and name not in present:
-        warnings.warn(
-            f"membrane {name!r} does not exist in the database at {path}, which holds "
-            f"{present}; this store starts empty (pass membrane= to use one of those)",
             UserWarning,
             stacklevel=4,
         )
