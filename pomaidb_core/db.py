@@ -11,6 +11,7 @@ membrane catalog and its own lifecycle with a lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import itertools
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from . import filenames, fs, marker
+from . import filenames, fs, marker, txn
 from .errors import (
     AlreadyExistsError,
     ClosedError,
@@ -369,10 +370,10 @@ class DB:
         self._require_open()
         return len(self._shards)
 
-    def _decide_batch(self, shards: list[int], cross: Any, commit: bool,
+    def _decide_batch(self, cross: txn.CrossShardBatch, commit: bool,
                       error: BaseException | None) -> None:
         """A cross-shard batch's last vote: tell every shard holding a part (txn.py)."""
-        for index in shards:
+        for index in cross.shards:
             shard = self._shards[index] if index < len(self._shards) else None
             if shard is not None:
                 shard.mailbox.put_internal(Command("decide", (cross, commit, error)))
@@ -382,6 +383,38 @@ class DB:
         reply = Reply()
         self._mailbox(shard).put(Command(kind, args, reply))
         return reply
+
+    def _put_parts(self, commands: list[tuple[int, tuple]], cross: txn.CrossShardBatch | None) -> None:
+        """Queue a put's parts and wait for them; a batch part that cannot be queued votes no."""
+        replies = []
+        try:
+            for shard, args in commands:
+                replies.append(self._submit(shard, "put", *args))
+        except BaseException as exc:
+            if cross is not None:
+                for reply in _give_up(cross, exc, [s for s, _ in commands], replies):
+                    with contextlib.suppress(BaseException):
+                        reply.result()
+            raise
+        for reply in replies:
+            reply.result()
+
+    async def _aput_parts(self, commands: list[tuple[int, tuple]],
+                          cross: txn.CrossShardBatch | None) -> None:
+        """Async `_put_parts`: a caller that gives up on a batch (cancelled) aborts it unless
+        every part already voted yes, and returns once no part can still change what readers see."""
+        futures: list[Future] = []
+        try:
+            for shard, args in commands:
+                futures.append(await self._aqueue(shard, Command("put", args, Future())))
+            await asyncio.gather(*map(asyncio.wrap_future, futures))
+        except BaseException as exc:
+            if cross is not None:
+                for future in futures:
+                    future.cancel()  # queued parts not yet taken are skipped
+                settling = _give_up(cross, exc, [s for s, _ in commands], futures)
+                await asyncio.gather(*map(asyncio.wrap_future, settling), return_exceptions=True)
+            raise
 
     def _mailbox(self, shard: int) -> Mailbox:
         return self._shard(shard).mailbox
@@ -410,14 +443,17 @@ class DB:
 
     async def _acall(self, shard: int, kind: str, *args: Any) -> Any:
         """Like call, but never blocks the event loop, not even on a full mailbox."""
-        future: Future = Future()
-        command = Command(kind, args, future)
+        return await asyncio.wrap_future(await self._aqueue(shard, Command(kind, args, Future())))
+
+    async def _aqueue(self, shard: int, command: Command) -> Future:
+        """Queue `command`, yielding to the event loop while the mailbox is full."""
         mailbox = self._mailbox(shard)
         delay = 0.0001
         while not mailbox.put(command, block=False):
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.01)
-        return await asyncio.wrap_future(future)
+        assert isinstance(command.future, Future)
+        return command.future
 
     async def _abroadcast(self, kind: str, *args: Any) -> list:
         return list(await asyncio.gather(
@@ -488,3 +524,12 @@ def open(path: str | os.PathLike, options: Options | None = None, **kwargs: Any)
 
 
 __all__ = ["DB", "PomaiError", "open"]
+
+
+def _give_up(cross: txn.CrossShardBatch, exc: BaseException, shards: list[int], answers: list) -> list:
+    """Abort `cross` unless decided (txn.py); the answers of the parts that will hear the decision.
+
+    Parts not logged yet never will be, so only the logged ones are worth waiting for.
+    """
+    cross.abandon(exc if isinstance(exc, Exception) else PomaiError("the batch's caller gave up on it"))
+    return [answer for shard, answer in zip(shards, answers) if shard in cross.logged]

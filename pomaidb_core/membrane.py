@@ -10,7 +10,6 @@ descending, then id ascending.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -69,7 +68,9 @@ class Membrane:
 
     # ------------------------------------------------------------------ writes
 
-    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any) -> list[tuple[int, tuple[Any, ...]]]:
+    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any
+                      ) -> tuple[list[tuple[int, tuple[Any, ...]]], txn.CrossShardBatch | None]:
+        """The batch's part per shard, and the vote that ties them if there are several."""
         self._db._require_writable()
         batch = records.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
                                        self._db.options.max_metadata_bytes)
@@ -82,11 +83,10 @@ class Membrane:
                 [batch.metadatas[i] for i in rows.tolist()],
                 [batch.meta_blobs[i] for i in rows.tolist()])
             commands.append((shard, (part, _encoded(part))))
-        if len(commands) > 1:  # all shards or none (txn.py)
-            cross = txn.CrossShardBatch(
-                len(commands), functools.partial(self._db._decide_batch, [s for s, _ in commands]))
-            commands = [(shard, (*args, cross)) for shard, args in commands]
-        return commands
+        if len(commands) <= 1:
+            return commands, None
+        cross = txn.CrossShardBatch([s for s, _ in commands], self._db._decide_batch)  # txn.py
+        return [(shard, (*args, txn.BatchPart(cross, shard))) for shard, args in commands], cross
 
     def _single_put(self, id: Any, vector: Any, metadata: Any) -> tuple[int, tuple]:
         """The one-record write path, without the batch machinery (no extra vector copies)."""
@@ -105,10 +105,7 @@ class Membrane:
 
     def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
         """Upsert many, all or nothing across shards; the last occurrence of a repeated id wins."""
-        futures = [self._db._submit(shard, "put", *args)
-                   for shard, args in self._put_commands(ids, vectors, metadatas)]
-        for future in futures:
-            future.result()
+        self._db._put_parts(*self._put_commands(ids, vectors, metadatas))
 
     def delete(self, id: int) -> bool:
         """Tombstone one record; True if a live record was hidden."""
@@ -244,8 +241,7 @@ class Membrane:
 
     async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
         """Async twin of `put_batch`; the shards' parts are written concurrently."""
-        commands = self._put_commands(ids, vectors, metadatas)
-        await asyncio.gather(*(self._db._acall(shard, "put", *args) for shard, args in commands))
+        await self._db._aput_parts(*self._put_commands(ids, vectors, metadatas))
 
     async def adelete(self, id: int) -> bool:
         """Async twin of `delete`."""

@@ -321,8 +321,8 @@ class Shard:
                     apply()
         for command, _, result in group:
             if isinstance(result, _PartLogged):  # the batch's decision answers the caller
-                self._parts_waiting[result.batch] = (result.seq, command)
-                result.batch.vote(None)
+                self._parts_waiting[result.part.batch] = (result.seq, command)
+                result.part.vote(None)
             else:
                 resolve(command.future, result)
 
@@ -382,13 +382,16 @@ class Shard:
     # (how to apply it once the group is durable, the caller's result).
 
     def _stage_put(self, batch: records.PutBatch, payload: bytes,
-                   cross: txn.CrossShardBatch | None = None) -> tuple[Callable[[], None], object]:
+                   part: txn.BatchPart | None = None) -> tuple[Callable[[], None], object]:
         state = self._state(batch.membrane_id)
-        if cross is None:
+        if part is None:
             seq = self._append(records.PUT_BATCH, payload)
             return functools.partial(self._apply, state, batch, seq), None
+        if part.batch.decided:  # aborted without this part (its caller gave up): do not log it
+            assert part.batch.error is not None
+            raise copy_for_caller(part.batch.error)
         seq = self._append(records.PUT_PREPARED, payload)
-        return functools.partial(self._prepared.add, seq, state, batch), _PartLogged(cross, seq)
+        return functools.partial(self._prepared.add, seq, state, batch), _PartLogged(part, seq)
 
     def _do_decide(self, cross: txn.CrossShardBatch, commit: bool,
                    error: BaseException | None) -> None:
@@ -793,20 +796,20 @@ def _replace_run(stack: tuple, input_ids: set[int], output, segment_id) -> tuple
 class _PartLogged:
     """A staged part of a cross-shard batch: once logged it votes, and waits for the decision."""
 
-    batch: txn.CrossShardBatch
+    part: txn.BatchPart
     seq: int
 
 
-def _part_of(command: Command) -> txn.CrossShardBatch | None:
+def _part_of(command: Command) -> txn.BatchPart | None:
     if command.kind == "put" and len(command.args) == 3:
         return command.args[2]
     return None
 
 
 def _vote(command: Command, error: BaseException) -> None:
-    cross = _part_of(command)
-    if cross is not None:
-        cross.vote(error)
+    part = _part_of(command)
+    if part is not None:
+        part.vote(error)
 
 
 def _fail(command: Command, error: BaseException) -> None:

@@ -9,6 +9,11 @@ Protocol (presumed commit, no extra fsync):
    answers its caller. Any no (a log failure, a cancelled part that never
    ran, a closing shard): every shard that prepared logs an ABORT record
    naming its part's sequence number (synced) and fails its caller.
+   A caller that gives up (a cancelled aput_batch, a part it could not even
+   queue) votes no for every part that has not voted, then waits for the
+   shards whose part is logged to hear the decision, so the batch is whole
+   or absent by the time the caller sees its error. A shard never logs a
+   part of a decided batch (it cannot have been a commit without its vote).
 3. Recovery. Replay holds PUT_PREPARED parts aside, drops those an ABORT
    names, and applies the rest after the log (a part whose shard logged it
    was decided "commit" unless an abort was logged). A crash between prepare
@@ -35,7 +40,7 @@ from .records import PutBatch
 
 
 @dataclass
-class _Part:
+class _Logged:
     state: object  # the shard's MembraneState
     batch: PutBatch
     shadowed: list[np.ndarray] = field(default_factory=list)
@@ -45,13 +50,13 @@ class PreparedParts:
     """One shard's logged-but-undecided parts, by the sequence number of their record."""
 
     def __init__(self) -> None:
-        self._parts: dict[int, _Part] = {}
+        self._parts: dict[int, _Logged] = {}
 
     def __bool__(self) -> bool:
         return bool(self._parts)
 
     def add(self, seq: int, state: object, batch: PutBatch) -> None:
-        self._parts[seq] = _Part(state, batch)
+        self._parts[seq] = _Logged(state, batch)
 
     def shadow(self, membrane_id: int, ids: np.ndarray, seq: int) -> None:
         """A write logged at `seq` was applied: it wins over the parts logged before it."""
@@ -82,19 +87,51 @@ class PreparedParts:
 
 
 class CrossShardBatch:
-    """The votes of one batch's parts; the last vote calls `decide(commit, error)` once."""
+    """The votes of one batch's parts (one per shard); the last one decides, once.
 
-    def __init__(self, parts: int, decide: Callable[[CrossShardBatch, bool, BaseException | None], None]):
-        self._waiting = parts
-        self._error: BaseException | None = None
+    Votes are idempotent per shard: a part may be voted for by its shard and by a
+    caller giving up on it (`abandon`), and only the first counts. Once `decided`,
+    the outcome is final; a shard that has not logged its part by then must not
+    log it (the decision was necessarily an abort: commit needs its yes).
+    """
+
+    def __init__(self, shards: list[int],
+                 decide: Callable[[CrossShardBatch, bool, BaseException | None], None]):
+        self.shards = shards
+        self._waiting = set(shards)
+        self.logged: set[int] = set()  # shards that voted yes: their part waits in their log
+        self.error: BaseException | None = None
+        self.decided = False
         self._decide = decide
         self._lock = threading.Lock()
 
-    def vote(self, error: BaseException | None) -> None:
+    def vote(self, shard: int, error: BaseException | None) -> None:
+        self._count({shard}, error)
+
+    def abandon(self, error: BaseException) -> None:
+        """The caller gives up: every part that has not voted yet votes no."""
+        self._count(set(self.shards), error)
+
+    def _count(self, shards: set[int], error: BaseException | None) -> None:
         with self._lock:
-            if error is not None and self._error is None:
-                self._error = error
-            self._waiting -= 1
-            last = self._waiting == 0
-        if last:
-            self._decide(self, self._error is None, self._error)
+            if self.decided or not (shards & self._waiting):
+                return
+            self._waiting -= shards
+            if error is None:
+                self.logged |= shards
+            elif self.error is None:
+                self.error = error
+            self.decided = not self._waiting
+        if self.decided:
+            self._decide(self, self.error is None, self.error)
+
+
+@dataclass(frozen=True)
+class BatchPart:
+    """What a shard's command carries of the batch it belongs to."""
+
+    batch: CrossShardBatch
+    shard: int
+
+    def vote(self, error: BaseException | None) -> None:
+        self.batch.vote(self.shard, error)

@@ -116,3 +116,99 @@ def test_racing_overlapping_writes_end_as_replay_rebuilds_them(tmp_path, sync):
         before = _snapshot(m)
     with pdb.open(path) as db:
         assert _snapshot(db.membrane("m")) == before
+
+
+def test_a_batch_cancelled_before_all_its_parts_are_queued_is_aborted(tmp_path):
+    """A part still waiting for mailbox room when its caller gives up votes no on its behalf.
+
+    Otherwise the parts already logged would wait for that vote forever: invisible, and
+    holding every later close of the database.
+    """
+    from pomaidb_core import fs
+
+    stuck, release = threading.Event(), threading.Event()
+    keys = list(range(200, 230))
+    blocked = routing.shard_of(keys[-1], 2)
+    assert blocked == 1 and {routing.shard_of(k, 2) for k in keys} == {0, 1}
+    others = [k for k in range(1000, 1100) if routing.shard_of(k, 2) == blocked][:2]
+
+    def hook(op: str, p: str) -> None:
+        if op == "write" and f"shard_{blocked}/" in p and p.endswith(".wal") and not release.is_set():
+            stuck.set()
+            assert release.wait(30)
+
+    db = pdb.open(tmp_path / "db", shards=2, mailbox_capacity=1)
+    m = db.create_membrane("m", dim=DIM, metric="l2")
+    fs.set_fault_hook(hook)
+    writers = []
+    try:
+        writers.append(threading.Thread(target=m.put, args=(others[0], vector_of(others[0]))))
+        writers[0].start()
+        assert stuck.wait(10)  # shard 1's thread is inside a log write
+        writers.append(threading.Thread(target=m.put, args=(others[1], vector_of(others[1]))))
+        writers[1].start()  # ... and its one mailbox slot is taken
+
+        async def cancelled_batch() -> None:
+            task = asyncio.ensure_future(m.aput_batch(*_batch(keys)))
+            await asyncio.sleep(0.3)  # shard 0's part is logged; shard 1's waits for room
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancelled_batch())
+    finally:
+        release.set()
+        fs.set_fault_hook(None)
+    for writer in writers:
+        writer.join(10)
+    assert not any(m.exists(k) for k in keys)
+    closer = threading.Thread(target=db.close)
+    closer.start()
+    closer.join(10)
+    assert not closer.is_alive(), "close waits for a vote that never comes"
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        assert not any(m.exists(k) for k in keys), "replay committed a cancelled batch"
+        assert all(m.exists(k) for k in others)
+
+
+def test_a_cancelled_batch_does_not_wait_for_a_part_held_back_by_backpressure(tmp_path, monkeypatch):
+    """Shard 1 holds its part back (unsaved generations pile up); the caller gives up.
+
+    The batch is aborted at once, and the held-back part, released later, must not be
+    logged: it would wait for a decision already made (and replay would keep it).
+    """
+    from pomaidb_core import builder
+
+    release = threading.Event()
+    real = builder.build_segment
+    monkeypatch.setattr(builder, "build_segment",
+                        lambda *a, **kw: (release.wait(60), real(*a, **kw))[1])
+    keys = list(range(200, 230))
+    on_1 = [k for k in range(1000, 1100) if routing.shard_of(k, 2) == 1][:3]
+    db = pdb.open(tmp_path / "db", shards=2, memtable_limit=1, auto_compact=False)
+    try:
+        m = db.create_membrane("m", dim=DIM, metric="l2")
+        for key in on_1:  # each put freezes a generation whose build hangs: shard 1 backlogs
+            m.put(key, vector_of(key))
+
+        async def cancelled_batch() -> None:
+            task = asyncio.ensure_future(m.aput_batch(*_batch(keys)))
+            await asyncio.sleep(0.3)
+            assert not task.done()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.wait_for(task, 5)  # not held until the backlog clears
+
+        asyncio.run(cancelled_batch())
+        assert not any(m.exists(k) for k in keys)
+        release.set()
+        m.put(on_1[0], vector_of(on_1[0]))  # behind the held-back part, in order
+        assert not any(m.exists(k) for k in keys), "a part of an aborted batch was applied"
+    finally:
+        release.set()
+        db.close()
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        assert not any(m.exists(k) for k in keys), "replay committed a cancelled batch"
+        assert all(m.exists(k) for k in on_1)
