@@ -212,3 +212,43 @@ def test_a_cancelled_batch_does_not_wait_for_a_part_held_back_by_backpressure(tm
         m = db.membrane("m")
         assert not any(m.exists(k) for k in keys), "replay committed a cancelled batch"
         assert all(m.exists(k) for k in on_1)
+
+
+_KILLED_MID_BATCH = """
+import os, signal, sys, time
+import numpy as np
+import pomaidb_core as pdb
+from pomaidb_core import fs
+
+path, keys = sys.argv[1], [int(k) for k in sys.argv[2:]]
+db = pdb.open(path, shards=2)
+m = db.create_membrane("m", dim=4, metric="l2")
+m.put(1, np.ones(4, dtype=np.float32))
+
+def hook(op, p):  # shard 1 dies as it writes its part; shard 0 has logged its own by then
+    if op == "write" and "shard_1/" in p and p.endswith(".wal"):
+        time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+fs.set_fault_hook(hook)
+m.put_batch(keys, np.stack([np.full(4, k, dtype=np.float32) for k in keys]))
+"""
+
+
+def test_a_crash_before_every_part_is_logged_leaves_no_part(tmp_path):
+    import subprocess
+    import sys
+
+    keys = list(range(100, 160))
+    assert {routing.shard_of(k, 2) for k in keys} == {0, 1}
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_BATCH, str(tmp_path / "db"),
+                            *map(str, keys)], capture_output=True, timeout=120)
+    assert child.returncode == -9, child.stderr.decode()
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        present = [k for k in keys if m.exists(k)]
+        assert present == [], f"{len(present)} of the batch's {len(keys)} ids survived the crash"
+        assert m.exists(1)
+        m.put_batch(keys, np.stack([vector_of(k) for k in keys]))  # the shards take writes again
+    with pdb.open(tmp_path / "db") as db:
+        assert all(db.membrane("m").exists(k) for k in keys)
