@@ -36,7 +36,7 @@ from .mailbox import Command, Mailbox, Reply
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .membrane import Membrane
 from .options import METRICS, IndexParams, Options
-from .shard import Shard
+from .shard_runtime import ShardThread
 from .worker import BackgroundWorker
 
 MAX_MEMBRANE_NAME_BYTES = 128
@@ -66,7 +66,7 @@ class DB:
         self._lock = threading.RLock()
         self._opened = False
         self._closed = False
-        self._shards: list[Shard] = []
+        self._shards: list[ShardThread] = []
         self._catalog: dict[int, MembraneMeta] = {}
         self._membranes: dict[str, Membrane] = {}
         self._worker: BackgroundWorker | None = None
@@ -139,8 +139,8 @@ class DB:
             self._worker = BackgroundWorker()
         recovery = txn.Recovery(manifest.shards)
         self._shards = [
-            Shard(i, self.path, self.options, self._store, self._catalog, self._worker,
-                  self._allocate_segment_id, recovery)
+            ShardThread(i, self.path, self.options, self._store, self._catalog, self._worker,
+                        self._allocate_segment_id, recovery)
             for i in range(manifest.shards)
         ]
         started = [shard.start() for shard in self._shards]
@@ -429,7 +429,7 @@ class DB:
     def _mailbox(self, shard: int) -> Mailbox:
         return self._shard(shard).mailbox
 
-    def _shard(self, shard: int) -> Shard:
+    def _shard(self, shard: int) -> ShardThread:
         self._require_open()
         shards = self._shards
         if shard >= len(shards):  # closed between the check above and here
