@@ -73,9 +73,9 @@ class PreparedParts:
         part = self._parts.get(seq)
         return None if part is None else part.key
 
-    def keyed(self) -> dict[bytes, tuple[int, tuple[int, ...]]]:
-        """key -> (seq, shards) of every part that names its batch (PUT_PART)."""
-        return {p.key: (seq, p.shards) for seq, p in self._parts.items() if p.key is not None}
+    def keyed(self) -> dict[bytes, tuple[int, ...]]:
+        """key -> shards of every part that names its batch (PUT_PART)."""
+        return {p.key: p.shards for p in self._parts.values() if p.key is not None}
 
     def shadow(self, membrane_id: int, ids: np.ndarray, seq: int) -> None:
         """A write logged at `seq` was applied: it wins over the parts logged before it."""

@@ -220,14 +220,20 @@ import numpy as np
 import pomaidb_core as pdb
 from pomaidb_core import fs
 
-path, keys = sys.argv[1], [int(k) for k in sys.argv[2:]]
+path, when, keys = sys.argv[1], sys.argv[2], [int(k) for k in sys.argv[3:]]
 db = pdb.open(path, shards=2)
 m = db.create_membrane("m", dim=4, metric="l2")
 m.put(1, np.ones(4, dtype=np.float32))
+writes = []
 
-def hook(op, p):  # shard 1 dies as it writes its part; shard 0 has logged its own by then
-    if op == "write" and "shard_1/" in p and p.endswith(".wal"):
-        time.sleep(0.5)
+def hook(op, p):
+    if op != "write" or not p.endswith(".wal"):
+        return
+    writes.append(p)
+    if when == "part" and "shard_1/" in p:  # shard 1 dies as it writes its part ...
+        time.sleep(0.5)  # ... after shard 0 logged its own
+        os.kill(os.getpid(), signal.SIGKILL)
+    if when == "commit" and len(writes) == 3:  # both parts logged, no COMMIT written yet
         os.kill(os.getpid(), signal.SIGKILL)
 
 fs.set_fault_hook(hook)
@@ -235,15 +241,30 @@ m.put_batch(keys, np.stack([np.full(4, k, dtype=np.float32) for k in keys]))
 """
 
 
-def test_a_crash_before_every_part_is_logged_leaves_no_part(tmp_path):
+def _killed_mid_batch(path, when: str, keys: list[int]) -> None:
     import subprocess
     import sys
 
-    keys = list(range(100, 160))
-    assert {routing.shard_of(k, 2) for k in keys} == {0, 1}
-    child = subprocess.run([sys.executable, "-c", _KILLED_MID_BATCH, str(tmp_path / "db"),
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_BATCH, str(path), when,
                             *map(str, keys)], capture_output=True, timeout=120)
     assert child.returncode == -9, child.stderr.decode()
+
+
+def test_a_crash_after_every_part_is_logged_applies_the_whole_batch(tmp_path):
+    keys = list(range(100, 160))
+    assert {routing.shard_of(k, 2) for k in keys} == {0, 1}
+    _killed_mid_batch(tmp_path / "db", "commit", keys)
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        assert all(m.exists(k) for k in keys), "every part was logged: the batch was decided"
+        db.freeze()  # recovery logged the COMMITs, so one shard's freeze cannot split it later
+    with pdb.open(tmp_path / "db") as db:
+        assert all(db.membrane("m").exists(k) for k in keys)
+
+
+def test_a_crash_before_every_part_is_logged_leaves_no_part(tmp_path):
+    keys = list(range(100, 160))
+    _killed_mid_batch(tmp_path / "db", "part", keys)
     with pdb.open(tmp_path / "db") as db:
         m = db.membrane("m")
         present = [k for k in keys if m.exists(k)]
