@@ -175,7 +175,8 @@ class MembraneState:
         for table in self.memtables():
             state, slot = table.state(key)
             if state == LIVE:
-                return Record(key, table.vectors[slot].copy(), clone_metadata(table.metadatas[slot]))
+                return Record(key, table.vectors[slot].copy(), clone_metadata(table.metadatas[slot]),
+                              table.texts[slot])
             if state == TOMBSTONE:
                 return None
         probe = np.array([key], dtype=np.uint64)
@@ -185,7 +186,7 @@ class MembraneState:
                 if seg.reader.tombstones[row]:
                     return None
                 vector = np.array(seg.reader.vectors[row], dtype=np.float32)
-                return Record(key, vector, seg.reader.metadata([row])[0])
+                return Record(key, vector, seg.reader.metadata([row])[0], seg.reader.texts([row])[0])
         return None
 
     def is_live(self, key: int) -> bool:
@@ -269,6 +270,12 @@ def layer_metadata(layer, row: int) -> dict | None:
     return layer.reader.metadata([row])[0]
 
 
+def layer_text(layer, row: int) -> str | None:
+    if isinstance(layer, Memtable):
+        return layer.texts[row]
+    return layer.reader.texts([row])[0]
+
+
 def layer_vector(layer, row: int) -> np.ndarray:
     if isinstance(layer, Memtable):
         return layer.vectors[row].copy()
@@ -349,7 +356,8 @@ class Snapshot:
             for layer, rows in self._parts:
                 ids = _layer_ids(layer)
                 for row in rows.tolist():
-                    yield Record(int(ids[row]), layer_vector(layer, row), layer_metadata(layer, row))
+                    yield Record(int(ids[row]), layer_vector(layer, row), layer_metadata(layer, row),
+                                 layer_text(layer, row))
         finally:
             self.release()
 
@@ -367,5 +375,6 @@ def _copy_rows(table: Memtable, rows: np.ndarray) -> Memtable:
     copy.vectors = table.vectors[rows].copy()
     copy.live = np.ones(len(rows), dtype=bool)
     copy.metadatas = [clone_metadata(table.metadatas[r]) for r in rows.tolist()]
+    copy.texts = [table.texts[r] for r in rows.tolist()]
     copy.frozen = True
     return copy

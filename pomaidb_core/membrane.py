@@ -68,44 +68,48 @@ class Membrane:
 
     # ------------------------------------------------------------------ writes
 
-    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any
+    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any, texts: Any
                       ) -> tuple[list[tuple[int, tuple[Any, ...]]], txn.CrossShardBatch | None]:
         """The batch's part per shard, and the vote that ties them if there are several."""
         self._db._require_writable()
         batch = records.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
-                                       self._db.options.max_metadata_bytes)
+                                       self._db.options.max_metadata_bytes, texts)
         commands: list[tuple[int, tuple[Any, ...]]] = []
         for shard, rows in enumerate(routing.split(batch.ids, self._db.shard_count)):
             if len(rows) == 0:
                 continue
-            part = batch if len(rows) == len(batch.ids) else records.PutBatch(
-                batch.membrane_id, batch.ids[rows], np.ascontiguousarray(batch.vectors[rows]),
-                [batch.metadatas[i] for i in rows.tolist()],
-                [batch.meta_blobs[i] for i in rows.tolist()])
+            part = batch if len(rows) == len(batch.ids) else batch.subset(rows.tolist())
             commands.append((shard, (part, _encoded(part))))
         if len(commands) <= 1:
             return commands, None
         cross = txn.CrossShardBatch([s for s, _ in commands], self._db._decide_batch)  # txn.py
         return [(shard, (*args, txn.BatchPart(cross, shard))) for shard, args in commands], cross
 
-    def _single_put(self, id: Any, vector: Any, metadata: Any) -> tuple[int, tuple]:
+    def _single_put(self, id: Any, vector: Any, metadata: Any, text: Any) -> tuple[int, tuple]:
         """The one-record write path, without the batch machinery (no extra vector copies)."""
         self._db._require_writable()
         key = records.check_id(id)
         matrix = records.check_vectors(vector, self.dim, single=True)[None, :]
         meta, blob = records.check_metadata(metadata, self._db.options.max_metadata_bytes)
+        checked = records.check_text(text)
         batch = records.PutBatch(self.meta.membrane_id, np.array([key], dtype=np.uint64), matrix,
-                                 [meta], [blob])
+                                 [meta], [blob], None if checked is None else [checked])
         return routing.shard_of(key, self._db.shard_count), (batch, _encoded(batch))
 
-    def put(self, id: int, vector: Any, metadata: dict | None = None) -> None:
-        """Upsert one record; returns once its WAL append is done (and synced, per `sync`)."""
-        shard, args = self._single_put(id, vector, metadata)
+    def put(self, id: int, vector: Any, metadata: dict | None = None, *,
+            text: str | None = None) -> None:
+        """Upsert one record; returns once its WAL append is done (and synced, per `sync`).
+
+        `text` is the record's document: stored with it, returned by reads, and indexed for
+        keyword search (see `search(..., text=)`)."""
+        shard, args = self._single_put(id, vector, metadata, text)
         self._db._call(shard, "put", *args)
 
-    def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
-        """Upsert many, all or nothing across shards; the last occurrence of a repeated id wins."""
-        self._db._put_parts(*self._put_commands(ids, vectors, metadatas))
+    def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None, *,
+                  texts: Any = None) -> None:
+        """Upsert many, all or nothing across shards; the last occurrence of a repeated id wins.
+        `texts`: one str or None per id (the records' documents), or None."""
+        self._db._put_parts(*self._put_commands(ids, vectors, metadatas, texts))
 
     def delete(self, id: int) -> bool:
         """Tombstone one record; True if a live record was hidden."""
@@ -234,14 +238,16 @@ class Membrane:
 
     # ------------------------------------------------------------------ async twins
 
-    async def aput(self, id: int, vector: Any, metadata: dict | None = None) -> None:
+    async def aput(self, id: int, vector: Any, metadata: dict | None = None, *,
+                   text: str | None = None) -> None:
         """Async twin of `put`."""
-        shard, args = self._single_put(id, vector, metadata)
+        shard, args = self._single_put(id, vector, metadata, text)
         await self._db._acall(shard, "put", *args)
 
-    async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
+    async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None, *,
+                         texts: Any = None) -> None:
         """Async twin of `put_batch`; the shards' parts are written concurrently."""
-        await self._db._aput_parts(*self._put_commands(ids, vectors, metadatas))
+        await self._db._aput_parts(*self._put_commands(ids, vectors, metadatas, texts))
 
     async def adelete(self, id: int) -> bool:
         """Async twin of `delete`."""
@@ -342,5 +348,6 @@ def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[Hit]]:
     for per_query in zip(*per_shard):
         candidates = [hit for hits in per_query for hit in hits]
         candidates.sort(key=lambda c: (-c[0], c[1]))
-        merged.append([Hit(key, float(score), meta) for score, key, meta in candidates[:k]])
+        merged.append([Hit(key, float(score), meta, text)
+                       for score, key, meta, text in candidates[:k]])
     return merged

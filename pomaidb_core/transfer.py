@@ -148,7 +148,7 @@ def _put(target: Membrane, batch: list[Row]) -> None:
     metadatas = [row.metadata for row in batch]
     texts = [row.text for row in batch]
     if any(text is not None for text in texts):
-        target.put_batch(ids, vectors, metadatas, texts=texts)  # type: ignore[call-arg]
+        target.put_batch(ids, vectors, metadatas, texts=texts)
     else:
         target.put_batch(ids, vectors, metadatas)
 
