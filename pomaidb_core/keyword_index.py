@@ -31,6 +31,7 @@ rows < n; tf >= 1; per row, the tfs add up to doc_len (0 for a row without text)
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -129,7 +130,7 @@ class SegmentKeywords:
                 bounds = self.term_offsets.tolist()
                 try:
                     self._term_index = {raw[a:z].decode("utf-8"): t
-                                        for t, (a, z) in enumerate(zip(bounds, bounds[1:]))}
+                                        for t, (a, z) in enumerate(itertools.pairwise(bounds))}
                 except UnicodeDecodeError:
                     raise CorruptionError("keyword index holds a term that is not UTF-8") from None
             return self._term_index

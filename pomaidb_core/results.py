@@ -25,7 +25,8 @@ class Record:
         )
 
     def __repr__(self) -> str:
-        return f"Record(id={self.id}, vector=<{self.vector.shape[0]} floats>, metadata={self.metadata!r}, text={self.text!r})"
+        return (f"Record(id={self.id}, vector=<{self.vector.shape[0]} floats>, "
+                f"metadata={self.metadata!r}, text={self.text!r})")
 
 
 @dataclass(frozen=True)

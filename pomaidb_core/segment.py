@@ -76,11 +76,10 @@ from typing import Any
 
 import numpy as np
 
-from . import fs
+from . import fs, keyword_index
 from .columns import StoredColumns
 from .errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from .filenames import tmp_path
-from . import keyword_index
 from .filters import MetadataColumns
 from .kernels import crc32c
 from .segment_columns import StoredColumnsReader, check_against_json, encode

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import builder, compaction, filenames, fs, records, txn, wal
+from . import builder, compaction, filenames, fs, keyword_search, records, txn, wal
 from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError, copy_for_caller
 from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata, layer_text
 from .mailbox import WRITE_KINDS, Command, Mailbox, resolve, start
@@ -473,6 +473,17 @@ class Shard:
         found = self._read_state(membrane_id).search(queries, params)
         return [[(score, key, layer_metadata(layer, row), layer_text(layer, row))
                  for score, key, layer, row in hits] for hits in found]
+
+    def _do_keyword_stats(self, membrane_id: int, terms: list[str]):
+        """This shard's share of the BM25 corpus statistics (keyword_search.py, phase 1)."""
+        return keyword_search.stats(self._read_state(membrane_id), terms)
+
+    def _do_keyword_search(self, membrane_id: int, terms: list[str], corpus, k: int,
+                           flt) -> list:
+        """[(score, id, metadata, text)] of this shard's best k by BM25 (phase 2)."""
+        found = keyword_search.search(self._read_state(membrane_id), terms, corpus, k, flt)
+        return [(score, key, layer_metadata(layer, row), layer_text(layer, row))
+                for score, key, layer, row in found]
 
     def _do_snapshot(self, membrane_id: int, flt) -> Snapshot:
         return Snapshot(self._read_state(membrane_id), flt)
