@@ -48,24 +48,72 @@ def layer_stats(keywords, live: np.ndarray, terms: list[str]) -> CorpusStats:
                        float(keywords.doc_lengths()[live].sum()), df)
 
 
+@dataclass(frozen=True)
+class _TermList:
+    idf: float
+    rows: np.ndarray  # ascending, only rows the search may return
+    tf: np.ndarray
+    bound: float  # no row of this list gets more than this from the term
+
+
 def score_layer(keywords, allowed: np.ndarray, terms: list[str], stats: CorpusStats,
-                k1: float, b: float) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, scores) of every row where `allowed` holds at least one query term."""
-    scores = np.zeros(len(allowed), dtype=np.float64)
-    touched = np.zeros(len(allowed), dtype=bool)
-    lengths = keywords.doc_lengths()
+                k1: float, b: float, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, scores) of rows where `allowed` holds: every row that can reach this layer's top k.
+
+    MaxScore (Turtle & Flood 1995), in whole-array steps: the rarest term's rows are scored
+    first, and their k-th best score is a threshold no top-k row scores below. The terms
+    whose upper bounds (from the largest tf and the shortest document of their postings)
+    add up to less than it are *non-essential*: a row holding only those cannot reach the
+    top k, so only the essential terms' rows are candidates, and the common terms'
+    postings are merely probed (binary search) for them, never scanned.
+    """
     avg = stats.avg_length() or 1.0
+    lists = []
     for term, idf in zip(terms, stats.idf().tolist()):
         rows, tf = keywords.postings(term)
-        if len(rows) == 0:
-            continue
         keep = allowed[rows]
         rows, tf = rows[keep], tf[keep]
-        norm = k1 * (1.0 - b + b * lengths[rows] / avg)
-        scores[rows] += idf * (tf * (k1 + 1.0) / (tf + norm))
-        touched[rows] = True
-    hit = np.flatnonzero(touched)
-    return hit, scores[hit]
+        if len(rows):
+            max_tf, min_len = keywords.bounds(term)
+            bound = idf * max_tf * (k1 + 1.0) / (max_tf + k1 * (1.0 - b + b * min_len / avg))
+            lists.append(_TermList(idf, rows, tf, bound))
+    if not lists:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    lengths = keywords.doc_lengths()
+
+    def contribution(item: _TermList, at: np.ndarray, tf: np.ndarray) -> np.ndarray:
+        return item.idf * (tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * lengths[at] / avg)))
+
+    def add_probed(total: np.ndarray, item: _TermList, rows: np.ndarray) -> None:
+        """total[rows] += the term's contribution wherever `rows` hold the term."""
+        pos = np.minimum(np.searchsorted(item.rows, rows), len(item.rows) - 1)
+        present = item.rows[pos] == rows
+        total[rows[present]] += contribution(item, rows[present], item.tf[pos[present]])
+
+    # Every score below is a sum of contributions in query-term order: the same float for a
+    # row in any layer, shard or segment layout.
+    seed = max(lists, key=lambda item: item.idf).rows
+    seed_total = np.zeros(len(allowed), dtype=np.float64)
+    for item in lists:
+        add_probed(seed_total, item, seed)
+    seed_scores = seed_total[seed]
+    threshold = np.partition(seed_scores, len(seed) - k)[len(seed) - k] if len(seed) >= k else 0.0
+    by_bound = sorted(lists, key=lambda item: item.bound)
+    skipped = {id(item) for item, low in
+               zip(by_bound, np.cumsum([item.bound for item in by_bound]) < threshold) if low}
+    marked = np.zeros(len(allowed), dtype=bool)
+    marked[seed] = True
+    total = np.zeros(len(allowed), dtype=np.float64)
+    for item in lists:
+        if id(item) not in skipped:
+            marked[item.rows] = True
+    candidates = np.flatnonzero(marked)
+    for item in lists:
+        if id(item) in skipped:
+            add_probed(total, item, candidates)
+        else:
+            total[item.rows] += contribution(item, item.rows, item.tf)
+    return candidates, total[candidates]
 
 
 def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Keyword (inverted) indexes of one layer: postings with term frequencies, and document lengths.
 
-Two kinds, one read interface (`doc_lengths()`, `postings(term)`), so BM25 (bm25.py)
-scores every layer alike:
+Two kinds, one read interface (`has_text()`, `doc_lengths()`, `postings(term)` with rows
+ascending, `bounds(term)`: the largest tf and the shortest document among a term's postings,
+for BM25's per-term score upper bounds), so BM25 (bm25.py) scores every layer alike:
 
 * `MemtableKeywords`: a memtable's index, brought up to date from the memtable's
   texts on demand (writes never pay for tokenization; a read sees every write
@@ -95,6 +96,9 @@ class SegmentKeywords:
             raise corrupt(f"keyword index: {problem}")
         self._term_index: dict[str, int] | None = None
         self._lock = threading.Lock()
+        self._has_text = self.doc_len_raw != NO_TEXT
+        self._lengths = np.where(self._has_text, self.doc_len_raw, 0).astype(np.float64)
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def _parse(self, data: memoryview, n: int) -> None:
         t, p, b = (int(v) for v in np.frombuffer(data, dtype=_HEAD, count=3))
@@ -136,10 +140,10 @@ class SegmentKeywords:
             return self._term_index
 
     def has_text(self) -> np.ndarray:
-        return self.doc_len_raw != NO_TEXT
+        return self._has_text
 
     def doc_lengths(self) -> np.ndarray:
-        return np.where(self.doc_len_raw == NO_TEXT, 0, self.doc_len_raw).astype(np.float64)
+        return self._lengths
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows int64, tf float64) of the rows holding `term`, ascending."""
@@ -148,6 +152,32 @@ class SegmentKeywords:
             return _EMPTY
         a, z = int(self.post_offsets[t]), int(self.post_offsets[t + 1])
         return self.post_rows[a:z].astype(np.int64), self.post_tf[a:z].astype(np.float64)
+
+    def bounds(self, term: str) -> tuple[float, float]:
+        """(largest tf, shortest length) among the term's postings."""
+        t = self._terms().get(term)
+        if t is None:
+            return 0.0, 0.0
+        max_tf, min_len = self._all_bounds()
+        return float(max_tf[t]), float(min_len[t])
+
+    def _all_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every term's bounds at once, on first use (one pass over the postings)."""
+        with self._lock:
+            if self._bounds is None:
+                starts = self.post_offsets[:-1].astype(np.int64)
+                if len(starts) == 0:
+                    self._bounds = (np.zeros(0), np.zeros(0))
+                else:
+                    self._bounds = (np.maximum.reduceat(self.post_tf, starts),
+                                    np.minimum.reduceat(self._lengths[self.post_rows], starts))
+            return self._bounds
+
+
+def _bounds(rows: np.ndarray, tf: np.ndarray, lengths: np.ndarray) -> tuple[float, float]:
+    if len(rows) == 0:
+        return 0.0, 0.0
+    return float(tf.max()), float(lengths[rows].min())
 
 
 def empty_segment_keywords(n: int) -> SegmentKeywords:
@@ -211,5 +241,11 @@ class MemtableKeywords:
         rows = self._postings.get(term)
         if not rows:
             return _EMPTY
-        return (np.fromiter(rows.keys(), dtype=np.int64, count=len(rows)),
-                np.fromiter(rows.values(), dtype=np.float64, count=len(rows)))
+        slots = np.fromiter(rows.keys(), dtype=np.int64, count=len(rows))
+        tf = np.fromiter(rows.values(), dtype=np.float64, count=len(rows))
+        order = np.argsort(slots, kind="stable")
+        return slots[order], tf[order]
+
+    def bounds(self, term: str) -> tuple[float, float]:
+        rows, tf = self.postings(term)
+        return _bounds(rows, tf, self.doc_lengths())

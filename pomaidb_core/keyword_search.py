@@ -53,7 +53,7 @@ def search(state: MembraneState, terms: list[str], corpus: bm25.CorpusStats, k: 
         if len(rows) == 0:
             continue
         hit, scores = bm25.score_layer(_keywords(layer, params), _mask(layer, rows), terms,
-                                       corpus, params.bm25_k1, params.bm25_b)
+                                       corpus, params.bm25_k1, params.bm25_b, k)
         ids = _ids(layer)[hit]
         found.extend((float(scores[pos]), int(ids[pos]), layer, int(hit[pos]))
                      for pos in bm25.top_k(ids, scores, k).tolist())
