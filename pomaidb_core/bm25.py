@@ -42,10 +42,9 @@ class CorpusStats:
 
 def layer_stats(keywords, live: np.ndarray, terms: list[str]) -> CorpusStats:
     """Statistics of one layer's rows where `live` (bool, one per row) is set."""
-    has_text = keywords.has_text() & live
+    documents = int(np.count_nonzero(keywords.has_text() & live))
     df = tuple(int(np.count_nonzero(live[keywords.postings(t)[0]])) for t in terms)
-    return CorpusStats(int(np.count_nonzero(has_text)),
-                       float(keywords.doc_lengths()[live].sum()), df)
+    return CorpusStats(documents, float(np.sum(keywords.doc_lengths(), where=live)), df)
 
 
 @dataclass(frozen=True)
@@ -72,7 +71,8 @@ def score_layer(keywords, allowed: np.ndarray, terms: list[str], stats: CorpusSt
     for term, idf in zip(terms, stats.idf().tolist()):
         rows, tf = keywords.postings(term)
         keep = allowed[rows]
-        rows, tf = rows[keep], tf[keep]
+        if not keep.all():
+            rows, tf = rows[keep], tf[keep]
         if len(rows):
             max_tf, min_len = keywords.bounds(term)
             bound = idf * max_tf * (k1 + 1.0) / (max_tf + k1 * (1.0 - b + b * min_len / avg))
@@ -85,18 +85,17 @@ def score_layer(keywords, allowed: np.ndarray, terms: list[str], stats: CorpusSt
         return item.idf * (tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * lengths[at] / avg)))
 
     def add_probed(total: np.ndarray, item: _TermList, rows: np.ndarray) -> None:
-        """total[rows] += the term's contribution wherever `rows` hold the term."""
+        """total[i] += the term's contribution to rows[i], wherever rows[i] holds the term."""
         pos = np.minimum(np.searchsorted(item.rows, rows), len(item.rows) - 1)
-        present = item.rows[pos] == rows
-        total[rows[present]] += contribution(item, rows[present], item.tf[pos[present]])
+        present = np.flatnonzero(item.rows[pos] == rows)
+        total[present] += contribution(item, rows[present], item.tf[pos[present]])
 
     # Every score below is a sum of contributions in query-term order: the same float for a
     # row in any layer, shard or segment layout.
     seed = max(lists, key=lambda item: item.idf).rows
-    seed_total = np.zeros(len(allowed), dtype=np.float64)
+    seed_scores = np.zeros(len(seed), dtype=np.float64)
     for item in lists:
-        add_probed(seed_total, item, seed)
-    seed_scores = seed_total[seed]
+        add_probed(seed_scores, item, seed)
     threshold = np.partition(seed_scores, len(seed) - k)[len(seed) - k] if len(seed) >= k else 0.0
     by_bound = sorted(lists, key=lambda item: item.bound)
     skipped = {id(item) for item, low in
@@ -110,7 +109,9 @@ def score_layer(keywords, allowed: np.ndarray, terms: list[str], stats: CorpusSt
     candidates = np.flatnonzero(marked)
     for item in lists:
         if id(item) in skipped:
-            add_probed(total, item, candidates)
+            probed = np.zeros(len(candidates), dtype=np.float64)
+            add_probed(probed, item, candidates)
+            total[candidates] += probed
         else:
             total[item.rows] += contribution(item, item.rows, item.tf)
     return candidates, total[candidates]

@@ -31,16 +31,10 @@ def _ids(layer) -> np.ndarray:
     return layer.view_ids() if isinstance(layer, Memtable) else layer.reader.ids
 
 
-def _mask(layer, rows: np.ndarray) -> np.ndarray:
-    mask = np.zeros(len(layer) if isinstance(layer, Memtable) else layer.reader.n, dtype=bool)
-    mask[rows] = True
-    return mask
-
-
 def stats(state: MembraneState, terms: list[str]) -> bm25.CorpusStats:
     params = IndexParams.from_dict(state.meta.index)
-    parts = [bm25.layer_stats(_keywords(layer, params), _mask(layer, rows), terms)
-             for layer, rows in state.live_rows(None)]
+    parts = [bm25.layer_stats(_keywords(layer, params), mask, terms)
+             for layer, mask in state.live_masks(None)]
     return bm25.CorpusStats.total(parts) if parts else bm25.CorpusStats(0, 0.0, (0,) * len(terms))
 
 
@@ -49,10 +43,10 @@ def search(state: MembraneState, terms: list[str], corpus: bm25.CorpusStats, k: 
     """Up to k (score, id, layer, row), best first, ties by id."""
     params = IndexParams.from_dict(state.meta.index)
     found: list[tuple[float, int, object, int]] = []
-    for layer, rows in state.live_rows(flt):
-        if len(rows) == 0:
+    for layer, mask in state.live_masks(flt):
+        if len(mask) == 0:
             continue
-        hit, scores = bm25.score_layer(_keywords(layer, params), _mask(layer, rows), terms,
+        hit, scores = bm25.score_layer(_keywords(layer, params), mask, terms,
                                        corpus, params.bm25_k1, params.bm25_b, k)
         ids = _ids(layer)[hit]
         found.extend((float(scores[pos]), int(ids[pos]), layer, int(hit[pos]))

@@ -205,17 +205,22 @@ class MembraneState:
 
     def live_rows(self, flt: Filter | None) -> Iterator[tuple[object, np.ndarray]]:
         """(layer, rows) of every live, newest-wins row matching `flt`, layer by layer."""
+        for layer, mask in self.live_masks(flt):
+            yield layer, np.flatnonzero(mask)
+
+    def live_masks(self, flt: Filter | None) -> Iterator[tuple[object, np.ndarray]]:
+        """`live_rows` as one bool per row of each layer (keyword search scores by mask)."""
         seen: set[int] = set()
         for table in self.memtables():
             mask = table.live_mask().copy()
             if flt is not None:
                 mask &= flt.mask(table.columns)[: table.n]
-            rows = np.flatnonzero(mask)
             if seen:
                 ids = table.view_ids()
-                rows = np.array([r for r in rows.tolist() if int(ids[r]) not in seen], dtype=np.int64)
+                for row in np.flatnonzero(mask).tolist():
+                    mask[row] = int(ids[row]) not in seen
             seen.update(table.slot_of)
-            yield table, rows
+            yield table, mask
         shadow = np.fromiter(seen, dtype=np.uint64, count=len(seen))
         for seg, stack_mask in zip(self.segments, self.stack_masks()):
             mask = stack_mask.copy()
@@ -224,7 +229,7 @@ class MembraneState:
             if len(shadow):
                 hidden = seg.reader.lookup(shadow)
                 mask[hidden[hidden >= 0]] = False
-            yield seg, np.flatnonzero(mask)
+            yield seg, mask
 
     def count(self) -> int:
         return sum(len(rows) for _, rows in self.live_rows(None))
