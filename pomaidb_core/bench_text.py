@@ -119,9 +119,11 @@ def _bm25s(texts: list[str], query_texts: list[str]) -> dict | None:
         start = time.perf_counter()
         scores = index.get_scores(query) if query else np.zeros(len(texts))
         top = np.argpartition(-scores, 10)[:10]
-        top = top[np.lexsort((top, -scores[top]))]
+        top = top[np.argsort(-scores[top])]
         times.append(time.perf_counter() - start)
-        found.append([int(i) for i in top if scores[i] > 0])
+        # For the overlap, ties at the 10th place go by id, as ours (outside the timing).
+        matched = np.flatnonzero(scores > 0)
+        found.append(matched[np.lexsort((matched, -scores[matched]))][:10].tolist())
     return {"build": build, "times": times, "found": found}
 
 

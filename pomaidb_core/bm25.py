@@ -42,6 +42,10 @@ class CorpusStats:
 
 def layer_stats(keywords, live: np.ndarray, terms: list[str]) -> CorpusStats:
     """Statistics of one layer's rows where `live` (bool, one per row) is set."""
+    if live.all():  # a compacted segment that nothing newer shadows: no per-row work
+        df = tuple(len(keywords.postings(t)[0]) for t in terms)
+        return CorpusStats(int(np.count_nonzero(keywords.has_text())),
+                           float(keywords.doc_lengths().sum()), df)
     documents = int(np.count_nonzero(keywords.has_text() & live))
     df = tuple(int(np.count_nonzero(live[keywords.postings(t)[0]])) for t in terms)
     return CorpusStats(documents, float(np.sum(keywords.doc_lengths(), where=live)), df)
@@ -68,10 +72,11 @@ def score_layer(keywords, allowed: np.ndarray, terms: list[str], stats: CorpusSt
     """
     avg = stats.avg_length() or 1.0
     lists = []
+    everything = allowed.all()
     for term, idf in zip(terms, stats.idf().tolist()):
         rows, tf = keywords.postings(term)
-        keep = allowed[rows]
-        if not keep.all():
+        if not everything:
+            keep = allowed[rows]
             rows, tf = rows[keep], tf[keep]
         if len(rows):
             max_tf, min_len = keywords.bounds(term)
@@ -106,7 +111,7 @@ def score_layer(keywords, allowed: np.ndarray, terms: list[str], stats: CorpusSt
     for item in lists:
         if id(item) not in skipped:
             marked[item.rows] = True
-    candidates = np.flatnonzero(marked)
+    candidates = np.flatnonzero(marked).astype(seed.dtype)  # searchsorted without casts
     for item in lists:
         if id(item) in skipped:
             probed = np.zeros(len(candidates), dtype=np.float64)

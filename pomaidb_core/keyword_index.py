@@ -45,6 +45,7 @@ from .errors import CorruptionError
 NO_TEXT = 0xFFFFFFFF
 _HEAD = np.dtype("<u8")
 _EMPTY = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+# postings(term) -> (rows, tf): rows ascending, any integer dtype; tf any numeric dtype.
 
 
 def _pad8(n: int) -> int:
@@ -146,12 +147,12 @@ class SegmentKeywords:
         return self._lengths
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
-        """(rows int64, tf float64) of the rows holding `term`, ascending."""
+        """(rows u32, tf u32) of the rows holding `term`, ascending: views of the map."""
         t = self._terms().get(term)
         if t is None:
             return _EMPTY
         a, z = int(self.post_offsets[t]), int(self.post_offsets[t + 1])
-        return self.post_rows[a:z].astype(np.int64), self.post_tf[a:z].astype(np.float64)
+        return self.post_rows[a:z], self.post_tf[a:z]
 
     def bounds(self, term: str) -> tuple[float, float]:
         """(largest tf, shortest length) among the term's postings."""
