@@ -203,22 +203,23 @@ class Membrane:
             scores; hybrid scores are the fused scores. The memtables are always searched
             exactly; frozen segments through WSBR unless `exact=True`.
         """
-        return self.search_batch(None if query is None else [query], k, filter,
-                                 top_blocks=top_blocks, widen_blocks=widen_blocks, exact=exact,
-                                 texts=None if text is None else [text], fusion=fusion,
-                                 alpha=alpha, _single=True)[0]
+        request = self._search_request(query, k, filter, top_blocks, widen_blocks, exact,
+                                       None if text is None else [text], fusion, alpha, True)
+        return self._run(request)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
                      exact: bool = False, texts: Any = None, fusion: str = "rrf",
-                     alpha: float = 0.5, _single: bool = False) -> list[list[Hit]]:
+                     alpha: float = 0.5) -> list[list[Hit]]:
         """`search` for each row of an (n, dim) `queries` matrix (or None) and/or each of
         `texts` (one keyword query per row), in one pass over the shards.
 
         Returns one hit list per query, in order; the arguments mean what they mean in `search`.
         """
-        request = self._search_request(queries, k, filter, top_blocks, widen_blocks, exact,
-                                       texts, fusion, alpha, _single)
+        return self._run(self._search_request(queries, k, filter, top_blocks, widen_blocks,
+                                              exact, texts, fusion, alpha, False))
+
+    def _run(self, request: _Request) -> list[list[Hit]]:
         if request.count == 0:
             return []
         vector = keyword = None
@@ -255,8 +256,7 @@ class Membrane:
             raise InvalidArgumentError("search needs a query vector, a text, or both")
         matrix = None
         if queries is not None:
-            matrix = records.check_vectors(queries[0] if single else queries, self.dim,
-                                           single=single)
+            matrix = records.check_vectors(queries, self.dim, single=single)
             if single:
                 matrix = matrix[None, :]
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -375,18 +375,20 @@ class Membrane:
                       exact: bool = False, text: str | None = None, fusion: str = "rrf",
                       alpha: float = 0.5) -> list[Hit]:
         """Async twin of `search`: fans the query out to all shards concurrently and merges."""
-        return (await self.asearch_batch(
-            None if query is None else [query], k, filter, top_blocks=top_blocks,
-            widen_blocks=widen_blocks, exact=exact, texts=None if text is None else [text],
-            fusion=fusion, alpha=alpha, _single=True))[0]
+        request = self._search_request(query, k, filter, top_blocks, widen_blocks, exact,
+                                       None if text is None else [text], fusion, alpha, True)
+        return (await self._arun(request))[0]
 
     async def asearch_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                             top_blocks: int | None = None, widen_blocks: int | None = None,
                             exact: bool = False, texts: Any = None, fusion: str = "rrf",
-                            alpha: float = 0.5, _single: bool = False) -> list[list[Hit]]:
+                            alpha: float = 0.5) -> list[list[Hit]]:
         """Async twin of `search_batch`."""
-        request = self._search_request(queries, k, filter, top_blocks, widen_blocks, exact,
-                                       texts, fusion, alpha, _single)
+        return await self._arun(self._search_request(queries, k, filter, top_blocks,
+                                                     widen_blocks, exact, texts, fusion, alpha,
+                                                     False))
+
+    async def _arun(self, request: _Request) -> list[list[Hit]]:
         if request.count == 0:
             return []
         vector = keyword = None

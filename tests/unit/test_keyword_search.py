@@ -317,3 +317,19 @@ def test_english_stemming_is_a_membrane_setting(tmp_path):
         assert [h.id for h in db.membrane("m").search(None, text="run server")] == [1]
     with pytest.raises(InvalidArgumentError):
         pdb.IndexParams(text_stemmer="klingon")
+
+
+def test_export_and_import_carry_texts_and_the_copy_ranks_the_same(tmp_path):
+    from pomaidb_core import cli
+
+    texts = corpus(300)
+    db, m = load(tmp_path / "db", texts[:-1] + [None], shards=2)
+    with db:
+        expected = {q: keyword(m, q) for q in QUERIES}
+    out = str(tmp_path / "m.jsonl")
+    assert cli.main(["export", str(tmp_path / "db"), out, "--membrane", "m"]) == 0
+    assert cli.main(["import", str(tmp_path / "copy"), out, "--shards", "3"]) == 0
+    with pdb.open(tmp_path / "copy", read_only=True) as db:
+        copy = db.membrane("m")
+        assert copy.get(299).text is None and copy.get(5).text == texts[5]
+        assert {q: keyword(copy, q) for q in QUERIES} == expected
