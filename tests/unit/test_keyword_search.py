@@ -333,3 +333,14 @@ def test_export_and_import_carry_texts_and_the_copy_ranks_the_same(tmp_path):
         copy = db.membrane("m")
         assert copy.get(299).text is None and copy.get(5).text == texts[5]
         assert {q: keyword(copy, q) for q in QUERIES} == expected
+
+
+def test_a_stemmer_that_cannot_load_is_refused_at_creation_and_nothing_is_created(
+        tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "Stemmer", None)  # as if PyStemmer were not installed
+    analyzer.analyzer.cache_clear()
+    with pdb.open(tmp_path, shards=1) as db:
+        with pytest.raises(InvalidArgumentError, match="PyStemmer"):
+            db.create_membrane("m", dim=8, index=pdb.IndexParams(text_stemmer="english"))
+        assert db.membranes() == []
+    analyzer.analyzer.cache_clear()
