@@ -198,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(prog="pomaidb bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True, metavar="{core,open,wsbr,scale}")
+    sub = parser.add_subparsers(dest="what", required=True,
+                                metavar="{core,open,wsbr,scale,text}")
     core = sub.add_parser("core", help="write throughput and exact search vs numpy")
     core.add_argument("--data", default=None, metavar="DIR",
                       help=f"embeddings directory (default: ${bench_data.DATA_ENV}, else generated)")
@@ -210,8 +211,10 @@ def main(argv: list[str] | None = None) -> None:
                    add_help=False)
     sub.add_parser("scale", help="the engine end to end at 100k-1M rows vs hnswlib "
                    "(see pomaidb_core.bench_scale)", add_help=False)
+    sub.add_parser("text", help="keyword and hybrid search vs bm25s, known-item quality "
+                   "(see pomaidb_core.bench_text)", add_help=False)
     args, rest = parser.parse_known_args(argv)
-    if args.what not in ("wsbr", "scale") and rest:
+    if args.what not in ("wsbr", "scale", "text") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.what == "wsbr":
@@ -222,6 +225,10 @@ def main(argv: list[str] | None = None) -> None:
             from . import bench_scale
 
             bench_scale.main(rest)
+        elif args.what == "text":
+            from . import bench_text
+
+            bench_text.main(rest)
         elif args.what == "core":
             run_core(args)
         else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from . import filenames, wsbr
+from . import filenames, keyword_index, wsbr
 from .errors import CorruptionError
 from .layers import LiveSegment
 from .manifest import MembraneMeta, SegmentMeta
@@ -30,7 +30,8 @@ class BuiltSegment:
 
 def build_segment(root: str, shard: int, membrane: MembraneMeta, segment_id: int, ids: np.ndarray,
                   tombstones: np.ndarray, vectors: np.ndarray,
-                  metadatas: Sequence[dict | None]) -> BuiltSegment:
+                  metadatas: Sequence[dict | None],
+                  texts: Sequence[str | None]) -> BuiltSegment:
     """Write rows (any order) as segment `segment_id`; rows are reordered into WSBR blocks."""
     params = IndexParams.from_dict(membrane.index)
     # Small LAPACK calls slow down 40-100x when a multi-threaded BLAS competes with the
@@ -40,6 +41,7 @@ def build_segment(root: str, shard: int, membrane: MembraneMeta, segment_id: int
     checkpoint()  # before the longest write: an interrupted build leaves no file
     seg_path = filenames.segment_path(root, shard, membrane.membrane_id, segment_id)
     side_path = filenames.sidecar_path(root, shard, membrane.membrane_id, segment_id)
+    ordered_texts = [texts[i] for i in order.tolist()]
     checksum = write_segment(
         seg_path,
         membrane_id=membrane.membrane_id,
@@ -49,6 +51,8 @@ def build_segment(root: str, shard: int, membrane: MembraneMeta, segment_id: int
         tombstones=np.ascontiguousarray(tombstones[order]),
         vectors=np.ascontiguousarray(vectors[order]),
         metadatas=[metadatas[i] for i in order.tolist()],
+        texts=ordered_texts,
+        keywords=keyword_index.encode(ordered_texts, params.analyzer()),
     )
     index.write(side_path, checksum)
     reader = SegmentReader(seg_path, membrane_id=membrane.membrane_id, dim=membrane.dim,

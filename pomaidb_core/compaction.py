@@ -75,12 +75,12 @@ def _forced_run(segments: list[LiveSegment], max_rows: int) -> tuple[int, int] |
     return None
 
 
-def merged_rows(run: list[LiveSegment], at_bottom: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """(ids, tombstones, vectors, metadatas) of the run's newest version of each id.
+def merged_rows(run: list[LiveSegment], at_bottom: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, list]:
+    """(ids, tombstones, vectors, metadatas, texts) of the run's newest version of each id.
 
     Tombstones are dropped only `at_bottom`: above it they still hide older segments.
     """
-    ids_parts, tomb_parts, vector_parts, metadatas = [], [], [], []
+    ids_parts, tomb_parts, vector_parts, metadatas, texts = [], [], [], [], []
     newer: list[np.ndarray] = []
     for seg in run:
         ids = np.asarray(seg.reader.ids)
@@ -95,8 +95,9 @@ def merged_rows(run: list[LiveSegment], at_bottom: bool) -> tuple[np.ndarray, np
         tomb_parts.append(tombstones[rows])
         vector_parts.append(np.asarray(seg.reader.vectors)[rows])
         metadatas.extend(seg.reader.metadata(rows.tolist()))
+        texts.extend(seg.reader.texts(rows.tolist()))
         newer.append(ids)
     dim = run[0].reader.dim
     return (np.concatenate(ids_parts), np.concatenate(tomb_parts),
             np.ascontiguousarray(np.concatenate(vector_parts), dtype=np.float32).reshape(-1, dim),
-            metadatas)
+            metadatas, texts)

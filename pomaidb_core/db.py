@@ -225,6 +225,7 @@ class DB:
         _check_dim_metric(dim, metric)
         if index is not None and not isinstance(index, IndexParams):
             raise InvalidArgumentError("index must be a pomaidb_core.IndexParams")
+        (index or self.options.index).analyzer()  # a stemmer that cannot load fails here, not at freeze
         with self._lock:
             self._require_writable()
             if name in self._store.current.membranes:

@@ -175,7 +175,8 @@ class MembraneState:
         for table in self.memtables():
             state, slot = table.state(key)
             if state == LIVE:
-                return Record(key, table.vectors[slot].copy(), clone_metadata(table.metadatas[slot]))
+                return Record(key, table.vectors[slot].copy(), clone_metadata(table.metadatas[slot]),
+                              table.texts[slot])
             if state == TOMBSTONE:
                 return None
         probe = np.array([key], dtype=np.uint64)
@@ -185,7 +186,7 @@ class MembraneState:
                 if seg.reader.tombstones[row]:
                     return None
                 vector = np.array(seg.reader.vectors[row], dtype=np.float32)
-                return Record(key, vector, seg.reader.metadata([row])[0])
+                return Record(key, vector, seg.reader.metadata([row])[0], seg.reader.texts([row])[0])
         return None
 
     def is_live(self, key: int) -> bool:
@@ -204,17 +205,22 @@ class MembraneState:
 
     def live_rows(self, flt: Filter | None) -> Iterator[tuple[object, np.ndarray]]:
         """(layer, rows) of every live, newest-wins row matching `flt`, layer by layer."""
+        for layer, mask in self.live_masks(flt):
+            yield layer, np.flatnonzero(mask)
+
+    def live_masks(self, flt: Filter | None) -> Iterator[tuple[object, np.ndarray]]:
+        """`live_rows` as one bool per row of each layer (keyword search scores by mask)."""
         seen: set[int] = set()
         for table in self.memtables():
             mask = table.live_mask().copy()
             if flt is not None:
                 mask &= flt.mask(table.columns)[: table.n]
-            rows = np.flatnonzero(mask)
             if seen:
                 ids = table.view_ids()
-                rows = np.array([r for r in rows.tolist() if int(ids[r]) not in seen], dtype=np.int64)
+                for row in np.flatnonzero(mask).tolist():
+                    mask[row] = int(ids[row]) not in seen
             seen.update(table.slot_of)
-            yield table, rows
+            yield table, mask
         shadow = np.fromiter(seen, dtype=np.uint64, count=len(seen))
         for seg, stack_mask in zip(self.segments, self.stack_masks()):
             mask = stack_mask.copy()
@@ -223,7 +229,7 @@ class MembraneState:
             if len(shadow):
                 hidden = seg.reader.lookup(shadow)
                 mask[hidden[hidden >= 0]] = False
-            yield seg, np.flatnonzero(mask)
+            yield seg, mask
 
     def count(self) -> int:
         return sum(len(rows) for _, rows in self.live_rows(None))
@@ -267,6 +273,12 @@ def layer_metadata(layer, row: int) -> dict | None:
     if isinstance(layer, Memtable):
         return clone_metadata(layer.metadatas[row])
     return layer.reader.metadata([row])[0]
+
+
+def layer_text(layer, row: int) -> str | None:
+    if isinstance(layer, Memtable):
+        return layer.texts[row]
+    return layer.reader.texts([row])[0]
 
 
 def layer_vector(layer, row: int) -> np.ndarray:
@@ -349,7 +361,8 @@ class Snapshot:
             for layer, rows in self._parts:
                 ids = _layer_ids(layer)
                 for row in rows.tolist():
-                    yield Record(int(ids[row]), layer_vector(layer, row), layer_metadata(layer, row))
+                    yield Record(int(ids[row]), layer_vector(layer, row), layer_metadata(layer, row),
+                                 layer_text(layer, row))
         finally:
             self.release()
 
@@ -367,5 +380,6 @@ def _copy_rows(table: Memtable, rows: np.ndarray) -> Memtable:
     copy.vectors = table.vectors[rows].copy()
     copy.live = np.ones(len(rows), dtype=bool)
     copy.metadatas = [clone_metadata(table.metadatas[r]) for r in rows.tolist()]
+    copy.texts = [table.texts[r] for r in rows.tolist()]
     copy.frozen = True
     return copy

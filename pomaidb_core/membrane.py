@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import records, routing, txn, wal
+from . import bm25, records, routing, txn, wal
+from . import fusion as fusion_
 from .errors import InvalidArgumentError
 from .filters import Filter, compile_filter
 from .layers import SearchParams
@@ -68,16 +70,13 @@ class Membrane:
 
     # ------------------------------------------------------------------ writes
 
-    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any
+    def _put_commands(self, ids: Any, vectors: Any, metadatas: Any, texts: Any
                       ) -> tuple[list[tuple[int, tuple[Any, ...]]], txn.CrossShardBatch | None]:
         """The batch's part per shard, and the vote that ties them if there are several."""
         self._db._require_writable()
         batch = records.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
-                                       self._db.options.max_metadata_bytes)
-        parts = [(shard, batch if len(rows) == len(batch.ids) else records.PutBatch(
-                     batch.membrane_id, batch.ids[rows], np.ascontiguousarray(batch.vectors[rows]),
-                     [batch.metadatas[i] for i in rows.tolist()],
-                     [batch.meta_blobs[i] for i in rows.tolist()]))
+                                       self._db.options.max_metadata_bytes, texts)
+        parts = [(shard, batch if len(rows) == len(batch.ids) else batch.subset(rows.tolist()))
                  for shard, rows in enumerate(routing.split(batch.ids, self._db.shard_count))
                  if len(rows)]
         if len(parts) <= 1:
@@ -87,24 +86,31 @@ class Membrane:
         return [(shard, (part, records.encode_part(cross.key, shards, _encoded(part)),
                          txn.BatchPart(cross, shard))) for shard, part in parts], cross
 
-    def _single_put(self, id: Any, vector: Any, metadata: Any) -> tuple[int, tuple]:
+    def _single_put(self, id: Any, vector: Any, metadata: Any, text: Any) -> tuple[int, tuple]:
         """The one-record write path, without the batch machinery (no extra vector copies)."""
         self._db._require_writable()
         key = records.check_id(id)
         matrix = records.check_vectors(vector, self.dim, single=True)[None, :]
         meta, blob = records.check_metadata(metadata, self._db.options.max_metadata_bytes)
+        checked = records.check_text(text)
         batch = records.PutBatch(self.meta.membrane_id, np.array([key], dtype=np.uint64), matrix,
-                                 [meta], [blob])
+                                 [meta], [blob], None if checked is None else [checked])
         return routing.shard_of(key, self._db.shard_count), (batch, _encoded(batch))
 
-    def put(self, id: int, vector: Any, metadata: dict | None = None) -> None:
-        """Upsert one record; returns once its WAL append is done (and synced, per `sync`)."""
-        shard, args = self._single_put(id, vector, metadata)
+    def put(self, id: int, vector: Any, metadata: dict | None = None, *,
+            text: str | None = None) -> None:
+        """Upsert one record; returns once its WAL append is done (and synced, per `sync`).
+
+        `text` is the record's document: stored with it, returned by reads, and indexed for
+        keyword search (see `search(..., text=)`)."""
+        shard, args = self._single_put(id, vector, metadata, text)
         self._db._call(shard, "put", *args)
 
-    def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
-        """Upsert many, all or nothing across shards; the last occurrence of a repeated id wins."""
-        self._db._put_parts(*self._put_commands(ids, vectors, metadatas))
+    def put_batch(self, ids: Any, vectors: Any, metadatas: Any = None, *,
+                  texts: Any = None) -> None:
+        """Upsert many, all or nothing across shards; the last occurrence of a repeated id wins.
+        `texts`: one str or None per id (the records' documents), or None."""
+        self._db._put_parts(*self._put_commands(ids, vectors, metadatas, texts))
 
     def delete(self, id: int) -> bool:
         """Tombstone one record; True if a live record was hidden."""
@@ -169,46 +175,89 @@ class Membrane:
 
     def search(self, query: Any, k: int = 10, filter: dict | None = None, *,
                top_blocks: int | None = None, widen_blocks: int | None = None,
-               exact: bool = False) -> list[Hit]:
-        """The k records most similar to `query` that match `filter`, best first.
+               exact: bool = False, text: str | None = None, fusion: str = "rrf",
+               alpha: float = 0.5) -> list[Hit]:
+        """The k records most similar to `query` and/or best matching `text`, best first.
 
         Args:
-            query: a vector of length `dim` (any float array-like; NaN and inf are refused).
+            query: a vector of length `dim` (any float array-like; NaN and inf are refused),
+                or None for a keyword-only search (then `text` is required).
             k: how many hits at most; fewer only when fewer live records match.
             filter: a filter dict (see the filter reference), applied before ranking, so
-                the k best *matching* records come back.
+                the k best *matching* records come back (on both sides of a hybrid search).
             top_blocks: WSBR blocks scored exactly per segment (default: the membrane's
                 IndexParams, else a per-segment default). More is slower and more exact.
             widen_blocks: extra candidate blocks re-ranked by centroid score.
             exact: score every live record (the exact answer; what recall is measured against).
+            text: a keyword query, ranked by BM25 over the records' texts with the statistics
+                of the whole membrane (see bm25.py); with `query` too, a hybrid search.
+            fusion: how a hybrid search fuses its two lists: "rrf" (reciprocal rank fusion,
+                1 / (60 + rank) per list) or "weighted" (min-max normalised scores).
+            alpha: the vector side's weight in [0, 1] for fusion="weighted".
 
         Returns:
-            `Hit(id, score, metadata)` items sorted by score descending, ties by id ascending.
-            Scores are "higher is more similar": cosine similarity, inner product, or the
-            negated squared Euclidean distance. The memtables are always searched exactly;
-            frozen segments through WSBR unless `exact=True`.
+            `Hit(id, score, metadata, text)` items sorted by score descending, ties by id
+            ascending. Vector scores are "higher is more similar": cosine similarity, inner
+            product, or the negated squared Euclidean distance; keyword scores are BM25
+            scores; hybrid scores are the fused scores. The memtables are always searched
+            exactly; frozen segments through WSBR unless `exact=True`.
         """
-        request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        return _merge(self._db._read_all("search", self.meta.membrane_id, *request), k)[0]
+        request = self._search_request(query, k, filter, top_blocks, widen_blocks, exact,
+                                       None if text is None else [text], fusion, alpha, True)
+        return self._run(request)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
-                     exact: bool = False) -> list[list[Hit]]:
-        """`search` for each row of an (n, dim) `queries` matrix, in one pass over the shards.
+                     exact: bool = False, texts: Any = None, fusion: str = "rrf",
+                     alpha: float = 0.5) -> list[list[Hit]]:
+        """`search` for each row of an (n, dim) `queries` matrix (or None) and/or each of
+        `texts` (one keyword query per row), in one pass over the shards.
 
         Returns one hit list per query, in order; the arguments mean what they mean in `search`.
         """
-        request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
-        if len(request[0]) == 0:
-            return []
-        return _merge(self._db._read_all("search", self.meta.membrane_id, *request), k)
+        return self._run(self._search_request(queries, k, filter, top_blocks, widen_blocks,
+                                              exact, texts, fusion, alpha, False))
 
-    def _search_request(self, queries: Any, single: bool, k: Any, filter: Any, top_blocks: Any,
-                        widen_blocks: Any, exact: Any) -> tuple[np.ndarray, SearchParams]:
-        """Validated (queries matrix, SearchParams), before any shard is asked."""
-        matrix = records.check_vectors(queries, self.dim, single=single)
-        if single:
-            matrix = matrix[None, :]
+    def _run(self, request: _Request) -> list[list[Hit]]:
+        if request.count == 0:
+            return []
+        vector = keyword = None
+        if request.matrix is not None:
+            vector = _merge(self._db._read_all("search", self.meta.membrane_id, request.matrix,
+                                               request.params), request.params.k)
+        if request.terms is not None:
+            keyword = [self._keyword_hits(terms, request) for terms in request.terms]
+        return request.answer(vector, keyword)
+
+    def _keyword_hits(self, terms: list[str], request: _Request) -> list[tuple]:
+        if not terms:
+            return []
+        mid = self.meta.membrane_id
+        corpus = bm25.CorpusStats.total(self._db._read_all("keyword_stats", mid, terms))
+        found = self._db._read_all("keyword_search", mid, terms, corpus, request.params.k,
+                                   request.params.flt)
+        return _merge([[hits] for hits in found], request.params.k)[0]
+
+    async def _akeyword_hits(self, terms: list[str], request: _Request) -> list[tuple]:
+        if not terms:
+            return []
+        mid = self.meta.membrane_id
+        corpus = bm25.CorpusStats.total(await self._db._abroadcast("keyword_stats", mid, terms))
+        found = await self._db._abroadcast("keyword_search", mid, terms, corpus,
+                                           request.params.k, request.params.flt)
+        return _merge([[hits] for hits in found], request.params.k)[0]
+
+    def _search_request(self, queries: Any, k: Any, filter: Any, top_blocks: Any,
+                        widen_blocks: Any, exact: Any, texts: Any, fusion: Any, alpha: Any,
+                        single: bool) -> _Request:
+        """The validated request, before any shard is asked."""
+        if queries is None and texts is None:
+            raise InvalidArgumentError("search needs a query vector, a text, or both")
+        matrix = None
+        if queries is not None:
+            matrix = records.check_vectors(queries, self.dim, single=single)
+            if single:
+                matrix = matrix[None, :]
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise InvalidArgumentError(f"k must be an int >= 1, got {k!r}")
         for name, value, low in (("top_blocks", top_blocks, 1), ("widen_blocks", widen_blocks, 0)):
@@ -217,13 +266,35 @@ class Membrane:
                 raise InvalidArgumentError(f"{name} must be None or an int >= {low}, got {value!r}")
         if not isinstance(exact, bool):
             raise InvalidArgumentError("exact must be a bool")
+        if fusion not in fusion_.FUSIONS:
+            raise InvalidArgumentError(f"fusion must be one of {fusion_.FUSIONS}, got {fusion!r}")
+        if (isinstance(alpha, bool) or not isinstance(alpha, (int, float))
+                or not 0.0 <= alpha <= 1.0):
+            raise InvalidArgumentError(f"alpha must be a number in [0, 1], got {alpha!r}")
+        terms = None if texts is None else self._query_terms(texts, matrix)
         flt = compile_filter(filter)
-        return matrix, SearchParams(
+        params = SearchParams(
             k=int(k), flt=flt, exact=exact,
             top_blocks=top_blocks if top_blocks is not None else self._params.wsbr_top_blocks,
             widen_blocks=(widen_blocks if widen_blocks is not None
                           else self._params.wsbr_widen_blocks),
             mode=self._params.wsbr_mode)
+        return _Request(matrix, terms, params, fusion, float(alpha))
+
+    def _query_terms(self, texts: Any, matrix: np.ndarray | None) -> list[list[str]]:
+        """Each keyword query's distinct terms, in query order (the membrane's analyzer)."""
+        if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+            raise InvalidArgumentError("texts must be a list of str (one keyword query per row)")
+        if matrix is not None and len(texts) != len(matrix):
+            raise InvalidArgumentError(
+                f"got {len(matrix)} query vectors but {len(texts)} texts; they must match")
+        analyze = self._params.analyzer()
+        out = []
+        for text in texts:
+            if not isinstance(text, str):
+                raise InvalidArgumentError(f"text must be a str, got {type(text).__name__}")
+            out.append(list(dict.fromkeys(analyze(text))))
+        return out
 
     def scan(self, filter: dict | None = None) -> Iterator[Record]:
         """Every live record, newest-wins, shard by shard (each shard a consistent snapshot)."""
@@ -233,14 +304,16 @@ class Membrane:
 
     # ------------------------------------------------------------------ async twins
 
-    async def aput(self, id: int, vector: Any, metadata: dict | None = None) -> None:
+    async def aput(self, id: int, vector: Any, metadata: dict | None = None, *,
+                   text: str | None = None) -> None:
         """Async twin of `put`."""
-        shard, args = self._single_put(id, vector, metadata)
+        shard, args = self._single_put(id, vector, metadata, text)
         await self._db._acall(shard, "put", *args)
 
-    async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None) -> None:
+    async def aput_batch(self, ids: Any, vectors: Any, metadatas: Any = None, *,
+                         texts: Any = None) -> None:
         """Async twin of `put_batch`; the shards' parts are written concurrently."""
-        await self._db._aput_parts(*self._put_commands(ids, vectors, metadatas))
+        await self._db._aput_parts(*self._put_commands(ids, vectors, metadatas, texts))
 
     async def adelete(self, id: int) -> bool:
         """Async twin of `delete`."""
@@ -298,21 +371,60 @@ class Membrane:
 
     async def asearch(self, query: Any, k: int = 10, filter: dict | None = None, *,
                       top_blocks: int | None = None, widen_blocks: int | None = None,
-                      exact: bool = False) -> list[Hit]:
+                      exact: bool = False, text: str | None = None, fusion: str = "rrf",
+                      alpha: float = 0.5) -> list[Hit]:
         """Async twin of `search`: fans the query out to all shards concurrently and merges."""
-        request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        found = await self._db._abroadcast("search", self.meta.membrane_id, *request)
-        return _merge(found, k)[0]
+        request = self._search_request(query, k, filter, top_blocks, widen_blocks, exact,
+                                       None if text is None else [text], fusion, alpha, True)
+        return (await self._arun(request))[0]
 
     async def asearch_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                             top_blocks: int | None = None, widen_blocks: int | None = None,
-                            exact: bool = False) -> list[list[Hit]]:
+                            exact: bool = False, texts: Any = None, fusion: str = "rrf",
+                            alpha: float = 0.5) -> list[list[Hit]]:
         """Async twin of `search_batch`."""
-        request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
-        if len(request[0]) == 0:
+        return await self._arun(self._search_request(queries, k, filter, top_blocks,
+                                                     widen_blocks, exact, texts, fusion, alpha,
+                                                     False))
+
+    async def _arun(self, request: _Request) -> list[list[Hit]]:
+        if request.count == 0:
             return []
-        found = await self._db._abroadcast("search", self.meta.membrane_id, *request)
-        return _merge(found, k)
+        vector = keyword = None
+        if request.matrix is not None:
+            found = await self._db._abroadcast("search", self.meta.membrane_id, request.matrix,
+                                               request.params)
+            vector = _merge(found, request.params.k)
+        if request.terms is not None:
+            keyword = list(await asyncio.gather(
+                *(self._akeyword_hits(terms, request) for terms in request.terms)))
+        return request.answer(vector, keyword)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """A validated search: vectors and/or keyword terms, one entry per query."""
+
+    matrix: np.ndarray | None
+    terms: list[list[str]] | None
+    params: SearchParams
+    fusion: str
+    alpha: float
+
+    @property
+    def count(self) -> int:
+        return len(self.matrix) if self.matrix is not None else len(self.terms or ())
+
+    def answer(self, vector: list[list[tuple]] | None,
+               keyword: list[list[tuple]] | None) -> list[list[Hit]]:
+        if vector is None or keyword is None:
+            lists = vector if vector is not None else keyword
+            assert lists is not None
+        else:
+            lists = [fusion_.fuse(v, w, self.params.k, self.fusion, self.alpha)
+                     for v, w in zip(vector, keyword)]
+        return [[Hit(key, float(score), meta, text) for score, key, meta, text in hits]
+                for hits in lists]
 
 
 def _restricting_filter(spec: Any, clear: str) -> Filter:
@@ -335,11 +447,11 @@ def _encoded(batch: records.PutBatch) -> bytes:
     return payload
 
 
-def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[Hit]]:
+def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[tuple]]:
     """Per query: the k best of every shard's hits, by score descending then id ascending."""
     merged = []
     for per_query in zip(*per_shard):
         candidates = [hit for hits in per_query for hit in hits]
         candidates.sort(key=lambda c: (-c[0], c[1]))
-        merged.append([Hit(key, float(score), meta) for score, key, meta in candidates[:k]])
+        merged.append(candidates[:k])
     return merged

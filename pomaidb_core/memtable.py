@@ -16,6 +16,7 @@ import threading
 import numpy as np
 
 from .filters import MetadataColumns
+from .keyword_index import Analyze, MemtableKeywords
 
 ABSENT, LIVE, TOMBSTONE = 0, 1, 2
 _INITIAL_CAPACITY = 64
@@ -29,6 +30,11 @@ class Memtable:
         self.live = np.zeros(_INITIAL_CAPACITY, dtype=bool)
         self.vectors = np.zeros((_INITIAL_CAPACITY, dim), dtype=np.float32)
         self.metadatas: list[dict | None] = []
+        self.texts: list[str | None] = []
+        self._keywords = MemtableKeywords()
+        self._keyword_rows = 0  # like the columns: slots [0, _keyword_rows) are indexed ...
+        self._keyword_stale: set[int] = set()  # ... except these, rewritten since
+        self._keyword_lock = threading.Lock()
         self._columns = MetadataColumns()
         self._columns_rows = 0  # slots [0, _columns_rows) are in _columns ...
         self._stale_slots: set[int] = set()  # ... except these, overwritten since
@@ -40,7 +46,8 @@ class Memtable:
 
     # ------------------------------------------------------------ writes
 
-    def put_batch(self, ids: np.ndarray, vectors: np.ndarray, metadatas: list, blobs: list) -> None:
+    def put_batch(self, ids: np.ndarray, vectors: np.ndarray, metadatas: list, blobs: list,
+                  texts: list | None = None) -> None:
         """ids are unique within the batch (records.make_put_batch guarantees it)."""
         assert not self.frozen
         slots = self._slots_for(ids)
@@ -50,12 +57,23 @@ class Memtable:
             self.metadatas[slot] = metadata
             if slot < self._columns_rows:
                 self._stale_slots.add(slot)
+        self._set_texts(slots.tolist(), texts if texts is not None else [None] * len(ids))
         self.nbytes += vectors.nbytes + sum(len(b) for b in blobs if b is not None)
+        self.nbytes += sum(len(t) for t in texts or () if t is not None)
+
+    def _set_texts(self, slots: list[int], texts: list) -> None:
+        for slot, text in zip(slots, texts):
+            if text is None and self.texts[slot] is None:
+                continue
+            self.texts[slot] = text
+            if slot < self._keyword_rows:
+                self._keyword_stale.add(slot)
 
     def delete_batch(self, ids: np.ndarray) -> None:
         assert not self.frozen
         slots = self._slots_for(ids)
         self.live[slots] = False
+        self._set_texts(slots.tolist(), [None] * len(ids))
         for slot in slots.tolist():
             if self.metadatas[slot] is not None:
                 self.metadatas[slot] = None
@@ -76,6 +94,7 @@ class Memtable:
             self._grow(self.n + len(new_ids))
             self.ids[self.n : self.n + len(new_ids)] = new_ids
             self.metadatas.extend([None] * len(new_ids))
+            self.texts.extend([None] * len(new_ids))
             self.n += len(new_ids)
         return slots
 
@@ -102,6 +121,17 @@ class Memtable:
                 self._columns.append(self.metadatas[slot])
             self._columns_rows = self.n
             return self._columns
+
+    def keywords(self, analyze: Analyze) -> MemtableKeywords:
+        """The keyword index, brought up to date on demand like the columns."""
+        with self._keyword_lock:
+            fresh = range(self._keyword_rows, self.n)
+            if self._keyword_stale or fresh or self._keywords.doc_lengths().shape[0] != self.n:
+                slots = [*self._keyword_stale, *fresh]
+                self._keywords.refresh(slots, self.texts, self.n, analyze)
+                self._keyword_stale.clear()
+                self._keyword_rows = self.n
+            return self._keywords
 
     def state(self, key: int) -> tuple[int, int]:
         """(ABSENT | LIVE | TOMBSTONE, slot)."""

@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import analyzer
 from .errors import InvalidArgumentError
 
 SYNC_POLICIES = ("always", "batch", "never")
@@ -42,8 +43,18 @@ class IndexParams:
     wsbr_top_blocks: int | None = None  # blocks scored exactly per segment and query
     wsbr_widen_blocks: int | None = None  # extra Hamming-ranked candidates re-ranked by centroid
     wsbr_mode: str = "shortlist"  # "shortlist" (Hamming shortlist + centroid re-rank) | "literal"
+    # Keyword search (analyzer.py, bm25.py); fixed at creation like every field here.
+    text_stemmer: str | None = None  # None | "english" (Snowball via PyStemmer, the stemming extra)
+    text_stopwords: str | None = None  # None | "english" (Lucene's English stop words)
+    bm25_k1: float = 1.2  # BM25 term-frequency saturation
+    bm25_b: float = 0.75  # BM25 document-length normalisation, in [0, 1]
 
     def __post_init__(self) -> None:
+        analyzer.check_settings(self.text_stemmer, self.text_stopwords)
+        for name, value, high in (("bm25_k1", self.bm25_k1, 1e6), ("bm25_b", self.bm25_b, 1.0)):
+            if (isinstance(value, bool) or not isinstance(value, (int, float))
+                    or not 0 <= value <= high):
+                raise InvalidArgumentError(f"{name} must be a number in [0, {high:g}], got {value!r}")
         _require_optional_int("wsbr_block_size", self.wsbr_block_size, 1)
         _require_optional_int("wsbr_top_blocks", self.wsbr_top_blocks, 1)
         _require_optional_int("wsbr_widen_blocks", self.wsbr_widen_blocks, 0)
@@ -51,6 +62,10 @@ class IndexParams:
             raise InvalidArgumentError(
                 f"wsbr_mode must be one of {WSBR_MODES}, got {self.wsbr_mode!r}"
             )
+
+    def analyzer(self) -> analyzer.Analyze:
+        """The membrane's text -> terms function (analyzer.py)."""
+        return analyzer.analyzer(self.text_stemmer, self.text_stopwords)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (how the manifest stores them)."""

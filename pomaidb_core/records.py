@@ -9,6 +9,11 @@ renumber, retire by commenting out.
         f32 vectors[n * dim]             row-major
         u32 meta_len[n]                  0xFFFFFFFF = no metadata
         u8  meta_json[sum(meta_len)]     UTF-8 JSON objects, concatenated
+        optional text trailer, present only when some record of the batch has a text
+        (so a batch without texts is byte-identical to the original layout, and
+        records written before texts existed replay unchanged):
+        u32 text_len[n]                  0xFFFFFFFF = no text
+        u8  text_utf8[sum(text_len)]     UTF-8 strings, concatenated
     DELETE_BATCH (2):
         u32 membrane_id | u32 n
         u64 ids[n]
@@ -67,6 +72,17 @@ class PutBatch:
     vectors: np.ndarray  # float32 (n, dim), C-contiguous
     metadatas: list[dict | None]
     meta_blobs: list[bytes | None]  # the JSON already encoded, reused for the WAL
+    texts: list[str | None] | None = None  # None: no record of the batch has a text
+
+    def text_list(self) -> list[str | None]:
+        return self.texts if self.texts is not None else [None] * len(self.ids)
+
+    def subset(self, rows: list[int]) -> PutBatch:
+        """The batch restricted to `rows` (positions), in that order."""
+        texts = None if self.texts is None else [self.texts[i] for i in rows]
+        return PutBatch(self.membrane_id, self.ids[rows], np.ascontiguousarray(self.vectors[rows]),
+                        [self.metadatas[i] for i in rows], [self.meta_blobs[i] for i in rows],
+                        texts)
 
 
 @dataclass(frozen=True)
@@ -206,8 +222,37 @@ def _check_json_value(value: Any, depth: int) -> None:
     )
 
 
+def check_text(text: Any) -> str | None:
+    """A record's text: a str (any language; lone surrogates cannot be stored) or None."""
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise InvalidArgumentError(f"text must be a str or None, got {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("text is not valid Unicode (a lone surrogate?)") from None
+    return text
+
+
+def check_texts(texts: Any, n: int) -> list[str | None] | None:
+    """The batch's texts (None when there are none at all), one per id."""
+    if texts is None:
+        return None
+    if isinstance(texts, (str, bytes)):
+        raise InvalidArgumentError("texts must be a sequence of str (one per id), not a str")
+    try:
+        values = [check_text(t) for t in texts]
+    except TypeError:
+        raise InvalidArgumentError("texts must be a sequence of str or None") from None
+    if len(values) != n:
+        raise InvalidArgumentError(f"got {n} ids but {len(values)} texts; they must match")
+    return values if any(v is not None for v in values) else None
+
+
 def make_put_batch(
-    membrane_id: int, ids: Any, vectors: Any, metadatas: Any, dim: int, max_meta_bytes: int
+    membrane_id: int, ids: Any, vectors: Any, metadatas: Any, dim: int, max_meta_bytes: int,
+    texts: Any = None,
 ) -> PutBatch:
     """Validate a whole batch before anything is written: all or nothing."""
     id_array = check_ids(ids)
@@ -225,22 +270,20 @@ def make_put_batch(
                 f"got {len(id_array)} ids but {len(metas)} metadatas; they must match"
             )
     checked = [check_metadata(m, max_meta_bytes) for m in metas]
-    id_array, vec_array, checked = _last_write_wins(id_array, vec_array, checked)
-    return PutBatch(
-        membrane_id, id_array, vec_array, [c[0] for c in checked], [c[1] for c in checked]
-    )
+    batch = PutBatch(membrane_id, id_array, vec_array, [c[0] for c in checked],
+                     [c[1] for c in checked], check_texts(texts, len(id_array)))
+    return _last_write_wins(batch)
 
 
-def _last_write_wins(ids: np.ndarray, vectors: np.ndarray, checked: list) -> tuple:
+def _last_write_wins(batch: PutBatch) -> PutBatch:
     """Collapse repeated ids in one batch to their last occurrence, as sequential puts would."""
+    ids = batch.ids
     if len(ids) < 2:
-        return ids, vectors, checked
-    reversed_ids = ids[::-1]
-    _, first_in_reversed = np.unique(reversed_ids, return_index=True)
+        return batch
+    _, first_in_reversed = np.unique(ids[::-1], return_index=True)
     if len(first_in_reversed) == len(ids):
-        return ids, vectors, checked
-    keep = np.sort(len(ids) - 1 - first_in_reversed)
-    return ids[keep], np.ascontiguousarray(vectors[keep]), [checked[i] for i in keep]
+        return batch
+    return batch.subset(np.sort(len(ids) - 1 - first_in_reversed).tolist())
 
 
 def unique_ids(ids: Any) -> np.ndarray:
@@ -254,9 +297,7 @@ def unique_ids(ids: Any) -> np.ndarray:
 
 def encode_put(batch: PutBatch) -> bytes:
     n, dim = batch.vectors.shape
-    lengths = np.fromiter(
-        (NO_METADATA if b is None else len(b) for b in batch.meta_blobs), dtype="<u4", count=n
-    )
+    lengths = _lengths(batch.meta_blobs)
     parts = [
         _PUT_HEAD.pack(batch.membrane_id, n, dim),
         batch.ids.astype("<u8", copy=False).tobytes(),
@@ -264,7 +305,16 @@ def encode_put(batch: PutBatch) -> bytes:
         lengths.tobytes(),
         b"".join(b for b in batch.meta_blobs if b is not None),
     ]
+    if batch.texts is not None:
+        encoded = [None if t is None else t.encode("utf-8") for t in batch.texts]
+        parts.append(_lengths(encoded).tobytes())
+        parts.append(b"".join(b for b in encoded if b is not None))
     return b"".join(parts)
+
+
+def _lengths(blobs: list[bytes | None]) -> np.ndarray:
+    return np.fromiter((NO_METADATA if b is None else len(b) for b in blobs), dtype="<u4",
+                       count=len(blobs))
 
 
 def encode_delete(batch: DeleteBatch) -> bytes:
@@ -322,7 +372,7 @@ def _decode_put(payload: bytes) -> PutBatch:
     if len(payload) < _PUT_HEAD.size:
         raise CorruptionError("PUT_BATCH record shorter than its header")
     membrane_id, n, dim = _PUT_HEAD.unpack_from(payload, 0)
-    fixed = _PUT_HEAD.size + n * 8 + n * dim * 4 + n * 4
+    fixed = _PUT_HEAD.size + n * 8 + n * dim * 4
     if dim == 0 or fixed > len(payload):
         raise CorruptionError("PUT_BATCH record sizes exceed the record")
     offset = _PUT_HEAD.size
@@ -335,29 +385,48 @@ def _decode_put(payload: bytes) -> PutBatch:
     if not np.isfinite(vectors).all():
         raise CorruptionError("PUT_BATCH holds a NaN or infinite vector (the writer never does)")
     offset += n * dim * 4
+    blobs, offset = _decode_blobs(payload, offset, n, "metadata")
+    metadatas = [None if blob is None else _decode_json(blob) for blob in blobs]
+    texts = None
+    if offset < len(payload):
+        encoded, offset = _decode_blobs(payload, offset, n, "text")
+        try:
+            texts = [None if b is None else b.decode("utf-8") for b in encoded]
+        except UnicodeDecodeError:
+            raise CorruptionError("PUT_BATCH text is not valid UTF-8") from None
+    if offset != len(payload):
+        raise CorruptionError("PUT_BATCH lengths do not add up to the record")
+    return PutBatch(membrane_id, ids, vectors, metadatas, blobs, texts)
+
+
+def _decode_blobs(payload: bytes, offset: int, n: int, what: str
+                  ) -> tuple[list[bytes | None], int]:
+    """n length-prefixed blobs (u32 lengths, then the bytes) and the offset after them."""
+    if offset + 4 * n > len(payload):
+        raise CorruptionError(f"PUT_BATCH {what} lengths exceed the record")
     lengths = np.frombuffer(payload, dtype="<u4", count=n, offset=offset)
     offset += n * 4
     present = lengths != NO_METADATA
-    if int(lengths[present].sum(dtype=np.uint64)) != len(payload) - offset:
-        raise CorruptionError("PUT_BATCH metadata lengths do not add up to the record")
-    metadatas: list[dict | None] = []
+    if int(lengths[present].sum(dtype=np.uint64)) > len(payload) - offset:
+        raise CorruptionError(f"PUT_BATCH {what} lengths exceed the record")
     blobs: list[bytes | None] = []
     for length in lengths.tolist():
         if length == NO_METADATA:
-            metadatas.append(None)
             blobs.append(None)
             continue
-        blob = payload[offset : offset + length]
+        blobs.append(bytes(payload[offset : offset + length]))
         offset += length
-        try:
-            value = json.loads(blob, parse_constant=_reject_constant)
-        except (ValueError, RecursionError):
-            raise CorruptionError("PUT_BATCH metadata is not valid JSON") from None
-        if not isinstance(value, dict):
-            raise CorruptionError("PUT_BATCH metadata is not a JSON object")
-        metadatas.append(value)
-        blobs.append(bytes(blob))
-    return PutBatch(membrane_id, ids, vectors, metadatas, blobs)
+    return blobs, offset
+
+
+def _decode_json(blob: bytes) -> dict:
+    try:
+        value = json.loads(blob, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise CorruptionError("PUT_BATCH metadata is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise CorruptionError("PUT_BATCH metadata is not a JSON object")
+    return value
 
 
 def _reject_constant(name: str) -> Any:

@@ -131,7 +131,7 @@ class _Repair:
                 self._drop_segment(shard, meta, seg, exc)
                 continue
             try:
-                reader.verify()
+                reader.verify(keywords=False)
                 if reader.n != seg.rows or reader.data_checksum != seg.data_checksum:
                     raise CorruptionError(f"{seg_path} does not match the manifest's record of it")
             except CorruptionError as exc:
@@ -139,6 +139,7 @@ class _Repair:
                 self._drop_segment(shard, meta, seg, exc)
                 continue
             try:
+                reader.verify_keywords()
                 builder.open_segment(self.root, shard, meta, seg).reader.close()
             except (CorruptionError, StorageError):
                 kept.append(self._rebuild(shard, meta, seg, reader, allocate))
@@ -150,10 +151,11 @@ class _Repair:
 
     def _rebuild(self, shard: int, meta: MembraneMeta, seg: SegmentMeta, reader: SegmentReader,
                  allocate) -> SegmentMeta:
-        """An intact segment whose sidecar is not: written anew, with a fresh sidecar."""
+        """An intact segment whose sidecar or keyword index is not: written anew, both fresh."""
         built = builder.build_segment(
             self.root, shard, meta, allocate(), np.array(reader.ids), np.array(reader.tombstones),
-            np.array(reader.vectors), reader.metadata(range(reader.n)))
+            np.array(reader.vectors), reader.metadata(range(reader.n)),
+            reader.texts(range(reader.n)))
         built.live.reader.close()
         reader.close()
         seg_path = filenames.segment_path(self.root, shard, meta.membrane_id, seg.segment_id)
@@ -196,7 +198,7 @@ class _Repair:
                 rec = rec.batch  # committed (a keyless part: presumed so), in log order
             table = tables.setdefault(rec.membrane_id, Memtable(membranes[rec.membrane_id].dim))
             if isinstance(rec, records.PutBatch):
-                table.put_batch(rec.ids, rec.vectors, rec.metadatas, rec.meta_blobs)
+                table.put_batch(rec.ids, rec.vectors, rec.metadatas, rec.meta_blobs, rec.texts)
             else:
                 table.delete_batch(rec.ids)
             self.report["wal_records_salvaged"] += 1
@@ -207,7 +209,8 @@ class _Repair:
         for mid, table in tables.items():
             n = table.n
             made = builder.build_segment(self.root, shard, membranes[mid], allocate(), table.ids[:n],
-                                         ~table.live[:n], table.vectors[:n], table.metadatas[:n])
+                                         ~table.live[:n], table.vectors[:n], table.metadatas[:n],
+                                         table.texts[:n])
             made.live.reader.close()
             built[mid] = made.live.meta
         return built, last

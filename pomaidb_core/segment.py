@@ -6,26 +6,27 @@ nothing else, so it costs the same for ten rows as for ten million; every
 section is checked against its CRC32C the first time it is touched (the column
 data one array at a time, see below).
 
-Byte layout (all integers little-endian). This writes format version 2; version 1 files (no
-column sections, a 256-byte header) are still read, and compaction rewrites them as version 2:
+Byte layout (all integers little-endian). This writes format version 3; version 2 files (no
+text sections, a 320-byte header) and version 1 files (no column sections either, a 256-byte
+header) are still read (their rows have no text), and compaction rewrites them as version 3:
 
     offset  width  field
     0       8      magic b"PMDBSEG\\0"
-    8       4      u32 format version: 2 (1 in older files)
+    8       4      u32 format version: 3 (2 or 1 in older files)
     12      4      u32 flags: bit 0 = at least one row is a tombstone; other bits 0
     16      8      u64 membrane id
     24      8      u64 record count n (1 <= n < 2**32)
     32      8      u64 file size in bytes
     40      4      u32 dim (>= 1)
     44      1      u8 metric, a frozen enum: 1 = "cosine", 2 = "ip", 3 = "l2"
-    45      1      u8 section count c = 9 (7 in version 1)
+    45      1      u8 section count c = 12 (9 in version 2, 7 in version 1)
     46      2      zero
     48      24 c   section table: c entries of 24 bytes, in the order below:
                      u64 offset, u64 length, u32 CRC32C of the section's bytes,
                      u32 section kind (version 1: zero)
     48+24c  4      u32 header CRC32C of bytes [0, 48 + 24 c)
-    ...            zero up to the header size: 320 bytes (256 in version 1)
-    320            sections (256 in version 1), in table order, each at the first 64-byte aligned
+    ...            zero up to the header size: 384 bytes (320 in version 2, 256 in version 1)
+    384            sections (320, 256 in versions 2, 1), in table order, each at the first 64-byte aligned
                    offset after the previous one; gaps are zero; the last
                    section ends exactly at the file size
 
@@ -42,7 +43,13 @@ column sections, a 256-byte header) are still read, and compaction rewrites them
     8     column directory  any        version 2: the typed metadata columns' directory (JSON)
     9     column data       any        version 2: their arrays; both are documented in
                                        segment_columns.py, which writes and reads them
-    10    (reserved)                   text payload for hybrid search; not written yet
+    10    text lengths      4 n        version 3: u32 UTF-8 byte length of row r's text;
+                                       0xFFFFFFFF = the row has no text
+    11    text blob         any        version 3: the rows' texts, UTF-8, concatenated in row order
+                                       (a payload: returned by reads, never filtered on)
+    12    keyword index     any        version 3: postings and document lengths of the texts for
+                                       BM25, documented in keyword_index.py, which writes and
+                                       validates it
 
 Section kinds are a frozen enum (written to disk, never renumbered). The column sections let a
 filter run on a reopened segment without decoding any row's JSON: each field's arrays carry
@@ -69,7 +76,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fs
+from . import fs, keyword_index
 from .columns import StoredColumns
 from .errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from .filenames import tmp_path
@@ -78,7 +85,7 @@ from .kernels import crc32c
 from .segment_columns import StoredColumnsReader, check_against_json, encode
 
 MAGIC = b"PMDBSEG\0"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 FLAG_HAS_TOMBSTONES = 1
 METRIC_CODES = {"cosine": 1, "ip": 2, "l2": 3}  # frozen: written to disk, never renumbered
 ALIGN = 64
@@ -89,7 +96,7 @@ _ENTRY = struct.Struct("<QQII")
 _CRC = struct.Struct("<I")
 
 (IDS, TOMBSTONES, VECTORS, SORTED_IDS, SORTED_ROWS, META_OFFSETS, META_BLOB, COLUMN_DIRECTORY,
- COLUMN_DATA) = range(9)  # section indexes; a section's kind is its index + 1
+ COLUMN_DATA, TEXT_LENGTHS, TEXT_BLOB, KEYWORDS) = range(12)  # a section's kind is its index + 1
 SECTION_NAMES = (
     "ids",
     "tombstones",
@@ -100,10 +107,13 @@ SECTION_NAMES = (
     "metadata",
     "column directory",
     "column data",
+    "text lengths",
+    "text",
+    "keyword index",
 )
 TABLE_OFFSET = _FIXED.size
 # format version -> (section count, header bytes)
-LAYOUTS = {1: (7, 256), 2: (9, 320)}
+LAYOUTS = {1: (7, 256), 2: (9, 320), 3: (12, 384)}
 SECTION_COUNT, HEADER_BYTES = LAYOUTS[FORMAT_VERSION]
 FIXED_SECTIONS = 6  # sections 0-5 have lengths fixed by n and dim; the rest any length
 
@@ -125,8 +135,12 @@ def _align(offset: int) -> int:
 
 
 def _section_lengths(n: int, dim: int, free_lengths: Sequence[int]) -> list[int]:
-    """Every section's length, given those of the sections after the fixed ones."""
-    return [8 * n, n, 4 * n * dim, 8 * n, 4 * n, 8 * (n + 1), *free_lengths]
+    """Every section's length, given those of the sections after the fixed ones (the text
+    lengths section among them is fixed too: 4 n)."""
+    lengths = [8 * n, n, 4 * n * dim, 8 * n, 4 * n, 8 * (n + 1), *free_lengths]
+    if len(lengths) > TEXT_LENGTHS:
+        lengths[TEXT_LENGTHS] = 4 * n
+    return lengths
 
 
 def _layout(lengths: Sequence[int], header_bytes: int) -> tuple[list[int], int]:
@@ -216,22 +230,36 @@ def write_segment(
     tombstones: np.ndarray,
     vectors: np.ndarray,
     metadatas: Sequence[dict | None],
+    texts: Sequence[str | None] | None = None,
+    keywords: bytes | None = None,
 ) -> int:
     """Write a segment durably at `path` and return its data checksum.
 
     The file is written as `path + ".tmp"`, fsynced and renamed; the caller
     fsyncs the directory once for every file of its commit. Rows keep the
-    given order. Raises InvalidArgumentError for malformed input (an empty
+    given order; `keywords` is the keyword section of the texts (keyword_index.encode with
+    the membrane's analyzer), needed only when some row has a text.
+    Raises InvalidArgumentError for malformed input (an empty
     segment, duplicate ids, wrong dtypes or shapes) and StorageError when the
     disk refuses.
     """
     _check_inputs(membrane_id, dim, metric, ids, tombstones, vectors, len(metadatas))
+    texts = [None] * len(ids) if texts is None else texts
+    if len(texts) != len(ids):
+        raise InvalidArgumentError(f"got {len(texts)} texts for {len(ids)} rows")
+    if keywords is None:
+        if any(t is not None for t in texts):
+            raise InvalidArgumentError("rows with texts need their keyword index")
+        keywords = keyword_index.encode(texts, str.split)
     n = ids.shape[0]
     vectors = np.ascontiguousarray(vectors)
     sorted_ids, sorted_rows = _sorted_index(ids)
     meta_offsets, blob = _encode_metadata(metadatas)
     directory, column_data = encode(MetadataColumns.from_list(metadatas), n)
     flags_u8 = np.ascontiguousarray(tombstones).view(np.uint8)
+    encoded = [None if t is None else t.encode("utf-8") for t in texts]
+    text_lengths = np.fromiter((keyword_index.NO_TEXT if b is None else len(b) for b in encoded),
+                               dtype=_U32, count=n)
     sections: list[Any] = [
         np.ascontiguousarray(ids),
         flags_u8,
@@ -242,6 +270,9 @@ def write_segment(
         blob,
         directory,
         column_data,
+        text_lengths,
+        b"".join(b for b in encoded if b is not None),
+        keywords,
     ]
     lengths = [memoryview(s).nbytes for s in sections]
     assert lengths == _section_lengths(n, dim, lengths[FIXED_SECTIONS:])
@@ -427,8 +458,26 @@ class SegmentReader:
             return self._load_sorted_index()
         if index == META_OFFSETS:
             return self._load_meta_offsets()
-        assert index == META_BLOB
-        return self._raw(META_BLOB)
+        if index == TEXT_LENGTHS:
+            return self._load_text_offsets()
+        if index == KEYWORDS:
+            if self.format_version < 3:
+                return keyword_index.empty_segment_keywords(self.n)
+            return keyword_index.SegmentKeywords(self._raw(KEYWORDS), self.n, self._corrupt)
+        assert index in (META_BLOB, TEXT_BLOB)
+        return self._raw(index)
+
+    def _load_text_offsets(self) -> tuple[np.ndarray, np.ndarray]:
+        """(has_text bool (n,), u64 offsets (n + 1,) into the text section)."""
+        if self.format_version < 3:
+            return np.zeros(self.n, dtype=bool), np.zeros(self.n + 1, dtype=np.uint64)
+        lengths = self._array(TEXT_LENGTHS, _U32)
+        present = lengths != keyword_index.NO_TEXT
+        offsets = np.zeros(self.n + 1, dtype=np.uint64)
+        np.cumsum(np.where(present, lengths, 0), out=offsets[1:])
+        if offsets[-1] != self._table[TEXT_BLOB][1]:
+            raise self._corrupt("text lengths do not add up to the text section")
+        return present, offsets
 
     def _load_tombstones(self) -> np.ndarray:
         flags = self._array(TOMBSTONES, np.dtype(np.uint8))
@@ -501,6 +550,29 @@ class SegmentReader:
             raise self._corrupt(f"metadata of row {row} is not a JSON object")
         return value
 
+    def texts(self, rows: Iterable[int]) -> list[str | None]:
+        """Each row's text (None where the row has none)."""
+        present, offsets = self._section(TEXT_LENGTHS)
+        blob = self._section(TEXT_BLOB) if self.format_version >= 3 else memoryview(b"")
+        out: list[str | None] = []
+        for row in rows:
+            row = int(row)
+            if not 0 <= row < self.n:
+                raise InvalidArgumentError(f"row {row} out of range for {self.n} rows")
+            if not present[row]:
+                out.append(None)
+                continue
+            try:
+                out.append(bytes(blob[int(offsets[row]) : int(offsets[row + 1])]).decode("utf-8"))
+            except UnicodeDecodeError:
+                raise self._corrupt(f"text of row {row} is not UTF-8") from None
+        return out
+
+    @property
+    def keywords(self) -> keyword_index.SegmentKeywords:
+        """The rows' keyword index (empty for a segment written before texts existed)."""
+        return self._section(KEYWORDS)
+
     @property
     def columns(self) -> MetadataColumns:
         """Per-field metadata columns for fast filters: mapped from the column sections
@@ -527,15 +599,20 @@ class SegmentReader:
             self._raw(COLUMN_DIRECTORY), data, self.n, self.metadata, self._corrupt
         ).columns()
 
-    def verify(self) -> None:
+    def verify(self, keywords: bool = True) -> None:
         """Check every checksum, every structural invariant and the zero padding; version 2
-        columns are also checked against the rows' JSON."""
+        columns are also checked against the rows' JSON. `keywords=False` leaves out the
+        keyword index (repair checks it apart: it can be rebuilt from the texts)."""
         # Checksums are recomputed even for cached sections: verify exists to
         # catch a file that went bad after it was first read.
         for index in range(self._section_count):
-            self._raw(index)
-        for index in (TOMBSTONES, SORTED_IDS, META_OFFSETS):
+            if index != KEYWORDS or keywords:
+                self._raw(index)
+        for index in (TOMBSTONES, SORTED_IDS, META_OFFSETS, TEXT_LENGTHS):
             self._section(index)
+        if keywords:
+            self.verify_keywords()
+        self.texts(range(self.n))
         metadatas = self.metadata(range(self.n))
         if self.format_version >= 2:
             from_json = MetadataColumns.from_list(metadatas)
@@ -543,6 +620,11 @@ class SegmentReader:
             if problem is not None:
                 raise self._corrupt(problem)
         self._verify_padding()
+
+    def verify_keywords(self) -> None:
+        """A fresh parse of the keyword index (the cached one was checked when first read)."""
+        if self.format_version >= 3:
+            keyword_index.SegmentKeywords(self._raw(KEYWORDS), self.n, self._corrupt)
 
     def _verify_padding(self) -> None:
         mapped = self._mapped()

@@ -40,9 +40,9 @@ from typing import Protocol
 
 import numpy as np
 
-from . import builder, compaction, filenames, fs, records, txn, wal
+from . import builder, compaction, filenames, fs, keyword_search, records, txn, wal
 from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError, copy_for_caller
-from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata
+from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata, layer_text
 from .mailbox import Command, resolve
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .memtable import Memtable
@@ -361,7 +361,8 @@ class Shard:
 
     def _apply(self, state: MembraneState, batch, seq: int) -> None:
         if isinstance(batch, records.PutBatch):
-            state.active.put_batch(batch.ids, batch.vectors, batch.metadatas, batch.meta_blobs)
+            state.active.put_batch(batch.ids, batch.vectors, batch.metadatas, batch.meta_blobs,
+                                   batch.texts)
         else:
             state.active.delete_batch(batch.ids)
         state.active.max_seq = max(state.active.max_seq, seq)
@@ -479,10 +480,21 @@ class Shard:
         return self._read_state(membrane_id).count()
 
     def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams) -> list:
-        """Per query: [(score, id, metadata)], best first, at most k."""
+        """Per query: [(score, id, metadata, text)], best first, at most k."""
         found = self._read_state(membrane_id).search(queries, params)
-        return [[(score, key, layer_metadata(layer, row)) for score, key, layer, row in hits]
-                for hits in found]
+        return [[(score, key, layer_metadata(layer, row), layer_text(layer, row))
+                 for score, key, layer, row in hits] for hits in found]
+
+    def _do_keyword_stats(self, membrane_id: int, terms: list[str]):
+        """This shard's share of the BM25 corpus statistics (keyword_search.py, phase 1)."""
+        return keyword_search.stats(self._read_state(membrane_id), terms)
+
+    def _do_keyword_search(self, membrane_id: int, terms: list[str], corpus, k: int,
+                           flt) -> list:
+        """[(score, id, metadata, text)] of this shard's best k by BM25 (phase 2)."""
+        found = keyword_search.search(self._read_state(membrane_id), terms, corpus, k, flt)
+        return [(score, key, layer_metadata(layer, row), layer_text(layer, row))
+                for score, key, layer, row in found]
 
     def _do_snapshot(self, membrane_id: int, flt) -> Snapshot:
         return Snapshot(self._read_state(membrane_id), flt)
@@ -623,7 +635,7 @@ class Shard:
                 n = table.n
                 built.append(builder.build_segment(
                     self._root, self.index, meta, self._allocate_segment_id(), table.ids[:n],
-                    ~table.live[:n], table.vectors[:n], table.metadatas[:n]))
+                    ~table.live[:n], table.vectors[:n], table.metadatas[:n], table.texts[:n]))
             fs.fsync_dir(filenames.segment_dir(self._root, self.index))
             generation.built = built
         except BaseException as exc:
@@ -737,11 +749,12 @@ class Shard:
 
     def _build_compaction(self, job: CompactionJob, meta: MembraneMeta) -> None:
         try:
-            ids, tombstones, vectors, metadatas = compaction.merged_rows(job.inputs, job.at_bottom)
+            ids, tombstones, vectors, metadatas, texts = compaction.merged_rows(job.inputs,
+                                                                                job.at_bottom)
             if len(ids):
                 job.built = builder.build_segment(
                     self._root, self.index, meta, self._allocate_segment_id(), ids,
-                    tombstones, vectors, metadatas)
+                    tombstones, vectors, metadatas, texts)
                 fs.fsync_dir(filenames.segment_dir(self._root, self.index))
         except BaseException as exc:
             job.error = exc

@@ -88,7 +88,7 @@ def export_membrane(db: DB, name: str, out: str, fmt: str, *, progress: bool = F
     """
     membrane = db.membrane(name)
     header = Header(membrane.name, membrane.dim, membrane.metric, membrane.index_params.to_dict())
-    rows = (Row(r.id, r.vector, r.metadata, getattr(r, "text", None)) for r in membrane.scan())
+    rows = (Row(r.id, r.vector, r.metadata, r.text) for r in membrane.scan())
     partial = f"{out}.partial"
     try:
         with tqdm(total=membrane.count(), disable=not progress, unit="rec",
@@ -146,11 +146,7 @@ def _put(target: Membrane, batch: list[Row]) -> None:
     ids = [row.id for row in batch]
     vectors = np.stack([row.vector for row in batch])
     metadatas = [row.metadata for row in batch]
-    texts = [row.text for row in batch]
-    if any(text is not None for text in texts):
-        target.put_batch(ids, vectors, metadatas, texts=texts)  # type: ignore[call-arg]
-    else:
-        target.put_batch(ids, vectors, metadatas)
+    target.put_batch(ids, vectors, metadatas, texts=[row.text for row in batch])
 
 
 # ---------------------------------------------------------------------------- JSONL

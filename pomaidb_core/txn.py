@@ -94,12 +94,7 @@ class PreparedParts:
         if not part.shadowed:
             return part.state, part.batch
         keep = np.flatnonzero(~np.isin(part.batch.ids, np.concatenate(part.shadowed)))
-        batch = part.batch
-        rows = keep.tolist()
-        return part.state, PutBatch(batch.membrane_id, batch.ids[keep],
-                                    np.ascontiguousarray(batch.vectors[keep]),
-                                    [batch.metadatas[i] for i in rows],
-                                    [batch.meta_blobs[i] for i in rows])
+        return part.state, part.batch.subset(keep.tolist())
 
     def seqs(self) -> list[int]:
         return sorted(self._parts)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from writer import MEMBRANE, vector_of
+from writer import MEMBRANE, text_of, vector_of
 
 import pomaidb_core as pdb
 
@@ -121,6 +121,8 @@ def _scan_exactly(m: pdb.Membrane) -> dict[int, int]:
         version = record.metadata["v"]
         if not np.array_equal(record.vector, vector_of(record.id, version)):
             raise LostWrite(f"id {record.id} says version {version} but holds another vector")
+        if record.text != text_of(record.id, version):
+            raise LostWrite(f"id {record.id} says version {version} but holds text {record.text!r}")
         found[record.id] = version
     return found
 
@@ -138,6 +140,9 @@ def _check_search(m: pdb.Membrane, found: dict[int, int]) -> None:
         hits = m.search(vector_of(probe, found[probe]), k=1, exact=True)
         if not hits or hits[0].id != probe:
             raise LostWrite(f"exact search for record {probe}'s own vector did not find it first")
+        hits = m.search(None, k=2, text=f"k{probe}")
+        if [h.id for h in hits] != [probe]:
+            raise LostWrite(f"keyword search for k{probe} gives {[h.id for h in hits]}")
 
 
 def _explain(key: int, actual: int | None, allowed: list[int | None], settled: int | None, ops: list) -> str:

@@ -33,7 +33,7 @@ from rounds import (
     run_writer,
     step_kill,
 )
-from writer import DIM, MEMBRANE, OPTIONS, vector_of
+from writer import DIM, MEMBRANE, OPTIONS, text_of, vector_of
 
 import pomaidb_core as pdb
 
@@ -49,7 +49,7 @@ def _db_holding(path, records: dict[int, int]) -> pdb.DB:
     db = pdb.open(path, **OPTIONS)
     m = db.get_or_create_membrane(MEMBRANE, dim=DIM, metric="l2")
     for key, version in records.items():
-        m.put(key, vector_of(key, version), {"v": version})
+        m.put(key, vector_of(key, version), {"v": version}, text=text_of(key, version))
     return db
 
 

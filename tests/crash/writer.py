@@ -73,6 +73,11 @@ def vector_of(key: int, version: int) -> np.ndarray:
     return np.random.default_rng([key, version]).standard_normal(DIM).astype(np.float32)
 
 
+def text_of(key: int, version: int) -> str:
+    """The record's text: a term only this id holds (k<id>), so keyword search can find it."""
+    return f"k{key} v{version} crash test"
+
+
 def _say(line: str) -> None:
     os.write(1, (line + "\n").encode())
 
@@ -171,11 +176,12 @@ def _write_one(m: pdb.Membrane, thread: int, n: int, version: int, rng: random.R
     if roll < 0.35:
         key = rng.choice(owned)
         _say(f"I {thread} {n} P {version} {key}")
-        m.put(key, vector_of(key, version), {"v": version})
+        m.put(key, vector_of(key, version), {"v": version}, text=text_of(key, version))
     elif roll < 0.70:
         keys = rng.sample(owned, rng.randint(2, 24))
         _say(f"I {thread} {n} P {version} " + " ".join(map(str, keys)))
-        m.put_batch(keys, np.stack([vector_of(k, version) for k in keys]), [{"v": version}] * len(keys))
+        m.put_batch(keys, np.stack([vector_of(k, version) for k in keys]), [{"v": version}] * len(keys),
+                    texts=[text_of(k, version) for k in keys])
     elif roll < 0.88:
         key = rng.choice(owned)
         _say(f"I {thread} {n} D {key}")

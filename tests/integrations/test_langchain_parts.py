@@ -65,8 +65,8 @@ ROUND_TRIP_METADATA = {
 def test_metadata_round_trips_exactly_without_internal_keys():
     item = records.make_item("d1", "body", ROUND_TRIP_METADATA)
     stored = records.stored_metadata(item)
-    assert stored[records.TEXT_KEY] == "body" and stored[records.ID_KEY] == "d1"
-    document = records.to_document(stored)
+    assert records.TEXT_KEY not in stored and stored[records.ID_KEY] == "d1"  # text: the record's
+    document = records.to_document(stored, "body")
     assert document == Document(id="d1", page_content="body", metadata=ROUND_TRIP_METADATA)
     assert [type(v) for v in document.metadata.values()] == [
         type(v) for v in ROUND_TRIP_METADATA.values()
@@ -79,9 +79,16 @@ def test_storing_and_reading_never_alias_the_callers_lists():
     assert metadata == {"tags": ["a"]}
     stored["tags"].append("engine-side")
     assert metadata == {"tags": ["a"]}
-    document = records.to_document(stored)
+    document = records.to_document(stored, "x")
     document.metadata["tags"].append("caller-side")
     assert stored["tags"] == ["a", "engine-side"]
+
+
+def test_a_record_written_before_texts_existed_reads_its_page_content_from_metadata():
+    legacy = {records.TEXT_KEY: "old body", records.ID_KEY: "d1", "a": 1}
+    assert records.to_document(legacy, None) == Document(id="d1", page_content="old body",
+                                                         metadata={"a": 1})
+    assert records.to_document(legacy, "new body").page_content == "new body"
 
 
 @pytest.mark.parametrize("key", records.RESERVED_KEYS)

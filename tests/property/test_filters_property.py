@@ -298,7 +298,7 @@ def segment_columns_of(metadatas, payload_bytes):
                               vectors=np.zeros((n, 1), np.float32), metadatas=metadatas)
         reader = segment.SegmentReader(path, membrane_id=1, dim=1, metric="l2")
         reader.verify()  # the stored columns agree with the rows' JSON
-        assert reader.format_version == 2
+        assert reader.format_version == segment.FORMAT_VERSION
         return reader.columns  # the mapping outlives the file's name
 
 

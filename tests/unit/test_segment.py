@@ -20,6 +20,7 @@ from pomaidb_core.kernels import crc32c
 from pomaidb_core.segment import (
     COLUMN_DATA,
     COLUMN_DIRECTORY,
+    FORMAT_VERSION,
     HEADER_BYTES,
     HEADER_CRC_OFFSET,
     META_BLOB,
@@ -444,7 +445,7 @@ def test_v2_filters_a_reopened_segment_without_decoding_any_rows_json(tmp_path, 
         flt = compile_filter(spec)
         assert flt.mask(reader.columns).tolist() == [flt.matches(m) for m in rows[3]]
     assert decodes == []
-    assert reader.format_version == 2
+    assert reader.format_version == FORMAT_VERSION
 
 
 def test_v2_columns_are_zero_copy_views_of_the_mapped_file(tmp_path):
@@ -493,7 +494,7 @@ def test_a_v1_segment_opens_and_answers_as_the_same_rows_in_v2(tmp_path):
                                 metadatas=metadatas)
     write(tmp_path / "v2.seg", rows, 3)
     old, new = open_reader(tmp_path / "v1.seg", 3), open_reader(tmp_path / "v2.seg", 3)
-    assert (old.format_version, new.format_version) == (1, 2)
+    assert (old.format_version, new.format_version) == (1, FORMAT_VERSION)
     assert old.data_checksum == checksum
     old.verify()
     for name in ("ids", "tombstones", "vectors"):
@@ -592,11 +593,17 @@ def test_a_flipped_byte_in_a_column_array_fails_the_filter_that_reads_it(tmp_pat
 # ---------------------------------------------------------------------------- through the engine
 
 
+def _v1_writer(path, *, texts, keywords, **fields):
+    """The v1 writer in the builder's place: v1 files hold no texts (these rows have none)."""
+    assert all(t is None for t in texts)
+    return write_segment_v1(path, **fields)
+
+
 def _fill(path, rows, monkeypatch=None):
     """A database of `rows` over 2 shards in 4 segments each (the last of deletes, all left
     uncompacted); v1 segments when monkeypatched."""
     if monkeypatch is not None:
-        monkeypatch.setattr(builder, "write_segment", write_segment_v1)
+        monkeypatch.setattr(builder, "write_segment", _v1_writer)
     ids, _, vectors, metadatas = rows
     with pdb.open(path, shards=2, auto_freeze=False, auto_compact=False) as db:
         m = db.create_membrane("m", dim=vectors.shape[1], metric="l2")
@@ -628,13 +635,13 @@ def test_a_database_of_v1_segments_answers_as_v2_and_compaction_rewrites_it_as_v
     rows = make_rows(np.random.default_rng(15), 300, 4)
     _fill(tmp_path / "old", rows, monkeypatch)
     _fill(tmp_path / "new", rows)
-    assert (_versions(tmp_path / "old"), _versions(tmp_path / "new")) == ([1], [2])
+    assert (_versions(tmp_path / "old"), _versions(tmp_path / "new")) == ([1], [FORMAT_VERSION])
     expected = _answers(tmp_path / "new")
     assert _answers(tmp_path / "old") == expected
     with pdb.open(tmp_path / "old") as db:
         db.verify()
         db.compact()
-    assert _versions(tmp_path / "old") == [2]
+    assert _versions(tmp_path / "old") == [FORMAT_VERSION]
     assert _answers(tmp_path / "old") == expected
 
 
@@ -652,7 +659,7 @@ def test_a_filtered_search_after_reopen_decodes_only_the_hits_json(tmp_path, mon
 def test_compact_rewrites_a_lone_v1_segment_that_has_no_dead_rows(tmp_path, monkeypatch):
     rows = make_rows(np.random.default_rng(17), 60, 4)
     ids, _, vectors, metadatas = rows
-    monkeypatch.setattr(builder, "write_segment", write_segment_v1)
+    monkeypatch.setattr(builder, "write_segment", _v1_writer)
     with pdb.open(tmp_path / "db", shards=1, auto_freeze=False, auto_compact=False) as db:
         db.create_membrane("m", dim=4, metric="l2").put_batch(ids, vectors, metadatas)
         db.freeze()
@@ -662,4 +669,4 @@ def test_compact_rewrites_a_lone_v1_segment_that_has_no_dead_rows(tmp_path, monk
         before = sorted((r.id, r.metadata) for r in db.membrane("m").scan())
         db.compact()
         assert sorted((r.id, r.metadata) for r in db.membrane("m").scan()) == before
-    assert _versions(tmp_path / "db") == [2]
+    assert _versions(tmp_path / "db") == [FORMAT_VERSION]

@@ -1,13 +1,15 @@
 """How a LangChain Document is kept in one engine record.
 
-The record's vector is the Document's embedding. The record's metadata is a copy of the
-Document's metadata with two reserved keys added:
+The record's vector is the Document's embedding and the record's `text` is its page_content
+(stored once, and indexed for keyword and hybrid retrieval). The record's metadata is a copy of
+the Document's metadata with one reserved key added:
 
-    TEXT_KEY = "_lc_text"   the page_content (str)
     ID_KEY   = "_lc_id"     the LangChain id (str), compared on every access (see ids.py)
 
-Both names are written into every record on disk: frozen, never rename them. A Document's own
-metadata may not use them (InvalidArgumentError). Because user keys sit at the top level,
+Records written before texts existed (and stores imported from Chroma) hold the page_content
+in the metadata instead, under TEXT_KEY = "_lc_text"; they are still read, with that key
+as the page_content when the record has no text. Both names are on disk: frozen, never rename
+them. A Document's own metadata may not use them (InvalidArgumentError). Because user keys sit at the top level,
 filters in the API.md language address them directly, and fields of nested objects by dotted
 keys ("author.name"). Values are copied in both directions (nested lists and objects included),
 so neither the caller's Documents nor the engine's state are ever aliased.
@@ -94,7 +96,6 @@ def make_item(doc_id: str | None, text: Any, metadata: Any) -> Item:
 def stored_metadata(item: Item) -> dict[str, Any]:
     """The engine record's metadata for an item (a fresh dict; the item is not touched)."""
     stored = _copy(item.metadata)
-    stored[TEXT_KEY] = item.text
     stored[ID_KEY] = item.doc_id
     return stored
 
@@ -104,18 +105,19 @@ def stored_id(metadata: dict[str, Any] | None) -> str | None:
     return (metadata or {}).get(ID_KEY)
 
 
-def to_document(metadata: dict[str, Any] | None) -> Document:
+def to_document(metadata: dict[str, Any] | None, text: str | None) -> Document:
     """The Document a record (or a search hit) holds, without the reserved keys."""
     metadata = metadata or {}
     user = _copy({key: value for key, value in metadata.items() if key not in RESERVED_KEYS})
-    return Document(id=metadata.get(ID_KEY), page_content=metadata.get(TEXT_KEY, ""), metadata=user)
+    content = text if text is not None else metadata.get(TEXT_KEY, "")
+    return Document(id=metadata.get(ID_KEY), page_content=content, metadata=user)
 
 
 def documents_for(doc_ids: Sequence[str], records: Sequence[Any]) -> list[Document]:
     """The Documents among `records` (engine Records or None, aligned with `doc_ids`) that
     really hold the asked-for id; a record holding a colliding id is not returned."""
     return [
-        to_document(record.metadata)
+        to_document(record.metadata, record.text)
         for doc_id, record in zip(doc_ids, records, strict=True)
         if record is not None and stored_id(record.metadata) == doc_id
     ]

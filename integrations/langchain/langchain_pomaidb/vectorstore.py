@@ -38,6 +38,9 @@ from .relevance import RELEVANCE_BY_METRIC
 DEFAULT_MEMBRANE = "langchain"  # the membrane a store uses unless given membrane=
 DEFAULT_BATCH_SIZE = 256  # documents embedded and written per engine batch
 _SEARCH_OPTIONS = ("exact", "top_blocks", "widen_blocks")  # passed through to membrane.search
+# "dense": vector search on the query's embedding; "keyword": BM25 over the page contents
+# (no embedding computed); "hybrid": both, fused by reciprocal rank (the engine's search).
+RETRIEVAL_MODES = ("dense", "keyword", "hybrid")
 _FETCH_GROWTH = 4  # a callable filter re-searches with 4x more candidates until k match
 
 Filter = dict[str, Any] | Callable[[Document], bool] | None
@@ -61,6 +64,10 @@ class PomaiDBVectorStore(VectorStore):
         batch_size: documents embedded and written per batch by add_* (default 256).
         show_progress: default for add_*'s progress bar (tqdm), off unless asked for.
         relevance_score_fn: engine score -> [0, 1]; defaults to relevance.RELEVANCE_BY_METRIC.
+        retrieval_mode: how the text-query searches (similarity_search*, and so
+            as_retriever()) retrieve: "dense" (default), "keyword" (BM25 over the
+            page contents) or "hybrid" (both, reciprocal rank fusion); a call may override it
+            with retrieval_mode=. Searches by vector are always dense.
         **db_options: pomaidb_core.Options fields for the database opened at `path`
             (shards=, sync=, ...).
     """
@@ -77,6 +84,7 @@ class PomaiDBVectorStore(VectorStore):
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress: bool = False,
         relevance_score_fn: Callable[[float], float] | None = None,
+        retrieval_mode: str = "dense",
         **db_options: Any,
     ) -> None:
         if (path is None) == (db is None):
@@ -92,6 +100,7 @@ class PomaiDBVectorStore(VectorStore):
                 f"metric must be one of {sorted(RELEVANCE_BY_METRIC)}, got {metric!r}"
             )
         _check_positive("batch_size", batch_size)
+        self.retrieval_mode = _check_mode(retrieval_mode)
         self.embedding = embedding
         self.metric = metric
         self.membrane_name = membrane
@@ -242,7 +251,7 @@ class PomaiDBVectorStore(VectorStore):
                     records.check_no_collision(batch.items, membrane.get_batch(batch.engine_ids))
                 vectors = _as_matrix(self.embedding.embed_documents(batch.texts))
                 membrane = self._open_membrane(dim=vectors.shape[1], create=True)
-                membrane.put_batch(batch.engine_ids, vectors, _stored(batch))
+                membrane.put_batch(batch.engine_ids, vectors, _stored(batch), texts=batch.texts)
                 written.extend(batch.ids)
                 bar.update(len(batch.ids))
         return written
@@ -263,7 +272,8 @@ class PomaiDBVectorStore(VectorStore):
                     records.check_no_collision(batch.items, existing)
                 vectors = _as_matrix(await self.embedding.aembed_documents(batch.texts))
                 membrane = self._open_membrane(dim=vectors.shape[1], create=True)
-                await membrane.aput_batch(batch.engine_ids, vectors, _stored(batch))
+                await membrane.aput_batch(batch.engine_ids, vectors, _stored(batch),
+                                           texts=batch.texts)
                 written.extend(batch.ids)
                 bar.update(len(batch.ids))
         return written
@@ -363,16 +373,19 @@ class PomaiDBVectorStore(VectorStore):
     ) -> list[Document]:
         """The k documents most similar to `query` (that match `filter`).
 
-        Keywords exact=, top_blocks=, widen_blocks= go to the engine's search."""
+        Keywords exact=, top_blocks=, widen_blocks= go to the engine's search; retrieval_mode=
+        overrides the store's."""
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter, **kwargs)]
 
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """(Document, engine score) pairs, best first; higher scores are more similar
-        (cosine similarity, inner product, or negated squared L2 distance)."""
-        vector = self.embedding.embed_query(query)
-        return self.similarity_search_with_score_by_vector(vector, k, filter, **kwargs)
+        (dense: cosine similarity, inner product, or negated squared L2 distance; keyword: BM25;
+        hybrid: the reciprocal-rank-fused score)."""
+        mode = _check_mode(kwargs.pop("retrieval_mode", self.retrieval_mode))
+        vector = None if mode == "keyword" else self.embedding.embed_query(query)
+        return self._search(vector, None if mode == "dense" else query, k, filter, kwargs)
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
@@ -388,16 +401,22 @@ class PomaiDBVectorStore(VectorStore):
 
         The score is the engine's: higher is more similar (see relevance.py for [0, 1] maps).
         """
+        _refuse_text_mode(kwargs)
+        return self._search(embedding, None, k, filter, kwargs)
+
+    def _search(self, embedding: Sequence[float] | None, text: str | None, k: int,
+                filter: Filter, kwargs: dict[str, Any]) -> list[tuple[Document, float]]:
         _check_positive("k", k)
-        options = _search_options(kwargs)
-        membrane = self._open_membrane(dim=len(embedding))
+        options = _search_options(kwargs, text)
+        membrane = self._open_membrane(dim=None if embedding is None else len(embedding))
         if membrane is None:
             return []
-        matches = self._matching(membrane, _as_vector(embedding), k, filter, options)
+        vector = None if embedding is None else _as_vector(embedding)
+        matches = self._matching(membrane, vector, k, filter, options)
         return [(doc, score) for doc, score, _ in matches]
 
     def _matching(
-        self, membrane: Any, vector: np.ndarray, k: int, filter: Filter, options: dict[str, Any]
+        self, membrane: Any, vector: np.ndarray | None, k: int, filter: Filter, options: dict[str, Any]
     ) -> list[Match]:
         engine_filter, predicate = _split_filter(filter)
         if predicate is None:
@@ -421,8 +440,9 @@ class PomaiDBVectorStore(VectorStore):
         self, query: str, k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async twin of `similarity_search_with_score`."""
-        vector = await self.embedding.aembed_query(query)
-        return await self.asimilarity_search_with_score_by_vector(vector, k, filter, **kwargs)
+        mode = _check_mode(kwargs.pop("retrieval_mode", self.retrieval_mode))
+        vector = None if mode == "keyword" else await self.embedding.aembed_query(query)
+        return await self._asearch(vector, None if mode == "dense" else query, k, filter, kwargs)
 
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
@@ -435,16 +455,22 @@ class PomaiDBVectorStore(VectorStore):
         self, embedding: list[float], k: int = 4, filter: Filter = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
         """Async twin of `similarity_search_with_score_by_vector`."""
+        _refuse_text_mode(kwargs)
+        return await self._asearch(embedding, None, k, filter, kwargs)
+
+    async def _asearch(self, embedding: Sequence[float] | None, text: str | None, k: int,
+                       filter: Filter, kwargs: dict[str, Any]) -> list[tuple[Document, float]]:
         _check_positive("k", k)
-        options = _search_options(kwargs)
-        membrane = self._open_membrane(dim=len(embedding))
+        options = _search_options(kwargs, text)
+        membrane = self._open_membrane(dim=None if embedding is None else len(embedding))
         if membrane is None:
             return []
-        matches = await self._amatching(membrane, _as_vector(embedding), k, filter, options)
+        vector = None if embedding is None else _as_vector(embedding)
+        matches = await self._amatching(membrane, vector, k, filter, options)
         return [(doc, score) for doc, score, _ in matches]
 
     async def _amatching(
-        self, membrane: Any, vector: np.ndarray, k: int, filter: Filter, options: dict[str, Any]
+        self, membrane: Any, vector: np.ndarray | None, k: int, filter: Filter, options: dict[str, Any]
     ) -> list[Match]:
         engine_filter, predicate = _split_filter(filter)
         if predicate is None:
@@ -565,14 +591,29 @@ def _ingest_options(kwargs: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _search_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+def _search_options(kwargs: dict[str, Any], text: str | None = None) -> dict[str, Any]:
     unknown = sorted(set(kwargs) - set(_SEARCH_OPTIONS))
     if unknown:
         raise TypeError(
-            f"unexpected keyword argument(s) {unknown}; search accepts filter= and "
-            f"the engine's {list(_SEARCH_OPTIONS)}"
+            f"unexpected keyword argument(s) {unknown}; search accepts filter=, "
+            f"retrieval_mode= and the engine's {list(_SEARCH_OPTIONS)}"
         )
-    return kwargs
+    return kwargs if text is None else {**kwargs, "text": text}
+
+
+def _check_mode(mode: Any) -> str:
+    if mode not in RETRIEVAL_MODES:
+        raise pdb.InvalidArgumentError(
+            f"retrieval_mode must be one of {RETRIEVAL_MODES}, got {mode!r}")
+    return mode
+
+
+def _refuse_text_mode(kwargs: dict[str, Any]) -> None:
+    """A search by vector has no query text: only a dense retrieval_mode makes sense."""
+    if _check_mode(kwargs.pop("retrieval_mode", "dense")) != "dense":
+        raise pdb.InvalidArgumentError(
+            "keyword and hybrid retrieval need the query text: call similarity_search(query, "
+            "retrieval_mode=...) instead of a search by vector")
 
 
 def _split_filter(
@@ -638,7 +679,7 @@ def _stored(batch: batching.Batch) -> list[dict[str, Any]]:
 
 
 def _matches(hits: Iterable[Any]) -> list[Match]:
-    return [(records.to_document(hit.metadata), float(hit.score), hit.id) for hit in hits]
+    return [(records.to_document(hit.metadata, hit.text), float(hit.score), hit.id) for hit in hits]
 
 
 def _mmr_order(

@@ -1,8 +1,17 @@
 """PomaiDBVectorStore: a LlamaIndex vector store on one PomaiDB membrane.
 
 Each node is one engine record (layout in codec.py): its embedding is the
-vector, its text, metadata and every other field ride in the record's
-metadata, so `stores_text=True` and nodes come back exactly as added.
+vector, its text is the record's text (BM25-indexed), its metadata and every
+other field ride in the record's metadata, so `stores_text=True` and nodes
+come back exactly as added.
+
+Query modes: DEFAULT and MMR (vector), TEXT_SEARCH and SPARSE (BM25 over the
+node texts, top `sparse_top_k` or else `similarity_top_k`), HYBRID (both
+lists fused: reciprocal rank fusion when `alpha` is None, else weighted with
+`alpha` as LlamaIndex defines it, 1.0 = vector only; top `hybrid_top_k` or
+else `similarity_top_k`). A query without `query_embedding` in DEFAULT mode
+but with filters, doc_ids or node_ids returns up to `similarity_top_k`
+matching nodes (in engine order, similarity 1.0), as Chroma and Qdrant do.
 
 Similarities in query results are the engine's scores, higher is better:
 cosine similarity for metric="cosine" (in [-1, 1]), the inner product for
@@ -43,6 +52,7 @@ from .codec import (
     decode_node,
     encode_metadata,
     engine_id,
+    record_text,
     stored_node_id,
     unique_nodes,
 )
@@ -162,12 +172,12 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         batch = unique_nodes(nodes)
         if not batch:
             return []
-        ids, vectors, metadatas = _to_columns(batch)
+        ids, vectors, metadatas, texts = _to_columns(batch)
         membrane = self._membrane_for(vectors.shape[1])
         check_no_collisions([n.node_id for n in batch], membrane.get_batch(ids))
         with _progress_bar(len(ids), show_progress) as bar:
             for part in _slices(len(ids), show_progress):
-                membrane.put_batch(ids[part], vectors[part], metadatas[part])
+                membrane.put_batch(ids[part], vectors[part], metadatas[part], texts=texts[part])
                 bar.update(part.stop - part.start)
         return [node.node_id for node in nodes]
 
@@ -178,7 +188,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         batch = unique_nodes(nodes)
         if not batch:
             return []
-        ids, vectors, metadatas = _to_columns(batch)
+        ids, vectors, metadatas, texts = _to_columns(batch)
         membrane = self._collection
         if membrane is None:
             # Creating the membrane commits the manifest (fsyncs): off the event loop, once.
@@ -186,7 +196,8 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         check_no_collisions([n.node_id for n in batch], await membrane.aget_batch(ids))
         with _progress_bar(len(ids), show_progress) as bar:
             for part in _slices(len(ids), show_progress):
-                await membrane.aput_batch(ids[part], vectors[part], metadatas[part])
+                await membrane.aput_batch(ids[part], vectors[part], metadatas[part],
+                                          texts=texts[part])
                 bar.update(part.stop - part.start)
         return [node.node_id for node in nodes]
 
@@ -265,7 +276,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         if node_ids is not None and where is None:
             return _nodes_holding(node_ids, membrane.get_batch(_engine_ids(node_ids)))
         records = membrane.scan(all_of(_node_id_filter(node_ids), where))
-        return [decode_node(r.metadata, r.vector) for r in records]
+        return [decode_node(r.metadata, r.vector, r.text) for r in records]
 
     async def aget_nodes(
         self,
@@ -282,15 +293,17 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         # The engine has no async scan yet: a worker thread keeps the event loop free.
         where = all_of(_node_id_filter(node_ids), where)
         records = await asyncio.to_thread(lambda: list(membrane.scan(where)))
-        return [decode_node(r.metadata, r.vector) for r in records]
+        return [decode_node(r.metadata, r.vector, r.text) for r in records]
 
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
-        """The `similarity_top_k` best nodes for `query.query_embedding`."""
+        """The best nodes for `query` in its mode (see the module docstring)."""
         plan = _QueryPlan(query, kwargs, self.exact)
         membrane = self._collection
         if membrane is None:
             return _result([])
-        hits = membrane.search(plan.vector, plan.fetch_k, plan.where, exact=plan.exact)
+        if plan.listing:
+            return _result(_first(membrane.scan(plan.where), plan.k))
+        hits = membrane.search(plan.vector, plan.fetch_k, plan.where, **plan.search_options)
         if plan.mmr_threshold is None:
             return _result(hits)
         stored = membrane.get_batch([hit.id for hit in hits])
@@ -302,7 +315,11 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         membrane = self._collection
         if membrane is None:
             return _result([])
-        hits = await membrane.asearch(plan.vector, plan.fetch_k, plan.where, exact=plan.exact)
+        if plan.listing:  # the engine has no async scan yet: a worker thread
+            records = await asyncio.to_thread(lambda: _first(membrane.scan(plan.where), plan.k))
+            return _result(records)
+        hits = await membrane.asearch(plan.vector, plan.fetch_k, plan.where,
+                                      **plan.search_options)
         if plan.mmr_threshold is None:
             return _result(hits)
         stored = await membrane.aget_batch([hit.id for hit in hits])
@@ -341,21 +358,35 @@ class _QueryPlan:
 
     def __init__(self, query: VectorStoreQuery, kwargs: dict[str, Any], exact: bool) -> None:
         _warn_unknown_kwargs(kwargs)
-        if query.query_embedding is None:
-            raise InvalidArgumentError("PomaiDBVectorStore needs query.query_embedding")
-        if query.similarity_top_k < 1:
+        mode = query.mode
+        if mode not in _MODES:
             raise InvalidArgumentError(
-                f"similarity_top_k must be >= 1, got {query.similarity_top_k}"
-            )
-        self.vector = np.asarray(query.query_embedding, dtype=np.float32)
-        self.k = query.similarity_top_k
-        self.exact = bool(kwargs.get("exact", exact))
+                f"PomaiDBVectorStore supports query modes {[m.value for m in _MODES]}, "
+                f"not {mode.value!r}")
         self.where = all_of(
             to_engine_filter(query.filters),
             _native_filter(kwargs.get("pomaidb_filter")),
             _only(REF_DOC_ID_KEY, query.doc_ids),
             _in_filter(NODE_ID_KEY, query.node_ids),
         )
+        self.k = _top_k(query)
+        uses_vector = mode in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR,
+                               VectorStoreQueryMode.HYBRID)
+        self.listing = (mode == VectorStoreQueryMode.DEFAULT and query.query_embedding is None
+                        and self.where is not None)
+        if uses_vector and query.query_embedding is None and not self.listing:
+            raise InvalidArgumentError(
+                f"query mode {mode.value!r} needs query.query_embedding (or, in the default "
+                "mode, filters, doc_ids or node_ids to list the matching nodes)")
+        self.vector = (np.asarray(query.query_embedding, dtype=np.float32)
+                       if uses_vector and not self.listing else None)
+        self.search_options: dict[str, Any] = {"exact": bool(kwargs.get("exact", exact))}
+        if mode not in (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR):
+            if not isinstance(query.query_str, str):
+                raise InvalidArgumentError(f"query mode {mode.value!r} needs query.query_str")
+            self.search_options["text"] = query.query_str
+        if mode == VectorStoreQueryMode.HYBRID and query.alpha is not None:
+            self.search_options.update(fusion="weighted", alpha=float(query.alpha))
         self.mmr_threshold = _mmr_threshold(query, kwargs)
         self.fetch_k = self.k
         prefetch_k, factor = kwargs.get("mmr_prefetch_k"), kwargs.get("mmr_prefetch_factor")
@@ -386,18 +417,36 @@ def _mmr_threshold(query: VectorStoreQuery, kwargs: dict[str, Any]) -> float | N
     if query.mode == VectorStoreQueryMode.MMR:
         threshold = kwargs.get("mmr_threshold", query.mmr_threshold)
         return DEFAULT_MMR_THRESHOLD if threshold is None else float(threshold)
-    if query.mode != VectorStoreQueryMode.DEFAULT:
-        raise InvalidArgumentError(
-            f"PomaiDBVectorStore supports query modes 'default' and 'mmr', not {query.mode.value!r}"
-        )
     return None
 
 
+_MODES = (VectorStoreQueryMode.DEFAULT, VectorStoreQueryMode.MMR,
+          VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE,
+          VectorStoreQueryMode.HYBRID)
+
+
+def _top_k(query: VectorStoreQuery) -> int:
+    """The mode's top k: sparse_top_k for keyword modes, hybrid_top_k for HYBRID, when set."""
+    k = query.similarity_top_k
+    if query.mode in (VectorStoreQueryMode.TEXT_SEARCH, VectorStoreQueryMode.SPARSE):
+        k = query.sparse_top_k or k
+    elif query.mode == VectorStoreQueryMode.HYBRID:
+        k = query.hybrid_top_k or k
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidArgumentError(f"the query's top k must be an int >= 1, got {k!r}")
+    return k
+
+
+def _first(records: Any, k: int) -> list[Any]:
+    return [record for _, record in zip(range(k), records)]
+
+
 def _result(hits: Sequence[Any]) -> VectorStoreQueryResult:
-    nodes = [decode_node(hit.metadata) for hit in hits]
+    """Hits (or, when listing, Records: similarity 1.0) as a query result."""
+    nodes = [decode_node(hit.metadata, text=hit.text) for hit in hits]
     return VectorStoreQueryResult(
         nodes=nodes,
-        similarities=[float(hit.score) for hit in hits],
+        similarities=[float(getattr(hit, "score", 1.0)) for hit in hits],
         ids=[node.node_id for node in nodes],
     )
 
@@ -411,8 +460,9 @@ def _progress_bar(total: int, shown: bool) -> tqdm:
     return tqdm(total=total, disable=not shown, desc="Adding nodes", unit="node")
 
 
-def _to_columns(nodes: Sequence[BaseNode]) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
-    """Engine ids, an (n, dim) float32 matrix and record metadata for `nodes`."""
+def _to_columns(nodes: Sequence[BaseNode]
+                ) -> tuple[list[int], np.ndarray, list[dict[str, Any]], list[str | None]]:
+    """Engine ids, an (n, dim) float32 matrix, record metadata and texts for `nodes`."""
     try:
         vectors = np.asarray([node.get_embedding() for node in nodes], dtype=np.float32)
     except ValueError as exc:
@@ -421,6 +471,7 @@ def _to_columns(nodes: Sequence[BaseNode]) -> tuple[list[int], np.ndarray, list[
         [engine_id(node.node_id) for node in nodes],
         vectors,
         [encode_metadata(node) for node in nodes],
+        [record_text(node) for node in nodes],
     )
 
 
@@ -444,7 +495,7 @@ def _nodes_holding(node_ids: Sequence[str], stored: Sequence[Any]) -> list[BaseN
         if rec is None or node_id in seen or stored_node_id(rec.metadata) != node_id:
             continue
         seen.add(node_id)
-        nodes.append(decode_node(rec.metadata, rec.vector))
+        nodes.append(decode_node(rec.metadata, rec.vector, rec.text))
     return nodes
 
 

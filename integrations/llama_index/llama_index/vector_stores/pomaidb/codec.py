@@ -8,8 +8,11 @@ Record metadata (a JSON-compatible dict; these key names are frozen too):
     "_node_id"       the node's own id, so a hash collision is detected, never
                      answered with another node
     "_node_type"     the node's class name ("TextNode", "Document", ...)
-    "_node_content"  JSON of the whole node (text, metadata, relationships,
-                     templates, ...) except its embedding, which is the vector
+    "_node_content"  JSON of the whole node (metadata, relationships,
+                     templates, ...) except its embedding, which is the vector,
+                     and the text of a TextNode, which is the record's `text`
+                     (indexed for TEXT_SEARCH, SPARSE and HYBRID queries);
+                     records written before texts existed keep the text here
     "ref_doc_id"     the source document's id, or None; what delete() and
                      VectorStoreQuery.doc_ids filter on
     every key of node.metadata whose value the engine can filter on (str, int,
@@ -61,10 +64,17 @@ def engine_id(node_id: str) -> int:
     return int.from_bytes(digest, "little")
 
 
+def record_text(node: BaseNode) -> str | None:
+    """The record's text: a TextNode's text (other nodes keep their content in the JSON)."""
+    return node.text if isinstance(node, TextNode) else None
+
+
 def encode_metadata(node: BaseNode) -> dict[str, Any]:
-    """The record metadata that stores `node` (its embedding aside)."""
+    """The record metadata that stores `node` (its embedding and record text aside)."""
     node_dict = node.model_dump(mode="json")
     node_dict["embedding"] = None
+    if record_text(node) is not None:
+        node_dict["text"] = ""  # stored once, as the record's text
     filterable = {
         key: value
         for key, value in node_dict.get("metadata", {}).items()
@@ -77,8 +87,10 @@ def encode_metadata(node: BaseNode) -> dict[str, Any]:
     return filterable
 
 
-def decode_node(metadata: dict[str, Any], vector: np.ndarray | None = None) -> BaseNode:
-    """The node stored in a record's metadata, with `vector` as its embedding if given."""
+def decode_node(metadata: dict[str, Any], vector: np.ndarray | None = None,
+                text: str | None = None) -> BaseNode:
+    """The node stored in a record (its metadata and text), with `vector` as its embedding
+    if given."""
     try:
         node_class = _NODE_CLASSES[metadata[NODE_TYPE_KEY]]
         node = node_class.from_json(metadata[NODE_CONTENT_KEY])
@@ -88,6 +100,8 @@ def decode_node(metadata: dict[str, Any], vector: np.ndarray | None = None) -> B
         ) from exc
     if vector is not None:
         node.embedding = [float(x) for x in vector]
+    if text is not None and isinstance(node, TextNode):
+        node.text = text
     return node
 
 
