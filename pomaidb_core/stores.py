@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 from .db import DB
+
+
+def string_id(value: str, byteorder: str = "big") -> int:
+    """The engine id of a store's string id: BLAKE2b-64 of its UTF-8 bytes, read big-endian.
+
+    It decides which record holds a document on disk, so it is frozen. Both stores use it;
+    `byteorder="little"` reads LlamaIndex stores written before they shared it.
+    """
+    digest = hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, byteorder)  # type: ignore[arg-type]
 
 
 def warn_if_membrane_elsewhere(db: DB, name: str, stacklevel: int = 2) -> None:

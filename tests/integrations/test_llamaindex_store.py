@@ -183,6 +183,34 @@ def test_engine_id_is_a_stable_64_bit_hash_of_the_node_id() -> None:
     assert len({codec.engine_id(f"n{i}") for i in range(10_000)}) == 10_000
 
 
+def test_both_stores_map_a_string_id_to_one_engine_id() -> None:
+    from langchain_pomaidb.ids import engine_id as langchain_id
+
+    for name in ("node-1", "", "ünïcode", "x" * 300):
+        assert codec.engine_id(name) == langchain_id(name)
+    # BLAKE2b-64 of b"node-1", read big-endian (frozen: stores on disk hold these ids)
+    digest = __import__("hashlib").blake2b(b"node-1", digest_size=8).digest()
+    assert codec.engine_id("node-1") == int.from_bytes(digest, "big")
+
+
+def test_a_store_written_with_little_endian_ids_is_still_read_and_written(tmp_path: Path) -> None:
+    """Stores made before the two integrations shared one id keep their records reachable."""
+    nodes = [TextNode(id_=f"old-{i}", text=f"text {i}", embedding=vector(i)) for i in range(5)]
+    with pdb.open(tmp_path / "db", shards=2) as db:  # what the old store wrote
+        m = db.create_membrane(store_module.DEFAULT_MEMBRANE, dim=DIM, metric="cosine")
+        for node in nodes:
+            m.put(codec.engine_id(node.node_id, "little"), np.asarray(node.embedding),
+                  codec.encode_metadata(node), text=node.text)
+    with open_store(tmp_path / "db") as store:
+        assert [n.node_id for n in store.get_nodes(node_ids=["old-3", "old-1"])] == ["old-3", "old-1"]
+        store.add([TextNode(id_="old-2", text="rewritten", embedding=vector(7))])  # an upsert
+        store.delete_nodes(node_ids=["old-4"])
+        left = store.get_nodes()
+        assert sorted(n.node_id for n in left) == ["old-0", "old-1", "old-2", "old-3"]
+        assert next(n for n in left if n.node_id == "old-2").get_content() == "rewritten"
+        assert store.client.membrane(store.membrane).count() == 4  # no duplicate of old-2
+
+
 def put_foreign_record(store: PomaiDBVectorStore, node_id: str, holder: str) -> None:
     """Make `node_id`'s engine id hold the node `holder`, as a hash collision would."""
     other = TextNode(id_=holder, text="the holder", embedding=vector(9))

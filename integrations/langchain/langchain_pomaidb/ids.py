@@ -1,8 +1,8 @@
 """LangChain's string ids on the engine's 64-bit integer ids.
 
-engine_id(s) is the first 8 bytes of BLAKE2b-64 over the UTF-8 bytes of `s`, read big-endian:
-an integer in [0, 2**64). It decides which record holds a document on disk, so it is frozen:
-never change the hash, the digest size or the byte order.
+engine_id(s) is pomaidb_core.stores.string_id(s) (the first 8 bytes of BLAKE2b-64 over the
+UTF-8 bytes of `s`, read big-endian; the LlamaIndex store uses the same): an integer in
+[0, 2**64). It decides which record holds a document on disk, so it is frozen.
 
 Two different strings can share an engine id (about n**2 / 2**65 odds among n documents). The
 store therefore keeps the string id inside each record (records.ID_KEY) and compares it on every
@@ -12,10 +12,10 @@ deletes another document.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import pomaidb_core as pdb
+from pomaidb_core.stores import string_id
 
 
 class IdCollisionError(pdb.AlreadyExistsError):
@@ -38,8 +38,7 @@ def engine_id(doc_id: str) -> int:
         raise pdb.InvalidArgumentError(
             f"LangChain ids are strings, got {type(doc_id).__name__} {doc_id!r}"
         )
-    digest = hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big")
+    return string_id(doc_id)
 
 
 def distinct_engine_ids(doc_ids: Sequence[str]) -> list[int]:

@@ -52,6 +52,7 @@ from .codec import (
     decode_node,
     encode_metadata,
     engine_id,
+    id_byteorder,
     record_text,
     stored_node_id,
     unique_nodes,
@@ -110,6 +111,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
     _db: Any = PrivateAttr(default=None)
     _owns_db: bool = PrivateAttr(default=False)
     _collection: Any = PrivateAttr(default=None)
+    _id_order: str = PrivateAttr(default="big")  # codec.id_byteorder of the membrane
 
     def __init__(
         self,
@@ -172,7 +174,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         batch = unique_nodes(nodes)
         if not batch:
             return []
-        ids, vectors, metadatas, texts = _to_columns(batch)
+        ids, vectors, metadatas, texts = _to_columns(batch, self._id_order)
         membrane = self._membrane_for(vectors.shape[1])
         check_no_collisions([n.node_id for n in batch], membrane.get_batch(ids))
         with _progress_bar(len(ids), show_progress) as bar:
@@ -188,7 +190,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         batch = unique_nodes(nodes)
         if not batch:
             return []
-        ids, vectors, metadatas, texts = _to_columns(batch)
+        ids, vectors, metadatas, texts = _to_columns(batch, self._id_order)
         membrane = self._collection
         if membrane is None:
             # Creating the membrane commits the manifest (fsyncs): off the event loop, once.
@@ -226,7 +228,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         if membrane is None or not _deletes_anything(node_ids, where):
             return
         if where is None:
-            ids = _ids_holding(node_ids, membrane.get_batch(_engine_ids(node_ids)))
+            ids = _ids_holding(node_ids, membrane.get_batch(_engine_ids(node_ids, self._id_order)))
             membrane.delete_batch(ids)
         else:
             membrane.delete_where(all_of(_node_id_filter(node_ids), where))
@@ -242,7 +244,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         if membrane is None or not _deletes_anything(node_ids, where):
             return
         if where is None:
-            stored = await membrane.aget_batch(_engine_ids(node_ids))
+            stored = await membrane.aget_batch(_engine_ids(node_ids, self._id_order))
             await membrane.adelete_batch(_ids_holding(node_ids, stored))
         else:
             await membrane.adelete_where(all_of(_node_id_filter(node_ids), where))
@@ -274,7 +276,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         if membrane is None or node_ids == []:
             return []
         if node_ids is not None and where is None:
-            return _nodes_holding(node_ids, membrane.get_batch(_engine_ids(node_ids)))
+            return _nodes_holding(node_ids, membrane.get_batch(_engine_ids(node_ids, self._id_order)))
         records = membrane.scan(all_of(_node_id_filter(node_ids), where))
         return [decode_node(r.metadata, r.vector, r.text) for r in records]
 
@@ -288,7 +290,7 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         if membrane is None or node_ids == []:
             return []
         if node_ids is not None and where is None:
-            stored = await membrane.aget_batch(_engine_ids(node_ids))
+            stored = await membrane.aget_batch(_engine_ids(node_ids, self._id_order))
             return _nodes_holding(node_ids, stored)
         # The engine has no async scan yet: a worker thread keeps the event loop free.
         where = all_of(_node_id_filter(node_ids), where)
@@ -331,16 +333,19 @@ class PomaiDBVectorStore(BasePydanticVectorStore):
         """The membrane if it exists or `dim` is known; None until the first add."""
         warn_if_membrane_elsewhere(self._db, self.membrane, stacklevel=4)
         if self.dim is not None:
-            return self._db.get_or_create_membrane(self.membrane, dim=self.dim, metric=self.metric)
-        if self.membrane not in self._db.membranes():
+            membrane = self._db.get_or_create_membrane(
+                self.membrane, dim=self.dim, metric=self.metric)
+        elif self.membrane not in self._db.membranes():
             return None
-        membrane = self._db.membrane(self.membrane)
-        if membrane.metric != self.metric:
-            raise InvalidArgumentError(
-                f"membrane {self.membrane!r} exists with metric {membrane.metric!r}, "
-                f"not {self.metric!r}"
-            )
-        self.dim = membrane.dim
+        else:
+            membrane = self._db.membrane(self.membrane)
+            if membrane.metric != self.metric:
+                raise InvalidArgumentError(
+                    f"membrane {self.membrane!r} exists with metric {membrane.metric!r}, "
+                    f"not {self.metric!r}"
+                )
+            self.dim = membrane.dim
+        self._id_order = id_byteorder(next(iter(membrane.scan()), None))
         return membrane
 
     def _membrane_for(self, dim: int) -> Any:
@@ -460,7 +465,7 @@ def _progress_bar(total: int, shown: bool) -> tqdm:
     return tqdm(total=total, disable=not shown, desc="Adding nodes", unit="node")
 
 
-def _to_columns(nodes: Sequence[BaseNode]
+def _to_columns(nodes: Sequence[BaseNode], id_order: str
                 ) -> tuple[list[int], np.ndarray, list[dict[str, Any]], list[str | None]]:
     """Engine ids, an (n, dim) float32 matrix, record metadata and texts for `nodes`."""
     try:
@@ -468,15 +473,15 @@ def _to_columns(nodes: Sequence[BaseNode]
     except ValueError as exc:
         raise InvalidArgumentError(f"every node needs an embedding of one length: {exc}") from exc
     return (
-        [engine_id(node.node_id) for node in nodes],
+        [engine_id(node.node_id, id_order) for node in nodes],
         vectors,
         [encode_metadata(node) for node in nodes],
         [record_text(node) for node in nodes],
     )
 
 
-def _engine_ids(node_ids: Sequence[str]) -> list[int]:
-    return [engine_id(node_id) for node_id in node_ids]
+def _engine_ids(node_ids: Sequence[str], id_order: str) -> list[int]:
+    return [engine_id(node_id, id_order) for node_id in node_ids]
 
 
 def _ids_holding(node_ids: Sequence[str], stored: Sequence[Any]) -> list[int]:

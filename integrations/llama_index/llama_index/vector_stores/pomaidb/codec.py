@@ -1,7 +1,10 @@
 """How a LlamaIndex node is stored as one engine record, and read back.
 
-Engine id: the first 8 bytes of BLAKE2b(node_id in UTF-8), little-endian, an
-int in [0, 2**64). Frozen: changing it orphans every stored node.
+Engine id: pomaidb_core.stores.string_id(node_id), the first 8 bytes of
+BLAKE2b(node_id in UTF-8) read big-endian, as the LangChain store does: an int
+in [0, 2**64). Frozen: changing it orphans every stored node. Stores written
+before the two shared it read those bytes little-endian; `id_byteorder`
+tells which a membrane uses (the store asks it once, at open).
 
 Record metadata (a JSON-compatible dict; these key names are frozen too):
 
@@ -27,7 +30,6 @@ comes back unchanged, but filters see the reserved value or nothing for it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -44,6 +46,7 @@ from llama_index.core.schema import (
 )
 
 from pomaidb_core import AlreadyExistsError, CorruptionError, InvalidArgumentError
+from pomaidb_core.stores import string_id
 
 NODE_ID_KEY = "_node_id"
 NODE_TYPE_KEY = "_node_type"
@@ -58,10 +61,18 @@ _SCALARS = (str, int, float, bool, type(None))
 MAX_FILTERABLE_DEPTH = 8  # nested objects deeper than this stay in _node_content only
 
 
-def engine_id(node_id: str) -> int:
+def engine_id(node_id: str, byteorder: str = "big") -> int:
     """The engine id of a node id (see the module docstring)."""
-    digest = hashlib.blake2b(node_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    return string_id(node_id, byteorder)
+
+
+def id_byteorder(sample: Any | None) -> str:
+    """The byte order of the engine ids of the membrane `sample` (any one record, or None
+    for an empty membrane) comes from: "little" only for a store written before 0.2."""
+    node_id = None if sample is None else stored_node_id(sample.metadata)
+    if node_id is not None and sample.id == engine_id(node_id, "little") != engine_id(node_id):
+        return "little"
+    return "big"
 
 
 def record_text(node: BaseNode) -> str | None:
