@@ -190,7 +190,7 @@ class Membrane:
             frozen segments through WSBR unless `exact=True`.
         """
         request = self._search_request(query, True, k, filter, top_blocks, widen_blocks, exact)
-        return _merge(self._db._read_all("search", self.meta.membrane_id, *request), k)[0]
+        return _merge(self._search_shards(*request), k)[0]
 
     def search_batch(self, queries: Any, k: int = 10, filter: dict | None = None, *,
                      top_blocks: int | None = None, widen_blocks: int | None = None,
@@ -202,7 +202,19 @@ class Membrane:
         request = self._search_request(queries, False, k, filter, top_blocks, widen_blocks, exact)
         if len(request[0]) == 0:
             return []
-        return _merge(self._db._read_all("search", self.meta.membrane_id, *request), k)
+        return _merge(self._search_shards(*request), k)
+
+    def _search_shards(self, queries: np.ndarray, params: SearchParams) -> list[list[list[tuple]]]:
+        """Every shard's hits, shard after shard on this thread. Each shard is told the k-th
+        best score found so far per query, so it decodes metadata only of hits that can still
+        make the top k (ties included: they may win on id)."""
+        floors = [-np.inf] * len(queries)
+        per_shard = []
+        for shard in range(self._db.shard_count):
+            found = self._db._read(shard, "search", self.meta.membrane_id, queries, params, floors)
+            per_shard.append(found)
+            floors = _kth_best_scores(per_shard, params.k)
+        return per_shard
 
     def _search_request(self, queries: Any, single: bool, k: Any, filter: Any, top_blocks: Any,
                         widen_blocks: Any, exact: Any) -> tuple[np.ndarray, SearchParams]:
@@ -344,3 +356,12 @@ def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[Hit]]:
         candidates.sort(key=lambda c: (-c[0], c[1]))
         merged.append([Hit(key, float(score), meta) for score, key, meta in candidates[:k]])
     return merged
+
+
+def _kth_best_scores(per_shard: list[list[list[tuple]]], k: int) -> list[float]:
+    """Per query: the k-th best score among the hits so far, -inf while there are fewer."""
+    floors = []
+    for per_query in zip(*per_shard):
+        scores = sorted((hit[0] for hits in per_query for hit in hits), reverse=True)
+        floors.append(scores[k - 1] if len(scores) >= k else -np.inf)
+    return floors
