@@ -18,6 +18,8 @@ Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
      (centroid score descending, hamming, block_id) and the first T are selected;
   4. the selected blocks are scored exactly: one kernels.topk_blocks call for the batch, which
      reads each selected block once and scores it against every query that selected it.
+  Steps 1-3 run in one kernels.wsbr_select call per segment and batch (the float steps are
+  those of `quantize` and the centroid scores below, one rounding per operation).
   With a mask (tombstones, shadowed rows, a filter) letting through a fraction s < 1 of the
   rows, T and W are first multiplied by s^(-1/4) (a selective filter's k best rows spread
   over more blocks). Then, for each query whose selected blocks hold fewer than
@@ -594,6 +596,8 @@ def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.n
     """(ptr, blocks): per query, `selected`, or for queries whose blocks hold fewer than k
     allowed rows (fewer than all allowed rows if those are fewer than k), the selection with
     top and widen doubled, repeatedly, up to every block."""
+    if allowed is index.block_sizes and selected.shape[1] >= k:
+        return _csr_of_matrix(selected)  # no mask, and no block is empty: k rows are there
     need = min(int(allowed.sum()), k)
     short = np.nonzero(allowed[selected].sum(axis=1) < need)[0]
     if not len(short):
