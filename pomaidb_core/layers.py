@@ -259,8 +259,8 @@ class MembraneState:
 
             _collect(rank, table, table.view_ids(), tables[:index], params.k, table.n, per_query)
         for position, seg in enumerate(self.segments):
-            mask = self.search_mask(position, params.flt)
-            _collect(_segment_ranker(seg, queries, metric, mask, params), seg, seg.reader.ids,
+            seg_mask = self.search_mask(position, params.flt)
+            _collect(_segment_ranker(seg, queries, metric, seg_mask, params), seg, seg.reader.ids,
                      tables, params.k, seg.reader.n, per_query)
         for found in per_query:
             found.sort(key=lambda c: (-c[0], c[1]))
