@@ -36,7 +36,7 @@ from .mailbox import Command, Mailbox, Reply
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .membrane import Membrane
 from .options import METRICS, IndexParams, Options
-from .shard import Shard
+from .shard_runtime import ShardThread
 from .worker import BackgroundWorker
 
 MAX_MEMBRANE_NAME_BYTES = 128
@@ -66,7 +66,7 @@ class DB:
         self._lock = threading.RLock()
         self._opened = False
         self._closed = False
-        self._shards: list[Shard] = []
+        self._shards: list[ShardThread] = []
         self._catalog: dict[int, MembraneMeta] = {}
         self._membranes: dict[str, Membrane] = {}
         self._worker: BackgroundWorker | None = None
@@ -137,14 +137,17 @@ class DB:
         if not read_only:
             self._remove_orphans(manifest)
             self._worker = BackgroundWorker()
+        recovery = txn.Recovery(manifest.shards)
         self._shards = [
-            Shard(i, self.path, self.options, self._store, self._catalog, self._worker,
-                  self._allocate_segment_id)
+            ShardThread(i, self.path, self.options, self._store, self._catalog, self._worker,
+                        self._allocate_segment_id, recovery)
             for i in range(manifest.shards)
         ]
         started = [shard.start() for shard in self._shards]
-        for future in started:
-            future.result()
+        errors = [f.exception() for f in started]
+        for error in sorted((e for e in errors if e is not None),
+                            key=lambda e: isinstance(e, txn.PeerFailed)):
+            raise error  # the first shard's own failure, not another's echo of it
 
     def _remove_orphans(self, manifest: Manifest) -> None:
         live = self._store.live_files()
@@ -384,6 +387,13 @@ class DB:
         self._mailbox(shard).put(Command(kind, args, reply))
         return reply
 
+    def _wake_shards(self, cross: txn.CrossShardBatch) -> None:
+        """A batch's COMMIT is written on every shard: the freezes it held may go (txn.py)."""
+        for index in cross.shards:
+            shard = self._shards[index] if index < len(self._shards) else None
+            if shard is not None:
+                shard.mailbox.put_internal(Command("confirmed", ()))
+
     def _put_parts(self, commands: list[tuple[int, tuple]], cross: txn.CrossShardBatch | None) -> None:
         """Queue a put's parts and wait for them; a batch part that cannot be queued votes no."""
         replies = []
@@ -419,7 +429,7 @@ class DB:
     def _mailbox(self, shard: int) -> Mailbox:
         return self._shard(shard).mailbox
 
-    def _shard(self, shard: int) -> Shard:
+    def _shard(self, shard: int) -> ShardThread:
         self._require_open()
         shards = self._shards
         if shard >= len(shards):  # closed between the check above and here

@@ -1,29 +1,28 @@
-"""A shard: one thread, one bounded mailbox, sole owner of its WAL, memtables and segment list.
+"""A shard's state machine: sole owner of its WAL, memtables and segment list.
 
-Other threads never touch this state; they send a `Command` and wait on its
-future. The loop drains up to `group_commit_max` commands at a time and stages
-every write as one record of a WAL group; the group is written (and fsynced,
-once per drain for `sync="batch"`, per write for `"always"`) before any of its
-writes touches a memtable. Only a group that reached the log under the sync
-policy is applied and acknowledged; if the log refuses it, every write of the
-group fails and none is applied (LevelDB's rule). A read in the same drain
-first commits the staged writes, so reads see every acknowledged write
-(read-your-writes) and never an unacknowledged one.
-
-A caller may give up on a command (an async call cancelled): a command is
-marked running when the shard takes it, and one cancelled before that is
-skipped; once running, cancellation can no longer reach the shard.
+A host drives it (`ShardHost`: `shard_runtime.ShardThread` runs it on one
+thread behind a bounded mailbox); every method but `read` runs on the host's
+one shard thread. The host hands over commands in batches: `stage_write`
+stages each write as one record of a WAL group, and `commit_group` writes the
+group (and fsyncs it, once per group for `sync="batch"`, per write for
+`"always"`) before any of its writes touches a memtable. Only a group that
+reached the log under the sync policy is applied and acknowledged; if the log
+refuses it, every write of the group fails and none is applied (LevelDB's
+rule). The host commits the staged group before it `execute`s any other
+command, so reads see every acknowledged write (read-your-writes) and never
+an unacknowledged one.
 
 Backpressure: while more than `_MAX_PENDING_GENERATIONS` frozen generations
-wait to be saved, writes are parked (they keep their place in the mailbox's
-bound) and reads go on; nothing on this thread sleeps on background work.
+wait to be saved, the shard is `backlogged` and the host holds writes back;
+nothing on the shard thread sleeps on background work.
 
 Freeze: the active memtables of all membranes become one frozen *generation*
 covering WAL sequence numbers up to `max_seq`; the WAL rotates to a new file;
-the background worker writes the generation's segments and sidecars; back on
-this thread the manifest commit makes them live and records `max_seq` as
-covered, and only then are covered WAL files deleted. Generations install
-strictly in order, so `wal_covered` never skips unsaved records.
+the host's background worker writes the generation's segments and sidecars;
+back on the shard thread (an "install" command) the manifest commit makes them
+live and records `max_seq` as covered, and only then are covered WAL files
+deleted. Generations install strictly in order, so `wal_covered` never skips
+unsaved records.
 
 A failed WAL write, fsync or rotation is sticky (LevelDB's background error):
 the shard refuses writes until the database is reopened.
@@ -33,24 +32,22 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from . import builder, compaction, filenames, fs, records, txn, wal
 from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError, copy_for_caller
 from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata
-from .mailbox import WRITE_KINDS, Command, Mailbox, resolve, start
+from .mailbox import Command, resolve
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .memtable import Memtable
 from .options import Options
 from .rwlock import RWLock
-from .worker import BackgroundWorker
 
 _MAX_PENDING_GENERATIONS = 2
 
@@ -79,67 +76,64 @@ class CompactionJob:
     done: bool = False
 
 
+class ShardHost(Protocol):
+    """What drives a Shard: `shard_runtime.ShardThread` in process (a Ray actor elsewhere).
+
+    The host calls every Shard method from one thread at a time (the shard's
+    thread), except `read`, which any thread may call.
+    """
+
+    def submit(self, job: Callable[[], None]) -> None:
+        """Run `job` on a background worker, off the shard's thread."""
+
+    def built(self) -> None:
+        """A background job ended: have the shard thread `execute` an "install" command."""
+
+
 class Shard:
     def __init__(self, index: int, root: str, options: Options, store: ManifestStore,
-                 catalog: dict[int, MembraneMeta], worker: BackgroundWorker | None,
-                 allocate_segment_id: Callable[[], int]) -> None:
+                 catalog: dict[int, MembraneMeta], host: ShardHost,
+                 allocate_segment_id: Callable[[], int], recovery: txn.Recovery) -> None:
         self.index = index
+        self._recovery = recovery
         self._root = root
         self._options = options
         self._store = store
         self._catalog = catalog
-        self._worker = worker
+        self._host = host
         self._allocate_segment_id = allocate_segment_id
-        self.mailbox = Mailbox(options.mailbox_capacity)
         self._states: dict[int, MembraneState] = {}
         self._dropped: dict[int, str] = {}  # membrane id -> repr(name), for stale handles' errors
         self._wal: wal.WalWriter | None = None
         self._write_error: StorageError | None = None
         self._group: list[tuple[Command, Callable[[], None] | None, object]] = []
-        self._parked: deque[Command] = deque()  # writes held back by backpressure, in order
         self._prepared = txn.PreparedParts()  # logged parts of cross-shard batches, undecided
         self._parts_waiting: dict[txn.CrossShardBatch, tuple[int, Command]] = {}
+        # Batches whose COMMIT is in the open group, and the part's command it answers once written
+        self._commits: list[tuple[txn.CrossShardBatch, Command]] = []
+        self._unconfirmed: list[txn.CrossShardBatch] = []  # committed here, COMMIT not yet everywhere
+        self._evidence = txn.Evidence()  # what replay found (txn.committed_keys)
         self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
         self._last_write = 0.0  # time.monotonic() of the last write taken (idle freeze)
-        self._unstarted: list[Command] = []  # drained after the stop command: never run
         self._pending: list[Generation] = []
         self._compactions: dict[int, CompactionJob] = {}
-        self._thread = threading.Thread(target=self._run, name=f"pomaidb-shard-{index}",
-                                        daemon=True)
-        self._opened: Future = Future()
-        # Readers on other threads traverse _states under its shared side; this thread takes
-        # the exclusive side whenever it changes what they traverse (see `read`).
+        # Readers on other threads traverse _states under its shared side; the shard thread
+        # takes the exclusive side whenever it changes what they traverse (see `read`).
         self._state_lock = RWLock()
         self._readable = False
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> Future:
-        self._thread.start()
-        return self._opened
-
-    def request_stop(self) -> None:
-        """Ask the shard to stop; `join` waits for it (all shards stop together: see _close_parts)."""
-        if self._thread.is_alive():
-            self.mailbox.put_internal(Command("stop", ()))
-
-    def join(self) -> None:
-        self._thread.join()
-
-    def _run(self) -> None:
+    def open(self) -> None:
+        """Recover: open the live segments, replay the WAL, then start a fresh WAL file."""
         try:
-            self._open()
-        except BaseException as exc:  # reported to DB.open, which closes everything
-            self._opened.set_exception(exc)
-            return
+            self._recover()
+        except BaseException:
+            self._recovery.fail()  # the other shards stop waiting for this one's evidence
+            raise
         self._readable = True
-        self._opened.set_result(None)
-        try:
-            self._loop()
-        finally:
-            self._shutdown()
 
-    def _open(self) -> None:
+    def _recover(self) -> None:
         manifest = self._store.current
         for mid, meta in self._catalog.items():
             state = MembraneState(meta, Memtable(meta.dim))
@@ -151,20 +145,48 @@ class Shard:
         replay = wal.read_wal(wal.list_wal_files(self._root, self.index), covered)
         for seq, record in wal.iter_decoded(replay):
             self._replay(seq, record)
-        for seq in self._prepared.seqs():  # undecided at the crash: presumed committed (txn.py)
-            self._commit_part(seq)
-        if self._options.read_only:
-            return
-        self._settle_log(replay)
-        fs.makedirs(filenames.wal_dir(self._root, self.index))
-        fs.makedirs(filenames.segment_dir(self._root, self.index))
-        self._wal = wal.WalWriter(self._root, self.index, replay.last_seq + 1,
-                                  self._options.wal_file_limit_bytes)
-        self._wal.rotate()
+        self._evidence.held = self._prepared.keyed()
+        uncommitted = self._decide_replayed(self._recovery.report(self.index, self._evidence))
+        if not self._options.read_only:
+            self._settle_log(replay)
+            fs.makedirs(filenames.wal_dir(self._root, self.index))
+            fs.makedirs(filenames.segment_dir(self._root, self.index))
+            self._wal = wal.WalWriter(self._root, self.index, replay.last_seq + 1,
+                                      self._options.wal_file_limit_bytes)
+            self._wal.rotate()
+            self._log_commits(uncommitted)
+        self._recovery.logged()  # no shard freezes a recovered part before every COMMIT is written
+
+    def _decide_replayed(self, committed: set[bytes]) -> list[bytes]:
+        """Apply the replayed parts whose batch committed (txn.committed_keys), drop the others;
+        the keys of those applied without a COMMIT record here."""
+        uncommitted = []
+        for seq in self._prepared.seqs():
+            key = self._prepared.key_of(seq)
+            if key is not None and key not in committed:
+                self._prepared.drop(seq)
+                continue
+            self._commit_part(seq)  # keyless: an old PUT_PREPARED part, presumed committed
+            if key is not None and key not in self._evidence.committed:
+                uncommitted.append(key)
+        return uncommitted
+
+    def _log_commits(self, keys: list[bytes]) -> None:
+        assert self._wal is not None
+        if keys:
+            for key in keys:
+                self._wal.append(records.COMMIT, records.encode_commit(key))
+            self._wal.commit(durable=self._options.sync != "never")
 
     def _replay(self, seq: int, record: records.LogRecord) -> None:
         if isinstance(record, records.Abort):
+            key = self._prepared.key_of(record.prepared_seq)
+            if key is not None:
+                self._evidence.aborted.add(key)
             self._prepared.drop(record.prepared_seq)
+            return
+        if isinstance(record, records.Commit):
+            self._evidence.committed.add(record.key)
             return
         target = self._states.get(record.membrane_id)
         if target is None:  # records of a dropped membrane are ignored
@@ -175,30 +197,9 @@ class Shard:
                 f"shard {self.index}: WAL record {seq} holds {batch.vectors.shape[1]}-d "
                 f"vectors for membrane {target.meta.name!r} of dim {target.meta.dim}")
         if isinstance(record, records.PreparedPut):
-            self._prepared.add(seq, target, record.batch)
+            self._prepared.add(seq, target, record.batch, record.key, record.shards)
         else:
             self._apply(target, batch, seq)
-
-    def _close_parts(self) -> None:
-        """Fail what is queued, but let every logged part of a batch hear its decision.
-
-        The other shards of a batch are closing at the same time and vote for
-        their parts (logged, failed or cancelled), so the decisions come; leaving
-        before them would let replay commit a part whose batch was aborted.
-        """
-        closed = ClosedError("the database was closed")
-        for command in self._parked:  # taken, so already running
-            _fail(command, copy_for_caller(closed))
-        self._parked.clear()
-        leftover = [*self._unstarted, *self.mailbox.close()]
-        while leftover or self._parts_waiting:
-            command = leftover.pop(0) if leftover else self.mailbox.take()
-            if command.kind == "decide":
-                self._do_decide(*command.args)
-            elif start(command.future):
-                _fail(command, copy_for_caller(closed))
-            else:
-                _vote(command, PomaiError("the call was cancelled before its shard ran it"))
 
     def _settle_log(self, replay: wal.ReplayResult) -> None:
         """Make what was replayed durable before new groups claim it as synced."""
@@ -213,8 +214,14 @@ class Shard:
         if files:  # a killed writer's last groups may sit in the page cache only
             wal.sync_file(files[-1].path)
 
-    def _shutdown(self) -> None:
-        self._close_parts()
+    def awaits_decisions(self) -> bool:
+        """Logged parts of cross-shard batches wait for their decision (see txn.py)."""
+        return bool(self._parts_waiting)
+
+    def close(self) -> None:
+        """After the host answered its queued commands: fail what waits, release the files."""
+        if self._wal is not None:
+            self.commit_group()  # COMMITs of batches decided while closing answer their callers
         self._fail_waiters(self._deferred_freezes, ClosedError("the database was closed"))
         try:
             if self._wal is not None:
@@ -236,10 +243,10 @@ class Shard:
     # ------------------------------------------------------------------ reads from any thread
 
     def read(self, kind: str, *args):
-        """Run the read command `kind` on the calling thread, beside this shard's thread.
+        """Run the read command `kind` on the calling thread, beside the shard's thread.
 
         Reads never queue behind writes, freezes, compactions or backpressure: they
-        wait at most for this thread to finish applying one group. What they see
+        wait at most for the shard thread to finish applying one group. What they see
         includes every write acknowledged before the call.
         """
         with self._state_lock.read():
@@ -247,42 +254,10 @@ class Shard:
                 raise ClosedError("the database was closed; call db.open() to reopen it")
             return getattr(self, "_do_" + kind)(*args)
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ commands, on the shard thread
 
-    def _loop(self) -> None:
-        limit = self._options.group_commit_max
-        while True:
-            commands = self.mailbox.drain(limit, timeout=self._idle_wait())
-            if self._idle_wait() == 0:  # no write for idle_freeze_seconds: save a bulk load
-                self._maybe_freeze(self._options.idle_freeze_min_records)
-            for position, command in enumerate(commands):
-                if command.kind == "stop":
-                    self._commit_group()
-                    self._unstarted = commands[position + 1 :]  # _close_parts answers them
-                    return
-                if not start(command.future):  # its caller gave up before the shard took it
-                    _vote(command, PomaiError("the call was cancelled before its shard ran it"))
-                    continue
-                if command.kind in WRITE_KINDS:
-                    self._write(command)
-                else:
-                    self._commit_group()
-                    self._dispatch(command)
-            self._commit_group()
-            if self._deferred_freezes and not self._prepared:
-                waiters, self._deferred_freezes = self._deferred_freezes, []
-                for waiter in waiters:
-                    self._do_freeze(waiter)
-            self._maybe_freeze()
-
-    def _write(self, command: Command) -> None:
-        if self._parked or self._backlogged():
-            self._parked.append(command)
-            self.mailbox.hold(1)
-            return
-        self._stage_write(command)
-
-    def _stage_write(self, command: Command) -> None:
+    def stage_write(self, command: Command) -> None:
+        """Stage a write in the current group (answered once `commit_group` logged it)."""
         self._last_write = time.monotonic()
         try:
             if self._write_error is not None:
@@ -294,17 +269,18 @@ class Shard:
                 raise self._backlog_error()
             apply, result = getattr(self, "_stage_" + command.kind)(*command.args)
         except BaseException as exc:
-            _fail(command, exc)
+            fail(command, exc)
             return
         self._group.append((command, apply, result))
         if self._options.sync == "always":
-            self._commit_group()
+            self.commit_group()
 
-    def _commit_group(self) -> None:
+    def commit_group(self) -> None:
         """Write the staged group to the log; apply and acknowledge it only if that worked."""
-        if not self._group:
+        if not self._group and not self._commits:
             return
         group, self._group = self._group, []
+        commits, self._commits = self._commits, []
         assert self._wal is not None
         try:
             self._wal.commit(durable=self._options.sync != "never")
@@ -313,8 +289,10 @@ class Shard:
                 f"shard {self.index}: a WAL write or fsync failed ({exc}); the writes of that "
                 "group were not applied, and the shard refuses writes until the database is reopened")
             for command, _, _ in group:
-                _fail(command, copy_for_caller(self._write_error))
+                fail(command, copy_for_caller(self._write_error))
+            self._answer_commits(commits, written=False)
             return
+        self._answer_commits(commits, written=True)
         with self._state_lock.write():
             for _, apply, _ in group:
                 if apply is not None:
@@ -326,17 +304,12 @@ class Shard:
             else:
                 resolve(command.future, result)
 
-    def _backlogged(self) -> bool:
+    def backlogged(self) -> bool:
         """Too many generations wait to be saved and the oldest is still being built."""
         return len(self._pending) > _MAX_PENDING_GENERATIONS and self._pending[0].running
 
-    def _release_parked(self) -> None:
-        while self._parked and not self._backlogged():
-            self.mailbox.hold(-1)
-            self._stage_write(self._parked.popleft())
-        self._commit_group()
-
-    def _dispatch(self, command: Command) -> None:
+    def execute(self, command: Command) -> None:
+        """Run a command that is not a write (the group is committed first by the host)."""
         try:
             result = getattr(self, "_do_" + command.kind)(*command.args)
         except BaseException as exc:
@@ -344,6 +317,23 @@ class Shard:
             return
         if result is not _DEFERRED:
             resolve(command.future, result)
+
+    def end_drain(self) -> None:
+        """After each batch of commands: log the group, run held-back freezes, freeze if full."""
+        self.commit_group()
+        if self._deferred_freezes and not self._freeze_blocked():
+            waiters, self._deferred_freezes = self._deferred_freezes, []
+            for waiter in waiters:
+                self._do_freeze(waiter)
+        elif self._deferred_freezes and (refused := self._freeze_refused()) is not None:
+            self._fail_waiters(self._deferred_freezes, refused)
+            self._deferred_freezes = []
+        self._maybe_freeze()
+
+    def freeze_if_idle(self) -> None:
+        """No write for idle_freeze_seconds: save what a bulk load left in the memtables."""
+        if self.idle_wait() == 0:
+            self._maybe_freeze(self._options.idle_freeze_min_records)
 
     # ------------------------------------------------------------------ writes
 
@@ -390,7 +380,7 @@ class Shard:
         if part.batch.decided:  # aborted without this part (its caller gave up): do not log it
             assert part.batch.error is not None
             raise copy_for_caller(part.batch.error)
-        seq = self._append(records.PUT_PREPARED, payload)
+        seq = self._append(records.PUT_PART, payload)
         return functools.partial(self._prepared.add, seq, state, batch), _PartLogged(part, seq)
 
     def _do_decide(self, cross: txn.CrossShardBatch, commit: bool,
@@ -401,12 +391,33 @@ class Shard:
             return  # this shard's part never got logged
         if commit:
             self._commit_part(seq)
-            resolve(command.future, None)
+            self._log_commit(cross, command)
         else:
             self._prepared.drop(seq)
             self._log_abort(seq)
             assert error is not None
             resolve(command.future, error=copy_for_caller(error))
+
+    def _log_commit(self, cross: txn.CrossShardBatch, command: Command) -> None:
+        """COMMIT rides the next group, which answers the part's caller once written (so a
+        returned put_batch leaves no log write behind it); until every shard's COMMIT is
+        written none freezes its part."""
+        assert self._wal is not None
+        self._unconfirmed.append(cross)
+        try:
+            self._wal.append(records.COMMIT, records.encode_commit(cross.key))
+        except StorageError:
+            self._answer_commits([(cross, command)], written=False)
+            return
+        self._commits.append((cross, command))
+
+    def _answer_commits(self, commits: list[tuple[txn.CrossShardBatch, Command]],
+                        written: bool) -> None:
+        """The batches committed whether or not their COMMIT was written (every part is
+        logged, which recovery honours); an unwritten one only keeps their freezes held."""
+        for cross, command in commits:
+            cross.confirm(self.index, written)
+            resolve(command.future, None)
 
     def _commit_part(self, seq: int) -> None:
         taken = self._prepared.take(seq)
@@ -428,13 +439,13 @@ class Shard:
 
     def _stage_delete(self, membrane_id: int, ids: np.ndarray) -> tuple:
         state = self._state(membrane_id)
-        self._commit_group()  # liveness is read from applied state
+        self.commit_group()  # liveness is read from applied state
         live = np.array([k for k in ids.tolist() if state.is_live(k)], dtype=np.uint64)
         return self._stage_tombstones(state, live)
 
     def _stage_delete_where(self, membrane_id: int, flt) -> tuple:
         state = self._state(membrane_id)
-        self._commit_group()
+        self.commit_group()
         return self._stage_tombstones(state, state.matching_ids(flt))
 
     def _stage_tombstones(self, state: MembraneState, ids: np.ndarray) -> tuple:
@@ -509,7 +520,7 @@ class Shard:
 
     # ------------------------------------------------------------------ freeze
 
-    def _idle_wait(self) -> float | None:
+    def idle_wait(self) -> float | None:
         """Seconds until the memtables count as idle (0: they do); None: no idle freeze due."""
         options = self._options
         if (not options.auto_freeze or not options.idle_freeze_seconds or self._wal is None
@@ -519,7 +530,7 @@ class Shard:
 
     def _maybe_freeze(self, min_records: int | None = None) -> None:
         """Freeze when the memtables are full (or, when idle, hold at least `min_records`)."""
-        if not self._options.auto_freeze or self._wal is None or self._prepared:
+        if not self._options.auto_freeze or self._wal is None or self._freeze_blocked():
             return
         records_ = sum(s.active.n for s in self._states.values())
         nbytes = sum(s.active.nbytes for s in self._states.values())
@@ -531,7 +542,10 @@ class Shard:
                 pass  # a failed WAL rotation is sticky: the writes that follow report it
 
     def _do_freeze(self, waiter: Future) -> object:
-        if self._prepared:  # a freeze would cover parts that are in no memtable yet
+        if self._freeze_refused():
+            resolve(waiter, error=self._freeze_refused())
+            return _DEFERRED
+        if self._freeze_blocked():
             self._deferred_freezes.append(waiter)
             return _DEFERRED
         try:
@@ -539,6 +553,23 @@ class Shard:
         except BaseException as exc:  # the caller waits on `waiter`, not on this command
             resolve(waiter, error=exc)
         return _DEFERRED
+
+    def _freeze_blocked(self) -> bool:
+        """A freeze now would break a cross-shard batch's recovery (txn.py): parts wait for their
+        decision (they are in no memtable yet), or a committed part's COMMIT is not yet written
+        on every shard (a crash would find the other shards' parts without this one's)."""
+        self._unconfirmed = [c for c in self._unconfirmed if not c.confirmed]
+        return bool(self._prepared) or bool(self._unconfirmed)
+
+    def _freeze_refused(self) -> StorageError | None:
+        if any(c.unconfirmable for c in self._unconfirmed):
+            return StorageError(
+                f"shard {self.index}: another shard failed to log a batch's commit, so this one "
+                "keeps its part in the log (no freeze) until the database is reopened")
+        return None
+
+    def _do_confirmed(self) -> None:
+        """A batch this shard committed is now confirmed everywhere: the loop retries freezes."""
 
     def _freeze(self, waiter: Future | None) -> None:
         assert self._wal is not None
@@ -571,7 +602,7 @@ class Shard:
             if not generation.running or generation.error is not None:
                 generation.running = True
                 generation.error = None
-                self._submit(functools.partial(self._build_generation, generation))
+                self._host.submit(functools.partial(self._build_generation, generation))
 
     def _backlog_error(self) -> StorageError:
         return StorageError(
@@ -589,10 +620,6 @@ class Shard:
                 "the database is reopened")
             raise self._write_error from exc
 
-    def _submit(self, job: Callable[[], None]) -> None:
-        assert self._worker is not None
-        self._worker.submit(job)
-
     def _build_generation(self, generation: Generation) -> None:
         """Background worker: write the generation's segments (no shared state touched)."""
         try:
@@ -609,17 +636,13 @@ class Shard:
             generation.built = built
         except BaseException as exc:
             generation.error = exc
-        self._notify_built()
-
-    def _notify_built(self) -> None:
-        self.mailbox.put_internal(Command("install", ()))
+        self._host.built()
 
     def _do_install(self) -> None:
         self._install_generations()
         self._finish_compactions()
         for mid in list(self._states):
             self._maybe_compact(mid, None)
-        self._release_parked()
 
     def _install_generations(self) -> None:
         while self._pending:
@@ -705,7 +728,7 @@ class Shard:
                 running.waiters.append(waiter)
             return
         run = None
-        if state is not None and self._worker is not None and (forced or self._options.auto_compact):
+        if state is not None and not self._options.read_only and (forced or self._options.auto_compact):
             run = compaction.pick_run(state.segments, self._options.compaction_trigger,
                                       self._options.max_segment_rows, forced)
         if state is None or run is None:
@@ -718,7 +741,7 @@ class Shard:
         if waiter is not None:
             job.waiters.append(waiter)
         self._compactions[membrane_id] = job
-        self._submit(lambda: self._build_compaction(job, state.meta))
+        self._host.submit(lambda: self._build_compaction(job, state.meta))
 
     def _build_compaction(self, job: CompactionJob, meta: MembraneMeta) -> None:
         try:
@@ -731,7 +754,7 @@ class Shard:
         except BaseException as exc:
             job.error = exc
         job.done = True
-        self._notify_built()
+        self._host.built()
 
     def _finish_compactions(self) -> None:
         for mid, job in list(self._compactions.items()):
@@ -814,13 +837,13 @@ def _part_of(command: Command) -> txn.BatchPart | None:
     return None
 
 
-def _vote(command: Command, error: BaseException) -> None:
+def vote(command: Command, error: BaseException) -> None:
     part = _part_of(command)
     if part is not None:
         part.vote(error)
 
 
-def _fail(command: Command, error: BaseException) -> None:
+def fail(command: Command, error: BaseException) -> None:
     """A write that will not be logged: answer its caller, and vote no for its batch if any."""
     resolve(command.future, error=error)
-    _vote(command, copy_for_caller(error))
+    vote(command, copy_for_caller(error))

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHECKED = ["__init__", "db", "membrane", "options", "errors", "results", "shard", "layers",
+CHECKED = ["__init__", "db", "membrane", "options", "errors", "results", "shard", "shard_runtime", "layers",
            "mailbox", "wal", "memtable", "records", "segment", "manifest", "marker", "fs"]
 
 
