@@ -229,6 +229,41 @@ def argtopk(values: F32Array, count: int) -> npt.NDArray[np.int64]:
     return result
 
 
+def wsbr_select(
+    routing_queries: F32Array,
+    queries: F32Array,
+    *,
+    mu: F32Array,
+    projection: npt.NDArray[np.int8],
+    signatures: npt.NDArray[np.uint64],
+    centroids: npt.NDArray[np.int8],
+    alpha: F32Array,
+    beta: F32Array,
+    level: int,
+    l2: bool,
+    top: int,
+    widen: int,
+) -> npt.NDArray[np.int64]:
+    """WSBR's block selection for a batch of queries against one segment (wsbr.py, steps 1-3).
+
+    routing_queries and queries: (q, d) float32, the queries in routing space (unit length for
+    cosine) and as given.  mu (d,), projection (64, d) int8, signatures (nb,) uint64, centroids
+    (nb, d) int8, alpha and beta (nb,) float32: the segment's routing table; level: its
+    quantisation level.  Per query: the sketch of Q(routing query - mu), the top + widen
+    blocks nearest in (Hamming distance, block id) order, and, when widen > 0 and top < nb,
+    the `top` of them with the best centroid score (alpha * (Q(query) . centroid), times
+    max|query| / level plus beta when l2), ties by shortlist position.  Returns (q, min(top, nb))
+    int64 block ids, best first: exactly what the numpy composition of those steps gives (one
+    rounding per float operation, exact integer dot products), in one call per batch.
+    """
+    _check_count(top)
+    _check_count(widen)
+    result: npt.NDArray[np.int64] = _kernels.wsbr_select(
+        routing_queries, queries, mu, projection, signatures, centroids, alpha, beta,
+        int(level), bool(l2), int(top), int(widen))
+    return result
+
+
 def crc32c(data: Any, value: int = 0) -> int:
     """CRC32C (Castagnoli) of any C-contiguous buffer, continuing from `value`.
 

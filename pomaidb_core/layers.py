@@ -124,7 +124,9 @@ class MembraneState:
     active: Memtable
     frozen: list[Memtable] = field(default_factory=list)  # newest first
     segments: list[LiveSegment] = field(default_factory=list)  # newest first
-    _stack_masks: list[np.ndarray] | None = None
+    # per segment: (stack mask, whether it lets every row through), one attribute so a
+    # reader never sees half of a rebuild
+    _stacks: list[tuple[np.ndarray, bool]] | None = None
     # (segment position, filter key) -> stack mask & filter mask, valid until set_segments.
     _search_masks: dict[tuple[int, object], np.ndarray] = field(default_factory=dict)
 
@@ -133,7 +135,7 @@ class MembraneState:
 
     def set_segments(self, segments: list[LiveSegment]) -> None:
         self.segments = segments
-        self._stack_masks = None
+        self._stacks = None
         self._search_masks = {}
 
     def memory_bytes(self) -> int:
@@ -144,16 +146,18 @@ class MembraneState:
         held = sum(table.memory_bytes() for table in self.memtables())
         held += sum(seg.index.memory_bytes() for seg in self.segments)
         # list() copies in one step: readers may add search masks meanwhile.
-        masks = [*(self._stack_masks or []), *list(self._search_masks.values())]
+        masks = [mask for mask, _ in self._stacks or []]
+        masks += list(self._search_masks.values())
         masks += [m for seg in self.segments for m in seg.cached_masks()]
         return held + sum(mask.nbytes for mask in masks)
 
-    def search_mask(self, position: int, flt: Filter | None) -> np.ndarray:
+    def search_mask(self, position: int, flt: Filter | None) -> np.ndarray | None:
         """Rows of segment `position` a search may return: one array per filter, reused by
-        every query (so per-query work never passes over all of a segment's rows)."""
-        stack_mask = self.stack_masks()[position]
+        every query (so per-query work never passes over all of a segment's rows); None when
+        every row may (the kernels then skip a per-row test)."""
+        stack_mask, full = self._stack_list()[position]
         if flt is None:
-            return stack_mask
+            return None if full else stack_mask
         masks = self._search_masks
         mask = masks.get((position, flt.key))
         if mask is None:
@@ -165,9 +169,14 @@ class MembraneState:
 
     def stack_masks(self) -> list[np.ndarray]:
         """Per segment: rows that are puts and not overridden by a newer segment."""
-        if self._stack_masks is None:
-            self._stack_masks = stack_masks_of(self.segments)
-        return self._stack_masks
+        return [mask for mask, _ in self._stack_list()]
+
+    def _stack_list(self) -> list[tuple[np.ndarray, bool]]:
+        stacks = self._stacks
+        if stacks is None:
+            stacks = [(mask, bool(mask.all())) for mask in stack_masks_of(self.segments)]
+            self._stacks = stacks
+        return stacks
 
     # -------------------------------------------------------------- point reads
 
@@ -256,8 +265,8 @@ class MembraneState:
 
             _collect(rank, table, table.view_ids(), tables[:index], params.k, table.n, per_query)
         for position, seg in enumerate(self.segments):
-            mask = self.search_mask(position, params.flt)
-            _collect(_segment_ranker(seg, queries, metric, mask, params), seg, seg.reader.ids,
+            seg_mask = self.search_mask(position, params.flt)
+            _collect(_segment_ranker(seg, queries, metric, seg_mask, params), seg, seg.reader.ids,
                      tables, params.k, seg.reader.n, per_query)
         for found in per_query:
             found.sort(key=lambda c: (-c[0], c[1]))

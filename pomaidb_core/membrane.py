@@ -218,13 +218,25 @@ class Membrane:
         return self._run(self._search_request(queries, k, filter, top_blocks, widen_blocks,
                                               exact, texts, fusion, alpha, False))
 
+    def _search_shards(self, queries: np.ndarray, params: SearchParams) -> list[list[list[tuple]]]:
+        """Every shard's hits, shard after shard on this thread. Each shard is told the k-th
+        best score found so far per query, so it decodes metadata only of hits that can still
+        make the top k (ties included: they may win on id)."""
+        floors = [-np.inf] * len(queries)
+        per_shard = []
+        for shard in range(self._db.shard_count):
+            found = self._db._read(shard, "search", self.meta.membrane_id, queries, params, floors)
+            per_shard.append(found)
+            floors = _kth_best_scores(per_shard, params.k)
+        return per_shard
+
     def _run(self, request: _Request) -> list[list[Hit]]:
         if request.count == 0:
             return []
         vector = keyword = None
         if request.matrix is not None:
-            vector = _merge(self._db._read_all("search", self.meta.membrane_id, request.matrix,
-                                               request.params), request.params.k)
+            vector = _merge(self._search_shards(request.matrix, request.params),
+                            request.params.k)
         if request.terms is not None:
             keyword = [self._keyword_hits(terms, request) for terms in request.terms]
         return request.answer(vector, keyword)
@@ -455,3 +467,12 @@ def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[tuple]]:
         candidates.sort(key=lambda c: (-c[0], c[1]))
         merged.append(candidates[:k])
     return merged
+
+
+def _kth_best_scores(per_shard: list[list[list[tuple]]], k: int) -> list[float]:
+    """Per query: the k-th best score among the hits so far, -inf while there are fewer."""
+    floors = []
+    for per_query in zip(*per_shard):
+        scores = sorted((hit[0] for hits in per_query for hit in hits), reverse=True)
+        floors.append(scores[k - 1] if len(scores) >= k else -np.inf)
+    return floors

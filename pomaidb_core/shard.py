@@ -479,9 +479,17 @@ class Shard:
     def _do_count(self, membrane_id: int) -> int:
         return self._read_state(membrane_id).count()
 
-    def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams) -> list:
-        """Per query: [(score, id, metadata, text)], best first, at most k."""
+    def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams,
+                   floors: list[float] | None = None) -> list:
+        """Per query: [(score, id, metadata, text)], best first, at most k.
+
+        floors: per query, a score below which a hit cannot make the caller's final top k
+        (other shards already gave k better ones); such hits are dropped before their
+        metadata and text are decoded, the costly part of a hit.
+        """
         found = self._read_state(membrane_id).search(queries, params)
+        if floors is not None:
+            found = [[hit for hit in hits if hit[0] >= floor] for hits, floor in zip(found, floors)]
         return [[(score, key, layer_metadata(layer, row), layer_text(layer, row))
                  for score, key, layer, row in hits] for hits in found]
 

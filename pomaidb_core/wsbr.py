@@ -18,6 +18,8 @@ Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
      (centroid score descending, hamming, block_id) and the first T are selected;
   4. the selected blocks are scored exactly: one kernels.topk_blocks call for the batch, which
      reads each selected block once and scores it against every query that selected it.
+  Steps 1-3 run in one kernels.wsbr_select call per segment and batch (the float steps are
+  those of `quantize` and the centroid scores below, one rounding per operation).
   With a mask (tombstones, shadowed rows, a filter) letting through a fraction s < 1 of the
   rows, T and W are first multiplied by s^(-1/4) (a selective filter's k best rows spread
   over more blocks). Then, for each query whose selected blocks hold fewer than
@@ -87,7 +89,7 @@ import numpy as np
 
 from . import fs
 from .errors import CorruptionError, InvalidArgumentError
-from .kernels import argtopk, crc32c, dot_int8_rows, hamming64_rank, topk, topk_blocks
+from .kernels import crc32c, topk, topk_blocks, wsbr_select
 from .options import IndexParams
 from .wsbr_build import UnitRowView, form_blocks, itq_projection, segment_sums, unit_rows
 
@@ -232,27 +234,6 @@ class WsbrIndex:
     def block_ranges(self) -> np.ndarray:
         """(n_blocks, 2) int64 [start, end) row range of every block."""
         return np.ascontiguousarray(np.stack((self.block_offsets[:-1], self.block_offsets[1:]), 1))
-
-    @cached_property
-    def _projection_f32(self) -> np.ndarray:
-        return self.projection.astype(np.float32)
-
-    def sketch(self, rows: np.ndarray) -> np.ndarray:
-        """64-bit sketches of (m, dim) float32 vectors (not yet in routing space)."""
-        return sketch_routing_rows(routing_rows(rows, self.metric), self.mu,
-                                   self._projection_f32, self.level)
-
-    def centroid_scores(self, queries: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-        """est (see the module docstring) of each query against each of its (q, c) blocks."""
-        # Exact integer dots of only the candidate centroids (a full product against every
-        # centroid, then a gather, did twice the work for the default shortlist).
-        q8 = quantize(queries, self.level).astype(np.int8)
-        dots = dot_int8_rows(self.centroids, q8, blocks).astype(np.float32)
-        est = self.alpha[blocks] * dots
-        if self.metric == "l2":
-            gain = np.abs(queries).max(axis=1) / np.float32(self.level)
-            est = est * gain[:, None] + self.beta[blocks]
-        return est
 
     # ------------------------------------------------------------------ serialisation
 
@@ -598,16 +579,15 @@ def _scale_for_selectivity(top: int, widen: int, allowed: int, n_rows: int) -> t
 
 
 def _select_blocks(index: WsbrIndex, queries: np.ndarray, top: int, widen: int) -> np.ndarray:
-    """(q, min(top, n_blocks)) selected block ids per query, in no particular order."""
-    sketches = index.sketch(queries)
-    if widen == 0 or top >= index.n_blocks:
-        return hamming64_rank(index.signatures, sketches, top)
-    candidates = hamming64_rank(index.signatures, sketches, top + widen)
-    est = index.centroid_scores(queries, candidates)
-    # argtopk breaks ties by column, and column j of `candidates` is the j-th block in
-    # (hamming, block_id) order: the (est, hamming, block_id) order of the module docstring.
-    chosen = argtopk(est, top)
-    return np.take_along_axis(candidates, chosen, axis=1)
+    """(q, min(top, n_blocks)) selected block ids per query, in no particular order.
+
+    One kernel call does steps 1-3 (sketch, Hamming shortlist, centroid re-rank); its ties
+    by shortlist column are the (est, hamming, block_id) order of the module docstring.
+    """
+    return wsbr_select(routing_rows(queries, index.metric), queries, mu=index.mu,
+                       projection=index.projection, signatures=index.signatures,
+                       centroids=index.centroids, alpha=index.alpha, beta=index.beta,
+                       level=index.level, l2=index.metric == "l2", top=top, widen=widen)
 
 
 def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.ndarray,
@@ -616,6 +596,8 @@ def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.n
     """(ptr, blocks): per query, `selected`, or for queries whose blocks hold fewer than k
     allowed rows (fewer than all allowed rows if those are fewer than k), the selection with
     top and widen doubled, repeatedly, up to every block."""
+    if allowed is index.block_sizes and selected.shape[1] >= k:
+        return _csr_of_matrix(selected)  # no mask, and no block is empty: k rows are there
     need = min(int(allowed.sum()), k)
     short = np.nonzero(allowed[selected].sum(axis=1) < need)[0]
     if not len(short):

@@ -13,6 +13,7 @@
 
 #include "pomaidb/dispatch.h"
 #include "pomaidb/rank.h"
+#include "pomaidb/route.h"
 #include "pomaidb/search.h"
 
 namespace py = pybind11;
@@ -358,6 +359,73 @@ py::array_t<std::int64_t> argtopk(const py::object& values_obj, std::int64_t cou
   return out;
 }
 
+// Checks that `arr` has `rows` rows (and `cols` columns when 2-d); `what` names the source.
+void require_rows(const py::array& arr, const char* name, std::size_t rows, std::size_t cols,
+                  const char* what) {
+  const bool ok = static_cast<std::size_t>(arr.shape(0)) == rows &&
+                  (arr.ndim() == 1 || static_cast<std::size_t>(arr.shape(1)) == cols);
+  if (!ok) {
+    invalid(std::string(name) + " must have " + std::to_string(rows) + " rows" +
+            (arr.ndim() == 2 ? " of " + std::to_string(cols) : std::string()) + " (" + what +
+            "), got shape " + py::str(arr.attr("shape")).cast<std::string>());
+  }
+}
+
+py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::object& queries_obj,
+                                      const py::object& mu_obj, const py::object& projection_obj,
+                                      const py::object& signatures_obj,
+                                      const py::object& centroids_obj, const py::object& alpha_obj,
+                                      const py::object& beta_obj, std::int64_t level, bool l2,
+                                      std::int64_t top, std::int64_t widen) {
+  py::array routing = require_array<float>(routing_obj, "routing_queries", 2, "float32");
+  py::array queries = require_array<float>(queries_obj, "queries", 2, "float32");
+  py::array mu = require_array<float>(mu_obj, "mu", 1, "float32");
+  py::array projection = require_array<std::int8_t>(projection_obj, "projection", 2, "int8");
+  py::array signatures = require_array<std::uint64_t>(signatures_obj, "signatures", 1, "uint64");
+  py::array centroids = require_array<std::int8_t>(centroids_obj, "centroids", 2, "int8");
+  py::array alpha = require_array<float>(alpha_obj, "alpha", 1, "float32");
+  py::array beta = require_array<float>(beta_obj, "beta", 1, "float32");
+  const auto dim = static_cast<std::size_t>(mu.shape(0));
+  const auto nq = static_cast<std::size_t>(queries.shape(0));
+  const auto n_blocks = static_cast<std::size_t>(signatures.shape(0));
+  require_rows(routing, "routing_queries", nq, dim, "one per query, dim = len(mu)");
+  require_rows(queries, "queries", nq, dim, "dim = len(mu)");
+  require_rows(projection, "projection", kSketchBits, dim, "one per sketch bit");
+  require_rows(centroids, "centroids", n_blocks, dim, "one per signature");
+  require_rows(alpha, "alpha", n_blocks, 0, "one per signature");
+  require_rows(beta, "beta", n_blocks, 0, "one per signature");
+  // Exact int32 sums, as wsbr.quant_level guarantees: dim * level^2 <= 2^24.
+  if (level < 1 || level > 127 || dim * static_cast<std::size_t>(level * level) > (1u << 24)) {
+    invalid("level must be in [1, 127] with dim * level**2 <= 2**24, got " +
+            std::to_string(level) + " for dim " + std::to_string(dim));
+  }
+  if (top < 1 || widen < 0) {
+    invalid("need top >= 1 and widen >= 0, got " + std::to_string(top) + ", " +
+            std::to_string(widen));
+  }
+  const RoutingTable table{dim,
+                           n_blocks,
+                           static_cast<float>(level),
+                           l2,
+                           static_cast<const float*>(mu.data()),
+                           static_cast<const std::int8_t*>(projection.data()),
+                           static_cast<const std::uint64_t*>(signatures.data()),
+                           static_cast<const std::int8_t*>(centroids.data()),
+                           static_cast<const float*>(alpha.data()),
+                           static_cast<const float*>(beta.data())};
+  const std::size_t kept = std::min(static_cast<std::size_t>(top), n_blocks);
+  py::array_t<std::int64_t> out({nq, kept});
+  const auto* routing_rows = static_cast<const float*>(routing.data());
+  const auto* query_rows = static_cast<const float*>(queries.data());
+  std::int64_t* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    select_blocks(active_kernels(), table, routing_rows, query_rows, nq,
+                  static_cast<std::size_t>(top), static_cast<std::size_t>(widen), dst);
+  }
+  return out;
+}
+
 // A C-contiguous buffer view, released when it goes out of scope (with the GIL held).
 class ContiguousBuffer {
  public:
@@ -421,5 +489,9 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("hamming64", &hamming64, py::arg("codes"), py::arg("query_codes"));
   m.def("hamming64_rank", &hamming64_rank, py::arg("codes"), py::arg("query_codes"),
         py::arg("count"));
+  m.def("wsbr_select", &wsbr_select, py::arg("routing_queries"), py::arg("queries"),
+        py::arg("mu"), py::arg("projection"), py::arg("signatures"), py::arg("centroids"),
+        py::arg("alpha"), py::arg("beta"), py::arg("level"), py::arg("l2"), py::arg("top"),
+        py::arg("widen"));
   m.def("crc32c", &crc32c, py::arg("data"), py::arg("value"));
 }

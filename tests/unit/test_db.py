@@ -90,6 +90,21 @@ def test_ties_break_by_id_ascending(docs):
     assert [h.id for h in docs.search(np.ones(4), k=3)] == [3, 5, 9]
 
 
+def test_hits_tied_at_the_kth_score_across_shards_keep_their_metadata(tmp_path):
+    # Shards searched later are told the k-th best score so far and drop worse hits before
+    # decoding them: a tie at that score must survive (it may win on id), with its metadata.
+    with pdb.open(tmp_path / "db", shards=4) as db:
+        m = db.create_membrane("m", dim=2, metric="ip")
+        ids = list(range(40))
+        vectors = np.array([[1.0, 0.0] if i % 3 else [0.5, 0.0] for i in ids], dtype=np.float32)
+        m.put_batch(ids, vectors, [{"id": i} for i in ids])
+        db.freeze()
+        hits = m.search([1.0, 0.0], k=5)
+        tied = [i for i in ids if i % 3][:5]
+        assert [(h.id, h.score, h.metadata) for h in hits] == [(i, 1.0, {"id": i}) for i in tied]
+        assert [h.id for h in m.search_batch(np.array([[1.0, 0.0]]), k=5)[0]] == tied
+
+
 @pytest.mark.parametrize("bad_call", [
     lambda m: m.put(1, [1, 2, 3]),
     lambda m: m.put(1, [1, 2, 3, float("nan")]),
