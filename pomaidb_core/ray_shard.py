@@ -128,6 +128,12 @@ class ShardActor:
     def ping(self) -> tuple[bool, Any]:
         return self._outcome(lambda: self.index)
 
+    def node_id(self) -> str:
+        """The Ray node hosting this shard (for operators and placement tests)."""
+        import ray  # only here: the rest of this module runs without ray (tests, tools)
+
+        return ray.get_runtime_context().get_node_id()
+
     def read(self, kind: str, args: tuple) -> tuple[bool, Any]:
         return self._outcome(lambda: self._db._read(0, kind, *args))
 
