@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     parser = argparse.ArgumentParser(prog="pomaidb bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="what", required=True, metavar="{core,open,wsbr,scale}")
+    sub = parser.add_subparsers(dest="what", required=True, metavar="{core,open,wsbr,scale,ray}")
     core = sub.add_parser("core", help="write throughput and exact search vs numpy")
     core.add_argument("--data", default=None, metavar="DIR",
                       help=f"embeddings directory (default: ${bench_data.DATA_ENV}, else generated)")
@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None) -> None:
                    add_help=False)
     sub.add_parser("scale", help="the engine end to end at 100k-1M rows vs hnswlib "
                    "(see pomaidb_core.bench_scale)", add_help=False)
+    sub.add_parser("ray", help="the Ray backend vs in-process on 1, 2, 4 simulated nodes "
+                   "(see pomaidb_core.bench_ray; needs the `ray` extra)", add_help=False)
     args, rest = parser.parse_known_args(argv)
-    if args.what not in ("wsbr", "scale") and rest:
+    if args.what not in ("wsbr", "scale", "ray") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.what == "wsbr":
@@ -222,6 +224,10 @@ def main(argv: list[str] | None = None) -> None:
             from . import bench_scale
 
             bench_scale.main(rest)
+        elif args.what == "ray":
+            from . import bench_ray
+
+            bench_ray.main(rest)
         elif args.what == "core":
             run_core(args)
         else:
