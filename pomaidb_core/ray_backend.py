@@ -46,7 +46,6 @@ from .errors import (
     InvalidArgumentError,
     NotFoundError,
     PomaiError,
-    ReadOnlyError,
     UnavailableError,
 )
 from .mailbox import WRITE_KINDS
@@ -281,9 +280,7 @@ class RayDB:
             raise ClosedError(f"the Ray database at {self.path} is not open; call open()")
 
     def _require_writable(self) -> None:
-        self._require_open()
-        if self.options.read_only:  # refused in __init__; kept for Membrane's contract
-            raise ReadOnlyError("this database was opened with read_only=True")
+        self._require_open()  # read_only is refused when a RayDB is made
 
     def _decide_batch(self, *_: Any) -> None:
         """Membrane's in-process vote callback: unused, `_put_parts` runs the two phases itself."""
