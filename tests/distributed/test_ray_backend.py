@@ -93,3 +93,37 @@ def test_a_second_client_process_attaches_and_shares_the_data(cluster, ray_path)
     assert int(best) == m.search(np.ones(4), 1)[0].id
     assert m.get(100).metadata == {"from": "second"} and m.count() == 21
     db.close()
+
+
+def test_membranes_are_created_and_dropped_on_every_shard(ray_path):
+    db = pdb.open(ray_path, backend="ray", shards=3)
+    docs = db.create_membrane("docs", dim=4)
+    db.create_membrane("notes", dim=2, metric="l2")
+    docs.put_batch(list(range(30)), np.ones((30, 4), dtype=np.float32))
+    assert db.membranes() == ["docs", "notes"]
+    db.drop_membrane("docs")
+    assert db.membranes() == ["notes"]
+    with pytest.raises(pdb.NotFoundError):
+        db.drop_membrane("docs")
+    again = db.create_membrane("docs", dim=4)
+    assert again.meta.membrane_id != docs.meta.membrane_id and again.count() == 0
+    stats = db.stats()
+    assert stats["shards"] == 3 and stats["membranes"]["docs"]["records"] == 0
+    db.close()
+
+
+def test_a_catalog_change_cut_short_is_repaired_when_a_client_attaches(ray_path):
+    db = pdb.open(ray_path, backend="ray", shards=3)
+    db.create_membrane("docs", dim=4)
+    db.create_membrane("old", dim=4)
+    db._ask(1, "drop_membrane", "docs")  # as if the client died inside create or drop
+    db._ask(0, "drop_membrane", "old")  # shard 0 holds the catalog: "old" is gone
+    db.close()
+    db = pdb.open(ray_path, backend="ray")
+    m = db.membrane("docs")
+    m.put_batch(list(range(30)), np.ones((30, 4), dtype=np.float32))  # reaches every shard
+    assert m.count() == 30
+    assert all(shard["records"] > 0 for shard in db.stats()["membranes"]["docs"]["per_shard"])
+    assert db.membranes() == ["docs"]
+    assert all(set(db._ask(shard, "catalog")) == {"docs"} for shard in range(3))
+    db.close()
