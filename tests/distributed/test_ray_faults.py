@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import pomaidb_core as pdb
+from pomaidb_core import routing
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the `ray` extra")
 pytestmark = pytest.mark.ray
@@ -107,3 +108,34 @@ def test_a_node_that_stays_gone_fails_searches_naming_its_shards_until_it_return
         db.shutdown()
     finally:
         cluster.remove_node(back)
+
+
+def test_a_batch_one_shard_refuses_is_applied_on_none_even_after_replay(ray_path):
+    db = pdb.open(ray_path, backend="ray", shards=3)
+    m = db.create_membrane("docs", dim=DIM)
+    m.put(1000, _vectors([1000])[0])
+    db._ask(2, "drop_membrane", "docs")  # shard 2 now refuses its part of any batch
+    keys = list(range(30))  # spans all three shards
+    with pytest.raises(pdb.NotFoundError):
+        m.put_batch(keys, _vectors(keys))
+    willing = [k for k in keys if routing.shard_of(k, 3) != 2]
+    assert willing and [m.get(k) for k in willing] == [None] * len(willing)
+    db.shutdown()  # the other shards' parts were logged, then aborted: replay must agree
+    db = pdb.open(ray_path, backend="ray")
+    m = db.membrane("docs")
+    assert [m.get(k) for k in keys] == [None] * len(keys)
+    db.close()
+
+
+def test_a_retried_write_request_is_answered_once(ray_path):
+    db = pdb.open(ray_path, backend="ray", shards=1)
+    m = db.create_membrane("docs", dim=DIM)
+    m.put_batch([1, 2, 3], _vectors([1, 2, 3]))
+    actor = db._actors[0]
+    ids = np.array([1, 2], dtype=np.uint64)
+    first = ray.get(actor.write.remote("request-1", "delete", (m.meta.membrane_id, ids)))
+    again = ray.get(actor.write.remote("request-1", "delete", (m.meta.membrane_id, ids)))
+    fresh = ray.get(actor.write.remote("request-2", "delete", (m.meta.membrane_id, ids)))
+    assert first == again == (True, 2) and fresh == (True, 0)
+    assert m.count() == 1
+    db.close()
