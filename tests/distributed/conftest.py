@@ -13,6 +13,11 @@ import pytest
 HOSTS = ["head", "w1", "w2"]
 
 
+def pytest_collection_modifyitems(items):
+    """The Ray tests run last, so the cluster's processes live only while they run."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)  # stable
+
+
 @pytest.fixture(scope="session")
 def cluster():
     ray = pytest.importorskip("ray", reason="the Ray backend needs the `ray` extra")
