@@ -19,6 +19,7 @@ from .layers import LiveSegment
 from .manifest import MembraneMeta, SegmentMeta
 from .options import IndexParams
 from .segment import SegmentReader, write_segment
+from .worker import checkpoint
 
 
 @dataclass
@@ -36,6 +37,7 @@ def build_segment(root: str, shard: int, membrane: MembraneMeta, segment_id: int
     # shard threads for two cores; one BLAS thread is faster and leaves the shards alone.
     with threadpool_limits(1, user_api="blas"):
         order, index = wsbr.build_index(vectors, membrane.metric, params)
+    checkpoint()  # before the longest write: an interrupted build leaves no file
     seg_path = filenames.segment_path(root, shard, membrane.membrane_id, segment_id)
     side_path = filenames.sidecar_path(root, shard, membrane.membrane_id, segment_id)
     checksum = write_segment(

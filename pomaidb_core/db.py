@@ -137,14 +137,17 @@ class DB:
         if not read_only:
             self._remove_orphans(manifest)
             self._worker = BackgroundWorker()
+        recovery = txn.Recovery(manifest.shards)
         self._shards = [
             ShardThread(i, self.path, self.options, self._store, self._catalog, self._worker,
-                  self._allocate_segment_id)
+                        self._allocate_segment_id, recovery)
             for i in range(manifest.shards)
         ]
         started = [shard.start() for shard in self._shards]
-        for future in started:
-            future.result()
+        errors = [f.exception() for f in started]
+        for error in sorted((e for e in errors if e is not None),
+                            key=lambda e: isinstance(e, txn.PeerFailed)):
+            raise error  # the first shard's own failure, not another's echo of it
 
     def _remove_orphans(self, manifest: Manifest) -> None:
         live = self._store.live_files()
@@ -395,6 +398,13 @@ class DB:
         reply = Reply()
         self._mailbox(shard).put(Command(kind, args, reply))
         return reply
+
+    def _wake_shards(self, cross: txn.CrossShardBatch) -> None:
+        """A batch's COMMIT is written on every shard: the freezes it held may go (txn.py)."""
+        for index in cross.shards:
+            shard = self._shards[index] if index < len(self._shards) else None
+            if shard is not None:
+                shard.mailbox.put_internal(Command("confirmed", ()))
 
     def _put_parts(self, commands: list[tuple[int, tuple]], cross: txn.CrossShardBatch | None) -> None:
         """Queue a put's parts and wait for them; a batch part that cannot be queued votes no."""

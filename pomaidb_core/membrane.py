@@ -74,19 +74,18 @@ class Membrane:
         self._db._require_writable()
         batch = records.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
                                        self._db.options.max_metadata_bytes)
-        commands: list[tuple[int, tuple[Any, ...]]] = []
-        for shard, rows in enumerate(routing.split(batch.ids, self._db.shard_count)):
-            if len(rows) == 0:
-                continue
-            part = batch if len(rows) == len(batch.ids) else records.PutBatch(
-                batch.membrane_id, batch.ids[rows], np.ascontiguousarray(batch.vectors[rows]),
-                [batch.metadatas[i] for i in rows.tolist()],
-                [batch.meta_blobs[i] for i in rows.tolist()])
-            commands.append((shard, (part, _encoded(part))))
-        if len(commands) <= 1:
-            return commands, None
-        cross = txn.CrossShardBatch([s for s, _ in commands], self._db._decide_batch)  # txn.py
-        return [(shard, (*args, txn.BatchPart(cross, shard))) for shard, args in commands], cross
+        parts = [(shard, batch if len(rows) == len(batch.ids) else records.PutBatch(
+                     batch.membrane_id, batch.ids[rows], np.ascontiguousarray(batch.vectors[rows]),
+                     [batch.metadatas[i] for i in rows.tolist()],
+                     [batch.meta_blobs[i] for i in rows.tolist()]))
+                 for shard, rows in enumerate(routing.split(batch.ids, self._db.shard_count))
+                 if len(rows)]
+        if len(parts) <= 1:
+            return [(shard, (part, _encoded(part))) for shard, part in parts], None
+        shards = [shard for shard, _ in parts]  # all shards or none (txn.py)
+        cross = txn.CrossShardBatch(shards, self._db._decide_batch, self._db._wake_shards)
+        return [(shard, (part, records.encode_part(cross.key, shards, _encoded(part)),
+                         txn.BatchPart(cross, shard))) for shard, part in parts], cross
 
     def _single_put(self, id: Any, vector: Any, metadata: Any) -> tuple[int, tuple]:
         """The one-record write path, without the batch machinery (no extra vector copies)."""

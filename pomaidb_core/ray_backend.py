@@ -25,7 +25,9 @@ ray_shard.py), and shards that do not answer by then make the call fail with
 `UnavailableError` naming them: never a hang. Sync fan-outs (search, count)
 send every shard its call and wait with one `ray.get`; async ones await the
 object refs directly. A put spanning shards is a two-phase commit run by the
-client: every shard logs its part and votes, then the client decides.
+client: every shard logs its part and votes, then the client decides; a shard
+that a restart made lose a committed part says so, and the client writes the
+whole batch again (puts are idempotent).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from .mailbox import WRITE_KINDS
 from .manifest import MembraneMeta
 from .membrane import Membrane
 from .options import IndexParams, Options
-from .ray_shard import ShardActor, shards_on_disk
+from .ray_shard import UNKNOWN, ShardActor, shards_on_disk
 
 HOST_RESOURCE = "pomaidb_host:"
 _PIN = 0.001  # of a host's resource: any number of shards fit on a host
@@ -285,6 +287,8 @@ class RayDB:
     def _decide_batch(self, *_: Any) -> None:
         """Membrane's in-process vote callback: unused, `_put_parts` runs the two phases itself."""
 
+    _wake_shards = _decide_batch  # likewise: each shard actor confirms its own COMMIT
+
     def _request(self, shard: int, kind: str, *args: Any) -> Callable[[], Any]:
         """A function that (re)sends one command to a shard: the same request id every time."""
         actor = self._actor(shard)
@@ -374,17 +378,25 @@ class RayDB:
         if cross is None:
             self._gather([(shard, self._request(shard, "put", *args)) for shard, args in commands])
             return
+        deadline = time.monotonic() + self._timeout
+        while not self._two_phase(commands):  # a restart lost a committed part: the batch again
+            if time.monotonic() >= deadline:  # reported, never acknowledged
+                raise self._unavailable([shard for shard, _ in commands])
+
+    def _two_phase(self, commands: list[tuple[int, tuple]]) -> bool:
+        """Prepare on every shard, then decide; False if a restart lost a committed part."""
         batch_id, shards = uuid.uuid4().hex, [shard for shard, _ in commands]
         votes = self._gather_errors([(shard, _sender(self._actor(shard), "prepare",
                                                      (batch_id, args[:2])))
                                      for shard, args in commands])
         error = next((e for e in votes if e is not None), None)
-        answers = self._gather_errors([(shard, _sender(self._actor(shard), "decide",
-                                                       (batch_id, error is None, error)))
-                                       for shard in shards])
-        error = error or next((e for e in answers if e is not None), None)
+        outcomes = self._outcomes([(shard, _sender(self._actor(shard), "decide",
+                                                   (batch_id, error is None, error)))
+                                   for shard in shards])
+        error = error or next((value for ok, value in outcomes if not ok), None)
         if error is not None:
             raise error
+        return all(value != UNKNOWN for _, value in outcomes)
 
     def _gather_errors(self, calls: list[tuple[int, Callable[[], Any]]]) -> list:
         """Per call: None if it worked, else its error (UnavailableError for a missing shard)."""
@@ -437,6 +449,8 @@ class RayDB:
             error = error or next((a for a in answers if isinstance(a, BaseException)), None)
             if error is not None:
                 raise error
+            if UNKNOWN in answers:  # a restart lost a committed part: the whole batch again
+                await self._aput_parts(commands, cross)
         except asyncio.CancelledError:
             if not decided:  # the caller gave up before deciding: abort, without waiting
                 abort = PomaiError("the batch's caller gave up on it")

@@ -13,9 +13,10 @@ as in process; this module only adds what crossing processes needs:
   and deletes are idempotent in what they leave (a retried delete may then
   count 0).
 - A put spanning shards is prepared here and decided by the client (two-phase
-  commit over txn.py): the part is logged as PUT_PREPARED and the shard votes;
-  the client's decision is the batch's second vote. Recovery is txn.py's:
-  a logged part not aborted is presumed committed.
+  commit over txn.py): the part is logged as a PUT_PART naming this shard and
+  the client, and the shard votes; the client's decision is the second vote.
+  Replay applies the part only if this shard logged its COMMIT; a commit that a
+  restart cut short is answered UNKNOWN, and the client writes the batch again.
 - The actor is threaded (`max_concurrency`), so concurrent callers meet in the
   shard's mailbox and share one WAL group commit; reads run beside the shard
   thread under its read lock.
@@ -37,7 +38,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from typing import Any
 
-from . import filenames, fs, txn
+from . import filenames, fs, records, txn
 from .db import DB
 from .errors import ClosedError, InvalidArgumentError, PomaiError, copy_for_caller
 from .manifest import MembraneMeta
@@ -45,6 +46,7 @@ from .options import IndexParams, Options
 
 _SHARD_DIR = re.compile(r"^ray-(\d+)-of-(\d+)$")
 _CLIENT = 1  # the client's vote on a prepared part (the shard itself votes as shard 0)
+UNKNOWN = "unknown"  # decide's answer when a restart lost the part: write the batch again
 _REMEMBERED_REQUESTS = 4096
 _DECISION_WAIT_SECONDS = 120.0  # a client that never decides: presume commit, as replay would
 
@@ -86,8 +88,8 @@ def _refuse_another_count(path: str, count: int) -> None:
 class _ClientDecides(txn.CrossShardBatch):
     """A cross-shard batch as one shard sees it: its own vote, then the client's decision."""
 
-    def __init__(self, decide: Any) -> None:
-        super().__init__([0, _CLIENT], decide)
+    def __init__(self, decide: Any, wake: Any) -> None:
+        super().__init__([0, _CLIENT], decide, wake)
         self.voted = threading.Event()
         self.vote_error: BaseException | None = None
         self.answer: Any = None  # the put's reply, answered once the decision is applied
@@ -168,10 +170,13 @@ class ShardActor:
             batch = self._batches.get(batch_id)
             fresh = batch is None
             if batch is None:  # not a retry
-                batch = self._batches[batch_id] = _ClientDecides(self._db._decide_batch)
+                batch = self._batches[batch_id] = _ClientDecides(self._db._decide_batch,
+                                                                 self._db._wake_shards)
         if fresh:
+            part, payload = args
             try:  # outside the lock: a full mailbox makes this wait
-                batch.answer = self._db._submit(0, "put", *args, txn.BatchPart(batch, 0))
+                batch.answer = self._db._submit(0, "put", part, _local_part(payload, batch.key),
+                                                txn.BatchPart(batch, 0))
             except BaseException:
                 with self._lock:
                     self._batches.pop(batch_id, None)
@@ -186,16 +191,18 @@ class ShardActor:
         """The client's vote on a prepared part; answers once the shard applied or aborted it."""
         with self._lock:
             batch = self._batches.pop(batch_id, None)
-        if batch is None:  # decided already (or never prepared here): nothing waits
-            return True, None
+        if batch is None:  # prepared before a restart: its part is applied only if committed
+            return True, UNKNOWN if commit else None
         if commit:
             batch.vote(_CLIENT, None)
+            batch.confirm(_CLIENT, True)  # the client logs nothing: only this shard's COMMIT counts
         else:
             batch.abandon(error or PomaiError("the batch was aborted"))
         return self._outcome(batch.answer.result)
 
     def _presume_commits(self) -> None:
-        """A client that vanished between its votes: commit its parts, as replay would do.
+        """A client that vanished between its votes: commit its parts (it may have committed
+        on other shards, and it acknowledged nothing either way).
 
         Until then the part blocks this shard's freezes (txn.py), so it must not wait forever.
         """
@@ -207,6 +214,7 @@ class ShardActor:
                 batches = [self._batches.pop(key) for key in expired]
             for batch in batches:
                 batch.vote(_CLIENT, None)
+                batch.confirm(_CLIENT, True)
 
     # ------------------------------------------------------------------ catalog
 
@@ -256,6 +264,19 @@ class ShardActor:
         return answer.result()
 
 
+
+
+def _local_part(payload: bytes, key: bytes) -> bytes:
+    """The client's PUT_PART payload re-keyed for this shard's own log (records.py layout).
+
+    Each shard actor recovers by itself: its part names this shard (0) and the client (1),
+    which logs nothing, so replay applies the part only if this shard logged its COMMIT.
+    A commit decision that a restart cut short is answered UNKNOWN: the client writes the
+    whole batch again.
+    """
+    shards = int.from_bytes(payload[records.BATCH_KEY_BYTES : records.BATCH_KEY_BYTES + 2], "little")
+    put_payload = payload[records.BATCH_KEY_BYTES + 2 + 2 * shards :]
+    return records.encode_part(key, [0, _CLIENT], put_payload)
 
 
 def _write_host_file(path: str, host: str) -> None:

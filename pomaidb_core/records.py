@@ -13,9 +13,16 @@ renumber, retire by commenting out.
         u32 membrane_id | u32 n
         u64 ids[n]
     (3 is never a record type: it is the WAL's GROUP frame type)
-    PUT_PREPARED (4): a PUT_BATCH payload, one shard's part of a cross-shard batch (txn.py)
+    PUT_PREPARED (4): a PUT_BATCH payload, one shard's part of a cross-shard batch; written
+        before parts carried their batch's key (replayed as presumed committed)
     ABORT (5):
-        u64 seq of this shard's PUT_PREPARED record whose batch was aborted
+        u64 seq of this shard's PUT_PREPARED or PUT_PART record whose batch was aborted
+    PUT_PART (6): one shard's part of a cross-shard batch (txn.py)
+        u8  batch_key[16]                random, names the batch on every shard
+        u16 n | u16 shards[n]            every shard holding a part, ascending
+        then a PUT_BATCH payload
+    COMMIT (7):
+        u8  batch_key[16]                this shard applied its part of that batch
 
 Every length is checked against the payload size before it is used, so a
 damaged payload raises CorruptionError instead of allocating or reading wildly.
@@ -41,12 +48,16 @@ PUT_BATCH = 1
 DELETE_BATCH = 2
 PUT_PREPARED = 4
 ABORT = 5
+PUT_PART = 6
+COMMIT = 7
+BATCH_KEY_BYTES = 16
 
 NO_METADATA = 0xFFFFFFFF
 MAX_ID = (1 << 64) - 1
 _PUT_HEAD = struct.Struct("<III")
 _DELETE_HEAD = struct.Struct("<II")
 _ABORT = struct.Struct("<Q")
+_U16 = struct.Struct("<H")
 
 
 @dataclass(frozen=True)
@@ -69,6 +80,8 @@ class PreparedPut:
     """One shard's part of a cross-shard batch, applied only once the batch commits."""
 
     batch: PutBatch
+    key: bytes | None = None  # None: a PUT_PREPARED record (no key, no shard list)
+    shards: tuple[int, ...] = ()
 
     @property
     def membrane_id(self) -> int:
@@ -80,7 +93,12 @@ class Abort:
     prepared_seq: int
 
 
-LogRecord = PutBatch | DeleteBatch | PreparedPut | Abort
+@dataclass(frozen=True)
+class Commit:
+    key: bytes
+
+
+LogRecord = PutBatch | DeleteBatch | PreparedPut | Abort | Commit
 
 
 # ---------------------------------------------------------------- validation
@@ -259,6 +277,17 @@ def encode_abort(prepared_seq: int) -> bytes:
     return _ABORT.pack(prepared_seq)
 
 
+def encode_part(key: bytes, shards: Sequence[int], put_payload: bytes) -> bytes:
+    """A PUT_PART payload: the batch's key and shards before the part's PUT_BATCH payload."""
+    assert len(key) == BATCH_KEY_BYTES
+    return b"".join([key, _U16.pack(len(shards)), np.asarray(shards, dtype="<u2").tobytes(),
+                     put_payload])
+
+
+def encode_commit(key: bytes) -> bytes:
+    return key
+
+
 def decode(kind: int, payload: bytes) -> LogRecord:
     if kind == PUT_BATCH:
         return _decode_put(payload)
@@ -268,7 +297,25 @@ def decode(kind: int, payload: bytes) -> LogRecord:
         return PreparedPut(_decode_put(payload))
     if kind == ABORT and len(payload) == _ABORT.size:
         return Abort(_ABORT.unpack(payload)[0])
+    if kind == PUT_PART:
+        return _decode_part(payload)
+    if kind == COMMIT and len(payload) == BATCH_KEY_BYTES:
+        return Commit(bytes(payload))
     raise CorruptionError(f"unknown WAL record type {kind} (or a malformed one)")
+
+
+def _decode_part(payload: bytes) -> PreparedPut:
+    head = BATCH_KEY_BYTES + _U16.size
+    if len(payload) < head:
+        raise CorruptionError("PUT_PART record shorter than its header")
+    (n,) = _U16.unpack_from(payload, BATCH_KEY_BYTES)
+    if head + 2 * n > len(payload) or n < 2:
+        raise CorruptionError("PUT_PART record names fewer than two shards or overruns")
+    shards = tuple(np.frombuffer(payload, dtype="<u2", count=n, offset=head).tolist())
+    if list(shards) != sorted(set(shards)):
+        raise CorruptionError("PUT_PART record's shards are not ascending and distinct")
+    batch = _decode_put(payload[head + 2 * n :])
+    return PreparedPut(batch, bytes(payload[:BATCH_KEY_BYTES]), shards)
 
 
 def _decode_put(payload: bytes) -> PutBatch:

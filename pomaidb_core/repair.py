@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from . import builder, filenames, fs, records, wal
+from . import builder, filenames, fs, records, txn, wal
 from .errors import CorruptionError, InvalidArgumentError, NotFoundError, StorageError
 from .manifest import Manifest, ManifestStore, MembraneMeta, SegmentMeta, read_manifest
 from .memtable import Memtable
@@ -70,15 +70,17 @@ class _Repair:
 
         segments: dict[tuple[int, int], tuple[SegmentMeta, ...]] = {}
         covered = list(manifest.wal_covered)
-        old_logs: list[str] = []
+        old_logs = [f.path for shard in range(manifest.shards)
+                    for f in wal.list_wal_files(self.root, shard)]
+        logs = [self._read_log(shard, manifest) for shard in range(manifest.shards)]
+        committed = txn.committed_keys([_evidence(decoded) for _, decoded in logs])
         for shard in range(manifest.shards):
             for mid, meta in _by_id(manifest).items():
                 kept = self._salvage_segments(shard, meta, manifest.segments.get((shard, mid), ()),
                                               allocate)
                 segments[(shard, mid)] = tuple(kept)
-            files = wal.list_wal_files(self.root, shard)
-            old_logs += [f.path for f in files]
-            built, covered[shard] = self._salvage_log(shard, manifest, files, allocate)
+            built, covered[shard] = self._salvage_log(shard, manifest, *logs[shard], committed,
+                                                      allocate)
             for mid, seg in built.items():
                 segments[(shard, mid)] = (seg,) + segments.get((shard, mid), ())
 
@@ -170,23 +172,28 @@ class _Repair:
 
     # ---------------------------------------------------------------- the log
 
-    def _salvage_log(self, shard: int, manifest: Manifest, files: list[wal.WalFile],
-                     allocate) -> tuple[dict[int, SegmentMeta], int]:
-        """The shard's salvaged log records as new segments, and the seq they cover up to."""
-        covered = manifest.wal_covered[shard]
-        found = wal.salvage(files)
+    def _read_log(self, shard: int, manifest: Manifest) -> tuple[wal.Salvage, list]:
+        """What can be read of the shard's log: the salvage, and its records past the manifest."""
+        found = wal.salvage(wal.list_wal_files(self.root, shard))
         self.report["wal_damaged_bytes"] += found.damaged_bytes
         membranes = _by_id(manifest)
-        decoded = [(r.seq, self._decode(r, membranes)) for r in found.records if r.seq > covered]
+        covered = manifest.wal_covered[shard]
+        return found, [(r.seq, self._decode(r, membranes)) for r in found.records if r.seq > covered]
+
+    def _salvage_log(self, shard: int, manifest: Manifest, found: wal.Salvage, decoded: list,
+                     committed: set[bytes], allocate) -> tuple[dict[int, SegmentMeta], int]:
+        """The shard's salvaged log records as new segments, and the seq they cover up to."""
+        covered = manifest.wal_covered[shard]
+        membranes = _by_id(manifest)
         aborted = {rec.prepared_seq for _, rec in decoded if isinstance(rec, records.Abort)}
         tables: dict[int, Memtable] = {}
         for seq, rec in decoded:
-            if rec is None or isinstance(rec, records.Abort):
+            if rec is None or isinstance(rec, (records.Abort, records.Commit)):
                 continue
             if isinstance(rec, records.PreparedPut):
-                if seq in aborted:
+                if seq in aborted or (rec.key is not None and rec.key not in committed):
                     continue
-                rec = rec.batch  # presumed committed, in log order (txn.py)
+                rec = rec.batch  # committed (a keyless part: presumed so), in log order
             table = tables.setdefault(rec.membrane_id, Memtable(membranes[rec.membrane_id].dim))
             if isinstance(rec, records.PutBatch):
                 table.put_batch(rec.ids, rec.vectors, rec.metadatas, rec.meta_blobs)
@@ -211,7 +218,7 @@ class _Repair:
         except CorruptionError:
             self.report["wal_records_dropped"] += 1
             return None
-        if isinstance(rec, records.Abort):
+        if isinstance(rec, (records.Abort, records.Commit)):
             return rec
         meta = membranes.get(rec.membrane_id)
         batch = rec.batch if isinstance(rec, records.PreparedPut) else rec
@@ -230,6 +237,20 @@ class _Repair:
         fs.rename(path, os.path.join(self.lost, relative))
         fs.fsync_dir(self.lost)
         self.report["files_set_aside"].append(os.path.relpath(path, self.root))
+
+
+def _evidence(decoded: list) -> txn.Evidence:
+    """What one shard's salvaged log says of its cross-shard batches (txn.committed_keys)."""
+    found = txn.Evidence()
+    parts = {seq: rec for seq, rec in decoded
+             if isinstance(rec, records.PreparedPut) and rec.key is not None}
+    for _, rec in decoded:
+        if isinstance(rec, records.Commit):
+            found.committed.add(rec.key)
+        elif isinstance(rec, records.Abort) and rec.prepared_seq in parts:
+            found.aborted.add(parts.pop(rec.prepared_seq).key)
+    found.held = {rec.key: rec.shards for rec in parts.values()}
+    return found
 
 
 def _by_id(manifest: Manifest) -> dict[int, MembraneMeta]:

@@ -93,8 +93,9 @@ class ShardHost(Protocol):
 class Shard:
     def __init__(self, index: int, root: str, options: Options, store: ManifestStore,
                  catalog: dict[int, MembraneMeta], host: ShardHost,
-                 allocate_segment_id: Callable[[], int]) -> None:
+                 allocate_segment_id: Callable[[], int], recovery: txn.Recovery) -> None:
         self.index = index
+        self._recovery = recovery
         self._root = root
         self._options = options
         self._store = store
@@ -108,6 +109,10 @@ class Shard:
         self._group: list[tuple[Command, Callable[[], None] | None, object]] = []
         self._prepared = txn.PreparedParts()  # logged parts of cross-shard batches, undecided
         self._parts_waiting: dict[txn.CrossShardBatch, tuple[int, Command]] = {}
+        # Batches whose COMMIT is in the open group, and the part's command it answers once written
+        self._commits: list[tuple[txn.CrossShardBatch, Command]] = []
+        self._unconfirmed: list[txn.CrossShardBatch] = []  # committed here, COMMIT not yet everywhere
+        self._evidence = txn.Evidence()  # what replay found (txn.committed_keys)
         self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
         self._last_write = 0.0  # time.monotonic() of the last write taken (idle freeze)
         self._pending: list[Generation] = []
@@ -121,7 +126,11 @@ class Shard:
 
     def open(self) -> None:
         """Recover: open the live segments, replay the WAL, then start a fresh WAL file."""
-        self._recover()
+        try:
+            self._recover()
+        except BaseException:
+            self._recovery.fail()  # the other shards stop waiting for this one's evidence
+            raise
         self._readable = True
 
     def _recover(self) -> None:
@@ -136,20 +145,48 @@ class Shard:
         replay = wal.read_wal(wal.list_wal_files(self._root, self.index), covered)
         for seq, record in wal.iter_decoded(replay):
             self._replay(seq, record)
-        for seq in self._prepared.seqs():  # undecided at the crash: presumed committed (txn.py)
-            self._commit_part(seq)
-        if self._options.read_only:
-            return
-        self._settle_log(replay)
-        fs.makedirs(filenames.wal_dir(self._root, self.index))
-        fs.makedirs(filenames.segment_dir(self._root, self.index))
-        self._wal = wal.WalWriter(self._root, self.index, replay.last_seq + 1,
-                                  self._options.wal_file_limit_bytes)
-        self._wal.rotate()
+        self._evidence.held = self._prepared.keyed()
+        uncommitted = self._decide_replayed(self._recovery.report(self.index, self._evidence))
+        if not self._options.read_only:
+            self._settle_log(replay)
+            fs.makedirs(filenames.wal_dir(self._root, self.index))
+            fs.makedirs(filenames.segment_dir(self._root, self.index))
+            self._wal = wal.WalWriter(self._root, self.index, replay.last_seq + 1,
+                                      self._options.wal_file_limit_bytes)
+            self._wal.rotate()
+            self._log_commits(uncommitted)
+        self._recovery.logged()  # no shard freezes a recovered part before every COMMIT is written
+
+    def _decide_replayed(self, committed: set[bytes]) -> list[bytes]:
+        """Apply the replayed parts whose batch committed (txn.committed_keys), drop the others;
+        the keys of those applied without a COMMIT record here."""
+        uncommitted = []
+        for seq in self._prepared.seqs():
+            key = self._prepared.key_of(seq)
+            if key is not None and key not in committed:
+                self._prepared.drop(seq)
+                continue
+            self._commit_part(seq)  # keyless: an old PUT_PREPARED part, presumed committed
+            if key is not None and key not in self._evidence.committed:
+                uncommitted.append(key)
+        return uncommitted
+
+    def _log_commits(self, keys: list[bytes]) -> None:
+        assert self._wal is not None
+        if keys:
+            for key in keys:
+                self._wal.append(records.COMMIT, records.encode_commit(key))
+            self._wal.commit(durable=self._options.sync != "never")
 
     def _replay(self, seq: int, record: records.LogRecord) -> None:
         if isinstance(record, records.Abort):
+            key = self._prepared.key_of(record.prepared_seq)
+            if key is not None:
+                self._evidence.aborted.add(key)
             self._prepared.drop(record.prepared_seq)
+            return
+        if isinstance(record, records.Commit):
+            self._evidence.committed.add(record.key)
             return
         target = self._states.get(record.membrane_id)
         if target is None:  # records of a dropped membrane are ignored
@@ -160,7 +197,7 @@ class Shard:
                 f"shard {self.index}: WAL record {seq} holds {batch.vectors.shape[1]}-d "
                 f"vectors for membrane {target.meta.name!r} of dim {target.meta.dim}")
         if isinstance(record, records.PreparedPut):
-            self._prepared.add(seq, target, record.batch)
+            self._prepared.add(seq, target, record.batch, record.key, record.shards)
         else:
             self._apply(target, batch, seq)
 
@@ -183,6 +220,8 @@ class Shard:
 
     def close(self) -> None:
         """After the host answered its queued commands: fail what waits, release the files."""
+        if self._wal is not None:
+            self.commit_group()  # COMMITs of batches decided while closing answer their callers
         self._fail_waiters(self._deferred_freezes, ClosedError("the database was closed"))
         try:
             if self._wal is not None:
@@ -238,9 +277,10 @@ class Shard:
 
     def commit_group(self) -> None:
         """Write the staged group to the log; apply and acknowledge it only if that worked."""
-        if not self._group:
+        if not self._group and not self._commits:
             return
         group, self._group = self._group, []
+        commits, self._commits = self._commits, []
         assert self._wal is not None
         try:
             self._wal.commit(durable=self._options.sync != "never")
@@ -250,7 +290,9 @@ class Shard:
                 "group were not applied, and the shard refuses writes until the database is reopened")
             for command, _, _ in group:
                 fail(command, copy_for_caller(self._write_error))
+            self._answer_commits(commits, written=False)
             return
+        self._answer_commits(commits, written=True)
         with self._state_lock.write():
             for _, apply, _ in group:
                 if apply is not None:
@@ -279,10 +321,13 @@ class Shard:
     def end_drain(self) -> None:
         """After each batch of commands: log the group, run held-back freezes, freeze if full."""
         self.commit_group()
-        if self._deferred_freezes and not self._prepared:
+        if self._deferred_freezes and not self._freeze_blocked():
             waiters, self._deferred_freezes = self._deferred_freezes, []
             for waiter in waiters:
                 self._do_freeze(waiter)
+        elif self._deferred_freezes and (refused := self._freeze_refused()) is not None:
+            self._fail_waiters(self._deferred_freezes, refused)
+            self._deferred_freezes = []
         self._maybe_freeze()
 
     def freeze_if_idle(self) -> None:
@@ -335,7 +380,7 @@ class Shard:
         if part.batch.decided:  # aborted without this part (its caller gave up): do not log it
             assert part.batch.error is not None
             raise copy_for_caller(part.batch.error)
-        seq = self._append(records.PUT_PREPARED, payload)
+        seq = self._append(records.PUT_PART, payload)
         return functools.partial(self._prepared.add, seq, state, batch), _PartLogged(part, seq)
 
     def _do_decide(self, cross: txn.CrossShardBatch, commit: bool,
@@ -346,12 +391,33 @@ class Shard:
             return  # this shard's part never got logged
         if commit:
             self._commit_part(seq)
-            resolve(command.future, None)
+            self._log_commit(cross, command)
         else:
             self._prepared.drop(seq)
             self._log_abort(seq)
             assert error is not None
             resolve(command.future, error=copy_for_caller(error))
+
+    def _log_commit(self, cross: txn.CrossShardBatch, command: Command) -> None:
+        """COMMIT rides the next group, which answers the part's caller once written (so a
+        returned put_batch leaves no log write behind it); until every shard's COMMIT is
+        written none freezes its part."""
+        assert self._wal is not None
+        self._unconfirmed.append(cross)
+        try:
+            self._wal.append(records.COMMIT, records.encode_commit(cross.key))
+        except StorageError:
+            self._answer_commits([(cross, command)], written=False)
+            return
+        self._commits.append((cross, command))
+
+    def _answer_commits(self, commits: list[tuple[txn.CrossShardBatch, Command]],
+                        written: bool) -> None:
+        """The batches committed whether or not their COMMIT was written (every part is
+        logged, which recovery honours); an unwritten one only keeps their freezes held."""
+        for cross, command in commits:
+            cross.confirm(self.index, written)
+            resolve(command.future, None)
 
     def _commit_part(self, seq: int) -> None:
         taken = self._prepared.take(seq)
@@ -456,7 +522,7 @@ class Shard:
 
     def _maybe_freeze(self, min_records: int | None = None) -> None:
         """Freeze when the memtables are full (or, when idle, hold at least `min_records`)."""
-        if not self._options.auto_freeze or self._wal is None or self._prepared:
+        if not self._options.auto_freeze or self._wal is None or self._freeze_blocked():
             return
         records_ = sum(s.active.n for s in self._states.values())
         nbytes = sum(s.active.nbytes for s in self._states.values())
@@ -468,7 +534,10 @@ class Shard:
                 pass  # a failed WAL rotation is sticky: the writes that follow report it
 
     def _do_freeze(self, waiter: Future) -> object:
-        if self._prepared:  # a freeze would cover parts that are in no memtable yet
+        if self._freeze_refused():
+            resolve(waiter, error=self._freeze_refused())
+            return _DEFERRED
+        if self._freeze_blocked():
             self._deferred_freezes.append(waiter)
             return _DEFERRED
         try:
@@ -476,6 +545,23 @@ class Shard:
         except BaseException as exc:  # the caller waits on `waiter`, not on this command
             resolve(waiter, error=exc)
         return _DEFERRED
+
+    def _freeze_blocked(self) -> bool:
+        """A freeze now would break a cross-shard batch's recovery (txn.py): parts wait for their
+        decision (they are in no memtable yet), or a committed part's COMMIT is not yet written
+        on every shard (a crash would find the other shards' parts without this one's)."""
+        self._unconfirmed = [c for c in self._unconfirmed if not c.confirmed]
+        return bool(self._prepared) or bool(self._unconfirmed)
+
+    def _freeze_refused(self) -> StorageError | None:
+        if any(c.unconfirmable for c in self._unconfirmed):
+            return StorageError(
+                f"shard {self.index}: another shard failed to log a batch's commit, so this one "
+                "keeps its part in the log (no freeze) until the database is reopened")
+        return None
+
+    def _do_confirmed(self) -> None:
+        """A batch this shard committed is now confirmed everywhere: the loop retries freezes."""
 
     def _freeze(self, waiter: Future | None) -> None:
         assert self._wal is not None

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
+from . import txn
 from .errors import ClosedError, PomaiError, copy_for_caller
 from .mailbox import WRITE_KINDS, Command, Mailbox, start
 from .manifest import ManifestStore, MembraneMeta
@@ -41,11 +42,12 @@ class ShardThread:
 
     def __init__(self, index: int, root: str, options: Options, store: ManifestStore,
                  catalog: dict[int, MembraneMeta], worker: BackgroundWorker | None,
-                 allocate_segment_id: Callable[[], int]) -> None:
+                 allocate_segment_id: Callable[[], int], recovery: txn.Recovery) -> None:
         self.index = index
         self._options = options
         self._worker = worker
-        self.shard = Shard(index, root, options, store, catalog, self, allocate_segment_id)
+        self.shard = Shard(index, root, options, store, catalog, self, allocate_segment_id,
+                           recovery)
         self.mailbox = Mailbox(options.mailbox_capacity)
         self._parked: deque[Command] = deque()  # writes held back by backpressure, in order
         self._unstarted: list[Command] = []  # drained after the stop command: never run

@@ -1,27 +1,33 @@
 """Cross-shard batches: a put_batch spanning shards is applied everywhere or nowhere.
 
-Protocol (presumed commit, no extra fsync):
+Protocol (no extra fsync before the caller's answer):
 
-1. Prepare. Each shard logs its part as a PUT_PREPARED record in its normal
-   group commit, but does not apply it: the part waits, invisible, in the
-   shard's `PreparedParts`. The shard then votes.
-2. Decide. The last vote decides. All yes: every shard applies its part and
-   answers its caller. Any no (a log failure, a cancelled part that never
-   ran, a closing shard): every shard that prepared logs an ABORT record
-   naming its part's sequence number (synced) and fails its caller.
+1. Prepare. Each shard logs its part as a PUT_PART record (the batch's random
+   key and its shards, then the rows) in its normal group commit, but does
+   not apply it: the part waits, invisible, in the shard's `PreparedParts`.
+   The shard then votes.
+2. Decide. The last vote decides. All yes: every shard applies its part,
+   answers its caller and appends a COMMIT record (the batch's key) to its
+   next group. Any no (a log failure, a cancelled part that never ran, a
+   closing shard): every shard that prepared logs an ABORT record naming its
+   part's sequence number (synced) and fails its caller.
    A caller that gives up (a cancelled aput_batch, a part it could not even
    queue) votes no for every part that has not voted, then waits for the
    shards whose part is logged to hear the decision, so the batch is whole
    or absent by the time the caller sees its error. A shard never logs a
    part of a decided batch (it cannot have been a commit without its vote).
-3. Recovery. Replay holds PUT_PREPARED parts aside, drops those an ABORT
-   names, and applies the rest after the log (a part whose shard logged it
-   was decided "commit" unless an abort was logged). A crash between prepare
-   and decide can thus keep the parts that were logged: the batch had not been
-   acknowledged, and each part is still all-or-nothing on its shard.
+3. Confirm. Until every shard's COMMIT is written, no shard freezes: a freeze
+   retires the log that holds its part, which a crash may still need.
+4. Recovery. The shards replay their logs side by side and pool what they
+   found (`Recovery`, `committed_keys`): a batch is applied iff no shard logged
+   its abort and either some shard logged its COMMIT or every one of its
+   shards still holds its part. Otherwise a crash came before every part was
+   logged (the caller was never answered) and no part is applied. Each shard
+   then logs COMMIT for the recovered batches it applied, before any serves.
+   Parts from before PUT_PART (PUT_PREPARED, no key) are presumed committed.
 
 Order: a part is applied at decision time, after writes that the shard logged
-later than its PUT_PREPARED record. Replay applies it in log order, so writes
+later than its PUT_PART record. Replay applies it in log order, so writes
 logged after it win there; at run time the same ids are *shadowed*: every
 write applied while a part waits removes its ids from that part. Both ways the
 newest logged write wins. A shard does not freeze while parts wait (a freeze
@@ -30,19 +36,23 @@ covers the log up to its rotation, and a waiting part is not in a memtable).
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .records import PutBatch
+from .errors import PomaiError
+from .records import BATCH_KEY_BYTES, PutBatch
 
 
 @dataclass
 class _Logged:
     state: object  # the shard's MembraneState
     batch: PutBatch
+    key: bytes | None = None  # None: an old PUT_PREPARED part, presumed committed
+    shards: tuple[int, ...] = ()
     shadowed: list[np.ndarray] = field(default_factory=list)
 
 
@@ -55,8 +65,17 @@ class PreparedParts:
     def __bool__(self) -> bool:
         return bool(self._parts)
 
-    def add(self, seq: int, state: object, batch: PutBatch) -> None:
-        self._parts[seq] = _Logged(state, batch)
+    def add(self, seq: int, state: object, batch: PutBatch, key: bytes | None = None,
+            shards: tuple[int, ...] = ()) -> None:
+        self._parts[seq] = _Logged(state, batch, key, shards)
+
+    def key_of(self, seq: int) -> bytes | None:
+        part = self._parts.get(seq)
+        return None if part is None else part.key
+
+    def keyed(self) -> dict[bytes, tuple[int, ...]]:
+        """key -> shards of every part that names its batch (PUT_PART)."""
+        return {p.key: p.shards for p in self._parts.values() if p.key is not None}
 
     def shadow(self, membrane_id: int, ids: np.ndarray, seq: int) -> None:
         """A write logged at `seq` was applied: it wins over the parts logged before it."""
@@ -93,16 +112,24 @@ class CrossShardBatch:
     caller giving up on it (`abandon`), and only the first counts. Once `decided`,
     the outcome is final; a shard that has not logged its part by then must not
     log it (the decision was necessarily an abort: commit needs its yes).
+    After a commit each shard logs COMMIT and `confirm`s once that is written;
+    until every shard has, none may freeze its part away (see the module doc).
     """
 
     def __init__(self, shards: list[int],
-                 decide: Callable[[CrossShardBatch, bool, BaseException | None], None]):
+                 decide: Callable[[CrossShardBatch, bool, BaseException | None], None],
+                 wake: Callable[[CrossShardBatch], None]):
+        self.key = os.urandom(BATCH_KEY_BYTES)
         self.shards = shards
         self._waiting = set(shards)
         self.logged: set[int] = set()  # shards that voted yes: their part waits in their log
         self.error: BaseException | None = None
         self.decided = False
+        self._unconfirmed = set(shards)
+        self.confirmed = False  # every shard's COMMIT is written
+        self.unconfirmable = False  # a shard failed to write its COMMIT
         self._decide = decide
+        self._wake = wake  # tells the shards a confirmed batch no longer holds their freezes
         self._lock = threading.Lock()
 
     def vote(self, shard: int, error: BaseException | None) -> None:
@@ -125,6 +152,17 @@ class CrossShardBatch:
         if self.decided:
             self._decide(self, self.error is None, self.error)
 
+    def confirm(self, shard: int, written: bool) -> None:
+        """Shard `shard` wrote its COMMIT (or failed to)."""
+        with self._lock:
+            if not written:
+                self.unconfirmable = True
+            self._unconfirmed.discard(shard)
+            became = written and not self._unconfirmed and not self.unconfirmable
+            self.confirmed = self.confirmed or became
+        if became:
+            self._wake(self)
+
 
 @dataclass(frozen=True)
 class BatchPart:
@@ -135,3 +173,73 @@ class BatchPart:
 
     def vote(self, error: BaseException | None) -> None:
         self.batch.vote(self.shard, error)
+
+
+@dataclass
+class Evidence:
+    """What one shard's log says about the keyed parts it replayed (see `committed_keys`)."""
+
+    held: dict[bytes, tuple[int, ...]] = field(default_factory=dict)  # part still logged: shards
+    committed: set[bytes] = field(default_factory=set)  # COMMIT records
+    aborted: set[bytes] = field(default_factory=set)  # ABORT records naming a keyed part
+
+
+def committed_keys(reports: Sequence[Evidence]) -> set[bytes]:
+    """The batches to apply after a crash: no shard aborted it, and some shard committed it
+    or every one of its shards still holds its part. (While any shard's COMMIT is unwritten,
+    no shard freezes its part away, so a missing part means it was never logged.)"""
+    aborted = set().union(*(r.aborted for r in reports))
+    committed = set().union(*(r.committed for r in reports))
+    holders: dict[bytes, set[int]] = {}
+    shards_of: dict[bytes, tuple[int, ...]] = {}
+    for index, report in enumerate(reports):
+        for key, shards in report.held.items():
+            holders.setdefault(key, set()).add(index)
+            shards_of[key] = shards
+    return {key for key, held in holders.items()
+            if key not in aborted and (key in committed or held >= set(shards_of[key]))}
+
+
+class PeerFailed(PomaiError):
+    """A shard stopped opening because another one failed (DB.open raises that one's error)."""
+
+
+class Recovery:
+    """The shards of one database opening together pool their evidence (a barrier)."""
+
+    def __init__(self, shards: int) -> None:
+        self._reports: list[Evidence | None] = [None] * shards
+        self._cond = threading.Condition()
+        self._result: set[bytes] | None = None
+        self._logged = 0
+        self._failed = False
+
+    def report(self, shard: int, evidence: Evidence) -> set[bytes]:
+        """Give this shard's evidence; wait for every shard's; the batches that committed."""
+        with self._cond:
+            self._reports[shard] = evidence
+            if all(r is not None for r in self._reports):
+                self._result = committed_keys(self._reports)  # type: ignore[arg-type]
+                self._cond.notify_all()
+            self._wait(lambda: self._result is not None)
+            assert self._result is not None
+            return self._result
+
+    def logged(self) -> None:
+        """This shard has logged COMMIT for the recovered batches it applied; wait for all."""
+        with self._cond:
+            self._logged += 1
+            self._cond.notify_all()
+            self._wait(lambda: self._logged == len(self._reports))
+
+    def _wait(self, done: Callable[[], bool]) -> None:
+        while not done() and not self._failed:
+            self._cond.wait()
+        if not done():
+            raise PeerFailed("another shard failed to open")
+
+    def fail(self) -> None:
+        """A shard failed before reporting: the others stop waiting."""
+        with self._cond:
+            self._failed = True
+            self._cond.notify_all()

@@ -38,6 +38,8 @@ import math
 
 import numpy as np
 
+from .worker import checkpoint
+
 _KMEANS_DIMS = 128  # PCA dimensions k-means is trained and assigned in
 _KMEANS_ITERS = 6  # Lloyd iterations on the training sample
 _SAMPLE_PER_CLUSTER = 16  # training rows per fine centroid
@@ -145,6 +147,7 @@ def assign_nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     scaled = -2.0 * centroids.T  # |c|^2 - 2 x.c orders centroids as |x - c|^2 does
     labels = np.empty(len(x), dtype=np.int64)
     for start in range(0, len(x), _CHUNK_ROWS):
+        checkpoint()
         dist = x[start : start + _CHUNK_ROWS] @ scaled
         dist += c_norms
         labels[start : start + _CHUNK_ROWS] = dist.argmin(axis=1)
@@ -193,6 +196,7 @@ def kmeans(x: np.ndarray, k: int, per_cluster: int, iters: int,
     sample = x[sample_rows(len(x), max(k, per_cluster * k), rng)]
     centroids = sample[sample_rows(len(sample), k, rng)].copy()
     for _ in range(iters):
+        checkpoint()
         centroids = cluster_means(sample, assign_nearest(sample, centroids), centroids)
     return assign_nearest(x, centroids)
 
@@ -278,6 +282,7 @@ def refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
         bounds = np.concatenate(([0], np.cumsum(counts)))
         sums = np.zeros_like(centroids)
         for c in np.nonzero(counts)[0]:
+            checkpoint()
             rows = order[bounds[c] : bounds[c + 1]]
             cand, block = near[c], x[rows]
             dist = c_norms[cand][None, :] - 2.0 * (block @ centroids[cand].T)

@@ -84,6 +84,7 @@ class AckedWrites:
                   for key in tracked if found.get(key) not in self.allowed(key)]
         if errors:
             raise LostWrite(f"{len(errors)} ids contradict the acknowledged writes:\n" + "\n".join(errors[:20]))
+        self._check_batches_whole(found)
         _check_point_reads(m, tracked, found)
         self._check_count(m, tracked, len(found))
         _check_search(m, found)
@@ -91,6 +92,18 @@ class AckedWrites:
         counts = CheckCounts(self._acked_ops, sum(1 for ops in self.ops.values() if any(a for _, a in ops)))
         self.settled, self.ops, self._issued, self._acked_ops = found, {}, {}, 0
         return counts
+
+    def _check_batches_whole(self, found: dict[int, int]) -> None:
+        """A put_batch in flight at the kill (its thread's last op: nothing overwrote its ids
+        since) is applied on all of its ids or on none, whichever shards they live on."""
+        for (thread, n), slots in self._issued.items():
+            version = self.ops[slots[0][0]][slots[0][1]][0]
+            if version is None or len(slots) < 2:
+                continue
+            holding = [key for key, _ in slots if found.get(key) == version]
+            if 0 < len(holding) < len(slots):
+                raise LostWrite(f"put_batch {n} of thread {thread} (version {version}) is partly "
+                                f"applied: {len(holding)} of its {len(slots)} ids hold it")
 
     def _check_count(self, m: pdb.Membrane, tracked: list[int], scanned: int) -> None:
         must = sum(1 for key in tracked if None not in self.allowed(key))

@@ -212,3 +212,64 @@ def test_a_cancelled_batch_does_not_wait_for_a_part_held_back_by_backpressure(tm
         m = db.membrane("m")
         assert not any(m.exists(k) for k in keys), "replay committed a cancelled batch"
         assert all(m.exists(k) for k in on_1)
+
+
+_KILLED_MID_BATCH = """
+import os, signal, sys, time
+import numpy as np
+import pomaidb_core as pdb
+from pomaidb_core import fs
+
+path, when, keys = sys.argv[1], sys.argv[2], [int(k) for k in sys.argv[3:]]
+db = pdb.open(path, shards=2)
+m = db.create_membrane("m", dim=4, metric="l2")
+m.put(1, np.ones(4, dtype=np.float32))
+writes = []
+
+def hook(op, p):
+    if op != "write" or not p.endswith(".wal"):
+        return
+    writes.append(p)
+    if when == "part" and "shard_1/" in p:  # shard 1 dies as it writes its part ...
+        time.sleep(0.5)  # ... after shard 0 logged its own
+        os.kill(os.getpid(), signal.SIGKILL)
+    if when == "commit" and len(writes) == 3:  # both parts logged, no COMMIT written yet
+        os.kill(os.getpid(), signal.SIGKILL)
+
+fs.set_fault_hook(hook)
+m.put_batch(keys, np.stack([np.full(4, k, dtype=np.float32) for k in keys]))
+"""
+
+
+def _killed_mid_batch(path, when: str, keys: list[int]) -> None:
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_BATCH, str(path), when,
+                            *map(str, keys)], capture_output=True, timeout=120)
+    assert child.returncode == -9, child.stderr.decode()
+
+
+def test_a_crash_after_every_part_is_logged_applies_the_whole_batch(tmp_path):
+    keys = list(range(100, 160))
+    assert {routing.shard_of(k, 2) for k in keys} == {0, 1}
+    _killed_mid_batch(tmp_path / "db", "commit", keys)
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        assert all(m.exists(k) for k in keys), "every part was logged: the batch was decided"
+        db.freeze()  # recovery logged the COMMITs, so one shard's freeze cannot split it later
+    with pdb.open(tmp_path / "db") as db:
+        assert all(db.membrane("m").exists(k) for k in keys)
+
+
+def test_a_crash_before_every_part_is_logged_leaves_no_part(tmp_path):
+    keys = list(range(100, 160))
+    _killed_mid_batch(tmp_path / "db", "part", keys)
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        present = [k for k in keys if m.exists(k)]
+        assert present == [], f"{len(present)} of the batch's {len(keys)} ids survived the crash"
+        assert m.exists(1)
+        m.put_batch(keys, np.stack([vector_of(k) for k in keys]))  # the shards take writes again
+    with pdb.open(tmp_path / "db") as db:
+        assert all(db.membrane("m").exists(k) for k in keys)
