@@ -139,3 +139,22 @@ def test_a_retried_write_request_is_answered_once(ray_path):
     assert first == again == (True, 2) and fresh == (True, 0)
     assert m.count() == 1
     db.close()
+
+
+def test_a_commit_cut_short_by_a_restart_is_reported_and_the_batch_written_again(ray_path):
+    db = pdb.open(ray_path, backend="ray", shards=2)
+    m = db.create_membrane("docs", dim=DIM)
+    keys = list(range(20))  # spans both shards
+    commands, cross = m._put_commands(keys, _vectors(keys), None)
+    actors = db._actors
+    prepared = ray.get([actors[s].prepare.remote("batch-1", args[:2]) for s, args in commands])
+    assert prepared == [(True, None), (True, None)]
+    ray.kill(actors[1], no_restart=False)  # its part is logged, its COMMIT never will be
+    db._broadcast_each("ping")  # waits for the restart and the replay
+    answers = ray.get([actors[s].decide.remote("batch-1", True, None) for s, _ in commands])
+    assert answers == [(True, None), (True, "unknown")]
+    lost = [k for k in keys if routing.shard_of(k, 2) == 1]
+    assert [m.get(k) for k in lost] == [None] * len(lost)  # not replayed without its COMMIT
+    db._put_parts(commands, cross)  # what RayDB does on "unknown": the whole batch again
+    assert sorted(r.id for r in m.scan()) == keys
+    db.close()
