@@ -47,6 +47,7 @@ from .errors import (  # noqa: E402
     PomaiError,
     ReadOnlyError,
     StorageError,
+    UnavailableError,
 )
 from .membrane import Membrane  # noqa: E402
 from .options import IndexParams, Options  # noqa: E402
@@ -69,6 +70,7 @@ __all__ = [
     "ReadOnlyError",
     "Record",
     "StorageError",
+    "UnavailableError",
     "__version__",
     "open",
     "repair",

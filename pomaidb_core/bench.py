@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="pomaidb bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True,
-                                metavar="{core,open,wsbr,scale,text}")
+                                metavar="{core,open,wsbr,scale,text,ray}")
     core = sub.add_parser("core", help="write throughput and exact search vs numpy")
     core.add_argument("--data", default=None, metavar="DIR",
                       help=f"embeddings directory (default: ${bench_data.DATA_ENV}, else generated)")
@@ -213,8 +213,10 @@ def main(argv: list[str] | None = None) -> None:
                    "(see pomaidb_core.bench_scale)", add_help=False)
     sub.add_parser("text", help="keyword and hybrid search vs bm25s, known-item quality "
                    "(see pomaidb_core.bench_text)", add_help=False)
+    sub.add_parser("ray", help="the Ray backend vs in-process on 1, 2, 4 simulated nodes "
+                   "(see pomaidb_core.bench_ray; needs the `ray` extra)", add_help=False)
     args, rest = parser.parse_known_args(argv)
-    if args.what not in ("wsbr", "scale", "text") and rest:
+    if args.what not in ("wsbr", "scale", "text", "ray") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.what == "wsbr":
@@ -229,6 +231,10 @@ def main(argv: list[str] | None = None) -> None:
             from . import bench_text
 
             bench_text.main(rest)
+        elif args.what == "ray":
+            from . import bench_ray
+
+            bench_ray.main(rest)
         elif args.what == "core":
             run_core(args)
         else:

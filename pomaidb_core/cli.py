@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("--no-progress", dest="progress", action="store_false",
                          help="no progress bars")
 
-    sub.add_parser("bench", help="benchmarks: `pomaidb bench {core,open,wsbr,scale,text} --help`",
+    sub.add_parser("bench", help="benchmarks: `pomaidb bench {core,open,wsbr,scale,text,ray} --help`",
                    add_help=False)
     return parser
 

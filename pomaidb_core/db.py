@@ -242,6 +242,26 @@ class DB:
             self._catalog[meta.membrane_id] = meta
             return self._membrane_for(meta)
 
+    def _adopt_membrane(self, meta: MembraneMeta) -> None:
+        """Add a membrane created on another shard of a Ray database, with its id (ray_shard.py)."""
+        with self._lock:
+            self._require_writable()
+            existing = self._store.current.membranes.get(meta.name)
+            if existing is not None:
+                if existing.membrane_id != meta.membrane_id:
+                    raise AlreadyExistsError(
+                        f"membrane {meta.name!r} exists here with id {existing.membrane_id}, "
+                        f"not {meta.membrane_id}")
+                return
+
+            def edit(manifest: Manifest) -> Manifest:
+                return dataclasses.replace(
+                    manifest, membranes={**manifest.membranes, meta.name: meta},
+                    next_membrane_id=max(manifest.next_membrane_id, meta.membrane_id + 1))
+
+            self._store.commit(edit)
+            self._catalog[meta.membrane_id] = meta
+
     def membrane(self, name: str) -> Membrane:
         """The membrane called `name`; `NotFoundError` if there is none."""
         with self._lock:
@@ -337,15 +357,7 @@ class DB:
         until compaction).
         """
         self._require_open()
-        per_shard = self._broadcast("stats")
-        manifest = self._store.current
-        out: dict[str, Any] = {"path": self.path, "shards": len(self._shards), "membranes": {}}
-        for name, meta in sorted(manifest.membranes.items()):
-            shards = [stats.get(name, _empty_stats()) for stats in per_shard]
-            totals = {key: sum(s[key] for s in shards) for key in _empty_stats()}
-            out["membranes"][name] = {"dim": meta.dim, "metric": meta.metric, **totals,
-                                      "per_shard": shards}
-        return out
+        return combined_stats(self.path, self._store.current.membranes, self._broadcast("stats"))
 
     def verify(self) -> None:
         """Reads every file and checks every checksum; raises CorruptionError on the first bad one."""
@@ -476,6 +488,17 @@ class DB:
             yield from snapshot.records()
 
 
+def combined_stats(path: str, membranes: dict[str, MembraneMeta], per_shard: list[dict]) -> dict:
+    """`DB.stats()` from each shard's figures (a dict per membrane name, as Shard._do_stats)."""
+    out: dict[str, Any] = {"path": path, "shards": len(per_shard), "membranes": {}}
+    for name, meta in sorted(membranes.items()):
+        shards = [stats.get(name, _empty_stats()) for stats in per_shard]
+        totals = {key: sum(s[key] for s in shards) for key in _empty_stats()}
+        out["membranes"][name] = {"dim": meta.dim, "metric": meta.metric, **totals,
+                                  "per_shard": shards}
+    return out
+
+
 def _empty_stats() -> dict:
     return {"records": 0, "memtable_records": 0, "memtable_bytes": 0, "frozen_memtables": 0,
             "segments": 0, "segment_rows": 0, "bytes_on_disk": 0, "memory_bytes": 0}
@@ -529,8 +552,22 @@ def _check_dim_metric(dim: Any, metric: Any) -> None:
         raise InvalidArgumentError(f"metric must be one of {METRICS}, got {metric!r}")
 
 
-def open(path: str | os.PathLike, options: Options | None = None, **kwargs: Any) -> DB:
-    """Construct and open; usable as a context manager that closes on exit."""
+def open(path: str | os.PathLike, options: Options | None = None, *, backend: str = "local",
+         ray_address: str | None = None, **kwargs: Any) -> DB:
+    """Construct and open; usable as a context manager that closes on exit.
+
+    backend="ray" makes every shard a Ray actor (ray_backend.RayDB, the same API; needs
+    the `ray` extra); `ray_address` is then the cluster to join (None: the running one,
+    else a new local one).
+    """
+    if backend == "ray":
+        from .ray_backend import RayDB  # on demand: the core install never imports ray
+
+        return RayDB(path, options, ray_address=ray_address, **kwargs).open()  # type: ignore[return-value]
+    if backend != "local":
+        raise InvalidArgumentError(f"backend must be 'local' or 'ray', got {backend!r}")
+    if ray_address is not None:
+        raise InvalidArgumentError("ray_address is for backend='ray'")
     return DB(path, options, **kwargs).open()
 
 

@@ -43,6 +43,10 @@ class LockedError(StorageError):
     """Another writer holds the directory's LOCK file."""
 
 
+class UnavailableError(PomaiError, TimeoutError):
+    """Shards of a Ray-backed database did not answer in time (their node is gone); names them."""
+
+
 class ReadOnlyError(PomaiError):
     """A write was attempted on a database opened with read_only=True."""
 

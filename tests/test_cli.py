@@ -76,7 +76,7 @@ def test_bench_help_hides_the_internal_probe(capsys):
     with pytest.raises(SystemExit):
         cli.main(["bench", "--help"])
     out = capsys.readouterr().out
-    assert "{core,open,wsbr,scale,text}" in out and "_open_probe" not in out
+    assert "{core,open,wsbr,scale,text,ray}" in out and "_open_probe" not in out
 
 
 def test_stats_matches_the_library_and_verify_passes(tmp_path, capsys):
