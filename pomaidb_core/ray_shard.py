@@ -89,7 +89,7 @@ class _ClientDecides(txn.CrossShardBatch):
     """A cross-shard batch as one shard sees it: its own vote, then the client's decision."""
 
     def __init__(self, decide: Any, wake: Any) -> None:
-        super().__init__([0, _CLIENT], decide, wake, holders=[0])  # the client logs nothing
+        super().__init__([0, _CLIENT], decide, wake)
         self.voted = threading.Event()
         self.vote_error: BaseException | None = None
         self.answer: Any = None  # the put's reply, answered once the decision is applied

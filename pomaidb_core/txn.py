@@ -113,15 +113,14 @@ class CrossShardBatch:
 
     def __init__(self, shards: list[int],
                  decide: Callable[[CrossShardBatch, bool, BaseException | None], None],
-                 wake: Callable[[CrossShardBatch], None], holders: list[int] | None = None):
+                 wake: Callable[[CrossShardBatch], None]):
         self.key = os.urandom(BATCH_KEY_BYTES)
         self.shards = shards
         self._waiting = set(shards)
         self.logged: set[int] = set()  # shards that voted yes: their part waits in their log
         self.error: BaseException | None = None
         self.decided = False
-        # The voters that hold a part and log its COMMIT (a Ray client votes but holds none)
-        self._unconfirmed = set(shards if holders is None else holders)
+        self._unconfirmed = set(shards)
         self.confirmed = False  # every shard's COMMIT is written
         self.unconfirmable = False  # a shard failed to write its COMMIT
         self._decide = decide

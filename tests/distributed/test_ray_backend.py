@@ -131,12 +131,12 @@ def test_a_catalog_change_cut_short_is_repaired_when_a_client_attaches(ray_path)
 
 def test_freeze_after_cross_shard_batches_saves_them(ray_path):
     """A shard's committed part no longer holds its freezes once its own COMMIT is written
-    (the client votes on the batch but logs nothing, so it confirms nothing)."""
+    (the client votes on the batch but logs nothing: the shard confirms for it)."""
     db = pdb.open(ray_path, backend="ray", shards=3)
     m = db.create_membrane("docs", dim=4)
     vectors = np.random.default_rng(5).standard_normal((60, 4)).astype(np.float32)
     m.put_batch(range(60), vectors)
-    db.freeze()  # hung for good when a shard waited for the client's confirmation
+    db.freeze()  # would wait for good if a shard waited for the client's confirmation
     stats = db.stats()["membranes"]["docs"]
     assert stats["segment_rows"] == 60 and stats["memtable_records"] == 0
     db.shutdown()
