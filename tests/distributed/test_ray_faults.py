@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import pomaidb_core as pdb
-from pomaidb_core import routing
+from pomaidb_core import ray_backend, routing
 
 ray = pytest.importorskip("ray", reason="the Ray backend needs the `ray` extra")
 pytestmark = pytest.mark.ray
@@ -145,13 +145,15 @@ def test_a_commit_cut_short_by_a_restart_is_reported_and_the_batch_written_again
     db = pdb.open(ray_path, backend="ray", shards=2)
     m = db.create_membrane("docs", dim=DIM)
     keys = list(range(20))  # spans both shards
-    commands, cross = m._put_commands(keys, _vectors(keys), None)
+    commands, cross = m._put_commands(keys, _vectors(keys), None, None)
     actors = db._actors
     prepared = ray.get([actors[s].prepare.remote("batch-1", args[:2]) for s, args in commands])
     assert prepared == [(True, None), (True, None)]
     ray.kill(actors[1], no_restart=False)  # its part is logged, its COMMIT never will be
     db._broadcast_each("ping")  # waits for the restart and the replay
-    answers = ray.get([actors[s].decide.remote("batch-1", True, None) for s, _ in commands])
+    # sent the way RayDB sends: a call that meets the actor still restarting is sent again
+    answers = db._outcomes([(s, ray_backend._sender(actors[s], "decide", ("batch-1", True, None)))
+                            for s, _ in commands])
     assert answers == [(True, None), (True, "unknown")]
     lost = [k for k in keys if routing.shard_of(k, 2) == 1]
     assert [m.get(k) for k in lost] == [None] * len(lost)  # not replayed without its COMMIT
