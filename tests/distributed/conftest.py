@@ -6,6 +6,7 @@ in this machine's processes: about 10 s to start, so every Ray test shares it.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
@@ -19,19 +20,25 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def cluster():
+def cluster(tmp_path_factory):
     ray = pytest.importorskip("ray", reason="the Ray backend needs the `ray` extra")
     from ray.cluster_utils import Cluster
 
+    # Ray's workers start in the driver's working directory and put it first on sys.path:
+    # from the repository root they would import the source tree (no built extension)
+    # instead of the installed package.
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("ray-workers"))
     simulated = Cluster(initialize_head=True, head_node_args=_node(HOSTS[0]))
-    for host in HOSTS[1:]:
-        simulated.add_node(**_node(host))
-    ray.init(address=simulated.address, log_to_driver=False)
     try:
+        for host in HOSTS[1:]:
+            simulated.add_node(**_node(host))
+        ray.init(address=simulated.address, log_to_driver=False)
         yield simulated
     finally:
         ray.shutdown()
         simulated.shutdown()
+        os.chdir(cwd)
 
 
 def _node(host: str) -> dict:

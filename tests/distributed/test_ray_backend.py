@@ -85,7 +85,7 @@ def test_a_second_client_process_attaches_and_shares_the_data(cluster, ray_path)
         m.put(100, [1, 2, 3, 4], {{"from": "second"}})
         db.close()
     """)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     shards, count, best = out.stdout.split()

@@ -245,7 +245,7 @@ def _killed_mid_batch(path, when: str, keys: list[int]) -> None:
     import subprocess
     import sys
 
-    child = subprocess.run([sys.executable, "-c", _KILLED_MID_BATCH, str(path), when,
+    child = subprocess.run([sys.executable, "-P", "-c", _KILLED_MID_BATCH, str(path), when,
                             *map(str, keys)], capture_output=True, timeout=120)
     assert child.returncode == -9, child.stderr.decode()
 

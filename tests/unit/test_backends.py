@@ -17,7 +17,7 @@ def test_the_local_backend_never_imports_ray(tmp_path):
         "m = db.create_membrane('docs', dim=3)\n"
         "m.put(1, [1, 2, 3]); m.search([1, 2, 3], 1); db.close()\n"
         "print('ray' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 

@@ -202,7 +202,7 @@ def test_reopened_in_a_new_process_keyword_and_hybrid_answers_are_the_same(tmp_p
         for t in QUERIES:
             here.append(str([(h.id, repr(h.score)) for h in m.search(None, text=t)]))
             here.append(str([(h.id, repr(h.score)) for h in m.search(query, text=t)]))
-    out = subprocess.run([sys.executable, "-c", script, str(tmp_path), repr(query.tolist()),
+    out = subprocess.run([sys.executable, "-P", "-c", script, str(tmp_path), repr(query.tolist()),
                           *QUERIES], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == here
 
