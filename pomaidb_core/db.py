@@ -389,10 +389,7 @@ class DB:
     def _decide_batch(self, cross: txn.CrossShardBatch, commit: bool,
                       error: BaseException | None) -> None:
         """A cross-shard batch's last vote: tell every shard holding a part (txn.py)."""
-        for index in cross.shards:
-            shard = self._shards[index] if index < len(self._shards) else None
-            if shard is not None:
-                shard.mailbox.put_internal(Command("decide", (cross, commit, error)))
+        self._tell_shards(cross, "decide", cross, commit, error)
 
     def _submit(self, shard: int, kind: str, *args: Any) -> Reply:
         """Queue a command for a blocking caller; `.result()` once to wait for it."""
@@ -402,10 +399,14 @@ class DB:
 
     def _wake_shards(self, cross: txn.CrossShardBatch) -> None:
         """A batch's COMMIT is written on every shard: the freezes it held may go (txn.py)."""
+        self._tell_shards(cross, "confirmed")
+
+    def _tell_shards(self, cross: txn.CrossShardBatch, kind: str, *args: Any) -> None:
+        """Post a `kind` command (one each: each runs it) to every shard of `cross` still open."""
+        shards = self._shards
         for index in cross.shards:
-            shard = self._shards[index] if index < len(self._shards) else None
-            if shard is not None:
-                shard.mailbox.put_internal(Command("confirmed", ()))
+            if index < len(shards):
+                shards[index].mailbox.put_internal(Command(kind, args))
 
     def _put_parts(self, commands: list[tuple[int, tuple]], cross: txn.CrossShardBatch | None) -> None:
         """Queue a put's parts and wait for them; a batch part that cannot be queued votes no."""

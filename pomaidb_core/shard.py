@@ -554,8 +554,8 @@ class Shard:
                 pass  # a failed WAL rotation is sticky: the writes that follow report it
 
     def _do_freeze(self, waiter: Future) -> object:
-        if self._freeze_refused():
-            resolve(waiter, error=self._freeze_refused())
+        if (refused := self._freeze_refused()) is not None:
+            resolve(waiter, error=refused)
             return _DEFERRED
         if self._freeze_blocked():
             self._deferred_freezes.append(waiter)
