@@ -386,23 +386,15 @@ class DB:
         self._require_open()
         return len(self._shards)
 
-    def _decide_batch(self, cross: txn.CrossShardBatch, commit: bool,
-                      error: BaseException | None) -> None:
-        """A cross-shard batch's last vote: tell every shard holding a part (txn.py)."""
-        self._tell_shards(cross, "decide", cross, commit, error)
-
     def _submit(self, shard: int, kind: str, *args: Any) -> Reply:
         """Queue a command for a blocking caller; `.result()` once to wait for it."""
         reply = Reply()
         self._mailbox(shard).put(Command(kind, args, reply))
         return reply
 
-    def _wake_shards(self, cross: txn.CrossShardBatch) -> None:
-        """A batch's COMMIT is written on every shard: the freezes it held may go (txn.py)."""
-        self._tell_shards(cross, "confirmed")
-
     def _tell_shards(self, cross: txn.CrossShardBatch, kind: str, *args: Any) -> None:
-        """Post a `kind` command (one each: each runs it) to every shard of `cross` still open."""
+        """A cross-shard batch's message (txn.py: "decide", "confirmed", "sync_commits"):
+        post a `kind` command (one each: each runs it) to every shard of `cross` still open."""
         shards = self._shards
         for index in cross.shards:
             if index < len(shards):

@@ -76,13 +76,13 @@ class Membrane:
         self._db._require_writable()
         batch = records.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
                                        self._db.options.max_metadata_bytes, texts)
-        parts = [(shard, batch if len(rows) == len(batch.ids) else batch.subset(rows.tolist()))
+        parts = [(shard, batch if len(rows) == len(batch.ids) else batch.subset(rows))
                  for shard, rows in enumerate(routing.split(batch.ids, self._db.shard_count))
                  if len(rows)]
         if len(parts) <= 1:
             return [(shard, (part, _encoded(part))) for shard, part in parts], None
         shards = [shard for shard, _ in parts]  # all shards or none (txn.py)
-        cross = txn.CrossShardBatch(shards, self._db._decide_batch, self._db._wake_shards)
+        cross = txn.CrossShardBatch(shards, self._db._tell_shards)
         return [(shard, (part, records.encode_part(cross.key, shards, _encoded(part)),
                          txn.BatchPart(cross, shard))) for shard, part in parts], cross
 

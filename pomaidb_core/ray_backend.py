@@ -284,10 +284,9 @@ class RayDB:
     def _require_writable(self) -> None:
         self._require_open()  # read_only is refused when a RayDB is made
 
-    def _decide_batch(self, *_: Any) -> None:
-        """Membrane's in-process vote callback: unused, `_put_parts` runs the two phases itself."""
-
-    _wake_shards = _decide_batch  # likewise: each shard actor confirms its own COMMIT
+    def _tell_shards(self, *_: Any) -> None:
+        """Membrane's in-process batch messages: unused, `_put_parts` runs the two phases itself
+        and each shard actor confirms its own COMMIT."""
 
     def _request(self, shard: int, kind: str, *args: Any) -> Callable[[], Any]:
         """A function that (re)sends one command to a shard: the same request id every time."""

@@ -88,8 +88,11 @@ def _refuse_another_count(path: str, count: int) -> None:
 class _ClientDecides(txn.CrossShardBatch):
     """A cross-shard batch as one shard sees it: its own vote, then the client's decision."""
 
-    def __init__(self, decide: Any, wake: Any) -> None:
-        super().__init__([0, _CLIENT], decide, wake)
+    # The client logs nothing, so only this shard's COMMIT makes its part replayable
+    answer_after_commit = True
+
+    def __init__(self, tell: Any) -> None:
+        super().__init__([0, _CLIENT], tell)
         self.voted = threading.Event()
         self.vote_error: BaseException | None = None
         self.answer: Any = None  # the put's reply, answered once the decision is applied
@@ -170,8 +173,7 @@ class ShardActor:
             batch = self._batches.get(batch_id)
             fresh = batch is None
             if batch is None:  # not a retry
-                batch = self._batches[batch_id] = _ClientDecides(self._db._decide_batch,
-                                                                 self._db._wake_shards)
+                batch = self._batches[batch_id] = _ClientDecides(self._db._tell_shards)
         if fresh:
             part, payload = args
             try:  # outside the lock: a full mailbox makes this wait

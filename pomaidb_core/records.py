@@ -77,12 +77,13 @@ class PutBatch:
     def text_list(self) -> list[str | None]:
         return self.texts if self.texts is not None else [None] * len(self.ids)
 
-    def subset(self, rows: list[int]) -> PutBatch:
-        """The batch restricted to `rows` (positions), in that order."""
-        texts = None if self.texts is None else [self.texts[i] for i in rows]
-        return PutBatch(self.membrane_id, self.ids[rows], np.ascontiguousarray(self.vectors[rows]),
-                        [self.metadatas[i] for i in rows], [self.meta_blobs[i] for i in rows],
-                        texts)
+    def subset(self, rows: np.ndarray) -> PutBatch:
+        """The batch restricted to `rows` (an integer array of positions), in that order."""
+        positions = rows.tolist()
+        texts = None if self.texts is None else [self.texts[i] for i in positions]
+        return PutBatch(self.membrane_id, self.ids[rows], self.vectors[rows],
+                        [self.metadatas[i] for i in positions],
+                        [self.meta_blobs[i] for i in positions], texts)
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ def _last_write_wins(batch: PutBatch) -> PutBatch:
     _, first_in_reversed = np.unique(ids[::-1], return_index=True)
     if len(first_in_reversed) == len(ids):
         return batch
-    return batch.subset(np.sort(len(ids) - 1 - first_in_reversed).tolist())
+    return batch.subset(np.sort(len(ids) - 1 - first_in_reversed))
 
 
 def unique_ids(ids: Any) -> np.ndarray:

@@ -109,8 +109,9 @@ class Shard:
         self._group: list[tuple[Command, Callable[[], None] | None, object]] = []
         self._prepared = txn.PreparedParts()  # logged parts of cross-shard batches, undecided
         self._parts_waiting: dict[txn.CrossShardBatch, tuple[int, Command]] = {}
-        # Batches whose COMMIT is in the open group, and the part's command it answers once written
-        self._commits: list[tuple[txn.CrossShardBatch, Command]] = []
+        # Batches whose COMMIT is appended to the log but not yet written, with the part's
+        # command when it is answered only once that is written (answer_after_commit)
+        self._commits: list[tuple[txn.CrossShardBatch, Command | None]] = []
         self._unconfirmed: list[txn.CrossShardBatch] = []  # committed here, COMMIT not yet everywhere
         self._evidence = txn.Evidence()  # what replay found (txn.committed_keys)
         self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
@@ -221,7 +222,7 @@ class Shard:
     def close(self) -> None:
         """After the host answered its queued commands: fail what waits, release the files."""
         if self._wal is not None:
-            self.commit_group()  # COMMITs of batches decided while closing answer their callers
+            self.commit_group(sync_commits=True)
         self._fail_waiters(self._deferred_freezes, ClosedError("the database was closed"))
         try:
             if self._wal is not None:
@@ -275,24 +276,22 @@ class Shard:
         if self._options.sync == "always":
             self.commit_group()
 
-    def commit_group(self) -> None:
-        """Write the staged group to the log; apply and acknowledge it only if that worked."""
-        if not self._group and not self._commits:
+    def commit_group(self, sync_commits: bool = False) -> None:
+        """Write the staged group to the log; apply and acknowledge it only if that worked.
+
+        Pending COMMIT records ride along; with no group they wait for the next one
+        unless `sync_commits` (a freeze waits for them, or a caller does).
+        """
+        if not self._group and not (self._commits and sync_commits):
             return
         group, self._group = self._group, []
-        commits, self._commits = self._commits, []
-        assert self._wal is not None
-        try:
-            self._wal.commit(durable=self._options.sync != "never")
-        except StorageError as exc:
+        if (exc := self._write_log()) is not None:
             self._write_error = StorageError(
                 f"shard {self.index}: a WAL write or fsync failed ({exc}); the writes of that "
                 "group were not applied, and the shard refuses writes until the database is reopened")
             for command, _, _ in group:
                 fail(command, copy_for_caller(self._write_error))
-            self._answer_commits(commits, written=False)
             return
-        self._answer_commits(commits, written=True)
         with self._state_lock.write():
             for _, apply, _ in group:
                 if apply is not None:
@@ -303,6 +302,19 @@ class Shard:
                 result.part.vote(None)
             else:
                 resolve(command.future, result)
+
+    def _write_log(self) -> StorageError | None:
+        """Write (and sync, per policy) what was appended to the log since the last write;
+        the COMMITs among it are confirmed, or unconfirmable if that failed."""
+        assert self._wal is not None
+        commits, self._commits = self._commits, []
+        try:
+            self._wal.commit(durable=self._options.sync != "never")
+        except StorageError as exc:
+            self._commits_written(commits, written=False)
+            return exc
+        self._commits_written(commits, written=True)
+        return None
 
     def backlogged(self) -> bool:
         """Too many generations wait to be saved and the oldest is still being built."""
@@ -320,7 +332,7 @@ class Shard:
 
     def end_drain(self) -> None:
         """After each batch of commands: log the group, run held-back freezes, freeze if full."""
-        self.commit_group()
+        self.commit_group(sync_commits=any(command for _, command in self._commits))
         if self._deferred_freezes and not self._freeze_blocked():
             waiters, self._deferred_freezes = self._deferred_freezes, []
             for waiter in waiters:
@@ -400,25 +412,36 @@ class Shard:
             resolve(command.future, error=copy_for_caller(error))
 
     def _log_commit(self, cross: txn.CrossShardBatch, command: Command) -> None:
-        """COMMIT rides the next group, which answers the part's caller once written (so a
-        returned put_batch leaves no log write behind it); until every shard's COMMIT is
-        written none freezes its part."""
+        """Append COMMIT for the next group to write; answer the part's caller now, unless the
+        batch needs that record to be replayed (answer_after_commit). Until every shard's
+        COMMIT is written none freezes its part."""
         assert self._wal is not None
+        if len(self._unconfirmed) >= 64:  # pruned at freezes too; writes alone must not grow it
+            self._unconfirmed = [c for c in self._unconfirmed if not c.confirmed]
         self._unconfirmed.append(cross)
+        waiting: Command | None = command
+        if not cross.answer_after_commit:
+            resolve(command.future, None)
+            waiting = None
         try:
             self._wal.append(records.COMMIT, records.encode_commit(cross.key))
         except StorageError:
-            self._answer_commits([(cross, command)], written=False)
+            self._commits_written([(cross, waiting)], written=False)
             return
-        self._commits.append((cross, command))
+        self._commits.append((cross, waiting))
 
-    def _answer_commits(self, commits: list[tuple[txn.CrossShardBatch, Command]],
-                        written: bool) -> None:
+    def _commits_written(self, commits: list[tuple[txn.CrossShardBatch, Command | None]],
+                         written: bool) -> None:
         """The batches committed whether or not their COMMIT was written (every part is
         logged, which recovery honours); an unwritten one only keeps their freezes held."""
         for cross, command in commits:
             cross.confirm(self.index, written)
-            resolve(command.future, None)
+            if command is not None:
+                resolve(command.future, None)
+
+    def _do_sync_commits(self) -> None:
+        """Another shard's freeze waits for a batch's COMMIT here (txn.py): write it now."""
+        self.commit_group(sync_commits=True)
 
     def _commit_part(self, seq: int) -> None:
         taken = self._prepared.take(seq)
@@ -432,10 +455,12 @@ class Shard:
         assert self._wal is not None
         try:
             self._wal.append(records.ABORT, records.encode_abort(seq))
-            self._wal.commit(durable=self._options.sync != "never")
+            error = self._write_log()
         except StorageError as exc:
+            error = exc
+        if error is not None:
             self._write_error = StorageError(
-                f"shard {self.index}: logging a batch abort failed ({exc}); it refuses writes "
+                f"shard {self.index}: logging a batch abort failed ({error}); it refuses writes "
                 "until the database is reopened")
 
     def _stage_delete(self, membrane_id: int, ids: np.ndarray) -> tuple:
@@ -542,12 +567,12 @@ class Shard:
 
     def _maybe_freeze(self, min_records: int | None = None) -> None:
         """Freeze when the memtables are full (or, when idle, hold at least `min_records`)."""
-        if not self._options.auto_freeze or self._wal is None or self._freeze_blocked():
+        if not self._options.auto_freeze or self._wal is None:
             return
         records_ = sum(s.active.n for s in self._states.values())
         nbytes = sum(s.active.nbytes for s in self._states.values())
         full = records_ >= self._options.memtable_limit or nbytes >= self._options.memtable_limit_bytes
-        if full or (min_records is not None and records_ >= min_records):
+        if (full or (min_records is not None and records_ >= min_records)) and not self._freeze_blocked():
             try:
                 self._freeze(None)
             except StorageError:
@@ -569,8 +594,13 @@ class Shard:
     def _freeze_blocked(self) -> bool:
         """A freeze now would break a cross-shard batch's recovery (txn.py): parts wait for their
         decision (they are in no memtable yet), or a committed part's COMMIT is not yet written
-        on every shard (a crash would find the other shards' parts without this one's)."""
+        on every shard (a crash would find the other shards' parts without this one's). Asked
+        only when a freeze is due, so it writes this shard's pending COMMITs and asks the
+        other shards of each unconfirmed batch to write theirs."""
+        self.commit_group(sync_commits=True)
         self._unconfirmed = [c for c in self._unconfirmed if not c.confirmed]
+        for cross in self._unconfirmed:
+            cross.ask_sync()
         return bool(self._prepared) or bool(self._unconfirmed)
 
     def _freeze_refused(self) -> StorageError | None:

@@ -7,17 +7,24 @@ Protocol (no extra fsync before the caller's answer):
    not apply it: the part waits, invisible, in the shard's `PreparedParts`.
    The shard then votes.
 2. Decide. The last vote decides. All yes: every shard applies its part,
-   answers its caller and appends a COMMIT record (the batch's key) to its
-   next group. Any no (a log failure, a cancelled part that never ran, a
-   closing shard): every shard that prepared logs an ABORT record naming its
-   part's sequence number (synced) and fails its caller.
+   answers its caller and appends a COMMIT record (the batch's key) that
+   rides its next group commit (no fsync of its own: every part is already
+   durable, which is enough for recovery, step 4). Any no (a log failure, a
+   cancelled part that never ran, a closing shard): every shard that
+   prepared logs an ABORT record naming its part's sequence number (synced)
+   and fails its caller.
    A caller that gives up (a cancelled aput_batch, a part it could not even
    queue) votes no for every part that has not voted, then waits for the
    shards whose part is logged to hear the decision, so the batch is whole
    or absent by the time the caller sees its error. A shard never logs a
    part of a decided batch (it cannot have been a commit without its vote).
 3. Confirm. Until every shard's COMMIT is written, no shard freezes: a freeze
-   retires the log that holds its part, which a crash may still need.
+   retires the log that holds its part, which a crash may still need. A
+   shard that wants to freeze writes its own pending COMMITs and asks the
+   batch's other shards to write theirs ("sync_commits"), so an idle shard
+   never holds a freeze back. A batch whose parts are not all logged by the
+   shards (a Ray shard's client logs nothing) answers its caller only once
+   the COMMIT is written (`answer_after_commit`).
 4. Recovery. The shards replay their logs side by side and pool what they
    found (`Recovery`, `committed_keys`): a batch is applied iff no shard logged
    its abort and either some shard logged its COMMIT or every one of its
@@ -94,7 +101,7 @@ class PreparedParts:
         if not part.shadowed:
             return part.state, part.batch
         keep = np.flatnonzero(~np.isin(part.batch.ids, np.concatenate(part.shadowed)))
-        return part.state, part.batch.subset(keep.tolist())
+        return part.state, part.batch.subset(keep)
 
     def seqs(self) -> list[int]:
         return sorted(self._parts)
@@ -111,9 +118,10 @@ class CrossShardBatch:
     until every shard has, none may freeze its part away (see the module doc).
     """
 
+    answer_after_commit = False  # every part is logged by a shard: committed once decided
+
     def __init__(self, shards: list[int],
-                 decide: Callable[[CrossShardBatch, bool, BaseException | None], None],
-                 wake: Callable[[CrossShardBatch], None]):
+                 tell: Callable[..., None]):
         self.key = os.urandom(BATCH_KEY_BYTES)
         self.shards = shards
         self._waiting = set(shards)
@@ -123,8 +131,10 @@ class CrossShardBatch:
         self._unconfirmed = set(shards)
         self.confirmed = False  # every shard's COMMIT is written
         self.unconfirmable = False  # a shard failed to write its COMMIT
-        self._decide = decide
-        self._wake = wake  # tells the shards a confirmed batch no longer holds their freezes
+        self._sync_asked = False
+        # Posts a command to the batch's shards: "decide", "confirmed" (a confirmed batch
+        # no longer holds their freezes), "sync_commits" (write your pending COMMITs now)
+        self._tell = tell
         self._lock = threading.Lock()
 
     def vote(self, shard: int, error: BaseException | None) -> None:
@@ -145,7 +155,7 @@ class CrossShardBatch:
                 self.error = error
             self.decided = not self._waiting
         if self.decided:
-            self._decide(self, self.error is None, self.error)
+            self._tell(self, "decide", self, self.error is None, self.error)
 
     def confirm(self, shard: int, written: bool) -> None:
         """Shard `shard` wrote its COMMIT (or failed to)."""
@@ -155,8 +165,18 @@ class CrossShardBatch:
             self._unconfirmed.discard(shard)
             became = written and not self._unconfirmed and not self.unconfirmable
             self.confirmed = self.confirmed or became
-        if became:
-            self._wake(self)
+            wake = became and self._sync_asked
+        if wake:  # a freeze waits for it (one asking later finds it confirmed, see ask_sync)
+            self._tell(self, "confirmed")
+
+    def ask_sync(self) -> None:
+        """A shard's freeze waits for this batch: have every shard write its COMMIT now (once).
+        The asker runs "sync_commits" too, so it looks again even if the batch was confirmed
+        meanwhile without a "confirmed" message."""
+        with self._lock:
+            asked, self._sync_asked = self._sync_asked, True
+        if not asked:
+            self._tell(self, "sync_commits")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -238,6 +239,8 @@ def hook(op, p):
 
 fs.set_fault_hook(hook)
 m.put_batch(keys, np.stack([np.full(4, k, dtype=np.float32) for k in keys]))
+if when == "commit":  # acknowledged: the COMMITs ride the shards' next writes, none came yet
+    os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
@@ -273,3 +276,25 @@ def test_a_crash_before_every_part_is_logged_leaves_no_part(tmp_path):
         m.put_batch(keys, np.stack([vector_of(k) for k in keys]))  # the shards take writes again
     with pdb.open(tmp_path / "db") as db:
         assert all(db.membrane("m").exists(k) for k in keys)
+
+
+def test_a_full_shard_freezes_after_a_batch_although_its_peer_stays_idle(tmp_path):
+    """A batch's COMMITs ride each shard's next write; a shard whose freeze waits for an idle
+    peer's COMMIT asks it to write it, instead of holding its full memtable for ever."""
+    keys = list(range(100, 140))
+    with pdb.open(tmp_path / "db", shards=2, memtable_limit=200, idle_freeze_seconds=0) as db:
+        m = db.create_membrane("m", dim=DIM, metric="l2")
+        m.put_batch(*_batch(keys))
+        on_0 = [k for k in range(1000, 2000) if routing.shard_of(k, 2) == 0][:300]
+        for key in on_0:  # shard 1 gets no write after the batch
+            m.put(key, vector_of(key))
+        per_shard = []
+        for _ in range(200):
+            per_shard = db.stats()["membranes"]["m"]["per_shard"]
+            if per_shard[0]["segments"] or per_shard[0]["frozen_memtables"]:
+                break
+            time.sleep(0.05)
+        assert per_shard[0]["segments"] or per_shard[0]["frozen_memtables"], per_shard
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        assert all(m.exists(k) for k in keys + on_0)

@@ -66,8 +66,8 @@ def test_recovery_applies_a_batch_exactly_when_no_crash_could_have_split_it(repo
 
 def test_votes_count_once_per_shard_and_a_caller_giving_up_aborts_the_rest():
     decisions = []
-    cross = txn.CrossShardBatch([0, 1, 2], lambda c, commit, error: decisions.append(commit),
-                                lambda c: None)
+    cross = txn.CrossShardBatch(
+        [0, 1, 2], lambda c, kind, *args: decisions.append(args[1]) if kind == "decide" else None)
     cross.vote(0, None)
     cross.vote(0, pdb.PomaiError("late duplicate"))  # ignored: shard 0 already voted
     assert not cross.decided
@@ -78,13 +78,20 @@ def test_votes_count_once_per_shard_and_a_caller_giving_up_aborts_the_rest():
 
 
 def test_a_batch_is_confirmed_once_every_shard_wrote_its_commit():
-    woken = []
-    cross = txn.CrossShardBatch([0, 1], lambda *a: None, woken.append)
+    told = []
+    cross = txn.CrossShardBatch([0, 1], lambda c, kind: told.append(kind))
     cross.confirm(0, written=True)
-    assert not cross.confirmed and not woken
+    assert not cross.confirmed
+    cross.ask_sync()
+    cross.ask_sync()  # once: a waiting freeze asks at every drain
+    assert told == ["sync_commits"]
     cross.confirm(1, written=True)
-    assert cross.confirmed and woken == [cross]
-    failed = txn.CrossShardBatch([0, 1], lambda *a: None, woken.append)
+    assert cross.confirmed and told == ["sync_commits", "confirmed"]
+    quiet = txn.CrossShardBatch([0, 1], lambda c, kind: told.append(kind))
+    quiet.confirm(0, written=True)
+    quiet.confirm(1, written=True)  # nobody waits for it: no message
+    assert quiet.confirmed and len(told) == 2
+    failed = txn.CrossShardBatch([0, 1], lambda c, kind: told.append(kind))
     failed.confirm(0, written=False)
     failed.confirm(1, written=True)
-    assert not failed.confirmed and failed.unconfirmable and len(woken) == 1
+    assert not failed.confirmed and failed.unconfirmable and len(told) == 2
