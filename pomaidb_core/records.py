@@ -176,14 +176,18 @@ def check_vectors(values: Any, dim: int, *, single: bool = False) -> np.ndarray:
 
 
 def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict | None, bytes | None]:
-    """(a private copy of the metadata, its JSON encoding); None stays None."""
+    """(a private copy of the metadata, its JSON encoding); None stays None.
+
+    The copy is what a reopen decodes from that JSON (tuples become lists, subclasses of
+    str/int/float their base values), made in the same pass that validates.
+    """
     if metadata is None:
         return None, None
     if not isinstance(metadata, dict):
         raise InvalidArgumentError(f"metadata must be a dict or None, got {type(metadata).__name__}")
-    _check_json_value(metadata, depth=0)
+    copy = _json_copy(metadata, depth=0)
     try:
-        blob = json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+        blob = json.dumps(copy, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"metadata is not JSON-compatible: {exc}") from None
     encoded = blob.encode("utf-8")
@@ -192,35 +196,40 @@ def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict | None, bytes | 
             f"metadata is {len(encoded)} bytes of JSON; the limit is {max_bytes} "
             "(Options.max_metadata_bytes)"
         )
-    return json.loads(encoded), encoded
+    return copy, encoded
 
 
 _MAX_METADATA_DEPTH = 32
 
 
-def _check_json_value(value: Any, depth: int) -> None:
+def _json_copy(value: Any, depth: int) -> Any:
     if depth > _MAX_METADATA_DEPTH:
         raise InvalidArgumentError(f"metadata nests deeper than {_MAX_METADATA_DEPTH} levels")
-    if value is None or isinstance(value, (str, bool, int)):
-        return
-    if isinstance(value, float):
+    kind = type(value)
+    if value is None or kind is str or kind is int or kind is bool:
+        return value
+    if kind is float or isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidArgumentError("metadata floats must be finite (no NaN or inf)")
-        return
-    if isinstance(value, (list, tuple)):
-        for item in value:
-            _check_json_value(item, depth + 1)
-        return
+        return float.__float__(value)
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise InvalidArgumentError(f"metadata keys must be strings, got {key!r}")
-            _check_json_value(item, depth + 1)
-        return
+        return {_json_key(key): _json_copy(item, depth + 1) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_copy(item, depth + 1) for item in value]
+    if isinstance(value, str):  # subclasses (str enums ...): the value JSON holds
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
     raise InvalidArgumentError(
         f"metadata values must be JSON (str, int, float, bool, None, list, dict), "
         f"got {type(value).__name__}"
     )
+
+
+def _json_key(key: Any) -> str:
+    if not isinstance(key, str):
+        raise InvalidArgumentError(f"metadata keys must be strings, got {key!r}")
+    return str.__str__(key)
 
 
 def check_text(text: Any) -> str | None:

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
+import numpy as np
+
 from .ids import distinct_engine_ids
 from .records import Item
 
@@ -20,7 +22,7 @@ from .records import Item
 class Batch:
     ids: list[str]  # every input id of the slice, in order: what add_* returns for it
     items: list[Item]  # one per distinct id: its last occurrence
-    engine_ids: list[int]  # aligned with items
+    engine_ids: np.ndarray  # uint64, aligned with items
 
     @property
     def texts(self) -> list[str]:

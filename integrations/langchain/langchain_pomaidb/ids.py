@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 import pomaidb_core as pdb
 from pomaidb_core.stores import string_id
 
@@ -41,14 +43,12 @@ def engine_id(doc_id: str) -> int:
     return string_id(doc_id)
 
 
-def distinct_engine_ids(doc_ids: Sequence[str]) -> list[int]:
-    """Engine ids of distinct LangChain ids, refusing two that collide with each other."""
+def distinct_engine_ids(doc_ids: Sequence[str]) -> np.ndarray:
+    """Engine ids (uint64) of distinct LangChain ids, refusing two that collide with each other."""
     holders: dict[int, str] = {}
-    result = []
     for doc_id in doc_ids:
         eid = engine_id(doc_id)
         holder = holders.setdefault(eid, doc_id)
         if holder != doc_id:
             raise IdCollisionError(doc_id, holder, eid)
-        result.append(eid)
-    return result
+    return np.fromiter(holders, dtype=np.uint64, count=len(holders))

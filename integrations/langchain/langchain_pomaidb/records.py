@@ -17,7 +17,7 @@ so neither the caller's Documents nor the engine's state are ever aliased.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +85,7 @@ def make_item(doc_id: str | None, text: Any, metadata: Any) -> Item:
             f"metadata keys {clash} are reserved by langchain_pomaidb; rename them"
         )
     if not doc_id:
-        doc_id = str(uuid.uuid4())
+        doc_id = _uuid4()
     if not isinstance(doc_id, str):
         raise pdb.InvalidArgumentError(
             f"LangChain ids are strings, got {type(doc_id).__name__} {doc_id!r}"
@@ -94,10 +94,18 @@ def make_item(doc_id: str | None, text: Any, metadata: Any) -> Item:
 
 
 def stored_metadata(item: Item) -> dict[str, Any]:
-    """The engine record's metadata for an item (a fresh dict; the item is not touched)."""
-    stored = _copy(item.metadata)
-    stored[ID_KEY] = item.doc_id
-    return stored
+    """The engine record's metadata for an item (a fresh dict; the item is not touched; the
+    engine keeps its own deep copy)."""
+    return {**item.metadata, ID_KEY: item.doc_id}
+
+
+def _uuid4() -> str:
+    """str(uuid.uuid4()) at half its cost (a 100k-document add_texts makes 100k of them)."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = raw[6] & 0x0F | 0x40  # version 4
+    raw[8] = raw[8] & 0x3F | 0x80  # RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def stored_id(metadata: dict[str, Any] | None) -> str | None:

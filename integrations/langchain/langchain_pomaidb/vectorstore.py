@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections.abc import Callable, Iterable, Sequence, Sized
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 import numpy as np
@@ -244,16 +244,13 @@ class PomaiDBVectorStore(VectorStore):
         show_progress: bool | None = None,
     ) -> list[str]:
         written: list[str] = []
-        with self._progress_bar(total, show_progress) as bar:
-            for batch in batching.batches(items, self._chosen_batch_size(batch_size)):
-                membrane = self._open_membrane()
-                if membrane is not None:
-                    records.check_no_collision(batch.items, membrane.get_batch(batch.engine_ids))
-                vectors = _as_matrix(self.embedding.embed_documents(batch.texts))
-                membrane = self._open_membrane(dim=vectors.shape[1], create=True)
-                membrane.put_batch(batch.engine_ids, vectors, _stored(batch), texts=batch.texts)
-                written.extend(batch.ids)
-                bar.update(len(batch.ids))
+        for batch in self._batches(items, total, batch_size, show_progress, written):
+            membrane = self._open_membrane()
+            if membrane is not None:
+                records.check_no_collision(batch.items, membrane.get_batch(batch.engine_ids))
+            vectors = _as_matrix(self.embedding.embed_documents(batch.texts))
+            membrane = self._open_membrane(dim=vectors.shape[1], create=True)
+            membrane.put_batch(batch.engine_ids, vectors, _stored(batch), texts=batch.texts)
         return written
 
     async def _aingest(
@@ -264,19 +261,30 @@ class PomaiDBVectorStore(VectorStore):
         show_progress: bool | None = None,
     ) -> list[str]:
         written: list[str] = []
+        for batch in self._batches(items, total, batch_size, show_progress, written):
+            membrane = self._open_membrane()
+            if membrane is not None:
+                records.check_no_collision(batch.items, await membrane.aget_batch(batch.engine_ids))
+            vectors = _as_matrix(await self.embedding.aembed_documents(batch.texts))
+            membrane = self._open_membrane(dim=vectors.shape[1], create=True)
+            await membrane.aput_batch(batch.engine_ids, vectors, _stored(batch), texts=batch.texts)
+        return written
+
+    def _batches(
+        self,
+        items: Iterable[records.Item],
+        total: int | None,
+        batch_size: int | None,
+        show_progress: bool | None,
+        written: list[str],
+    ) -> Iterator[batching.Batch]:
+        """The write batches of an ingest; a batch counts as `written` (and on the progress
+        bar) once the loop that wrote it asks for the next one."""
         with self._progress_bar(total, show_progress) as bar:
             for batch in batching.batches(items, self._chosen_batch_size(batch_size)):
-                membrane = self._open_membrane()
-                if membrane is not None:
-                    existing = await membrane.aget_batch(batch.engine_ids)
-                    records.check_no_collision(batch.items, existing)
-                vectors = _as_matrix(await self.embedding.aembed_documents(batch.texts))
-                membrane = self._open_membrane(dim=vectors.shape[1], create=True)
-                await membrane.aput_batch(batch.engine_ids, vectors, _stored(batch),
-                                           texts=batch.texts)
+                yield batch
                 written.extend(batch.ids)
                 bar.update(len(batch.ids))
-        return written
 
     def _chosen_batch_size(self, batch_size: int | None) -> int:
         if batch_size is None:
