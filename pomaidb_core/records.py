@@ -187,10 +187,10 @@ def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict | None, bytes | 
         raise InvalidArgumentError(f"metadata must be a dict or None, got {type(metadata).__name__}")
     copy = _json_copy(metadata, depth=0)
     try:
-        blob = json.dumps(copy, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        raise InvalidArgumentError(f"metadata is not JSON-compatible: {exc}") from None
-    encoded = blob.encode("utf-8")
+        encoded = _JSON.encode(copy).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgumentError("metadata holds a string that is not valid Unicode "
+                                   "(a lone surrogate?)") from None
     if len(encoded) > max_bytes:
         raise InvalidArgumentError(
             f"metadata is {len(encoded)} bytes of JSON; the limit is {max_bytes} "
@@ -200,6 +200,9 @@ def check_metadata(metadata: Any, max_bytes: int) -> tuple[dict | None, bytes | 
 
 
 _MAX_METADATA_DEPTH = 32
+# One encoder for every record (json.dumps with options builds one per call); _json_copy
+# leaves it only plain JSON values, so it cannot fail
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _json_copy(value: Any, depth: int) -> Any:

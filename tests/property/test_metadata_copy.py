@@ -8,9 +8,11 @@ from __future__ import annotations
 import enum
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import pomaidb_core as pdb
 from pomaidb_core import records
 
 
@@ -37,3 +39,12 @@ def test_the_stored_copy_is_what_its_json_decodes_to(metadata):
     assert copy == decoded
     assert json.dumps(copy, sort_keys=True) == json.dumps(decoded, sort_keys=True)  # types too
     assert copy is not metadata
+
+
+def test_metadata_that_cannot_be_stored_is_refused_with_a_pomai_error():
+    circular: dict = {}
+    circular["self"] = circular
+    for bad in ({"s": "\ud800"}, {"\ud800": 1}, circular, {"x": float("nan")}, {"x": {1, 2}},
+                {1: "a"}):
+        with pytest.raises(pdb.InvalidArgumentError):
+            records.check_metadata(bad, 1 << 20)
