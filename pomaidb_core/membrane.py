@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import bm25, records, routing, txn, wal
+from . import bm25, records, routing, txn, validation, wal
 from . import fusion as fusion_
 from .errors import InvalidArgumentError
 from .filters import Filter, compile_filter
@@ -74,7 +74,7 @@ class Membrane:
                       ) -> tuple[list[tuple[int, tuple[Any, ...]]], txn.CrossShardBatch | None]:
         """The batch's part per shard, and the vote that ties them if there are several."""
         self._db._require_writable()
-        batch = records.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
+        batch = validation.make_put_batch(self.meta.membrane_id, ids, vectors, metadatas, self.dim,
                                        self._db.options.max_metadata_bytes, texts)
         parts = [(shard, batch if len(rows) == len(batch.ids) else batch.subset(rows))
                  for shard, rows in enumerate(routing.split(batch.ids, self._db.shard_count))
@@ -89,10 +89,10 @@ class Membrane:
     def _single_put(self, id: Any, vector: Any, metadata: Any, text: Any) -> tuple[int, tuple]:
         """The one-record write path, without the batch machinery (no extra vector copies)."""
         self._db._require_writable()
-        key = records.check_id(id)
-        matrix = records.check_vectors(vector, self.dim, single=True)[None, :]
-        meta, blob = records.check_metadata(metadata, self._db.options.max_metadata_bytes)
-        checked = records.check_text(text)
+        key = validation.check_id(id)
+        matrix = validation.check_vectors(vector, self.dim, single=True)[None, :]
+        meta, blob = validation.check_metadata(metadata, self._db.options.max_metadata_bytes)
+        checked = validation.check_text(text)
         batch = records.PutBatch(self.meta.membrane_id, np.array([key], dtype=np.uint64), matrix,
                                  [meta], [blob], None if checked is None else [checked])
         return routing.shard_of(key, self._db.shard_count), (batch, _encoded(batch))
@@ -114,12 +114,12 @@ class Membrane:
 
     def delete(self, id: int) -> bool:
         """Tombstone one record; True if a live record was hidden."""
-        return self.delete_batch([records.check_id(id)]) == 1
+        return self.delete_batch([validation.check_id(id)]) == 1
 
     def delete_batch(self, ids: Any) -> int:
         """Tombstone many ids; returns how many live records were hidden (repeats count once)."""
         self._db._require_writable()
-        unique = records.unique_ids(ids)
+        unique = validation.unique_ids(ids)
         futures = [self._db._submit(shard, "delete", self.meta.membrane_id, unique[rows])
                    for shard, rows in enumerate(routing.split(unique, self._db.shard_count))
                    if len(rows)]
@@ -145,7 +145,7 @@ class Membrane:
 
     def get(self, id: int) -> Record | None:
         """The live record with this id, or None (never written, or deleted)."""
-        key = records.check_id(id)
+        key = validation.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return self._db._read(shard, "get", self.meta.membrane_id, [key])[0]
 
@@ -155,12 +155,12 @@ class Membrane:
 
     def exists(self, id: int) -> bool:
         """Whether a live record has this id (cheaper than `get`: no vector is copied)."""
-        key = records.check_id(id)
+        key = validation.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return self._db._read(shard, "exists", self.meta.membrane_id, [key])[0]
 
     def _point_reads(self, kind: str, ids: Any) -> list:
-        keys = records.check_ids(ids)
+        keys = validation.check_ids(ids)
         out: list = [None] * len(keys)
         for shard, rows in enumerate(routing.split(keys, self._db.shard_count)):
             if len(rows):
@@ -267,7 +267,7 @@ class Membrane:
             raise InvalidArgumentError("search needs a query vector, a text, or both")
         matrix = None
         if queries is not None:
-            matrix = records.check_vectors(queries, self.dim, single=single)
+            matrix = validation.check_vectors(queries, self.dim, single=single)
             if single:
                 matrix = matrix[None, :]
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
@@ -329,12 +329,12 @@ class Membrane:
 
     async def adelete(self, id: int) -> bool:
         """Async twin of `delete`."""
-        return await self.adelete_batch([records.check_id(id)]) == 1
+        return await self.adelete_batch([validation.check_id(id)]) == 1
 
     async def adelete_batch(self, ids: Any) -> int:
         """Async twin of `delete_batch`."""
         self._db._require_writable()
-        unique = records.unique_ids(ids)
+        unique = validation.unique_ids(ids)
         parts = [self._db._acall(shard, "delete", self.meta.membrane_id, unique[rows])
                  for shard, rows in enumerate(routing.split(unique, self._db.shard_count))
                  if len(rows)]
@@ -353,13 +353,13 @@ class Membrane:
 
     async def aget(self, id: int) -> Record | None:
         """Async twin of `get`."""
-        key = records.check_id(id)
+        key = validation.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return (await self._db._acall(shard, "get", self.meta.membrane_id, [key]))[0]
 
     async def aget_batch(self, ids: Any) -> list[Record | None]:
         """Async twin of `get_batch`."""
-        keys = records.check_ids(ids)
+        keys = validation.check_ids(ids)
         out: list = [None] * len(keys)
         split = [(rows, shard) for shard, rows in
                  enumerate(routing.split(keys, self._db.shard_count)) if len(rows)]
@@ -373,7 +373,7 @@ class Membrane:
 
     async def aexists(self, id: int) -> bool:
         """Async twin of `exists`."""
-        key = records.check_id(id)
+        key = validation.check_id(id)
         shard = routing.shard_of(key, self._db.shard_count)
         return (await self._db._acall(shard, "exists", self.meta.membrane_id, [key]))[0]
 

@@ -48,7 +48,7 @@ class Memtable:
 
     def put_batch(self, ids: np.ndarray, vectors: np.ndarray, metadatas: list, blobs: list,
                   texts: list | None = None) -> None:
-        """ids are unique within the batch (records.make_put_batch guarantees it)."""
+        """ids are unique within the batch (validation.make_put_batch guarantees it)."""
         assert not self.frozen
         slots = self._slots_for(ids)
         self.vectors[slots] = vectors

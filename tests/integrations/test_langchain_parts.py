@@ -14,7 +14,7 @@ from langchain_pomaidb import HashingEmbeddings, IdCollisionError, batching, ids
 from langchain_pomaidb.relevance import cosine_relevance, ip_relevance, l2_relevance
 
 import pomaidb_core as pdb
-from pomaidb_core import records as engine_records
+from pomaidb_core import validation
 
 
 def _colliding_by_length(doc_id: str) -> int:
@@ -78,7 +78,7 @@ def test_storing_and_reading_never_alias_the_callers_lists():
     metadata = {"tags": ["a"]}
     stored = records.stored_metadata(records.make_item("d1", "x", metadata))
     assert metadata == {"tags": ["a"]}
-    stored, _ = engine_records.check_metadata(stored, 1 << 20)  # the copy the engine keeps
+    stored, _ = validation.check_metadata(stored, 1 << 20)  # the copy the engine keeps
     stored["tags"].append("engine-side")
     assert metadata == {"tags": ["a"]}
     document = records.to_document(stored, "x")

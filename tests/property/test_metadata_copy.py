@@ -1,6 +1,6 @@
 """A record's metadata as stored equals what a reopen decodes from its JSON, whatever the input.
 
-Oracle: json.loads of the encoding check_metadata returns (the WAL and segments hold that).
+Oracle: json.loads of the encoding validation.check_metadata returns (the WAL and segments hold that).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pomaidb_core as pdb
-from pomaidb_core import records
+from pomaidb_core import validation
 
 
 class Color(str, enum.Enum):
@@ -34,7 +34,7 @@ values = st.recursive(scalars, lambda inner: st.one_of(
 
 @given(st.dictionaries(st.text(max_size=8), values, max_size=6))
 def test_the_stored_copy_is_what_its_json_decodes_to(metadata):
-    copy, blob = records.check_metadata(metadata, 1 << 20)
+    copy, blob = validation.check_metadata(metadata, 1 << 20)
     decoded = json.loads(blob)
     assert copy == decoded
     assert json.dumps(copy, sort_keys=True) == json.dumps(decoded, sort_keys=True)  # types too
@@ -47,4 +47,4 @@ def test_metadata_that_cannot_be_stored_is_refused_with_a_pomai_error():
     for bad in ({"s": "\ud800"}, {"\ud800": 1}, circular, {"x": float("nan")}, {"x": {1, 2}},
                 {1: "a"}):
         with pytest.raises(pdb.InvalidArgumentError):
-            records.check_metadata(bad, 1 << 20)
+            validation.check_metadata(bad, 1 << 20)

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import pomaidb_core as pdb
-from pomaidb_core import filenames, records, segment, wal, wsbr
+from pomaidb_core import filenames, records, segment, validation, wal, wsbr
 from pomaidb_core.errors import CorruptionError
 from pomaidb_core.filters import compile_filter
 from pomaidb_core.kernels import crc32c
@@ -115,7 +115,7 @@ def _json_valued(value) -> None:
 def _put_payload(membrane_id: int, ids, dim: int, seed: int) -> bytes:
     vectors = np.random.default_rng(seed).standard_normal((len(ids), dim)).astype(np.float32)
     metas = [None if i % 3 == 0 else {"i": i, "tags": ["a", "b"], "x": 1.5} for i in ids]
-    batch = records.make_put_batch(membrane_id, ids, vectors, metas, dim, 1 << 20)
+    batch = validation.make_put_batch(membrane_id, ids, vectors, metas, dim, 1 << 20)
     return records.encode_put(batch)
 
 
@@ -632,7 +632,7 @@ def test_a_forged_wal_record_of_another_dim_fails_the_open_with_corruption(tmp_p
         m.put(1, np.ones(4))
     files = wal.list_wal_files(path, 0)
     seq = wal.read_wal(files, 0).last_seq + 1
-    batch = records.make_put_batch(m.meta.membrane_id, [9], np.ones((1, 3)), None, 3, 100)
+    batch = validation.make_put_batch(m.meta.membrane_id, [9], np.ones((1, 3)), None, 3, 100)
     with open(files[-1].path, "ab") as handle:
         handle.write(wal.frame(seq, records.PUT_BATCH, records.encode_put(batch)))
     with pytest.raises(CorruptionError, match="3-d vectors"):

@@ -11,7 +11,7 @@ import pytest
 from bm25_reference import bm25_scores, top
 
 import pomaidb_core as pdb
-from pomaidb_core import analyzer, records
+from pomaidb_core import analyzer, records, validation
 from pomaidb_core.errors import CorruptionError, InvalidArgumentError
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "pypi_2k.txt")
@@ -75,7 +75,7 @@ def test_text_round_trips_through_memtable_wal_segment_and_compaction(tmp_path):
 
 
 def test_a_put_record_written_before_texts_existed_still_replays():
-    batch = records.make_put_batch(7, [1, 2], vectors(2, 3), [{"a": 1}, None], 3, 1 << 20)
+    batch = validation.make_put_batch(7, [1, 2], vectors(2, 3), [{"a": 1}, None], 3, 1 << 20)
     payload = records.encode_put(batch)
     # The original layout, built by hand: head, ids, vectors, metadata lengths and JSON.
     old = (np.array([7, 2, 3], "<u4").tobytes() + np.array([1, 2], "<u8").tobytes()
@@ -84,7 +84,7 @@ def test_a_put_record_written_before_texts_existed_still_replays():
     assert payload == old
     decoded = records.decode(records.PUT_BATCH, old)
     assert decoded.texts is None and decoded.metadatas == [{"a": 1}, None]
-    with_text = records.make_put_batch(7, [1, 2], vectors(2, 3), None, 3, 1 << 20,
+    with_text = validation.make_put_batch(7, [1, 2], vectors(2, 3), None, 3, 1 << 20,
                                        texts=[None, "héllo"])
     assert records.decode(records.PUT_BATCH, records.encode_put(with_text)).texts == [None, "héllo"]
     with pytest.raises(CorruptionError):

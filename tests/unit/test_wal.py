@@ -7,13 +7,13 @@ import os
 import numpy as np
 import pytest
 
-from pomaidb_core import filenames, fs, records, wal
+from pomaidb_core import filenames, fs, records, validation, wal
 from pomaidb_core.errors import CorruptionError, InvalidArgumentError, StorageError
 
 
 def _put(membrane_id: int, ids, dim: int = 3) -> bytes:
     vectors = np.arange(len(ids) * dim, dtype=np.float32).reshape(len(ids), dim)
-    batch = records.make_put_batch(membrane_id, ids, vectors, [{"i": i} for i in ids], dim, 1000)
+    batch = validation.make_put_batch(membrane_id, ids, vectors, [{"i": i} for i in ids], dim, 1000)
     return records.encode_put(batch)
 
 
@@ -111,7 +111,7 @@ def test_drop_covered_deletes_only_fully_covered_files(tmp_path):
 
 
 def test_put_batch_validation_collapses_repeated_ids_to_last():
-    batch = records.make_put_batch(1, [5, 6, 5], np.array([[1.0], [2.0], [3.0]]), None, 1, 100)
+    batch = validation.make_put_batch(1, [5, 6, 5], np.array([[1.0], [2.0], [3.0]]), None, 1, 100)
     assert batch.ids.tolist() == [6, 5]
     assert batch.vectors[:, 0].tolist() == [2.0, 3.0]
 
@@ -129,7 +129,7 @@ def test_decoding_damaged_payloads_raises_corruption():
 @pytest.mark.parametrize("ids", [[-1], [2**64], [1.0], ["1"], [True], [None]])
 def test_bad_ids_are_rejected(ids):
     with pytest.raises(InvalidArgumentError):
-        records.check_ids(ids)
+        validation.check_ids(ids)
 
 
 def test_a_missing_first_wal_file_is_corruption(tmp_path):
