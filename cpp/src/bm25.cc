@@ -62,6 +62,11 @@ class ScoreHeap {
   std::vector<double> heap_;  // a min-heap
 };
 
+// Rows are taken in windows of this many: the essential terms' postings in a window are added
+// term by term into a dense accumulator (a tight loop per posting), then only the rows that
+// received something are visited, in row order.
+constexpr std::uint64_t kWindow = 4096;
+
 // The query state: terms by upper bound ascending; the first `first_essential` of them are
 // non-essential (their bounds add up to less than the threshold, so a row holding only those
 // cannot make the top k: they are probed for candidates, never scanned).
@@ -70,7 +75,8 @@ class MaxScore {
   MaxScore(const std::vector<TermPostings>& terms, const double* lengths,
            const Bm25Params& params)
       : terms_(terms), lengths_(lengths), params_(params), order_(terms.size()),
-        prefix_(terms.size()), cursor_(terms.size(), 0), contrib_(terms.size(), 0.0) {
+        prefix_(terms.size()), scan_(terms.size(), 0), probe_(terms.size(), 0),
+        exact_(terms.size(), 0), partial_(kWindow, 0.0), seen_(kWindow / 64, 0) {
     std::iota(order_.begin(), order_.end(), std::size_t{0});
     std::stable_sort(order_.begin(), order_.end(), [&](std::size_t a, std::size_t z) {
       return terms[a].bound < terms[z].bound;
@@ -79,14 +85,12 @@ class MaxScore {
     for (std::size_t e = 0; e < order_.size(); ++e) prefix_[e] = sum += terms[order_[e]].bound;
   }
 
-  bool exhausted() const { return first_essential_ == order_.size(); }
-
-  // The smallest row at an essential cursor; false when every essential list is done.
-  bool next_candidate(std::uint32_t& row) const {
+  // The smallest row not yet scanned by an essential term; false when there is none.
+  bool next_row(std::uint32_t& row) const {
     bool found = false;
     for (std::size_t e = first_essential_; e < order_.size(); ++e) {
       const TermPostings& term = terms_[order_[e]];
-      const std::size_t at = cursor_[order_[e]];
+      const std::size_t at = scan_[order_[e]];
       if (at < term.count && (!found || term.rows[at] < row)) {
         row = term.rows[at];
         found = true;
@@ -95,49 +99,60 @@ class MaxScore {
     return found;
   }
 
-  // Moves the essential cursors past `row`; scores their terms when `wanted`.  Returns the
-  // partial score.
-  double take_essential(std::uint32_t row, bool wanted) {
-    double partial = 0.0;
+  // Adds the essential terms' contributions to the allowed rows of [start, start + kWindow)
+  // (in any order: only pruning reads them).  False if a posting names a row >= n.
+  bool accumulate(std::uint32_t start, std::size_t n, const std::uint8_t* allowed) {
+    const std::uint64_t end = std::min<std::uint64_t>(start + kWindow, n);
     for (std::size_t e = first_essential_; e < order_.size(); ++e) {
       const std::size_t q = order_[e];
       const TermPostings& term = terms_[q];
-      if (cursor_[q] < term.count && term.rows[cursor_[q]] == row) {
-        if (wanted) partial += contrib_[q] = contribution(term, term.tf[cursor_[q]], lengths_[row],
-                                                          params_);
-        ++cursor_[q];
+      std::size_t at = scan_[q];
+      for (; at < term.count && term.rows[at] < end; ++at) {
+        const std::uint32_t row = term.rows[at];
+        if (allowed != nullptr && allowed[row] == 0) continue;
+        const std::size_t slot = row - start;
+        partial_[slot] += contribution(term, term.tf[at], lengths_[row], params_);
+        seen_[slot / 64] |= std::uint64_t{1} << (slot % 64);
       }
-    }
-    return partial;
-  }
-
-  // Adds the non-essential terms, largest bound first, while the row can still reach
-  // `threshold`; returns false (the row is out) as soon as it cannot.
-  bool probe_rest(std::uint32_t row, double partial, double threshold) {
-    for (std::size_t e = first_essential_; e-- > 0;) {
-      if ((partial + prefix_[e]) * (1.0 + kRoundingSlack) < threshold) return false;
-      const std::size_t q = order_[e];
-      const TermPostings& term = terms_[q];
-      cursor_[q] = advance_to(term.rows, cursor_[q], term.count, row);
-      if (cursor_[q] < term.count && term.rows[cursor_[q]] == row) {
-        partial += contrib_[q] = contribution(term, term.tf[cursor_[q]], lengths_[row], params_);
-      }
+      scan_[q] = at;
+      if (at < term.count && term.rows[at] < start + kWindow) return false;  // row >= n
     }
     return true;
   }
 
-  // The row's score in query-term order (bm25.py's order), clearing the contributions.
-  double collect() {
-    double score = 0.0;
-    for (double& c : contrib_) {
-      score += c;
-      c = 0.0;
+  // Calls visit(row, partial) for each row accumulated, ascending, and clears the window.
+  template <typename Visit>
+  void drain(std::uint32_t start, Visit&& visit) {
+    for (std::size_t word = 0; word < seen_.size(); ++word) {
+      for (std::uint64_t bits = seen_[word]; bits != 0; bits &= bits - 1) {
+        const std::size_t slot = word * 64 + static_cast<std::size_t>(__builtin_ctzll(bits));
+        const double partial = partial_[slot];
+        partial_[slot] = 0.0;
+        visit(static_cast<std::uint32_t>(start + slot), partial);
+      }
+      seen_[word] = 0;
     }
+  }
+
+  // Adds the non-essential terms, largest bound first, while the row can still reach
+  // `threshold`; returns false (the row is out) as soon as it cannot.
+  bool may_reach(std::uint32_t row, double partial, double threshold) {
+    for (std::size_t e = first_essential_; e-- > 0;) {
+      if ((partial + prefix_[e]) * (1.0 + kRoundingSlack) < threshold) return false;
+      const std::size_t q = order_[e];
+      partial += term_share(q, probe_[q], row);
+    }
+    return partial * (1.0 + kRoundingSlack) >= threshold;
+  }
+
+  // The row's score: its terms' contributions added in query-term order, as bm25.py does.
+  double exact_score(std::uint32_t row) {
+    double score = 0.0;
+    for (std::size_t q = 0; q < terms_.size(); ++q) score += term_share(q, exact_[q], row);
     return score;
   }
 
-  void clear() { std::fill(contrib_.begin(), contrib_.end(), 0.0); }
-
+  // Called between windows only, so a window's rows all see the same essential terms.
   void raise_threshold(double threshold) {
     while (first_essential_ < order_.size() &&
            prefix_[first_essential_] * (1.0 + kRoundingSlack) < threshold) {
@@ -146,13 +161,25 @@ class MaxScore {
   }
 
  private:
+  // Term q's contribution to `row` (0 if it lacks the term), moving `cursor` forward to it:
+  // the rows asked of one cursor ascend.
+  double term_share(std::size_t q, std::size_t& cursor, std::uint32_t row) {
+    const TermPostings& term = terms_[q];
+    cursor = advance_to(term.rows, cursor, term.count, row);
+    if (cursor == term.count || term.rows[cursor] != row) return 0.0;
+    return contribution(term, term.tf[cursor], lengths_[row], params_);
+  }
+
   const std::vector<TermPostings>& terms_;
   const double* lengths_;
   Bm25Params params_;
   std::vector<std::size_t> order_;   // term indexes, bound ascending
   std::vector<double> prefix_;       // prefix_[e]: bounds of order_[0..e] summed
-  std::vector<std::size_t> cursor_;  // per term (query order): next posting to look at
-  std::vector<double> contrib_;      // per term (query order): its share of the current row
+  std::vector<std::size_t> scan_;    // per term: next posting an essential scan reads
+  std::vector<std::size_t> probe_;   // per term: cursor of the pruning probes
+  std::vector<std::size_t> exact_;   // per term: cursor of the exact scores
+  std::vector<double> partial_;      // per window slot: essential contributions so far
+  std::vector<std::uint64_t> seen_;  // per window slot: a bit, set when partial_ was added to
   std::size_t first_essential_ = 0;
 };
 
@@ -165,22 +192,18 @@ bool bm25_top_rows(const std::vector<TermPostings>& terms, const double* lengths
   if (k == 0) return true;
   MaxScore query(terms, lengths, params);
   ScoreHeap best(k);
-  std::uint32_t row = 0;
-  while (!query.exhausted() && query.next_candidate(row)) {
-    if (row >= n) return false;
-    const bool wanted = allowed == nullptr || allowed[row] != 0;
-    const double partial = query.take_essential(row, wanted);
-    if (!wanted) continue;
-    if (!query.probe_rest(row, partial, best.threshold())) {
-      query.clear();
-      continue;
-    }
-    const double score = query.collect();
-    if (score >= best.threshold()) {  // ties with the k-th stay: the caller orders them by id
-      out.push_back({row, score});
-      best.offer(score);
-      query.raise_threshold(best.threshold());
-    }
+  std::uint32_t start = 0;
+  while (query.next_row(start)) {
+    if (!query.accumulate(start, n, allowed)) return false;
+    query.drain(start, [&](std::uint32_t row, double partial) {
+      if (!query.may_reach(row, partial, best.threshold())) return;
+      const double score = query.exact_score(row);
+      if (score >= best.threshold()) {  // ties with the k-th stay: the caller orders them by id
+        out.push_back({row, score});
+        best.offer(score);
+      }
+    });
+    query.raise_threshold(best.threshold());
   }
   const double threshold = best.threshold();
   std::erase_if(out, [threshold](const ScoredRow& r) { return r.score < threshold; });
