@@ -45,9 +45,9 @@ class CorpusStats:
 def layer_stats(keywords, live: np.ndarray, terms: list[str]) -> CorpusStats:
     """Statistics of one layer's rows where `live` (bool, one per row) is set."""
     if live.all():  # a compacted segment that nothing newer shadows: no per-row work
-        df = tuple(len(keywords.postings(t)[0]) for t in terms)
-        return CorpusStats(int(np.count_nonzero(keywords.has_text())),
-                           float(keywords.doc_lengths().sum()), df)
+        documents, total_length = keywords.totals()
+        return CorpusStats(documents, total_length, tuple(len(keywords.postings(t)[0])
+                                                          for t in terms))
     documents = int(np.count_nonzero(keywords.has_text() & live))
     df = tuple(int(np.count_nonzero(live[keywords.postings(t)[0]])) for t in terms)
     return CorpusStats(documents, float(np.sum(keywords.doc_lengths(), where=live)), df)
