@@ -86,10 +86,11 @@ def test_every_row_tied_with_the_kth_is_returned():
 
 
 @pytest.mark.parametrize("kind", [np.bool_, np.uint8])
-def test_rows_not_allowed_never_qualify(kind):
+@pytest.mark.parametrize("n", [3000, 40000])  # 40000: several windows of rows
+def test_rows_not_allowed_never_qualify(kind, n):
     rng = np.random.default_rng(7)
-    rows, tfs, lengths = _postings(rng, 3000, 6, max_tf=3)
-    allowed = (rng.random(3000) < 0.3).astype(kind)
+    rows, tfs, lengths = _postings(rng, n, 6, max_tf=3)
+    allowed = (rng.random(n) < 0.3).astype(kind)
     for k in (1, 10, 5000):
         _check(rows, tfs, lengths, allowed, k)
 
