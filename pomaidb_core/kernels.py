@@ -294,7 +294,8 @@ def bm25_top_rows(
     """
     _check_k(k)
     found: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] = _kernels.bm25_top_rows(
-        rows, tf, idf, bounds, lengths, allowed, float(k1), float(b), float(avg_length), int(k))
+        list(rows), list(tf), idf, bounds, lengths, allowed, float(k1), float(b), float(avg_length),
+        int(k))
     return found
 
 
