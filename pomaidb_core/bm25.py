@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernels
+
 
 @dataclass(frozen=True)
 class CorpusStats:
@@ -43,83 +45,37 @@ class CorpusStats:
 def layer_stats(keywords, live: np.ndarray, terms: list[str]) -> CorpusStats:
     """Statistics of one layer's rows where `live` (bool, one per row) is set."""
     if live.all():  # a compacted segment that nothing newer shadows: no per-row work
-        df = tuple(len(keywords.postings(t)[0]) for t in terms)
-        return CorpusStats(int(np.count_nonzero(keywords.has_text())),
-                           float(keywords.doc_lengths().sum()), df)
+        documents, total_length = keywords.totals()
+        return CorpusStats(documents, total_length, tuple(len(keywords.postings(t)[0])
+                                                          for t in terms))
     documents = int(np.count_nonzero(keywords.has_text() & live))
     df = tuple(int(np.count_nonzero(live[keywords.postings(t)[0]])) for t in terms)
     return CorpusStats(documents, float(np.sum(keywords.doc_lengths(), where=live)), df)
 
 
-@dataclass(frozen=True)
-class _TermList:
-    idf: float
-    rows: np.ndarray  # ascending, only rows the search may return
-    tf: np.ndarray
-    bound: float  # no row of this list gets more than this from the term
-
-
 def score_layer(keywords, allowed: np.ndarray, terms: list[str], stats: CorpusStats,
                 k1: float, b: float, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, scores) of rows where `allowed` holds: every row that can reach this layer's top k.
+    """(rows, scores) of this layer's k best rows where `allowed` holds, with every row tied
+    with the k-th (ties are broken by id, which only the caller knows).
 
-    MaxScore (Turtle & Flood 1995), in whole-array steps: the rarest term's rows are scored
-    first, and their k-th best score is a threshold no top-k row scores below. The terms
-    whose upper bounds (from the largest tf and the shortest document of their postings)
-    add up to less than it are *non-essential*: a row holding only those cannot reach the
-    top k, so only the essential terms' rows are candidates, and the common terms'
-    postings are merely probed (binary search) for them, never scanned.
+    MaxScore (Turtle & Flood 1995), document at a time, in C++ (kernels.bm25_top_rows): each
+    term's upper bound comes from the largest tf and the shortest document of its postings;
+    once the k-th best score so far exceeds the summed bounds of the least important terms,
+    their postings are only probed for rows the other terms bring, never scanned.
     """
     avg = stats.avg_length() or 1.0
-    lists = []
-    everything = allowed.all()
+    rows, tfs, idfs, bounds = [], [], [], []
     for term, idf in zip(terms, stats.idf().tolist()):
-        rows, tf = keywords.postings(term)
-        if not everything:
-            keep = allowed[rows]
-            rows, tf = rows[keep], tf[keep]
-        if len(rows):
+        term_rows, tf = keywords.postings(term)
+        if len(term_rows):
             max_tf, min_len = keywords.bounds(term)
-            bound = idf * max_tf * (k1 + 1.0) / (max_tf + k1 * (1.0 - b + b * min_len / avg))
-            lists.append(_TermList(idf, rows, tf, bound))
-    if not lists:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    lengths = keywords.doc_lengths()
-
-    def contribution(item: _TermList, at: np.ndarray, tf: np.ndarray) -> np.ndarray:
-        return item.idf * (tf * (k1 + 1.0) / (tf + k1 * (1.0 - b + b * lengths[at] / avg)))
-
-    def add_probed(total: np.ndarray, item: _TermList, rows: np.ndarray) -> None:
-        """total[i] += the term's contribution to rows[i], wherever rows[i] holds the term."""
-        pos = np.minimum(np.searchsorted(item.rows, rows), len(item.rows) - 1)
-        present = np.flatnonzero(item.rows[pos] == rows)
-        total[present] += contribution(item, rows[present], item.tf[pos[present]])
-
-    # Every score below is a sum of contributions in query-term order: the same float for a
-    # row in any layer, shard or segment layout.
-    seed = max(lists, key=lambda item: item.idf).rows
-    seed_scores = np.zeros(len(seed), dtype=np.float64)
-    for item in lists:
-        add_probed(seed_scores, item, seed)
-    threshold = np.partition(seed_scores, len(seed) - k)[len(seed) - k] if len(seed) >= k else 0.0
-    by_bound = sorted(lists, key=lambda item: item.bound)
-    skipped = {id(item) for item, low in
-               zip(by_bound, np.cumsum([item.bound for item in by_bound]) < threshold) if low}
-    marked = np.zeros(len(allowed), dtype=bool)
-    marked[seed] = True
-    total = np.zeros(len(allowed), dtype=np.float64)
-    for item in lists:
-        if id(item) not in skipped:
-            marked[item.rows] = True
-    candidates = np.flatnonzero(marked).astype(seed.dtype)  # searchsorted without casts
-    for item in lists:
-        if id(item) in skipped:
-            probed = np.zeros(len(candidates), dtype=np.float64)
-            add_probed(probed, item, candidates)
-            total[candidates] += probed
-        else:
-            total[item.rows] += contribution(item, item.rows, item.tf)
-    return candidates, total[candidates]
+            rows.append(np.asarray(term_rows, dtype=np.uint32))  # a view for segments
+            tfs.append(np.asarray(tf, dtype=np.uint32))
+            idfs.append(idf)
+            bounds.append(idf * max_tf * (k1 + 1.0) / (max_tf + k1 * (1.0 - b + b * min_len / avg)))
+    return kernels.bm25_top_rows(rows, tfs, np.array(idfs, dtype=np.float64),
+                                 np.array(bounds, dtype=np.float64), keywords.doc_lengths(),
+                                 allowed, k1=k1, b=b, avg_length=avg, k=k)
 
 
 def top_k(ids: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:

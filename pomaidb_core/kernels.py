@@ -13,6 +13,8 @@ Scores are always "higher is more similar":
 - "cosine": <q, x> / (|q| |x|), and 0.0 when either norm is 0 (vectors need not be normalised);
 - "l2": the negated squared Euclidean distance -|q - x|^2.
 
+Besides vectors, `bm25_top_rows` ranks a layer's rows for a keyword query (bm25.py).
+
 Instruction sets.  Everything is built for baseline x86-64, plus AVX2+FMA and AVX-512 kernels in
 their own files.  At import the best level that both the CPU (CPUID) and the operating system
 (XGETBV) support becomes active.  The environment variable POMAIDB_ISA=scalar|avx2|avx512 can
@@ -262,6 +264,39 @@ def wsbr_select(
         routing_queries, queries, mu, projection, signatures, centroids, alpha, beta,
         int(level), bool(l2), int(top), int(widen))
     return result
+
+
+def bm25_top_rows(
+    rows: list[npt.NDArray[np.uint32]],
+    tf: list[npt.NDArray[np.uint32]],
+    idf: npt.NDArray[np.float64],
+    bounds: npt.NDArray[np.float64],
+    lengths: npt.NDArray[np.float64],
+    allowed: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None,
+    *,
+    k1: float,
+    b: float,
+    avg_length: float,
+    k: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """A layer's BM25 top k for one query, by MaxScore: rows that cannot make the top k are skipped.
+
+    Per query term t: rows[t] (uint32, strictly ascending, each < len(lengths)) and tf[t]
+    (uint32, >= 1) are its postings, idf[t] its IDF and bounds[t] (float64) at least its
+    contribution to any of its rows. lengths: (n,) float64 document lengths; allowed: (n,)
+    bool or uint8, rows where it is false/0 never qualify (None: every row may).
+    A row's score is the sum over its terms, in term order, of
+        idf * (tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / avg_length)))
+    in float64: the same float numpy gives for that expression.
+    Returns (rows int64, scores float64), ordered by row: the k best rows that hold a term and
+    every row tied with the k-th (the caller breaks ties, by id). A posting naming a row
+    >= n raises InvalidArgumentError; unsorted postings give an unspecified (safe) answer.
+    """
+    _check_k(k)
+    found: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] = _kernels.bm25_top_rows(
+        list(rows), list(tf), idf, bounds, lengths, allowed, float(k1), float(b), float(avg_length),
+        int(k))
+    return found
 
 
 def crc32c(data: Any, value: int = 0) -> int:

@@ -1,6 +1,7 @@
 """Keyword (inverted) indexes of one layer: postings with term frequencies, and document lengths.
 
-Two kinds, one read interface (`has_text()`, `doc_lengths()`, `postings(term)` with rows
+Two kinds, one read interface (`has_text()`, `doc_lengths()`, `totals()`: how many rows have
+a text and their summed length, `postings(term)` with rows
 ascending, `bounds(term)`: the largest tf and the shortest document among a term's postings,
 for BM25's per-term score upper bounds), so BM25 (bm25.py) scores every layer alike:
 
@@ -99,6 +100,8 @@ class SegmentKeywords:
         self._lock = threading.Lock()
         self._has_text = self.doc_len_raw != NO_TEXT
         self._lengths = np.where(self._has_text, self.doc_len_raw, 0).astype(np.float64)
+        # Every query asks for them (BM25's N and average length): a pass over n rows, once.
+        self._totals = (int(np.count_nonzero(self._has_text)), float(self._lengths.sum()))
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None
 
     def _parse(self, data: memoryview, n: int) -> None:
@@ -145,6 +148,9 @@ class SegmentKeywords:
 
     def doc_lengths(self) -> np.ndarray:
         return self._lengths
+
+    def totals(self) -> tuple[int, float]:
+        return self._totals
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         """(rows u32, tf u32) of the rows holding `term`, ascending: views of the map."""
@@ -237,6 +243,9 @@ class MemtableKeywords:
 
     def doc_lengths(self) -> np.ndarray:
         return self._doc_len[: self._n]
+
+    def totals(self) -> tuple[int, float]:
+        return int(np.count_nonzero(self.has_text())), float(self.doc_lengths().sum())
 
     def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
         rows = self._postings.get(term)

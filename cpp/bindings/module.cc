@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "pomaidb/bm25.h"
 #include "pomaidb/dispatch.h"
 #include "pomaidb/rank.h"
 #include "pomaidb/route.h"
@@ -359,6 +360,54 @@ py::array_t<std::int64_t> argtopk(const py::object& values_obj, std::int64_t cou
   return out;
 }
 
+// The postings of query term t are rows_list[t] and tf_list[t] (u32, equal lengths); see
+// kernels.bm25_top_rows for the contract.
+py::tuple bm25_top_rows_numpy(const py::list& rows_list, const py::list& tf_list,
+                        const py::object& idf_obj, const py::object& bounds_obj,
+                        const py::object& lengths_obj, const py::object& allowed_obj, double k1,
+                        double b, double avg_length, std::int64_t k) {
+  py::array lengths = require_array<double>(lengths_obj, "lengths", 1, "float64");
+  py::array idf = require_array<double>(idf_obj, "idf", 1, "float64");
+  py::array bounds = require_array<double>(bounds_obj, "bounds", 1, "float64");
+  const auto n = static_cast<std::size_t>(lengths.shape(0));
+  const auto m = static_cast<std::size_t>(idf.shape(0));
+  if (n >= (std::size_t{1} << 32)) invalid("a layer must have fewer than 2**32 rows");
+  if (rows_list.size() != m || tf_list.size() != m ||
+      static_cast<std::size_t>(bounds.shape(0)) != m) {
+    invalid("rows, tf, idf and bounds must have one entry per query term");
+  }
+  if (k < 0) invalid("k must be >= 0, got " + std::to_string(k));
+  if (!(avg_length > 0.0)) invalid("avg_length must be > 0");
+  const std::uint8_t* allowed = require_mask(allowed_obj, n);
+  std::vector<TermPostings> terms(m);
+  for (std::size_t t = 0; t < m; ++t) {
+    py::array rows = require_array<std::uint32_t>(rows_list[t], "rows[t]", 1, "uint32");
+    py::array tf = require_array<std::uint32_t>(tf_list[t], "tf[t]", 1, "uint32");
+    if (rows.shape(0) != tf.shape(0)) invalid("rows[t] and tf[t] must have equal lengths");
+    terms[t] = {static_cast<const std::uint32_t*>(rows.data()),
+                static_cast<const std::uint32_t*>(tf.data()),
+                static_cast<std::size_t>(rows.shape(0)), static_cast<const double*>(idf.data())[t],
+                static_cast<const double*>(bounds.data())[t]};
+  }
+  std::vector<ScoredRow> found;
+  bool in_range = false;
+  {
+    py::gil_scoped_release nogil;
+    in_range = bm25_top_rows(terms, static_cast<const double*>(lengths.data()), n, allowed,
+                                    {k1, b, avg_length}, static_cast<std::size_t>(k), found);
+  }
+  if (!in_range) invalid("a posting names a row >= len(lengths)");
+  py::array_t<std::int64_t> rows_out(static_cast<py::ssize_t>(found.size()));
+  py::array_t<double> scores_out(static_cast<py::ssize_t>(found.size()));
+  std::int64_t* rows_ptr = rows_out.mutable_data();
+  double* scores_ptr = scores_out.mutable_data();
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    rows_ptr[i] = found[i].row;
+    scores_ptr[i] = found[i].score;
+  }
+  return py::make_tuple(rows_out, scores_out);
+}
+
 // Checks that `arr` has `rows` rows (and `cols` columns when 2-d); `what` names the source.
 void require_rows(const py::array& arr, const char* name, std::size_t rows, std::size_t cols,
                   const char* what) {
@@ -493,5 +542,8 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("mu"), py::arg("projection"), py::arg("signatures"), py::arg("centroids"),
         py::arg("alpha"), py::arg("beta"), py::arg("level"), py::arg("l2"), py::arg("top"),
         py::arg("widen"));
+  m.def("bm25_top_rows", &bm25_top_rows_numpy, py::arg("rows"), py::arg("tf"), py::arg("idf"),
+        py::arg("bounds"), py::arg("lengths"), py::arg("allowed"), py::arg("k1"), py::arg("b"),
+        py::arg("avg_length"), py::arg("k"));
   m.def("crc32c", &crc32c, py::arg("data"), py::arg("value"));
 }
