@@ -651,7 +651,9 @@ class LlamaIndexVectorStoreSuite:
         assert await vector_store.async_add(corpus) == [n.node_id for n in corpus]
         query, filters = self.probe(), FILTER_CASES["nested_or_of_and_and_not"]
         result = await vector_store.aquery(self.query_for(query, 4, filters=filters))
-        keep = lambda n: reference_match(n.metadata, filters)
+        def keep(node: TextNode) -> bool:
+            return reference_match(node.metadata, filters)
+
         assert result.ids == self.oracle_ids(corpus, query, 4, keep)
 
     async def test_aquery_mmr_matches_sync_mmr(self, filled_store: BasePydanticVectorStore) -> None:

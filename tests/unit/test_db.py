@@ -8,9 +8,9 @@ import threading
 
 import numpy as np
 import pytest
+from oracle import Oracle, assert_same_ranking
 
 import pomaidb_core as pdb
-from oracle import Oracle, assert_same_ranking
 
 
 @pytest.fixture
@@ -278,14 +278,14 @@ def test_threads_writing_and_searching_end_equal_to_oracle(tmp_path):
                     ids = [t * 1000 + j for j in range(i, i + 25)]
                     m.put_batch(ids, vectors[t, i:i + 25])
                     m.delete(t * 1000 + i)
-            except Exception as exc:  # noqa: BLE001 - surfaced below
+            except Exception as exc:
                 errors.append(exc)
 
         def searcher() -> None:
             try:
                 for _ in range(100):
                     m.search(rng.standard_normal(6), k=5)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]

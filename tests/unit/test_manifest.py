@@ -180,7 +180,6 @@ def test_a_commit_that_fails_on_disk_keeps_the_old_state_in_memory(tmp_path, fai
 
 def test_a_reader_racing_commits_always_sees_a_whole_version(tmp_path):
     store = populated(tmp_path)
-    bump = lambda m: dataclasses.replace(m, next_segment_id=m.next_segment_id + 1)
     done = threading.Event()
 
     def writer():
@@ -253,7 +252,6 @@ def test_an_edit_that_breaks_a_rule_is_rejected_and_changes_nothing(tmp_path, ed
 def test_concurrent_commits_are_serialized(tmp_path):
     store = ManifestStore(str(tmp_path))
     store.load_or_create(1, create=True)
-    bump = lambda m: dataclasses.replace(m, next_segment_id=m.next_segment_id + 1)
     threads = [
         threading.Thread(target=lambda: [store.commit(bump) for _ in range(10)]) for _ in range(4)
     ]
@@ -419,3 +417,7 @@ def test_a_process_killed_at_a_random_step_reopens_to_the_last_or_next_commit(tm
     manifest = ManifestStore(root).load_or_create(2, create=True)
     assert manifest.next_segment_id in (last, last + 1)
     assert manifest.wal_covered == (manifest.next_segment_id - 1,) * 2 or manifest.number == 1
+
+
+def bump(manifest):
+    return dataclasses.replace(manifest, next_segment_id=manifest.next_segment_id + 1)

@@ -149,7 +149,7 @@ def test_selective_filter_widens_until_k_rows_are_covered(data, n_queries):
     for blocks in scanned:
         assert mask[np.concatenate([np.arange(*index.block_ranges[b]) for b in blocks])].sum() >= 10
         assert len(blocks) < index.n_blocks  # widened, not a full scan
-    scores, rows = wsbr.search_segment(vectors, index, queries[:n_queries], 10, "cosine",
+    _, rows = wsbr.search_segment(vectors, index, queries[:n_queries], 10, "cosine",
                                        mask=mask, top_blocks=1)
     assert np.all(rows >= 0) and np.all(mask[rows])
 
@@ -186,7 +186,7 @@ def test_awkward_shapes_build_and_search(metric, n, d):
     k = min(5, n)
     routed = wsbr.search_segment(vectors, index, queries, k, metric, top_blocks=index.n_blocks)
     assert np.array_equal(routed[1], kernels.topk(vectors, queries, k, metric)[1])
-    scores, rows = wsbr.search_segment(vectors, index, queries, k, metric, top_blocks=1)
+    _, rows = wsbr.search_segment(vectors, index, queries, k, metric, top_blocks=1)
     assert np.all(rows >= 0)  # widened until k rows were covered
 
 
