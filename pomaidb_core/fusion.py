@@ -9,10 +9,6 @@ excludes. Each list is (score, id, metadata, text) tuples, best first.
   min-max normalised to [0, 1] (a list whose scores are all equal normalises to 1);
   a record missing from a list gets 0 from it.
 
-Each side contributes its best WINDOW hits (or k, if more), not only k: a record ranked
-just below k on both sides is often the best fused one (RRF's reason to exist). 50 costs
-little (short lists) and is measured in `pomaidb bench text`.
-
 Ties are broken by id ascending, so the fused order is deterministic.
 """
 
@@ -20,7 +16,6 @@ from __future__ import annotations
 
 FUSIONS = ("rrf", "weighted")
 RRF_K = 60
-WINDOW = 50
 
 
 def _rrf(hits: list[tuple]) -> dict[int, float]:

@@ -285,14 +285,13 @@ class Membrane:
             raise InvalidArgumentError(f"alpha must be a number in [0, 1], got {alpha!r}")
         terms = None if texts is None else self._query_terms(texts, matrix)
         flt = compile_filter(filter)
-        hybrid = matrix is not None and terms is not None
         params = SearchParams(
-            k=max(int(k), fusion_.WINDOW) if hybrid else int(k), flt=flt, exact=exact,
+            k=int(k), flt=flt, exact=exact,
             top_blocks=top_blocks if top_blocks is not None else self._params.wsbr_top_blocks,
             widen_blocks=(widen_blocks if widen_blocks is not None
                           else self._params.wsbr_widen_blocks),
             mode=self._params.wsbr_mode)
-        return _Request(matrix, terms, params, fusion, float(alpha), int(k))
+        return _Request(matrix, terms, params, fusion, float(alpha))
 
     def _query_terms(self, texts: Any, matrix: np.ndarray | None) -> list[list[str]]:
         """Each keyword query's distinct terms, in query order (the membrane's analyzer)."""
@@ -420,10 +419,9 @@ class _Request:
 
     matrix: np.ndarray | None
     terms: list[list[str]] | None
-    params: SearchParams  # params.k: hits per side (the fusion window when hybrid)
+    params: SearchParams
     fusion: str
     alpha: float
-    k: int  # hits per query returned
 
     @property
     def count(self) -> int:
@@ -435,7 +433,7 @@ class _Request:
             lists = vector if vector is not None else keyword
             assert lists is not None
         else:
-            lists = [fusion_.fuse(v, w, self.k, self.fusion, self.alpha)
+            lists = [fusion_.fuse(v, w, self.params.k, self.fusion, self.alpha)
                      for v, w in zip(vector, keyword)]
         return [[Hit(key, float(score), meta, text) for score, key, meta, text in hits]
                 for hits in lists]

@@ -11,7 +11,7 @@ import pytest
 from bm25_reference import bm25_scores, top
 
 import pomaidb_core as pdb
-from pomaidb_core import analyzer, fusion, records, validation
+from pomaidb_core import analyzer, records, validation
 from pomaidb_core.errors import CorruptionError, InvalidArgumentError
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "pypi_2k.txt")
@@ -252,8 +252,8 @@ def test_hybrid_rrf_fuses_both_filtered_lists_and_returns_k_when_k_match(tmp_pat
         m.put_batch([900, 901], vectors(2, seed=9), [{"i": 1}, {"i": 1}])  # no text
         query = vectors(1, seed=9)[0]
         flt = {"i": 1}
-        dense = m.search(query, k=fusion.WINDOW, filter=flt)  # each side's fusion window
-        sparse = m.search(None, k=fusion.WINDOW, filter=flt, text="python")
+        dense = m.search(query, k=10, filter=flt)
+        sparse = m.search(None, k=10, filter=flt, text="python")
         hits = m.search(query, k=10, filter=flt, text="python")
         expected: dict[int, float] = {}
         for hits_ in (dense, sparse):
