@@ -463,12 +463,13 @@ def _centroid_table(routing: np.ndarray, order: np.ndarray, offsets: np.ndarray,
 
 def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k: int,
                    metric: str, *, mask: np.ndarray | None = None, top_blocks: int | None = None,
-                   widen_blocks: int | None = None,
-                   mode: str = "shortlist") -> tuple[np.ndarray, np.ndarray]:
+                   widen_blocks: int | None = None, mode: str = "shortlist",
+                   routing_queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k best allowed rows of one segment per query, routed by WSBR.
 
     vectors: the segment's (n_rows, dim) float32 rows in block order. mask: (n_rows,) bool of
-    allowed rows, or None. Returns (scores (q, k) float32, rows (q, k) int64) like kernels.topk,
+    allowed rows, or None. routing_queries: routing_rows(queries, metric) when the caller
+    already has it (a search over several segments computes it once). Returns (scores (q, k) float32, rows (q, k) int64) like kernels.topk,
     best first, padded with -inf / -1. The selected blocks of the whole batch are scored in one
     kernels.topk_blocks call, which reads each block once for all the queries that chose it.
     """
@@ -478,7 +479,9 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
         raise InvalidArgumentError(
             f"vectors must be the segment's ({index.n_rows}, {index.dim}) rows, got {vectors.shape}")
     queries = _query_matrix(queries, index.dim)
-    routed = _route(index, queries, k, mask=mask, top_blocks=top_blocks,
+    if routing_queries is None:
+        routing_queries = routing_rows(queries, index.metric)
+    routed = _route(index, queries, routing_queries, k, mask=mask, top_blocks=top_blocks,
                     widen_blocks=widen_blocks, mode=mode)
     if routed is None:
         return topk(vectors, queries, k, metric, mask=mask)
@@ -495,15 +498,16 @@ def route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | N
     Steps 1-3 of the module docstring, with the widening for masks.
     """
     queries = _query_matrix(queries, index.dim)
-    routed = _route(index, queries, k, mask=mask, top_blocks=top_blocks,
-                    widen_blocks=widen_blocks, mode=mode)
+    routed = _route(index, queries, routing_rows(queries, index.metric), k, mask=mask,
+                    top_blocks=top_blocks, widen_blocks=widen_blocks, mode=mode)
     if routed is None:
         return [np.arange(index.n_blocks)] * len(queries)
     ptr, blocks = routed
     return [np.sort(blocks[lo:hi]) for lo, hi in zip(ptr[:-1].tolist(), ptr[1:].tolist())]
 
 
-def _route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | None,
+def _route(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k: int, *,
+           mask: np.ndarray | None,
            top_blocks: int | None, widen_blocks: int | None,
            mode: str) -> tuple[np.ndarray, np.ndarray] | None:
     """route() as (ptr, blocks) int64 arrays, kernels.topk_blocks' form: query j's blocks are
@@ -523,8 +527,9 @@ def _route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | 
     top, widen = _scale_for_selectivity(top, widen, int(allowed.sum()), index.n_rows)
     if top >= index.n_blocks:
         return None
-    selected = _select_blocks(index, queries, top, widen)
-    return _widen_until_k_allowed(index, queries, selected, allowed, k, top, widen)
+    selected = _select_blocks(index, queries, routing_queries, top, widen)
+    return _widen_until_k_allowed(index, queries, routing_queries, selected, allowed, k, top,
+                                  widen)
 
 
 def _csr_of_matrix(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -578,20 +583,21 @@ def _scale_for_selectivity(top: int, widen: int, allowed: int, n_rows: int) -> t
     return math.ceil(top * factor), math.ceil(widen * factor)
 
 
-def _select_blocks(index: WsbrIndex, queries: np.ndarray, top: int, widen: int) -> np.ndarray:
+def _select_blocks(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, top: int,
+                   widen: int) -> np.ndarray:
     """(q, min(top, n_blocks)) selected block ids per query, in no particular order.
 
     One kernel call does steps 1-3 (sketch, Hamming shortlist, centroid re-rank); its ties
     by shortlist column are the (est, hamming, block_id) order of the module docstring.
     """
-    return wsbr_select(routing_rows(queries, index.metric), queries, mu=index.mu,
+    return wsbr_select(routing_queries, queries, mu=index.mu,
                        projection=index.projection, signatures=index.signatures,
                        centroids=index.centroids, alpha=index.alpha, beta=index.beta,
                        level=index.level, l2=index.metric == "l2", top=top, widen=widen)
 
 
-def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.ndarray,
-                           allowed: np.ndarray, k: int, top: int,
+def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray,
+                           selected: np.ndarray, allowed: np.ndarray, k: int, top: int,
                            widen: int) -> tuple[np.ndarray, np.ndarray]:
     """(ptr, blocks): per query, `selected`, or for queries whose blocks hold fewer than k
     allowed rows (fewer than all allowed rows if those are fewer than k), the selection with
@@ -609,7 +615,7 @@ def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.n
             for i in short:
                 groups[i] = np.arange(index.n_blocks)
             break
-        wider = _select_blocks(index, queries[short], top, widen)
+        wider = _select_blocks(index, queries[short], routing_queries[short], top, widen)
         for i, blocks in zip(short, wider):
             groups[i] = blocks
         short = short[allowed[wider].sum(axis=1) < need]
