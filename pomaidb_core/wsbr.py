@@ -469,9 +469,10 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
 
     vectors: the segment's (n_rows, dim) float32 rows in block order. mask: (n_rows,) bool of
     allowed rows, or None. routing_queries: routing_rows(queries, metric) when the caller
-    already has it (a search over several segments computes it once). Returns (scores (q, k) float32, rows (q, k) int64) like kernels.topk,
-    best first, padded with -inf / -1. The selected blocks of the whole batch are scored in one
-    kernels.topk_blocks call, which reads each block once for all the queries that chose it.
+    already has it (a search over several segments computes it once). Returns (scores (q, k)
+    float32, rows (q, k) int64) like kernels.topk, best first, padded with -inf / -1. The
+    selected blocks of the whole batch are scored in one kernels.topk_blocks call, which reads
+    each block once for all the queries that chose it.
     """
     if metric != index.metric:
         raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
