@@ -516,8 +516,9 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     allowed rows, or None. routing_queries: routing_rows(queries, metric) when the caller
     already has it (a search over several segments computes it once). Returns (scores (q, k)
     float32, rows (q, k) int64) like kernels.topk, best first, padded with -inf / -1. The
-    selected blocks of the whole batch are scored in one kernels.topk_blocks call, which reads
-    each block once for all the queries that chose it.
+    selected blocks are scored in one kernel call: kernels.topk_blocks_int8 with the sidecar's
+    int8 row copy for up to _INT8_MAX_BATCH queries, else kernels.topk_blocks, which reads each
+    block once for all the queries that chose it (the same answer either way).
     """
     if metric != index.metric:
         raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
