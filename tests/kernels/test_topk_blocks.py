@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from block_cases import block_csr, random_data, random_partition, qualifying_rows, random_groups
+from block_cases import block_csr, qualifying_rows, random_data, random_groups, random_partition
 
 from pomaidb_core import kernels
 from pomaidb_core.errors import InvalidArgumentError
