@@ -54,14 +54,18 @@ def build_segment(root: str, shard: int, membrane: MembraneMeta, segment_id: int
         texts=ordered_texts,
         keywords=keyword_index.encode(ordered_texts, params.analyzer()),
     )
-    index.write(side_path, checksum)
+    sidecar_bytes = index.write(side_path, checksum)
     reader = SegmentReader(seg_path, membrane_id=membrane.membrane_id, dim=membrane.dim,
                            metric=membrane.metric)
+    # Read back, mapped: searches then page the int8 row copy from the file instead of
+    # holding the anonymous copy the build made.
+    index = wsbr.WsbrIndex.read(side_path, n_rows=reader.n, dim=membrane.dim,
+                                segment_checksum=checksum)
     meta = SegmentMeta(
         segment_id=segment_id,
         rows=len(ids),
         live_rows=int(len(ids) - np.count_nonzero(tombstones)),
-        nbytes=reader.nbytes + len(index.to_bytes(checksum)),
+        nbytes=reader.nbytes + sidecar_bytes,
         data_checksum=checksum,
         has_sidecar=True,
     )

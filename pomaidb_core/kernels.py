@@ -169,6 +169,42 @@ def topk_blocks(
     return top_scores, top_rows
 
 
+def topk_blocks_int8(
+    vectors: F32Array,
+    queries: F32Array,
+    k: int,
+    metric: Metric,
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
+    *,
+    block_ranges: npt.NDArray[np.int64],
+    ptr: npt.NDArray[np.int64],
+    blocks: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int8],
+    scale: F32Array,
+    residual: F32Array,
+    norm: F32Array,
+) -> tuple[F32Array, npt.NDArray[np.int64]]:
+    """topk_blocks, bit for bit, reading an int8 copy of the rows first.
+
+    codes (n, d) int8 and scale, residual, norm (n,) float32 describe each row in routing
+    space (the unit row for "cosine", the row itself otherwise): routing row i is about
+    codes[i] * scale[i], exactly |routing row i - codes[i] * scale[i]| = residual[i] away from
+    it, and has norm norm[i] (wsbr_build.int8_rows makes them).  Each query scores its blocks'
+    rows in int8 first; a row whose score interval (the int8 estimate plus a bound on both
+    quantisation errors) lies below the k-th best lower end cannot win and is never read in
+    float.  The rest are scored exactly, so the result is that of topk_blocks whatever the
+    codes, as long as residual and norm are true (an upper bound on residual is fine).
+    Queries are scored one by one (no block sharing across a batch): meant for few queries.
+    """
+    _check_metric(metric)
+    _check_k(k)
+    top_scores, top_rows = _kernels.topk_blocks_int8(
+        vectors, _as_query_matrix(queries), int(k), metric, mask, block_ranges, ptr, blocks,
+        codes, scale, residual, norm
+    )
+    return top_scores, top_rows
+
+
 def l2_norms(vectors: F32Array) -> F32Array:
     """The Euclidean norm of each row of a (n, d) float32 array, as (n,) float32."""
     result: F32Array = _kernels.l2_norms(vectors)

@@ -114,6 +114,9 @@ class SearchParams:
     top_blocks: int | None
     widen_blocks: int | None
     mode: str
+    # The request's query matrix in the metric's routing space (wsbr.routing_rows), computed
+    # once per request instead of once per segment; None: each segment computes it.
+    routing: np.ndarray | None = None
 
 
 @dataclass
@@ -302,7 +305,7 @@ def _segment_ranker(seg: LiveSegment, queries, metric, mask, params: SearchParam
         return lambda kk: kernels.topk(vectors, queries, kk, metric, mask=mask)
     return lambda kk: wsbr.search_segment(
         vectors, seg.index, queries, kk, metric, mask=mask, top_blocks=params.top_blocks,
-        widen_blocks=params.widen_blocks, mode=params.mode)
+        widen_blocks=params.widen_blocks, mode=params.mode, routing_queries=params.routing)
 
 
 def _collect(rank: Callable, layer, ids: np.ndarray, newer: list[Memtable], k: int, n_rows: int,

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import bm25, records, routing, txn, validation, wal
+from . import bm25, records, routing, txn, validation, wal, wsbr
 from . import fusion as fusion_
 from .errors import InvalidArgumentError
 from .filters import Filter, compile_filter
@@ -290,7 +290,8 @@ class Membrane:
             top_blocks=top_blocks if top_blocks is not None else self._params.wsbr_top_blocks,
             widen_blocks=(widen_blocks if widen_blocks is not None
                           else self._params.wsbr_widen_blocks),
-            mode=self._params.wsbr_mode)
+            mode=self._params.wsbr_mode,
+            routing=None if matrix is None or exact else wsbr.routing_rows(matrix, self.metric))
         return _Request(matrix, terms, params, fusion, float(alpha))
 
     def _query_terms(self, texts: Any, matrix: np.ndarray | None) -> list[list[str]]:

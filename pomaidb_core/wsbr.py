@@ -16,8 +16,13 @@ Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
   3. "literal" mode: the first T blocks are selected.
      "shortlist" mode: the first T + W blocks are candidates; they are re-ranked by
      (centroid score descending, hamming, block_id) and the first T are selected;
-  4. the selected blocks are scored exactly: one kernels.topk_blocks call for the batch, which
-     reads each selected block once and scores it against every query that selected it.
+  4. the selected blocks are scored exactly. With the sidecar's int8 row copy (version 2):
+     one kernels.topk_blocks_int8 call, which scores the selected rows in int8 first and
+     reads in float only the rows whose score interval can still reach the k best (the answer
+     is bit for bit that of scoring every selected row in float, with 4x fewer bytes read).
+     Without it (version 1 sidecars, or batches of more than _INT8_MAX_BATCH queries): one
+     kernels.topk_blocks call, which reads each selected block once for every query of the
+     batch that selected it.
   Steps 1-3 run in one kernels.wsbr_select call per segment and batch (the float steps are
   those of `quantize` and the centroid scores below, one rounding per operation).
   With a mask (tombstones, shadowed rows, a filter) letting through a fraction s < 1 of the
@@ -42,10 +47,10 @@ of q in block b; c_b is the mean of the block's routing rows:
   l2:     C_b = Q(c_b), alpha_b = 2 max|c_b| / L, beta_b = -|c_b|^2, g(q) = max|q| / L
           (-|q - c_b|^2 up to the query's own constant).
 
-Sidecar file `<m>-<s>.wsbr` (version 1), little-endian:
+Sidecar file `<m>-<s>.wsbr` (version 2; version 1 still opens), little-endian:
   header, 64 bytes:
      0  4s   magic b"WSBR"
-     4  u16  version (1)
+     4  u16  version (1 or 2)
      6  u16  header size (64)
      8  u8   metric: 0 "ip", 1 "cosine", 2 "l2" (frozen values, never reused)
      9  u8   quant level L, must equal quant_level(dim)
@@ -68,7 +73,14 @@ Sidecar file `<m>-<s>.wsbr` (version 1), little-endian:
     alpha          f32[n_blocks]
     beta           f32[n_blocks]
     centroids      i8[n_blocks * dim]
+  version 2 only, the int8 row copy (wsbr_build.int8_rows) of the routing rows, row order:
+    row_codes      i8[n_rows * dim]         row r ~ row_codes[r] * row_scale[r]
+    row_scale      f32[n_rows]
+    row_residual   f32[n_rows]              >= |routing row r - row_codes[r] * row_scale[r]|
+    row_norm       f32[n_rows]              >= |routing row r|
   footer, 8 bytes: u32 n_blocks, 4s b"RBSW".
+Sidecars are memory-mapped when read, so the row copy is file-backed (the OS pages it) and
+not counted by memory_bytes(). Version 1 (no row copy) searches scan the float rows.
 A missing, truncated or damaged sidecar, or one that does not match its segment, raises
 CorruptionError: search never falls back to a full scan or another index.
 
@@ -84,18 +96,20 @@ import math
 import struct
 import weakref
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
 from . import fs
 from .errors import CorruptionError, InvalidArgumentError
-from .kernels import crc32c, topk, topk_blocks, wsbr_select
+from .kernels import crc32c, topk, topk_blocks, topk_blocks_int8, wsbr_select
 from .options import IndexParams
-from .wsbr_build import UnitRowView, form_blocks, itq_projection, segment_sums, unit_rows
+from .wsbr_build import UnitRowView, form_blocks, int8_rows, itq_projection, segment_sums, unit_rows
 
 MAGIC = b"WSBR"
 FOOTER_MAGIC = b"RBSW"
-VERSION = 1
+VERSION = 2  # written; 1 is still read (no int8 row copy)
+_READ_VERSIONS = (1, 2)
 SEED = 0x57534252  # "WSBR": the fixed seed of every sidecar's training
 SIGNATURE_BITS = 64
 MODES = ("shortlist", "literal")
@@ -124,6 +138,18 @@ _CALIBRATE_MIN_ROWS = 2_000
 _CALIBRATE_QUERIES = 200
 _CALIBRATE_K = 10
 _CALIBRATE_RECALL = 0.965
+# Batches above this size scan float blocks shared across their queries (topk_blocks): the
+# int8 prefilter scores queries one by one, which wins for the few queries of a search() call.
+_INT8_MAX_BATCH = 8
+
+
+class RowCodes(NamedTuple):
+    """The sidecar's int8 copy of the routing rows (wsbr_build.int8_rows), in row order."""
+
+    codes: np.ndarray  # (n_rows, dim) int8
+    scale: np.ndarray  # (n_rows,) float32
+    residual: np.ndarray
+    norm: np.ndarray
 
 
 def quant_level(dim: int) -> int:
@@ -187,7 +213,7 @@ class WsbrIndex:
     def __init__(self, *, metric: str, dim: int, n_rows: int, block_size: int, top_blocks: int,
                  widen_blocks: int, seed: int, mu: np.ndarray, projection: np.ndarray,
                  block_offsets: np.ndarray, signatures: np.ndarray, alpha: np.ndarray,
-                 beta: np.ndarray, centroids: np.ndarray) -> None:
+                 beta: np.ndarray, centroids: np.ndarray, rows: RowCodes | None) -> None:
         self.metric = metric
         self.dim = dim
         self.n_rows = n_rows
@@ -204,6 +230,7 @@ class WsbrIndex:
         self.alpha = alpha
         self.beta = beta
         self.centroids = centroids
+        self.rows = rows  # None for a version 1 sidecar
         # (mask, allowed rows per block) of the last mask searched with: callers pass the same
         # cached mask array query after query and never change one in place, so its per-block
         # counts (a pass over every row) are computed once, not per query.
@@ -238,15 +265,21 @@ class WsbrIndex:
     # ------------------------------------------------------------------ serialisation
 
     def to_bytes(self, segment_checksum: int) -> bytes:
+        """The sidecar file: version 2, or 1 for an index read from a version 1 file."""
         sections = [self.mu.astype("<f4"), self.projection.astype(np.int8),
                     self.block_offsets.astype("<u8"), self.signatures.astype("<u8"),
                     self.alpha.astype("<f4"), self.beta.astype("<f4"),
                     self.centroids.astype(np.int8)]
+        version = 1
+        if self.rows is not None:
+            version = 2
+            sections += [self.rows.codes.astype(np.int8), self.rows.scale.astype("<f4"),
+                         self.rows.residual.astype("<f4"), self.rows.norm.astype("<f4")]
         payload = bytearray()
         for section in sections:
             payload += section.tobytes()
             payload += bytes(-len(payload) % 8)
-        head = _HEADER.pack(MAGIC, VERSION, _HEADER.size, METRIC_CODES[self.metric], self.level,
+        head = _HEADER.pack(MAGIC, version, _HEADER.size, METRIC_CODES[self.metric], self.level,
                             0, self.dim, self.n_rows, self.n_blocks, self.block_size,
                             self.top_blocks, self.widen_blocks, segment_checksum, self.seed,
                             crc32c(payload), 0)[:60]
@@ -266,7 +299,7 @@ class WsbrIndex:
             raise CorruptionError(f"WSBR sidecar has bad magic {bytes(magic)!r}")
         if crc32c(buf[:60]) != header_crc:
             raise CorruptionError("WSBR sidecar header checksum mismatch")
-        if version != VERSION or header_size != _HEADER.size or zero != 0:
+        if version not in _READ_VERSIONS or header_size != _HEADER.size or zero != 0:
             raise CorruptionError(f"WSBR sidecar version {version} is not supported")
         metric = {code: name for name, code in METRIC_CODES.items()}.get(metric_code)
         if metric is None or level != quant_level(s_dim) or top_blocks < 1 or block_size < 1:
@@ -277,7 +310,7 @@ class WsbrIndex:
                 f"checksum {s_checksum:#x}; expected {dim}, {n_rows}, {segment_checksum:#x})")
         if n_blocks > n_rows or (n_rows > 0) != (n_blocks > 0):
             raise CorruptionError(f"WSBR sidecar has an impossible block count {n_blocks}")
-        layout, payload_size = _section_layout(dim, n_blocks)
+        layout, payload_size = _section_layout(dim, n_blocks, n_rows if version >= 2 else None)
         end = _HEADER.size + payload_size
         if len(buf) != end + _FOOTER.size:
             raise CorruptionError(
@@ -294,36 +327,48 @@ class WsbrIndex:
             raise CorruptionError("WSBR sidecar block offsets are not a partition of the rows")
         if not all(np.isfinite(arrays[name]).all() for name in ("mu", "alpha", "beta")):
             raise CorruptionError("WSBR sidecar has non-finite routing parameters")
+        rows = None
+        if version >= 2:
+            rows = RowCodes(arrays["row_codes"].reshape(n_rows, dim), arrays["row_scale"],
+                            arrays["row_residual"], arrays["row_norm"])
         return cls(metric=metric, dim=dim, n_rows=n_rows, block_size=block_size,
                    top_blocks=top_blocks, widen_blocks=widen_blocks, seed=seed,
                    mu=arrays["mu"], projection=arrays["projection"].reshape(SIGNATURE_BITS, dim),
                    block_offsets=offsets, signatures=arrays["signatures"].astype(np.uint64),
                    alpha=arrays["alpha"], beta=arrays["beta"],
-                   centroids=arrays["centroids"].reshape(n_blocks, dim))
+                   centroids=arrays["centroids"].reshape(n_blocks, dim), rows=rows)
 
-    def write(self, path: str, segment_checksum: int) -> None:
-        """Write to path + ".tmp", fsync, rename over path (the caller fsyncs the directory)."""
+    def write(self, path: str, segment_checksum: int) -> int:
+        """Write to path + ".tmp", fsync, rename over path (the caller fsyncs the directory);
+        returns the file's size."""
         tmp = path + ".tmp"
-        fs.write_file(tmp, self.to_bytes(segment_checksum))
+        data = self.to_bytes(segment_checksum)
+        fs.write_file(tmp, data)
         fs.rename(tmp, path)
+        return len(data)
 
     @classmethod
     def read(cls, path: str, *, n_rows: int, dim: int, segment_checksum: int) -> WsbrIndex:
         if not fs.exists(path):
             raise CorruptionError(f"WSBR sidecar {path} is missing")
         try:
-            return cls.from_bytes(fs.read_file(path), n_rows=n_rows, dim=dim,
+            # Mapped, not read: the int8 row copy stays file-backed (see the module docstring).
+            return cls.from_bytes(fs.map_file(path) or b"", n_rows=n_rows, dim=dim,
                                   segment_checksum=segment_checksum)
         except CorruptionError as exc:
             raise CorruptionError(f"{path}: {exc}") from None
 
 
-def _section_layout(dim: int, n_blocks: int) -> tuple[dict, int]:
-    """({name: (offset from the payload start, dtype, count)}, payload size)."""
-    sections = (("mu", "<f4", dim), ("projection", np.int8, SIGNATURE_BITS * dim),
+def _section_layout(dim: int, n_blocks: int, code_rows: int | None) -> tuple[dict, int]:
+    """({name: (offset from the payload start, dtype, count)}, payload size); code_rows is
+    n_rows for a version 2 sidecar (with the int8 row copy), None for version 1."""
+    sections = [("mu", "<f4", dim), ("projection", np.int8, SIGNATURE_BITS * dim),
                 ("block_offsets", "<u8", n_blocks + 1), ("signatures", "<u8", n_blocks),
                 ("alpha", "<f4", n_blocks), ("beta", "<f4", n_blocks),
-                ("centroids", np.int8, n_blocks * dim))
+                ("centroids", np.int8, n_blocks * dim)]
+    if code_rows is not None:
+        sections += [("row_codes", np.int8, code_rows * dim), ("row_scale", "<f4", code_rows),
+                     ("row_residual", "<f4", code_rows), ("row_norm", "<f4", code_rows)]
     layout: dict = {}
     offset = 0
     for name, dtype, count in sections:
@@ -372,7 +417,7 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
                       top_blocks=min(top, _U32_MAX), widen_blocks=min(widen, _U32_MAX), seed=SEED,
                       mu=mu, projection=projection.astype(np.int8), block_offsets=offsets,
                       signatures=_majority(sketches, offsets), alpha=alpha, beta=beta,
-                      centroids=centroids)
+                      centroids=centroids, rows=RowCodes(*int8_rows(routing, order)))
     if params.wsbr_top_blocks is None and n >= _CALIBRATE_MIN_ROWS:
         index = _calibrated(index, vectors, routing, order, rng, params.wsbr_widen_blocks)
     return order, index
@@ -463,14 +508,17 @@ def _centroid_table(routing: np.ndarray, order: np.ndarray, offsets: np.ndarray,
 
 def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k: int,
                    metric: str, *, mask: np.ndarray | None = None, top_blocks: int | None = None,
-                   widen_blocks: int | None = None,
-                   mode: str = "shortlist") -> tuple[np.ndarray, np.ndarray]:
+                   widen_blocks: int | None = None, mode: str = "shortlist",
+                   routing_queries: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k best allowed rows of one segment per query, routed by WSBR.
 
     vectors: the segment's (n_rows, dim) float32 rows in block order. mask: (n_rows,) bool of
-    allowed rows, or None. Returns (scores (q, k) float32, rows (q, k) int64) like kernels.topk,
-    best first, padded with -inf / -1. The selected blocks of the whole batch are scored in one
-    kernels.topk_blocks call, which reads each block once for all the queries that chose it.
+    allowed rows, or None. routing_queries: routing_rows(queries, metric) when the caller
+    already has it (a search over several segments computes it once). Returns (scores (q, k)
+    float32, rows (q, k) int64) like kernels.topk, best first, padded with -inf / -1. The
+    selected blocks are scored in one kernel call: kernels.topk_blocks_int8 with the sidecar's
+    int8 row copy for up to _INT8_MAX_BATCH queries, else kernels.topk_blocks, which reads each
+    block once for all the queries that chose it (the same answer either way).
     """
     if metric != index.metric:
         raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
@@ -478,11 +526,18 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
         raise InvalidArgumentError(
             f"vectors must be the segment's ({index.n_rows}, {index.dim}) rows, got {vectors.shape}")
     queries = _query_matrix(queries, index.dim)
-    routed = _route(index, queries, k, mask=mask, top_blocks=top_blocks,
+    if routing_queries is None:
+        routing_queries = routing_rows(queries, index.metric)
+    routed = _route(index, queries, routing_queries, k, mask=mask, top_blocks=top_blocks,
                     widen_blocks=widen_blocks, mode=mode)
     if routed is None:
         return topk(vectors, queries, k, metric, mask=mask)
     ptr, blocks = routed
+    if index.rows is not None and len(queries) <= _INT8_MAX_BATCH:
+        return topk_blocks_int8(vectors, queries, k, metric, mask, block_ranges=index.block_ranges,
+                                ptr=ptr, blocks=blocks, codes=index.rows.codes,
+                                scale=index.rows.scale, residual=index.rows.residual,
+                                norm=index.rows.norm)
     return topk_blocks(vectors, queries, k, metric, mask, block_ranges=index.block_ranges,
                        ptr=ptr, blocks=blocks)
 
@@ -495,15 +550,16 @@ def route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | N
     Steps 1-3 of the module docstring, with the widening for masks.
     """
     queries = _query_matrix(queries, index.dim)
-    routed = _route(index, queries, k, mask=mask, top_blocks=top_blocks,
-                    widen_blocks=widen_blocks, mode=mode)
+    routed = _route(index, queries, routing_rows(queries, index.metric), k, mask=mask,
+                    top_blocks=top_blocks, widen_blocks=widen_blocks, mode=mode)
     if routed is None:
         return [np.arange(index.n_blocks)] * len(queries)
     ptr, blocks = routed
     return [np.sort(blocks[lo:hi]) for lo, hi in zip(ptr[:-1].tolist(), ptr[1:].tolist())]
 
 
-def _route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | None,
+def _route(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k: int, *,
+           mask: np.ndarray | None,
            top_blocks: int | None, widen_blocks: int | None,
            mode: str) -> tuple[np.ndarray, np.ndarray] | None:
     """route() as (ptr, blocks) int64 arrays, kernels.topk_blocks' form: query j's blocks are
@@ -523,8 +579,9 @@ def _route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | 
     top, widen = _scale_for_selectivity(top, widen, int(allowed.sum()), index.n_rows)
     if top >= index.n_blocks:
         return None
-    selected = _select_blocks(index, queries, top, widen)
-    return _widen_until_k_allowed(index, queries, selected, allowed, k, top, widen)
+    selected = _select_blocks(index, queries, routing_queries, top, widen)
+    return _widen_until_k_allowed(index, queries, routing_queries, selected, allowed, k, top,
+                                  widen)
 
 
 def _csr_of_matrix(selected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -578,20 +635,21 @@ def _scale_for_selectivity(top: int, widen: int, allowed: int, n_rows: int) -> t
     return math.ceil(top * factor), math.ceil(widen * factor)
 
 
-def _select_blocks(index: WsbrIndex, queries: np.ndarray, top: int, widen: int) -> np.ndarray:
+def _select_blocks(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, top: int,
+                   widen: int) -> np.ndarray:
     """(q, min(top, n_blocks)) selected block ids per query, in no particular order.
 
     One kernel call does steps 1-3 (sketch, Hamming shortlist, centroid re-rank); its ties
     by shortlist column are the (est, hamming, block_id) order of the module docstring.
     """
-    return wsbr_select(routing_rows(queries, index.metric), queries, mu=index.mu,
+    return wsbr_select(routing_queries, queries, mu=index.mu,
                        projection=index.projection, signatures=index.signatures,
                        centroids=index.centroids, alpha=index.alpha, beta=index.beta,
                        level=index.level, l2=index.metric == "l2", top=top, widen=widen)
 
 
-def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.ndarray,
-                           allowed: np.ndarray, k: int, top: int,
+def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray,
+                           selected: np.ndarray, allowed: np.ndarray, k: int, top: int,
                            widen: int) -> tuple[np.ndarray, np.ndarray]:
     """(ptr, blocks): per query, `selected`, or for queries whose blocks hold fewer than k
     allowed rows (fewer than all allowed rows if those are fewer than k), the selection with
@@ -609,7 +667,7 @@ def _widen_until_k_allowed(index: WsbrIndex, queries: np.ndarray, selected: np.n
             for i in short:
                 groups[i] = np.arange(index.n_blocks)
             break
-        wider = _select_blocks(index, queries[short], top, widen)
+        wider = _select_blocks(index, queries[short], routing_queries[short], top, widen)
         for i, blocks in zip(short, wider):
             groups[i] = blocks
         short = short[allowed[wider].sum(axis=1) < need]

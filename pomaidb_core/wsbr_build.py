@@ -346,3 +346,32 @@ def split_clusters(routing: np.ndarray, labels: np.ndarray, k: int,
             rows = order[bounds[c] : bounds[c + 1]]
             _split(routing[rows], rows, block_size, blocks)
     return blocks
+
+
+_CODE_LEVEL = 127  # row codes span [-127, 127]
+
+
+def int8_rows(routing, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(codes, scale, residual, norm) of routing[order], kernels.topk_blocks_int8's row copy.
+
+    codes (n, d) int8: each row scaled so its largest |component| is 127, rounded; scale (n,)
+    float32 undoes that; residual and norm (n,) float32 are |row - codes * scale| and |row|,
+    summed in float64 and rounded up, so the kernel's error bounds hold.  Rows are read in
+    chunks, so a cosine segment's unit rows are never all in memory at once.
+    """
+    n, dim = routing.shape
+    codes = np.empty((n, dim), dtype=np.int8)
+    stats = np.empty((3, n), dtype=np.float32)  # scale, residual, norm
+    for start in range(0, n, _CHUNK_ROWS):
+        rows = np.asarray(routing[order[start : start + _CHUNK_ROWS]], dtype=np.float64)
+        amax = np.abs(rows).max(axis=1)
+        scale = np.where(amax > 0, amax / _CODE_LEVEL, 0.0)
+        quantised = np.rint(rows / np.where(scale > 0, scale, 1.0)[:, None])
+        codes[start : start + len(rows)] = quantised.astype(np.int8)
+        stop = start + len(rows)
+        stats[0, start:stop] = scale
+        residual = np.sqrt(((rows - quantised * scale.astype(np.float32)[:, None]) ** 2).sum(axis=1))
+        norm = np.sqrt((rows * rows).sum(axis=1))
+        stats[1, start:stop] = np.nextafter(residual.astype(np.float32), np.float32(np.inf))
+        stats[2, start:stop] = np.nextafter(norm.astype(np.float32), np.float32(np.inf))
+    return codes, stats[0].copy(), stats[1].copy(), stats[2].copy()

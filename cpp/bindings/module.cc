@@ -13,6 +13,7 @@
 
 #include "pomaidb/bm25.h"
 #include "pomaidb/dispatch.h"
+#include "pomaidb/prefilter.h"
 #include "pomaidb/rank.h"
 #include "pomaidb/route.h"
 #include "pomaidb/search.h"
@@ -255,6 +256,67 @@ py::tuple topk_blocks(const py::object& vectors_obj, const py::object& queries_o
   return py::make_tuple(out_scores, out_rows);
 }
 
+// int8 dot products of this many columns or fewer cannot overflow their int32 sums.
+constexpr std::size_t kMaxExactDim = (std::size_t{1} << 31) / (128 * 128) - 1;
+
+// The int8 copy of `vectors` that topk_blocks_int8 prefilters with: (n, d) codes and three
+// (n,) float32 arrays, all matching the vectors' rows.
+Int8Rows require_int8_rows(const py::object& codes_obj, const py::object& scale_obj,
+                           const py::object& residual_obj, const py::object& norm_obj,
+                           Matrix vectors) {
+  py::array codes = require_array<std::int8_t>(codes_obj, "codes", 2, "int8");
+  if (static_cast<std::size_t>(codes.shape(0)) != vectors.rows ||
+      static_cast<std::size_t>(codes.shape(1)) != vectors.cols) {
+    invalid("codes must have the vectors' shape (" + std::to_string(vectors.rows) + ", " +
+            std::to_string(vectors.cols) + ")");
+  }
+  const float* stats[3];
+  const char* names[3] = {"scale", "residual", "norm"};
+  const py::object* objs[3] = {&scale_obj, &residual_obj, &norm_obj};
+  for (int i = 0; i < 3; ++i) {
+    py::array arr = require_array<float>(*objs[i], names[i], 1, "float32");
+    if (static_cast<std::size_t>(arr.shape(0)) != vectors.rows) {
+      invalid(std::string(names[i]) + " must have one entry per row (" +
+              std::to_string(vectors.rows) + ")");
+    }
+    stats[i] = static_cast<const float*>(arr.data());
+  }
+  return {static_cast<const std::int8_t*>(codes.data()), stats[0], stats[1], stats[2]};
+}
+
+py::tuple topk_blocks_int8(const py::object& vectors_obj, const py::object& queries_obj,
+                           std::int64_t k, const std::string& metric_name,
+                           const py::object& mask_obj, const py::object& ranges_obj,
+                           const py::object& ptr_obj, const py::object& blocks_obj,
+                           const py::object& codes_obj, const py::object& scale_obj,
+                           const py::object& residual_obj, const py::object& norm_obj) {
+  BlockTopkRequest request{};
+  request.vectors = require_vectors(vectors_obj);
+  request.queries = require_queries(queries_obj, request.vectors);
+  request.metric = parse_metric(metric_name);
+  if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
+  if (request.vectors.cols > kMaxExactDim) {
+    invalid("int8 dot products are exact in int32 up to " + std::to_string(kMaxExactDim) +
+            " columns");
+  }
+  request.k = static_cast<std::size_t>(k);
+  request.mask = require_mask(mask_obj, request.vectors.rows);
+  request.blocks = require_block_ranges(ranges_obj, request.vectors.rows);
+  std::tie(request.query_block_ptr, request.query_blocks) =
+      require_query_blocks(ptr_obj, blocks_obj, request.queries.rows, request.blocks.size());
+  const Int8Rows rows =
+      require_int8_rows(codes_obj, scale_obj, residual_obj, norm_obj, request.vectors);
+  py::array_t<float> out_scores({request.queries.rows, request.k});
+  py::array_t<std::int64_t> out_rows({request.queries.rows, request.k});
+  float* scores_dst = out_scores.mutable_data();
+  std::int64_t* rows_dst = out_rows.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    compute_topk_blocks_int8(active_kernels(), request, rows, scores_dst, rows_dst);
+  }
+  return py::make_tuple(out_scores, out_rows);
+}
+
 py::array_t<float> l2_norms(const py::object& vectors_obj) {
   const Matrix vectors = require_vectors(vectors_obj);
   py::array_t<float> out(static_cast<py::ssize_t>(vectors.rows));
@@ -318,7 +380,6 @@ py::array_t<std::int32_t> dot_int8_rows(const py::object& matrix_obj,
   if (static_cast<std::size_t>(ids.shape(0)) != nq) {
     invalid("rows must have one row of ids per query, got shape " + shape_of(ids_obj));
   }
-  constexpr std::size_t kMaxExactDim = (std::size_t{1} << 31) / (128 * 128) - 1;
   if (d > kMaxExactDim) {
     invalid("int8 dot products are exact in int32 up to " + std::to_string(kMaxExactDim) +
             " columns, got " + std::to_string(d));
@@ -532,6 +593,10 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("topk_blocks", &topk_blocks, py::arg("vectors"), py::arg("queries"), py::arg("k"),
         py::arg("metric"), py::arg("mask"), py::arg("block_ranges"), py::arg("ptr"),
         py::arg("blocks"));
+  m.def("topk_blocks_int8", &topk_blocks_int8, py::arg("vectors"), py::arg("queries"),
+        py::arg("k"), py::arg("metric"), py::arg("mask"), py::arg("block_ranges"),
+        py::arg("ptr"), py::arg("blocks"), py::arg("codes"), py::arg("scale"),
+        py::arg("residual"), py::arg("norm"));
   m.def("l2_norms", &l2_norms, py::arg("vectors"));
   m.def("dot_int8_rows", &dot_int8_rows, py::arg("matrix"), py::arg("queries"), py::arg("rows"));
   m.def("argtopk", &argtopk, py::arg("values"), py::arg("count"));

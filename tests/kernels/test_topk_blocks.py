@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from block_cases import block_csr, qualifying_rows, random_data, random_groups, random_partition
 
 from pomaidb_core import kernels
 from pomaidb_core.errors import InvalidArgumentError
@@ -12,47 +13,8 @@ from pomaidb_core.errors import InvalidArgumentError
 METRICS = ["ip", "cosine", "l2"]
 
 
-def _data(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return (
-        rng.standard_normal((n, d), dtype=np.float32),
-        rng.standard_normal((q, d), dtype=np.float32),
-    )
-
-
-def _partition(n: int, n_blocks: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_blocks, 2) ranges cutting [0, n) at random points: some blocks are empty."""
-    cuts = np.sort(rng.integers(0, n + 1, size=n_blocks - 1))
-    edges = np.concatenate([[0], cuts, [n]]).astype(np.int64)
-    return np.ascontiguousarray(np.stack([edges[:-1], edges[1:]], axis=1))
-
-
-def _csr(groups: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    ptr = np.zeros(len(groups) + 1, dtype=np.int64)
-    np.cumsum([len(g) for g in groups], out=ptr[1:])
-    blocks = np.array([b for g in groups for b in g], dtype=np.int64)
-    return ptr, blocks
-
-
-def _random_groups(n_queries: int, n_blocks: int, rng: np.random.Generator) -> list[list[int]]:
-    """Per query: no blocks, one block, or several in any order with repeats."""
-    groups = []
-    for j in range(n_queries):
-        size = (0, 1, int(rng.integers(2, n_blocks + 3)))[j % 3]
-        groups.append(rng.integers(0, n_blocks, size=size).tolist())
-    return groups
-
-
-def _qualifies(n: int, ranges: np.ndarray, groups: list[list[int]], mask=None) -> np.ndarray:
-    covered = np.zeros((len(groups), n), dtype=bool)
-    for j, group in enumerate(groups):
-        for b in group:
-            covered[j, ranges[b, 0] : ranges[b, 1]] = True
-    return covered if mask is None else covered & mask
-
-
 def _search(vectors, queries, k, metric, ranges, groups, mask=None):
-    ptr, blocks = _csr(groups)
+    ptr, blocks = block_csr(groups)
     return kernels.topk_blocks(
         vectors, queries, k, metric, mask, block_ranges=ranges, ptr=ptr, blocks=blocks
     )
@@ -64,12 +26,12 @@ def test_each_query_gets_the_best_rows_of_its_own_blocks(
     isa, metric, dim, reference_scores, check_topk
 ):
     rng = np.random.default_rng(dim)
-    vectors, queries = _data(300, 23, dim, seed=dim)
-    ranges = _partition(300, 17, rng)
-    groups = _random_groups(23, 17, rng)
+    vectors, queries = random_data(300, 23, dim, seed=dim)
+    ranges = random_partition(300, 17, rng)
+    groups = random_groups(23, 17, rng)
     got = _search(vectors, queries, 10, metric, ranges, groups)
     want = reference_scores(vectors, queries, metric)
-    check_topk(got, want, 10, qualifies=_qualifies(300, ranges, groups))
+    check_topk(got, want, 10, qualifies=qualifying_rows(300, ranges, groups))
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -77,8 +39,8 @@ def test_scores_equal_topk_over_the_same_rows_bit_for_bit(isa, metric):
     # 41 queries choosing overlapping block sets: a block is scored in query tiles that mix
     # queries differently from topk's, yet every score must be the same float.
     rng = np.random.default_rng(2)
-    vectors, queries = _data(3000, 41, 97, seed=3)
-    ranges = _partition(3000, 90, rng)
+    vectors, queries = random_data(3000, 41, 97, seed=3)
+    ranges = random_partition(3000, 90, rng)
     groups = [
         rng.choice(90, size=int(rng.integers(1, 30)), replace=False).tolist() for _ in range(41)
     ]
@@ -94,9 +56,9 @@ def test_scores_equal_topk_over_the_same_rows_bit_for_bit(isa, metric):
 
 def test_query_gets_the_same_answer_alone_and_in_a_batch(isa):
     rng = np.random.default_rng(4)
-    vectors, queries = _data(1000, 30, 17, seed=5)
-    ranges = _partition(1000, 40, rng)
-    groups = _random_groups(30, 40, rng)
+    vectors, queries = random_data(1000, 30, 17, seed=5)
+    ranges = random_partition(1000, 40, rng)
+    groups = random_groups(30, 40, rng)
     batch = _search(vectors, queries, 7, "cosine", ranges, groups)
     for j in (0, 2, 17, 29):
         alone = _search(vectors, queries[j], 7, "cosine", ranges, [groups[j]])
@@ -105,38 +67,38 @@ def test_query_gets_the_same_answer_alone_and_in_a_batch(isa):
 
 
 def test_queries_without_blocks_get_only_padding(isa):
-    vectors, queries = _data(50, 3, 17, seed=6)
-    ranges = _partition(50, 5, np.random.default_rng(7))
+    vectors, queries = random_data(50, 3, 17, seed=6)
+    ranges = random_partition(50, 5, np.random.default_rng(7))
     scores, rows = _search(vectors, queries, 4, "ip", ranges, [[], [], []])
     assert np.all(rows == -1) and np.all(scores == -np.inf)
 
 
 def test_repeated_blocks_count_their_rows_once(isa, reference_scores, check_topk):
-    vectors, queries = _data(40, 2, 17, seed=8)
+    vectors, queries = random_data(40, 2, 17, seed=8)
     ranges = np.array([[0, 10], [10, 25], [25, 40]], dtype=np.int64)
     groups = [[1, 1, 1], [2, 0, 2, 0]]
     got = _search(vectors, queries, 30, "l2", ranges, groups)
     check_topk(
-        got, reference_scores(vectors, queries, "l2"), 30, qualifies=_qualifies(40, ranges, groups)
+        got, reference_scores(vectors, queries, "l2"), 30, qualifies=qualifying_rows(40, ranges, groups)
     )
 
 
 def test_k_larger_than_the_chosen_rows_pads_at_the_end(isa, reference_scores, check_topk):
-    vectors, queries = _data(60, 4, 3, seed=9)
-    ranges = _partition(60, 6, np.random.default_rng(10))
+    vectors, queries = random_data(60, 4, 3, seed=9)
+    ranges = random_partition(60, 6, np.random.default_rng(10))
     groups = [[0], [1, 2], [5, 4, 3, 2, 1, 0], [3]]
     got = _search(vectors, queries, 100, "cosine", ranges, groups)
     check_topk(
         got,
         reference_scores(vectors, queries, "cosine"),
         100,
-        qualifies=_qualifies(60, ranges, groups),
+        qualifies=qualifying_rows(60, ranges, groups),
     )
 
 
 def test_mask_all_false_returns_only_padding(isa):
-    vectors, queries = _data(80, 3, 17, seed=11)
-    ranges = _partition(80, 8, np.random.default_rng(12))
+    vectors, queries = random_data(80, 3, 17, seed=11)
+    ranges = random_partition(80, 8, np.random.default_rng(12))
     groups = [[0, 1, 2], list(range(8)), [7]]
     mask = np.zeros(80, dtype=bool)
     scores, rows = _search(vectors, queries, 5, "ip", ranges, groups, mask)
@@ -146,16 +108,16 @@ def test_mask_all_false_returns_only_padding(isa):
 @pytest.mark.parametrize("dtype", [np.bool_, np.uint8])
 def test_mask_and_blocks_combine(isa, dtype, reference_scores, check_topk):
     rng = np.random.default_rng(13)
-    vectors, queries = _data(2500, 9, 97, seed=14)
-    ranges = _partition(2500, 30, rng)
-    groups = _random_groups(9, 30, rng)
+    vectors, queries = random_data(2500, 9, 97, seed=14)
+    ranges = random_partition(2500, 30, rng)
+    groups = random_groups(9, 30, rng)
     mask = rng.random(2500) < 0.1
     got = _search(vectors, queries, 20, "l2", ranges, groups, mask.astype(dtype))
     check_topk(
         got,
         reference_scores(vectors, queries, "l2"),
         20,
-        qualifies=_qualifies(2500, ranges, groups, mask),
+        qualifies=qualifying_rows(2500, ranges, groups, mask),
     )
 
 
@@ -182,7 +144,7 @@ def test_rows_with_nan_never_qualify(isa):
 
 
 def test_no_blocks_and_no_vectors(isa):
-    vectors, queries = _data(0, 2, 5, seed=17)
+    vectors, queries = random_data(0, 2, 5, seed=17)
     scores, rows = _search(vectors, queries, 3, "ip", np.zeros((0, 2), np.int64), [[], []])
     assert rows.shape == (2, 3) and np.all(rows == -1) and np.all(scores == -np.inf)
 
@@ -237,12 +199,12 @@ def test_bad_block_inputs_are_rejected(ranges, ptr, blocks, message):
 def test_empty_ranges_inside_others_and_unsorted_ranges_are_allowed(
     isa, reference_scores, check_topk
 ):
-    vectors, queries = _data(10, 2, 3, seed=18)
+    vectors, queries = random_data(10, 2, 3, seed=18)
     ranges = np.array([[5, 10], [7, 7], [0, 5], [0, 0]], dtype=np.int64)
     groups = [[0, 1, 2, 3], [1, 3]]
     got = _search(vectors, queries, 10, "ip", ranges, groups)
     check_topk(
-        got, reference_scores(vectors, queries, "ip"), 10, qualifies=_qualifies(10, ranges, groups)
+        got, reference_scores(vectors, queries, "ip"), 10, qualifies=qualifying_rows(10, ranges, groups)
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -251,13 +253,15 @@ def test_intact_sidecar_parses(sidecar):
 
 
 @pytest.mark.parametrize("where", ["magic", "header", "crc", "payload", "offsets", "centroids",
-                                   "footer", "last"])
+                                   "row_codes", "row_residual", "footer", "last"])
 def test_any_flipped_byte_is_corruption(sidecar, where):
     n_blocks = _read(sidecar).n_blocks
-    layout, _ = wsbr._section_layout(24, n_blocks)
+    layout, _ = wsbr._section_layout(24, n_blocks, 500)
     position = {"magic": 0, "header": 20, "crc": 58, "payload": 64 + 5,
                 "offsets": 64 + layout["block_offsets"][0] + 8,
-                "centroids": 64 + layout["centroids"][0] + 3, "footer": len(sidecar) - 6,
+                "centroids": 64 + layout["centroids"][0] + 3,
+                "row_codes": 64 + layout["row_codes"][0] + 100,
+                "row_residual": 64 + layout["row_residual"][0] + 7, "footer": len(sidecar) - 6,
                 "last": len(sidecar) - 1}[where]
     damaged = bytearray(sidecar)
     damaged[position] ^= 0x40
@@ -305,3 +309,41 @@ def test_bad_arguments_are_rejected(data):
         wsbr.search_segment(vectors, index, queries[:, :5], 10, "cosine")
     with pytest.raises(InvalidArgumentError):
         wsbr.build_index(base, "hamming", IndexParams())
+
+
+def _without_row_codes(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
+    """The index as a version 1 sidecar holds it (written before the int8 row copy)."""
+    old = copy.copy(index)
+    old.rows = None
+    return old
+
+
+def test_version_1_sidecar_opens_and_searches_like_version_2(data):
+    base, queries = data
+    vectors, index = build(base, "cosine", wsbr_block_size=16)
+    v1 = _without_row_codes(index).to_bytes(42)
+    assert int.from_bytes(v1[4:6], "little") == 1 and len(v1) < len(index.to_bytes(42))
+    again = wsbr.WsbrIndex.from_bytes(v1, n_rows=len(base), dim=24, segment_checksum=42)
+    assert again.rows is None and again.to_bytes(42) == v1
+    for query in queries[:8]:
+        a = wsbr.search_segment(vectors, again, query, 10, "cosine")
+        b = wsbr.search_segment(vectors, index, query, 10, "cosine")
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_int8_prefilter_gives_the_float_scan_answer_bit_for_bit(data, metric):
+    """search() calls (few queries) read the int8 rows first; batches scan floats; both equal."""
+    base, queries = data
+    vectors, index = build(base, metric, wsbr_block_size=16)
+    mask = np.random.default_rng(5).random(len(base)) < 0.3
+    for m in (None, mask):
+        batch = wsbr.search_segment(vectors, index, queries, 10, metric, mask=m, top_blocks=12)
+        floats = wsbr.search_segment(vectors, _without_row_codes(index), queries, 10, metric,
+                                     mask=m, top_blocks=12)
+        for i in range(len(queries)):
+            alone = wsbr.search_segment(vectors, index, queries[i], 10, metric, mask=m,
+                                        top_blocks=12)
+            assert np.array_equal(alone[0][0], floats[0][i])
+            assert np.array_equal(alone[1][0], floats[1][i])
+        assert np.array_equal(batch[1], floats[1]) and np.array_equal(batch[0], floats[0])
