@@ -299,6 +299,8 @@ class RayDB:
         actor = self._actor(shard)
         if kind in WRITE_KINDS:
             request_id = uuid.uuid4().hex
+            if kind == "put":  # (batch, payload): the payload alone holds it (ray_shard.py)
+                args = args[1:2]
             return lambda: actor.write.remote(request_id, kind, args)
         return lambda: actor.read.remote(kind, args)
 
@@ -392,7 +394,7 @@ class RayDB:
         """Prepare on every shard, then decide; False if a restart lost a committed part."""
         batch_id, shards = uuid.uuid4().hex, [shard for shard, _ in commands]
         votes = self._gather_errors([(shard, _sender(self._actor(shard), "prepare",
-                                                     (batch_id, args[:2])))
+                                                     (batch_id, args[1])))
                                      for shard, args in commands])
         error = next((e for e in votes if e is not None), None)
         outcomes = self._outcomes([(shard, _sender(self._actor(shard), "decide",
@@ -443,7 +445,7 @@ class RayDB:
         decided = False
         try:
             votes = await asyncio.gather(
-                *(self._await(shard, _sender(self._actor(shard), "prepare", (batch_id, args[:2])))
+                *(self._await(shard, _sender(self._actor(shard), "prepare", (batch_id, args[1])))
                   for shard, args in commands), return_exceptions=True)
             error = next((v for v in votes if isinstance(v, BaseException)), None)
             decided = True

@@ -152,7 +152,7 @@ def test_a_commit_cut_short_by_a_restart_is_reported_and_the_batch_written_again
     keys = list(range(20))  # spans both shards
     commands, cross = m._put_commands(keys, _vectors(keys), None, None)
     actors = db._actors
-    prepared = ray.get([actors[s].prepare.remote("batch-1", args[:2]) for s, args in commands])
+    prepared = ray.get([actors[s].prepare.remote("batch-1", args[1]) for s, args in commands])
     assert prepared == [(True, None), (True, None)]
     ray.kill(actors[1], no_restart=False)  # its part is logged, its COMMIT never will be
     db._broadcast_each("ping")  # waits for the restart and the replay
