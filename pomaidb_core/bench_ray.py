@@ -8,6 +8,7 @@ in-process one, both with --shards shards, frozen into segments; then:
 - single-query search p50/p95 in ms, and the overhead of Ray over in-process: the p50s of
   the same queries sent to both, one after the other, so that both see the same load (on a
   shared machine, figures taken minutes apart differ by more than the overhead);
+- the same overhead for a client with `ray_compiled_search=True` (a Ray Compiled Graph);
 - search QPS with --clients client threads, both backends.
 
 On a small machine every simulated node shares the same cores, so adding nodes shows
@@ -108,6 +109,15 @@ def _cluster_run(nodes: int, vectors: np.ndarray, queries: np.ndarray,
                 got = _measure(db, vectors, queries, args)
                 got["overhead"] = _paired_overhead_ms(local, db.membrane("bench"), queries,
                                                       args.k, args.repeat)
+                # A second client on the same actors, its searches through a Compiled Graph.
+                fast = open_db(f"{tmp}/db", backend="ray", ray_compiled_search=True)
+                try:
+                    compiled = fast.membrane("bench")
+                    _latencies_ms(compiled, queries[:20], args.k)  # compiles the graph
+                    got["compiled"] = _paired_overhead_ms(local, compiled, queries, args.k,
+                                                          args.repeat)
+                finally:
+                    fast.close()
                 # The floor under any fan-out: one empty call to every shard actor.
                 got["ping"] = statistics.median(_timed_ms(lambda: db._broadcast_each("ping"))
                                                 for _ in range(200))
@@ -147,14 +157,16 @@ def main(argv: list[str] | None = None) -> None:
             open_db(f"{tmp}/db", shards=args.shards) as local_db:
         local = _measure(local_db, vectors, queries, args)
         rows = [("in-process", "-", f"{local['ingest']:,.0f}", f"{local['p50']:.2f}",
-                 f"{local['p95']:.2f}", "-", "-", f"{local['qps']:,.0f}", "1.00")]
+                 f"{local['p95']:.2f}", "-", "-", "-", f"{local['qps']:,.0f}", "1.00")]
         for nodes in [int(n) for n in args.nodes.split(",")]:
             got = _cluster_run(nodes, vectors, queries, args, local_db.membrane("bench"))
             rows.append(("ray", str(nodes), f"{got['ingest']:,.0f}", f"{got['p50']:.2f}",
-                         f"{got['p95']:.2f}", f"{got['overhead']:+.2f}", f"{got['ping']:.2f}",
+                         f"{got['p95']:.2f}", f"{got['overhead']:+.2f}",
+                         f"{got['compiled']:+.2f}", f"{got['ping']:.2f}",
                          f"{got['qps']:,.0f}", f"{got['qps'] / local['qps']:.2f}"))
     print(_table(rows, ("backend", "nodes", "ingest vec/s", "search p50 ms", "p95 ms",
-                        "overhead p50 ms (paired)", "ping all ms", "QPS", "QPS vs local")))
+                        "overhead p50 ms (paired)", "compiled graph overhead", "ping all ms",
+                        "QPS", "QPS vs local")))
     per_shard_ms = local["p50"] / args.shards  # the shards of one query run one after another
     print(f"per-shard search cost (in-process p50 / shards, {args.rows // args.shards} rows per "
           f"shard): {per_shard_ms:.3f} ms")

@@ -93,7 +93,11 @@ def test_a_node_that_stays_gone_fails_searches_naming_its_shards_until_it_return
         on_spare = [i for i in range(4) if ray.get(ray.get_actor(
             f"shard-{i}", namespace=f"pomaidb:{ray_path}").node_id.remote()) == spare.node_id]
         assert on_spare, "placement put no shard on the new host"
-        impatient = pdb.open(ray_path, backend="ray", ray_timeout_seconds=4).membrane("docs")
+        # ... and sends its searches through a compiled graph, which the node's loss breaks
+        fast = pdb.open(ray_path, backend="ray", ray_timeout_seconds=4, ray_compiled_search=True)
+        impatient = fast.membrane("docs")
+        assert len(impatient.search(np.ones(DIM), 5)) == 5
+        assert fast._compiled._graph is not None
     finally:
         cluster.remove_node(spare)
     for search in (lambda: impatient.search(np.ones(DIM), 5),
@@ -110,6 +114,7 @@ def test_a_node_that_stays_gone_fails_searches_naming_its_shards_until_it_return
         assert m.count() == 40
         assert sorted(r.id for r in m.scan()) == list(range(40))
         assert len(impatient.search(np.ones(DIM), 5)) == 5
+        fast.close()
         db.shutdown()
     finally:
         cluster.remove_node(back)
