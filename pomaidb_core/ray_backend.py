@@ -26,10 +26,11 @@ ray_shard.py), and shards that do not answer by then make the call fail with
 send every shard its call and wait with one `ray.get` (a vector search too: one
 hop, not one per shard); async ones await the object refs directly. With
 `ray_compiled_search=True` sync vector searches go through a Ray Compiled Graph
-when it can answer at once, plain calls otherwise (`_CompiledSearch`). A put spanning shards is a two-phase commit run by the
-client: every shard logs its part and votes, then the client decides; a shard
-that a restart made lose a committed part says so, and the client writes the
-whole batch again (puts are idempotent).
+when it can answer at once, plain calls otherwise (`_CompiledSearch`). A put
+spanning shards is a two-phase commit run by the client: every shard logs its
+part and votes, then the client decides; a shard that a restart made lose a
+committed part says so, and the client writes the whole batch again (puts are
+idempotent).
 """
 
 from __future__ import annotations
@@ -544,8 +545,11 @@ class _CompiledSearch:
     failed just now), and the caller sends plain calls, which retry restarting actors and
     name the shards that stay silent. Ray's limits shape the rest:
 
-    - an actor runs one compiled graph at a time, and only the compiling process may
-      execute it: one client process per database may opt in;
+    - an actor runs one compiled graph at a time, and compiling a second one waits forever:
+      the client first claims every actor (`ShardActor.claim_graph`); a client that finds
+      one claimed by another keeps plain calls for good (a claim ends when its client
+      closes, or when the actor restarts). The graph is compiled on a daemon thread (about
+      1.5 s; the searches meanwhile take plain calls);
     - one execution at a time: a lock that other threads never wait for;
     - an actor that dies shuts the graph down; it is torn down on a daemon thread (teardown
       waits for every actor, up to Ray's teardown timeout) and compiled again at the first
@@ -559,6 +563,8 @@ class _CompiledSearch:
         self._db, self._actors = db, actors
         self._lock = threading.Lock()  # one execution at a time; guards _graph
         self._graph: Any = None
+        self._compiling = False  # a compile thread runs, or another client holds the actors
+        self._token = uuid.uuid4().hex  # this client's claim on the actors
         self._broken_at = -float("inf")
         with _compiling_lock:  # a second client in this process on the same actors: plain calls
             self._closed = db._namespace in _compiling_namespaces
@@ -571,8 +577,9 @@ class _CompiledSearch:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            graph = self._graph if self._graph is not None else self._compile()
+            graph = self._graph
             if graph is None:
+                self._start_compiling()
                 return None
             try:
                 wait = min(self._db._timeout, _COMPILED_WAIT_SECONDS)
@@ -593,31 +600,54 @@ class _CompiledSearch:
             done = threading.Thread(target=graph.teardown, name="pomaidb-ray-teardown", daemon=True)
             done.start()
             done.join(self._db._timeout)
+        for actor in self._actors:  # no answer awaited: a gone actor has no claim left
+            actor.release_graph.remote(self._token)
         with _compiling_lock:
             if self._owner:
                 _compiling_namespaces.discard(self._db._namespace)
                 self._owner = False
 
-    def _compile(self) -> Any:
-        if self._closed or time.monotonic() - self._broken_at < _RECOMPILE_AFTER_SECONDS:
-            return None
+    def _start_compiling(self) -> None:
+        """Runs under the lock."""
+        if (self._closed or self._compiling
+                or time.monotonic() - self._broken_at < _RECOMPILE_AFTER_SECONDS):
+            return
+        self._compiling = True
+        threading.Thread(target=self._compile, name="pomaidb-ray-compile", daemon=True).start()
+
+    def _compile(self) -> None:
         from ray.dag import InputNode, MultiOutputNode
 
         try:
-            self._db._broadcast_each("ping")  # every actor up: compiling waits for them
+            claims = self._db._broadcast_each("claim_graph", self._token)  # every actor up too
+            if not all(claims):  # another client's graph runs there: plain calls for good
+                for actor in self._actors:
+                    actor.release_graph.remote(self._token)
+                return
             with InputNode() as query:
                 dag = MultiOutputNode([actor.read.bind("search", query)
                                        for actor in self._actors])
-            self._graph = dag.experimental_compile()
+            graph = dag.experimental_compile()
         except Exception:  # an actor gone meanwhile, or Ray refused: plain calls for now
-            self._broken_at = time.monotonic()
-            return None
-        return self._graph
+            with self._lock:
+                self._compiling = False
+                self._broken_at = time.monotonic()
+            return
+        with self._lock:
+            self._compiling = False
+            if not self._closed:
+                self._graph = graph
+                return
+        _tear_down_later(graph)  # closed meanwhile
 
     def _discard(self) -> None:
         graph, self._graph = self._graph, None
         self._broken_at = time.monotonic()
-        threading.Thread(target=graph.teardown, name="pomaidb-ray-teardown", daemon=True).start()
+        _tear_down_later(graph)
+
+
+def _tear_down_later(graph: Any) -> None:
+    threading.Thread(target=graph.teardown, name="pomaidb-ray-teardown", daemon=True).start()
 
 
 class _Pending:

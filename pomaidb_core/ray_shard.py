@@ -127,6 +127,7 @@ class ShardActor:
         self._answers: OrderedDict[str, Future] = OrderedDict()
         self._batches: dict[str, _ClientDecides] = {}
         self._lock = threading.Lock()
+        self._graph_owner: str | None = None  # the client whose compiled graph runs here
         self._stopped = threading.Event()
         threading.Thread(target=self._presume_commits, name="pomaidb-ray-decisions",
                          daemon=True).start()
@@ -156,6 +157,21 @@ class ShardActor:
 
     def verify(self) -> tuple[bool, Any]:
         return self._outcome(self._db.verify)
+
+    def claim_graph(self, owner: str) -> tuple[bool, Any]:
+        """May client `owner` compile its search graph on this actor? Ray runs one compiled
+        graph per actor, and compiling another one waits forever (ray_backend.py): the first
+        client to ask gets it until it releases it (or this actor restarts)."""
+        with self._lock:
+            if self._graph_owner in (None, owner):
+                self._graph_owner = owner
+                return True, True
+            return True, False
+
+    def release_graph(self, owner: str) -> None:
+        with self._lock:
+            if self._graph_owner == owner:
+                self._graph_owner = None
 
     # ------------------------------------------------------------------ writes
 
