@@ -107,7 +107,7 @@ class RayDB:
         if not isinstance(ray_compiled_search, bool):
             raise InvalidArgumentError("ray_compiled_search must be a bool")
         self._compiled: _CompiledSearch | None = None
-        self._compile = ray_compiled_search
+        self._compiled_search = ray_compiled_search
         self._address = ray_address
         self._timeout = float(ray_timeout_seconds)
         self._namespace = f"pomaidb:{self.path}"
@@ -128,7 +128,7 @@ class RayDB:
         count = self.options.shards or self._running_count() or _count_on_disk(found) or 4
         hosts = _placement(found, count)
         self._actors = [self._start_actor(i, count, host) for i, host in enumerate(hosts)]
-        self._compiled = _CompiledSearch(self, self._actors) if self._compile else None
+        self._compiled = _CompiledSearch(self, self._actors) if self._compiled_search else None
         self._closed = False
         self._opened = True
         try:
