@@ -5,7 +5,10 @@ each a PomaiDB host), the same generated rows go into a Ray-backed database and 
 in-process one, both with --shards shards, frozen into segments; then:
 
 - ingest vec/s (put_batch of --batch rows; cross-shard two-phase commit on Ray);
-- single-query search p50/p95 in ms, and the overhead of Ray over in-process (p50 - p50);
+- single-query search p50/p95 in ms, and the overhead of Ray over in-process: the p50s of
+  the same queries sent to both, one after the other, so that both see the same load (on a
+  shared machine, figures taken minutes apart differ by more than the overhead);
+- the same overhead for a client with `ray_compiled_search=True` (a Ray Compiled Graph);
 - search QPS with --clients client threads, both backends.
 
 On a small machine every simulated node shares the same cores, so adding nodes shows
@@ -78,8 +81,20 @@ def _measure(db, vectors: np.ndarray, queries: np.ndarray, args: argparse.Namesp
     return {"ingest": ingest, "p50": p50, "p95": p95, "qps": qps}
 
 
+def _paired_overhead_ms(local, remote, queries: np.ndarray, k: int, repeat: int) -> float:
+    """Median over rounds of p50(remote) - p50(local), each query timed on both in turn."""
+    rounds = []
+    for _ in range(repeat):
+        times: tuple[list[float], list[float]] = ([], [])
+        for query in queries:
+            times[0].append(_timed_ms(lambda q=query: local.search(q, k)))
+            times[1].append(_timed_ms(lambda q=query: remote.search(q, k)))
+        rounds.append(statistics.median(times[1]) - statistics.median(times[0]))
+    return statistics.median(rounds)
+
+
 def _cluster_run(nodes: int, vectors: np.ndarray, queries: np.ndarray,
-                 args: argparse.Namespace) -> dict:
+                 args: argparse.Namespace, local) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
@@ -92,6 +107,17 @@ def _cluster_run(nodes: int, vectors: np.ndarray, queries: np.ndarray,
             db = open_db(f"{tmp}/db", backend="ray", shards=args.shards)
             try:
                 got = _measure(db, vectors, queries, args)
+                got["overhead"] = _paired_overhead_ms(local, db.membrane("bench"), queries,
+                                                      args.k, args.repeat)
+                # A second client on the same actors, its searches through a Compiled Graph.
+                fast = open_db(f"{tmp}/db", backend="ray", ray_compiled_search=True)
+                try:
+                    compiled = fast.membrane("bench")
+                    _latencies_ms(compiled, queries[:20], args.k)  # compiles the graph
+                    got["compiled"] = _paired_overhead_ms(local, compiled, queries, args.k,
+                                                          args.repeat)
+                finally:
+                    fast.close()
                 # The floor under any fan-out: one empty call to every shard actor.
                 got["ping"] = statistics.median(_timed_ms(lambda: db._broadcast_each("ping"))
                                                 for _ in range(200))
@@ -127,18 +153,20 @@ def main(argv: list[str] | None = None) -> None:
     print(machine_line())
     print(f"data: {args.rows} x {args.dim} generated (ip), {args.shards} shards, k={args.k}, "
           f"{args.clients} client threads; medians of {args.repeat} runs")
-    with tempfile.TemporaryDirectory(prefix="pomaidb-bench-local-") as tmp:
-        with open_db(f"{tmp}/db", shards=args.shards) as db:
-            local = _measure(db, vectors, queries, args)
-    rows = [("in-process", "-", f"{local['ingest']:,.0f}", f"{local['p50']:.2f}",
-             f"{local['p95']:.2f}", "-", "-", f"{local['qps']:,.0f}", "1.00")]
-    for nodes in [int(n) for n in args.nodes.split(",")]:
-        got = _cluster_run(nodes, vectors, queries, args)
-        rows.append(("ray", str(nodes), f"{got['ingest']:,.0f}", f"{got['p50']:.2f}",
-                     f"{got['p95']:.2f}", f"{got['p50'] - local['p50']:+.2f}", f"{got['ping']:.2f}",
-                     f"{got['qps']:,.0f}", f"{got['qps'] / local['qps']:.2f}"))
+    with tempfile.TemporaryDirectory(prefix="pomaidb-bench-local-") as tmp, \
+            open_db(f"{tmp}/db", shards=args.shards) as local_db:
+        local = _measure(local_db, vectors, queries, args)
+        rows = [("in-process", "-", f"{local['ingest']:,.0f}", f"{local['p50']:.2f}",
+                 f"{local['p95']:.2f}", "-", "-", "-", f"{local['qps']:,.0f}", "1.00")]
+        for nodes in [int(n) for n in args.nodes.split(",")]:
+            got = _cluster_run(nodes, vectors, queries, args, local_db.membrane("bench"))
+            rows.append(("ray", str(nodes), f"{got['ingest']:,.0f}", f"{got['p50']:.2f}",
+                         f"{got['p95']:.2f}", f"{got['overhead']:+.2f}",
+                         f"{got['compiled']:+.2f}", f"{got['ping']:.2f}",
+                         f"{got['qps']:,.0f}", f"{got['qps'] / local['qps']:.2f}"))
     print(_table(rows, ("backend", "nodes", "ingest vec/s", "search p50 ms", "p95 ms",
-                        "overhead p50 ms", "ping all ms", "QPS", "QPS vs local")))
+                        "overhead p50 ms (paired)", "compiled graph overhead", "ping all ms",
+                        "QPS", "QPS vs local")))
     per_shard_ms = local["p50"] / args.shards  # the shards of one query run one after another
     print(f"per-shard search cost (in-process p50 / shards, {args.rows // args.shards} rows per "
           f"shard): {per_shard_ms:.3f} ms")

@@ -7,6 +7,9 @@ as in process; this module only adds what crossing processes needs:
 
 - Replies are `(True, value)` or `(False, exception)`, so a caller re-raises the
   engine's own `PomaiError` instead of Ray's wrapper.
+- A put travels as its WAL payload alone (records.py), one bytes object that
+  Ray copies without pickling record by record; the actor decodes the batch
+  from it, as replay would, instead of receiving every vector twice.
 - Writes carry a request id; a retried request (the caller lost the reply)
   gets the first answer instead of running twice, for as long as the actor
   lives. After a restart the id is forgotten, and the retry runs again: puts
@@ -124,6 +127,7 @@ class ShardActor:
         self._answers: OrderedDict[str, Future] = OrderedDict()
         self._batches: dict[str, _ClientDecides] = {}
         self._lock = threading.Lock()
+        self._graph_owner: str | None = None  # the client whose compiled graph runs here
         self._stopped = threading.Event()
         threading.Thread(target=self._presume_commits, name="pomaidb-ray-decisions",
                          daemon=True).start()
@@ -154,31 +158,48 @@ class ShardActor:
     def verify(self) -> tuple[bool, Any]:
         return self._outcome(self._db.verify)
 
+    def claim_graph(self, owner: str) -> tuple[bool, Any]:
+        """May client `owner` compile its search graph on this actor? Ray runs one compiled
+        graph per actor, and compiling another one waits forever (ray_backend.py): the first
+        client to ask gets it until it releases it (or this actor restarts)."""
+        with self._lock:
+            if self._graph_owner in (None, owner):
+                self._graph_owner = owner
+                return True, True
+            return True, False
+
+    def release_graph(self, owner: str) -> None:
+        with self._lock:
+            if self._graph_owner == owner:
+                self._graph_owner = None
+
     # ------------------------------------------------------------------ writes
 
     def write(self, request_id: str, kind: str, args: tuple) -> tuple[bool, Any]:
-        """put, delete or delete_where, once per request id."""
+        """put (args: its PUT_BATCH payload), delete or delete_where, once per request id."""
+        if kind == "put":
+            return self._once(request_id, lambda: self._db._call(0, kind, *_put_args(args[0])))
         return self._once(request_id, lambda: self._db._call(0, kind, *args))
 
     def maintain(self, kind: str) -> tuple[bool, Any]:
         """freeze or compact: what `DB.freeze`/`DB.compact` do, on this shard."""
         return self._outcome(getattr(self._db, kind))
 
-    def prepare(self, batch_id: str, args: tuple) -> tuple[bool, Any]:
-        """Log this shard's part of a cross-shard batch and vote; the client decides later."""
-        return self._outcome(lambda: self._prepare(batch_id, args))
+    def prepare(self, batch_id: str, payload: bytes) -> tuple[bool, Any]:
+        """Log this shard's part of a cross-shard batch (its PUT_PART payload) and vote; the
+        client decides later."""
+        return self._outcome(lambda: self._prepare(batch_id, payload))
 
-    def _prepare(self, batch_id: str, args: tuple) -> None:
+    def _prepare(self, batch_id: str, payload: bytes) -> None:
         with self._lock:
             batch = self._batches.get(batch_id)
             fresh = batch is None
             if batch is None:  # not a retry
                 batch = self._batches[batch_id] = _ClientDecides(self._db._tell_shards)
         if fresh:
-            part, payload = args
             try:  # outside the lock: a full mailbox makes this wait
-                batch.answer = self._db._submit(0, "put", part, _local_part(payload, batch.key),
-                                                txn.BatchPart(batch, 0))
+                part, local = _local_part(payload, batch.key)
+                batch.answer = self._db._submit(0, "put", part, local, txn.BatchPart(batch, 0))
             except BaseException:
                 with self._lock:
                     self._batches.pop(batch_id, None)
@@ -268,8 +289,16 @@ class ShardActor:
 
 
 
-def _local_part(payload: bytes, key: bytes) -> bytes:
-    """The client's PUT_PART payload re-keyed for this shard's own log (records.py layout).
+def _put_args(payload: bytes) -> tuple[records.PutBatch, bytes]:
+    """The engine's put arguments (batch, payload) from the payload alone."""
+    batch = records.decode(records.PUT_BATCH, payload)
+    assert isinstance(batch, records.PutBatch)
+    return batch, payload
+
+
+def _local_part(payload: bytes, key: bytes) -> tuple[records.PutBatch, bytes]:
+    """The part's batch, and the client's PUT_PART payload re-keyed for this shard's own
+    log (records.py layout).
 
     Each shard actor recovers by itself: its part names this shard (0) and the client (1),
     which logs nothing, so replay applies the part only if this shard logged its COMMIT.
@@ -278,7 +307,8 @@ def _local_part(payload: bytes, key: bytes) -> bytes:
     """
     shards = int.from_bytes(payload[records.BATCH_KEY_BYTES : records.BATCH_KEY_BYTES + 2], "little")
     put_payload = payload[records.BATCH_KEY_BYTES + 2 + 2 * shards :]
-    return records.encode_part(key, [0, _CLIENT], put_payload)
+    batch, _ = _put_args(put_payload)
+    return batch, records.encode_part(key, [0, _CLIENT], put_payload)
 
 
 def _write_host_file(path: str, host: str) -> None:

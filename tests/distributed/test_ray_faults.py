@@ -85,26 +85,39 @@ def test_killed_shard_actors_restart_and_keep_every_acknowledged_write(ray_path)
 def test_a_node_that_stays_gone_fails_searches_naming_its_shards_until_it_returns(cluster, ray_path):
     spare = cluster.add_node(num_cpus=1, resources={"pomaidb_host:spare": 1000})
     try:
-        db = pdb.open(ray_path, backend="ray", shards=4, ray_timeout_seconds=4)
+        # Starting actors on a fresh node can take longer than the short deadline on a busy
+        # machine: set up with the default one, then attach a client that gives up quickly.
+        db = pdb.open(ray_path, backend="ray", shards=4)
         m = db.create_membrane("docs", dim=DIM)
         m.put_batch(list(range(40)), _vectors(list(range(40))))
         on_spare = [i for i in range(4) if ray.get(ray.get_actor(
             f"shard-{i}", namespace=f"pomaidb:{ray_path}").node_id.remote()) == spare.node_id]
         assert on_spare, "placement put no shard on the new host"
+        # ... and sends its searches through a compiled graph, which the node's loss breaks
+        fast = pdb.open(ray_path, backend="ray", ray_timeout_seconds=4, ray_compiled_search=True)
+        impatient = fast.membrane("docs")
+        deadline = time.monotonic() + 60
+        while fast._compiled._graph is None:  # compiled on a background thread
+            assert time.monotonic() < deadline, "the search graph was never compiled"
+            impatient.search(np.ones(DIM), 1)
+            time.sleep(0.1)
     finally:
         cluster.remove_node(spare)
-    started = time.monotonic()
-    with pytest.raises(pdb.UnavailableError) as caught:
-        m.search(np.ones(DIM), 5)
-    assert time.monotonic() - started < 30
-    assert str(on_spare) in str(caught.value)
-    with pytest.raises(pdb.UnavailableError):
-        m.count()
+    for search in (lambda: impatient.search(np.ones(DIM), 5),
+                   lambda: impatient.search_batch(np.ones((3, DIM)), 5),
+                   impatient.count):
+        started = time.monotonic()
+        with pytest.raises(pdb.UnavailableError) as caught:
+            search()
+        assert time.monotonic() - started < 30
+        assert str(on_spare) in str(caught.value)
     # The host comes back (same resource, its files still there): its shards restart and replay.
     back = cluster.add_node(num_cpus=1, resources={"pomaidb_host:spare": 1000})
     try:
         assert m.count() == 40
         assert sorted(r.id for r in m.scan()) == list(range(40))
+        assert len(impatient.search(np.ones(DIM), 5)) == 5
+        fast.close()
         db.shutdown()
     finally:
         cluster.remove_node(back)
@@ -147,7 +160,7 @@ def test_a_commit_cut_short_by_a_restart_is_reported_and_the_batch_written_again
     keys = list(range(20))  # spans both shards
     commands, cross = m._put_commands(keys, _vectors(keys), None, None)
     actors = db._actors
-    prepared = ray.get([actors[s].prepare.remote("batch-1", args[:2]) for s, args in commands])
+    prepared = ray.get([actors[s].prepare.remote("batch-1", args[1]) for s, args in commands])
     assert prepared == [(True, None), (True, None)]
     ray.kill(actors[1], no_restart=False)  # its part is logged, its COMMIT never will be
     db._broadcast_each("ping")  # waits for the restart and the replay
