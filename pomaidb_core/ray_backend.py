@@ -600,8 +600,7 @@ class _CompiledSearch:
             done = threading.Thread(target=graph.teardown, name="pomaidb-ray-teardown", daemon=True)
             done.start()
             done.join(self._db._timeout)
-        for actor in self._actors:  # no answer awaited: a gone actor has no claim left
-            actor.release_graph.remote(self._token)
+        self._release_claims()
         with _compiling_lock:
             if self._owner:
                 _compiling_namespaces.discard(self._db._namespace)
@@ -621,8 +620,7 @@ class _CompiledSearch:
         try:
             claims = self._db._broadcast_each("claim_graph", self._token)  # every actor up too
             if not all(claims):  # another client's graph runs there: plain calls for good
-                for actor in self._actors:
-                    actor.release_graph.remote(self._token)
+                self._release_claims()
                 return
             with InputNode() as query:
                 dag = MultiOutputNode([actor.read.bind("search", query)
@@ -639,6 +637,10 @@ class _CompiledSearch:
                 self._graph = graph
                 return
         _tear_down_later(graph)  # closed meanwhile
+
+    def _release_claims(self) -> None:
+        for actor in self._actors:  # no answer awaited: a gone actor has no claim left
+            actor.release_graph.remote(self._token)
 
     def _discard(self) -> None:
         graph, self._graph = self._graph, None

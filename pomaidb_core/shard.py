@@ -332,7 +332,7 @@ class Shard:
 
     def end_drain(self) -> None:
         """After each batch of commands: log the group, run held-back freezes, freeze if full."""
-        self.commit_group(sync_commits=any(command for _, command in self._commits))
+        self.commit_group(sync_commits=any(command is not None for _, command in self._commits))
         if self._deferred_freezes and not self._freeze_blocked():
             waiters, self._deferred_freezes = self._deferred_freezes, []
             for waiter in waiters:
@@ -416,8 +416,8 @@ class Shard:
         batch needs that record to be replayed (answer_after_commit). Until every shard's
         COMMIT is written none freezes its part."""
         assert self._wal is not None
-        if len(self._unconfirmed) >= 64:  # pruned at freezes too; writes alone must not grow it
-            self._unconfirmed = [c for c in self._unconfirmed if not c.confirmed]
+        if len(self._unconfirmed) >= 64:  # writes alone, with no freeze due, must not grow it
+            self._prune_unconfirmed()
         self._unconfirmed.append(cross)
         waiting: Command | None = command
         if not cross.answer_after_commit:
@@ -598,10 +598,13 @@ class Shard:
         only when a freeze is due, so it writes this shard's pending COMMITs and asks the
         other shards of each unconfirmed batch to write theirs."""
         self.commit_group(sync_commits=True)
-        self._unconfirmed = [c for c in self._unconfirmed if not c.confirmed]
+        self._prune_unconfirmed()
         for cross in self._unconfirmed:
             cross.ask_sync()
         return bool(self._prepared) or bool(self._unconfirmed)
+
+    def _prune_unconfirmed(self) -> None:
+        self._unconfirmed = [c for c in self._unconfirmed if not c.confirmed]
 
     def _freeze_refused(self) -> StorageError | None:
         if any(c.unconfirmable for c in self._unconfirmed):
