@@ -27,7 +27,7 @@ import numpy as np
 from . import fs, kernels, wsbr
 from .filters import Filter
 from .manifest import MembraneMeta, SegmentMeta
-from .memtable import LIVE, TOMBSTONE, Memtable
+from .memtable import ABSENT, LIVE, Memtable
 from .results import Record
 from .segment import SegmentReader
 
@@ -183,35 +183,51 @@ class MembraneState:
 
     # -------------------------------------------------------------- point reads
 
-    def lookup(self, key: int) -> Record | None:
-        for table in self.memtables():
-            state, slot = table.state(key)
-            if state == LIVE:
-                return Record(key, table.vectors[slot].copy(), clone_metadata(table.metadatas[slot]),
-                              table.texts[slot])
-            if state == TOMBSTONE:
-                return None
-        probe = np.array([key], dtype=np.uint64)
-        for seg in self.segments:
-            row = int(seg.reader.lookup(probe)[0])
-            if row >= 0:
-                if seg.reader.tombstones[row]:
-                    return None
-                vector = np.array(seg.reader.vectors[row], dtype=np.float32)
-                return Record(key, vector, seg.reader.metadata([row])[0], seg.reader.texts([row])[0])
-        return None
+    def lookup(self, keys: list[int]) -> list[Record | None]:
+        """The live record of each key (None where there is none), newest layer first."""
+        out: list[Record | None] = [None] * len(keys)
+        for i, layer, row in self._find(keys):
+            if isinstance(layer, Memtable):
+                out[i] = Record(keys[i], layer.vectors[row].copy(),
+                                clone_metadata(layer.metadatas[row]), layer.texts[row])
+            else:
+                out[i] = Record(keys[i], np.array(layer.reader.vectors[row], dtype=np.float32),
+                                layer.reader.metadata([row])[0], layer.reader.texts([row])[0])
+        return out
 
-    def is_live(self, key: int) -> bool:
-        for table in self.memtables():
-            state, _ = table.state(key)
-            if state != 0:
-                return state == LIVE
-        probe = np.array([key], dtype=np.uint64)
+    def is_live(self, keys: list[int]) -> list[bool]:
+        out = [False] * len(keys)
+        for i, _, _ in self._find(keys):
+            out[i] = True
+        return out
+
+    def _find(self, keys: list[int]) -> Iterator[tuple[int, object, int]]:
+        """(position in keys, layer, row) of each key's live version. The newest layer that
+        holds a key decides (a tombstone hides it); each segment is probed once for every key
+        the newer layers left open (one binary search per key, vectorised)."""
+        tables = self.memtables()
+        pending = []
+        for i, key in enumerate(keys):
+            for table in tables:
+                state, slot = table.state(key)
+                if state == LIVE:
+                    yield i, table, slot
+                if state != ABSENT:
+                    break
+            else:
+                pending.append(i)
         for seg in self.segments:
-            row = int(seg.reader.lookup(probe)[0])
-            if row >= 0:
-                return not bool(seg.reader.tombstones[row])
-        return False
+            if not pending:
+                return
+            rows = seg.reader.lookup(np.array([keys[i] for i in pending], dtype=np.uint64))
+            tombstones = seg.reader.tombstones
+            still = []
+            for i, row in zip(pending, rows.tolist()):
+                if row < 0:
+                    still.append(i)
+                elif not tombstones[row]:
+                    yield i, seg, row
+            pending = still
 
     # -------------------------------------------------------------- bulk reads
 

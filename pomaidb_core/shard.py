@@ -466,7 +466,7 @@ class Shard:
     def _stage_delete(self, membrane_id: int, ids: np.ndarray) -> tuple:
         state = self._state(membrane_id)
         self.commit_group()  # liveness is read from applied state
-        live = np.array([k for k in ids.tolist() if state.is_live(k)], dtype=np.uint64)
+        live = ids[np.array(state.is_live(ids.tolist()), dtype=bool)]
         return self._stage_tombstones(state, live)
 
     def _stage_delete_where(self, membrane_id: int, flt) -> tuple:
@@ -494,12 +494,10 @@ class Shard:
     # ------------------------------------------------------------------ reads
 
     def _do_get(self, membrane_id: int, ids: list[int]) -> list:
-        state = self._read_state(membrane_id)
-        return [state.lookup(key) for key in ids]
+        return self._read_state(membrane_id).lookup(ids)
 
     def _do_exists(self, membrane_id: int, ids: list[int]) -> list[bool]:
-        state = self._read_state(membrane_id)
-        return [state.is_live(key) for key in ids]
+        return self._read_state(membrane_id).is_live(ids)
 
     def _do_count(self, membrane_id: int) -> int:
         return self._read_state(membrane_id).count()

@@ -134,7 +134,7 @@ void dot_rows_prefetched(const KernelTable& kernels, const std::int8_t* codes, s
                          std::span<const std::int64_t> rows, const std::int8_t* q,
                          std::int32_t* out) {
   constexpr std::size_t kChunk = 16;
-  constexpr std::size_t kAhead = 1;  // chunks
+  constexpr std::size_t kAhead = 4;  // chunks
   constexpr std::size_t kLine = 64;
   const auto prefetch = [&](std::size_t first) {
     const std::size_t last = std::min(first + kChunk, rows.size());

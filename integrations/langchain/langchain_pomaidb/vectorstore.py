@@ -36,7 +36,7 @@ from . import batching, ids, mmr, records
 from .relevance import RELEVANCE_BY_METRIC
 
 DEFAULT_MEMBRANE = "langchain"  # the membrane a store uses unless given membrane=
-DEFAULT_BATCH_SIZE = 256  # documents embedded and written per engine batch
+DEFAULT_BATCH_SIZE = 1024  # documents embedded and written per engine batch
 _SEARCH_OPTIONS = ("exact", "top_blocks", "widen_blocks")  # passed through to membrane.search
 # "dense": vector search on the query's embedding; "keyword": BM25 over the page contents
 # (no embedding computed); "hybrid": both, fused by reciprocal rank (the engine's search).
@@ -61,7 +61,7 @@ class PomaiDBVectorStore(VectorStore):
         metric: "cosine" (default), "ip" or "l2"; fixed when the membrane is created.
         db: an open pomaidb_core.DB to share; the caller keeps it and closes it.
         dim: create the membrane now with this dimension, instead of at the first write.
-        batch_size: documents embedded and written per batch by add_* (default 256).
+        batch_size: documents embedded and written per batch by add_* (default 1024).
         show_progress: default for add_*'s progress bar (tqdm), off unless asked for.
         relevance_score_fn: engine score -> [0, 1]; defaults to relevance.RELEVANCE_BY_METRIC.
         retrieval_mode: how the text-query searches (similarity_search*, and so
