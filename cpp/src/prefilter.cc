@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <span>
+#include <functional>
 #include <vector>
 
 namespace pomai {
@@ -79,40 +79,100 @@ Interval score_interval(const QuantQuery& q, std::int32_t dot, std::size_t row,
   return {static_cast<float>(low), static_cast<float>(high)};
 }
 
-// The allowed rows of query j's blocks, each once, block by block.
-std::vector<std::int64_t> rows_of_query(const BlockTopkRequest& request, std::size_t j) {
+// Query j's blocks, each once, ascending (blocks are numbered cluster by cluster, so nearby
+// ids are nearby rows).
+std::vector<std::int64_t> blocks_of_query(const BlockTopkRequest& request, std::size_t j) {
   const auto lo = static_cast<std::size_t>(request.query_block_ptr[j]);
   const auto hi = static_cast<std::size_t>(request.query_block_ptr[j + 1]);
   std::vector<std::int64_t> blocks(request.query_blocks + lo, request.query_blocks + hi);
   std::sort(blocks.begin(), blocks.end());
   blocks.erase(std::unique(blocks.begin(), blocks.end()), blocks.end());
-  std::vector<std::int64_t> out;
-  for (const std::int64_t b : blocks) {
-    const RowRange& r = request.blocks[static_cast<std::size_t>(b)];
-    for (std::size_t row = r.start; row < r.end; ++row) {
-      if (request.mask == nullptr || request.mask[row] != 0) {
-        out.push_back(static_cast<std::int64_t>(row));
-      }
-    }
-  }
-  return out;  // blocks are disjoint, so no row repeats
+  return blocks;
 }
 
-// The rows whose interval reaches the k-th best lower end, as sorted disjoint ranges.
-std::vector<RowRange> survivors(std::span<const std::int64_t> rows,
-                                std::span<const Interval> intervals, std::size_t k) {
-  float floor = -std::numeric_limits<float>::infinity();
-  if (rows.size() > k) {
-    std::vector<float> lows(intervals.size());
-    std::transform(intervals.begin(), intervals.end(), lows.begin(),
-                   [](const Interval& v) { return v.low; });
-    std::nth_element(lows.begin(), lows.begin() + static_cast<std::ptrdiff_t>(k - 1), lows.end(),
-                     std::greater<float>());
-    floor = lows[k - 1];
+// Asks for a block's int8 rows a few blocks before they are scored.  A query's blocks are
+// scattered runs of a few KiB, often split by a page boundary, where hardware prefetchers
+// stop: without this the pass waits on memory latency instead of streaming (measured: a third
+// of the bandwidth).  Only the first kMaxBytes of a large block: its rest streams anyway.
+void prefetch_block(const std::int8_t* codes, std::size_t d, const RowRange& r) {
+  constexpr std::size_t kLine = 64;
+  constexpr std::size_t kMaxBytes = 16384;
+  const std::int8_t* first = codes + r.start * d;
+  const std::size_t bytes = std::min((r.end - r.start) * d, kMaxBytes);
+  for (std::size_t b = 0; b < bytes; b += kLine) __builtin_prefetch(first + b, 0, 1);
+}
+
+// The k best lower ends seen so far: the k-th best is a floor no survivor can be below.
+class LowerEnds {
+ public:
+  explicit LowerEnds(std::size_t k) : k_(k) { heap_.reserve(k); }
+  void add(float low) {
+    if (heap_.size() < k_) {
+      heap_.push_back(low);
+      std::push_heap(heap_.begin(), heap_.end(), std::greater<float>());
+    } else if (low > heap_.front()) {
+      std::pop_heap(heap_.begin(), heap_.end(), std::greater<float>());
+      heap_.back() = low;
+      std::push_heap(heap_.begin(), heap_.end(), std::greater<float>());
+    }
   }
+  // -inf until k rows were seen (with at most k rows, every row survives).
+  float floor() const {
+    return heap_.size() < k_ ? -std::numeric_limits<float>::infinity() : heap_.front();
+  }
+
+ private:
+  std::size_t k_;
+  std::vector<float> heap_;  // min-heap
+};
+
+struct Candidate {
+  std::size_t row;
+  float high;
+};
+
+// The allowed rows of query j's blocks whose interval reaches the k-th best lower end, as
+// sorted disjoint ranges.  Block by block: a row whose upper end is already below the running
+// floor is dropped at once (the final floor is at least as high), so only a short candidate
+// list outlives the pass.
+std::vector<RowRange> survivors(const KernelTable& kernels, const BlockTopkRequest& request,
+                                const Int8Rows& rows, const QuantQuery& q, std::size_t j,
+                                double rel_margin) {
+  constexpr std::size_t kAheadBlocks = 2;
+  const std::size_t d = request.queries.cols;
+  const std::vector<std::int64_t> blocks = blocks_of_query(request, j);
+  const auto block = [&](std::size_t i) {
+    return request.blocks[static_cast<std::size_t>(blocks[i])];
+  };
+  for (std::size_t i = 0; i < std::min(kAheadBlocks, blocks.size()); ++i) {
+    prefetch_block(rows.codes, d, block(i));
+  }
+  LowerEnds lows(request.k);
+  std::vector<Candidate> candidates;
+  std::vector<std::int64_t> ids;
+  std::vector<std::int32_t> dots;
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    if (i + kAheadBlocks < blocks.size()) prefetch_block(rows.codes, d, block(i + kAheadBlocks));
+    const RowRange r = block(i);
+    ids.clear();
+    for (std::size_t row = r.start; row < r.end; ++row) {
+      if (request.mask == nullptr || request.mask[row] != 0) {
+        ids.push_back(static_cast<std::int64_t>(row));
+      }
+    }
+    dots.resize(ids.size());
+    kernels.dot_i8_rows(rows.codes, d, ids.data(), ids.size(), q.codes.data(), dots.data());
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      const auto row = static_cast<std::size_t>(ids[t]);
+      const Interval v = score_interval(q, dots[t], row, rows, request.metric, rel_margin);
+      lows.add(v.low);
+      if (v.high >= lows.floor()) candidates.push_back({row, v.high});
+    }
+  }
+  const float floor = lows.floor();
   std::vector<std::size_t> kept;
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (intervals[i].high >= floor) kept.push_back(static_cast<std::size_t>(rows[i]));
+  for (const Candidate& c : candidates) {
+    if (c.high >= floor) kept.push_back(c.row);
   }
   std::sort(kept.begin(), kept.end());
   std::vector<RowRange> out;
@@ -126,54 +186,19 @@ std::vector<RowRange> survivors(std::span<const std::int64_t> rows,
   return out;
 }
 
-// out[i] = <codes row rows[i], q>, computed a chunk of rows at a time while the chunks ahead
-// are prefetched: a query's rows come in short runs (a block of int8 rows is a few KiB, often
-// split by a page boundary, where hardware prefetchers stop), so without this the pass waits
-// on memory latency instead of streaming (measured: 3 GB/s, under the float scan's 9).
-void dot_rows_prefetched(const KernelTable& kernels, const std::int8_t* codes, std::size_t d,
-                         std::span<const std::int64_t> rows, const std::int8_t* q,
-                         std::int32_t* out) {
-  constexpr std::size_t kChunk = 16;
-  constexpr std::size_t kAhead = 4;  // chunks
-  constexpr std::size_t kLine = 64;
-  const auto prefetch = [&](std::size_t first) {
-    const std::size_t last = std::min(first + kChunk, rows.size());
-    for (std::size_t i = first; i < last; ++i) {
-      const std::int8_t* row = codes + static_cast<std::size_t>(rows[i]) * d;
-      for (std::size_t b = 0; b < d; b += kLine) __builtin_prefetch(row + b, 0, 1);
-    }
-  };
-  for (std::size_t a = 0; a < kAhead; ++a) prefetch(a * kChunk);
-  for (std::size_t first = 0; first < rows.size(); first += kChunk) {
-    prefetch(first + kAhead * kChunk);
-    kernels.dot_i8_rows(codes, d, rows.data() + first, std::min(kChunk, rows.size() - first), q,
-                        out + first);
-  }
-}
-
 }  // namespace
 
 void compute_topk_blocks_int8(const KernelTable& kernels, const BlockTopkRequest& request,
                               const Int8Rows& rows, float* out_scores, std::int64_t* out_rows) {
   const std::size_t d = request.queries.cols;
   const double rel_margin = static_cast<double>(d + 16) / (1 << 20);
-  std::vector<std::int32_t> dots;
-  std::vector<Interval> intervals;
   for (std::size_t j = 0; j < request.queries.rows; ++j) {
     const float* query = request.queries.data + j * d;
     const QuantQuery q = quantize_query(query, d, request.metric);
-    const std::vector<std::int64_t> candidates = rows_of_query(request, j);
-    dots.resize(candidates.size());
-    dot_rows_prefetched(kernels, rows.codes, d, candidates, q.codes.data(), dots.data());
-    intervals.resize(candidates.size());
-    for (std::size_t i = 0; i < candidates.size(); ++i) {
-      intervals[i] = score_interval(q, dots[i], static_cast<std::size_t>(candidates[i]), rows,
-                                    request.metric, rel_margin);
-    }
     // The survivors go through compute_topk, so each (row, query) scores exactly as in
     // compute_topk_blocks (a row's score does not depend on the rows scored beside it).
     TopkRequest exact{request.vectors, Matrix{query, 1, d}, request.metric, request.k, nullptr,
-                      survivors(candidates, intervals, request.k)};
+                      survivors(kernels, request, rows, q, j, rel_margin)};
     compute_topk(kernels, exact, out_scores + j * request.k, out_rows + j * request.k);
   }
 }
