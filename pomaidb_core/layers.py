@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -295,6 +295,38 @@ class MembraneState:
 
 def _layer_ids(layer) -> np.ndarray:
     return layer.view_ids() if isinstance(layer, Memtable) else layer.reader.ids
+
+
+class SegmentRow(NamedTuple):
+    """A search hit's metadata and text, not yet read from its (immutable) segment. The
+    caller holds the segment (acquire) until it has called `read` or dropped the hit, so
+    only the hits that make the final k across shards pay for decoding."""
+
+    segment: LiveSegment
+    row: int
+
+    def read(self) -> tuple[dict | None, str | None]:
+        return layer_metadata(self.segment, self.row), layer_text(self.segment, self.row)
+
+
+def found_hits(hits: list[tuple], held: set[LiveSegment]) -> list[tuple]:
+    """(score, id, payload) of each (score, id, layer, row) hit: (metadata, text) for a
+    memtable row, read now (memtable slots are overwritten in place), a SegmentRow for a
+    segment row, whose segment is acquired once into `held`."""
+    out = []
+    for score, key, layer, row in hits:
+        if isinstance(layer, Memtable):
+            out.append((score, key, (layer_metadata(layer, row), layer_text(layer, row))))
+            continue
+        if layer not in held:
+            held.add(layer.acquire())
+        out.append((score, key, SegmentRow(layer, row)))
+    return out
+
+
+def read_payload(payload: tuple | SegmentRow) -> tuple[dict | None, str | None]:
+    """found_hits' payload as (metadata, text)."""
+    return payload.read() if isinstance(payload, SegmentRow) else payload
 
 
 def layer_metadata(layer, row: int) -> dict | None:

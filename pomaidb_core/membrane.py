@@ -20,7 +20,7 @@ from . import bm25, records, routing, txn, validation, wal, wsbr
 from . import fusion as fusion_
 from .errors import InvalidArgumentError
 from .filters import Filter, compile_filter
-from .layers import SearchParams
+from .layers import SearchParams, read_payload
 from .manifest import MembraneMeta
 from .options import IndexParams
 from .results import Hit, Record
@@ -218,25 +218,29 @@ class Membrane:
         return self._run(self._search_request(queries, k, filter, top_blocks, widen_blocks,
                                               exact, texts, fusion, alpha, False))
 
-    def _search_shards(self, queries: np.ndarray, params: SearchParams) -> list[list[list[tuple]]]:
-        """Every shard's hits, shard after shard on this thread. Each shard is told the k-th
-        best score found so far per query, so it decodes metadata only of hits that can still
-        make the top k (ties included: they may win on id)."""
-        floors = [-np.inf] * len(queries)
-        per_shard = []
-        for shard in range(self._db.shard_count):
-            found = self._db._read(shard, "search", self.meta.membrane_id, queries, params, floors)
-            per_shard.append(found)
-            floors = _kth_best_scores(per_shard, params.k)
-        return per_shard
+    def _vector_hits(self, queries: np.ndarray, params: SearchParams) -> list[list[tuple]]:
+        """Per query: the k best (score, id, metadata, text) of every shard. Each shard is
+        read on this thread; metadata and text are decoded only for the final k."""
+        held: set = set()
+        try:
+            per_shard = []
+            for shard in range(self._db.shard_count):
+                found, segments = self._db._read(shard, "search_found", self.meta.membrane_id,
+                                                 queries, params)
+                held |= segments
+                per_shard.append(found)
+            return [[(score, key, *read_payload(payload)) for score, key, payload in hits]
+                    for hits in _merge(per_shard, params.k)]
+        finally:
+            for segment in held:
+                segment.release()
 
     def _run(self, request: _Request) -> list[list[Hit]]:
         if request.count == 0:
             return []
         vector = keyword = None
         if request.matrix is not None:
-            vector = _merge(self._search_shards(request.matrix, request.params),
-                            request.params.k)
+            vector = self._vector_hits(request.matrix, request.params)
         if request.terms is not None:
             keyword = [self._keyword_hits(terms, request) for terms in request.terms]
         return request.answer(vector, keyword)
@@ -468,12 +472,3 @@ def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[tuple]]:
         candidates.sort(key=lambda c: (-c[0], c[1]))
         merged.append(candidates[:k])
     return merged
-
-
-def _kth_best_scores(per_shard: list[list[list[tuple]]], k: int) -> list[float]:
-    """Per query: the k-th best score among the hits so far, -inf while there are fewer."""
-    floors = []
-    for per_query in zip(*per_shard):
-        scores = sorted((hit[0] for hits in per_query for hit in hits), reverse=True)
-        floors.append(scores[k - 1] if len(scores) >= k else -np.inf)
-    return floors

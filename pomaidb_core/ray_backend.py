@@ -57,7 +57,7 @@ from .errors import (
 )
 from .mailbox import WRITE_KINDS
 from .manifest import MembraneMeta
-from .membrane import Membrane
+from .membrane import Membrane, _merge
 from .options import IndexParams, Options
 from .ray_shard import UNKNOWN, ShardActor, shards_on_disk
 
@@ -353,7 +353,7 @@ class RayDB:
         it answers, else with plain calls (which retry, and name the shards that are missing)."""
         compiled = self._compiled
         if compiled is not None and queries.nbytes <= _COMPILED_MAX_QUERY_BYTES:
-            outcomes = compiled.run((membrane_id, queries, params, None))
+            outcomes = compiled.run((membrane_id, queries, params))
             if outcomes is not None:
                 return [_unwrap(outcome) for outcome in outcomes]
         return self._read_all("search", membrane_id, queries, params)
@@ -524,15 +524,13 @@ def _placement(found: dict[str | None, list[tuple[int, int]]], count: int) -> li
 class _RayMembrane(Membrane):
     """`Membrane` whose vector search asks every shard at once: one round trip, one `ray.get`.
 
-    In process, `Membrane._search_shards` visits the shards one after another and tells
-    each the k-th best score so far, so later shards decode fewer metadata. Across
-    processes each visit is a Ray call (about 1 ms of scheduling and IPC, far more than
-    a shard's search or the decoding it saves), so here every shard decodes its own k
-    best and the client merges: the same hits, in one hop instead of one per shard.
+    In process, `Membrane._vector_hits` leaves segment hits undecoded until the shards'
+    hits are merged. Across processes a hit cannot point into a shard's segment, so here
+    every shard decodes its own k best and the client merges: the same hits.
     """
 
-    def _search_shards(self, queries: Any, params: Any) -> list:
-        return self._db._search_all(self.meta.membrane_id, queries, params)
+    def _vector_hits(self, queries: Any, params: Any) -> list:
+        return _merge(self._db._search_all(self.meta.membrane_id, queries, params), params.k)
 
 
 class _CompiledSearch:

@@ -42,7 +42,7 @@ import numpy as np
 
 from . import builder, compaction, filenames, fs, keyword_search, records, txn, wal
 from .errors import ClosedError, CorruptionError, NotFoundError, PomaiError, StorageError, copy_for_caller
-from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, layer_metadata, layer_text
+from .layers import LiveSegment, MembraneState, SearchParams, Snapshot, found_hits, layer_metadata, layer_text
 from .mailbox import Command, resolve
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .memtable import Memtable
@@ -502,19 +502,19 @@ class Shard:
     def _do_count(self, membrane_id: int) -> int:
         return self._read_state(membrane_id).count()
 
-    def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams,
-                   floors: list[float] | None = None) -> list:
-        """Per query: [(score, id, metadata, text)], best first, at most k.
-
-        floors: per query, a score below which a hit cannot make the caller's final top k
-        (other shards already gave k better ones); such hits are dropped before their
-        metadata and text are decoded, the costly part of a hit.
-        """
+    def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams) -> list:
+        """Per query: [(score, id, metadata, text)], best first, at most k."""
         found = self._read_state(membrane_id).search(queries, params)
-        if floors is not None:
-            found = [[hit for hit in hits if hit[0] >= floor] for hits, floor in zip(found, floors)]
         return [[(score, key, layer_metadata(layer, row), layer_text(layer, row))
                  for score, key, layer, row in hits] for hits in found]
+
+    def _do_search_found(self, membrane_id: int, queries: np.ndarray,
+                         params: SearchParams) -> tuple[list, set]:
+        """`search` with segment hits left undecoded (layers.found_hits): (per query
+        [(score, id, payload)], the segments acquired for them, which the caller releases)."""
+        found = self._read_state(membrane_id).search(queries, params)
+        held: set = set()
+        return [found_hits(hits, held) for hits in found], held
 
     def _do_keyword_stats(self, membrane_id: int, terms: list[str]):
         """This shard's share of the BM25 corpus statistics (keyword_search.py, phase 1)."""

@@ -91,8 +91,8 @@ def test_ties_break_by_id_ascending(docs):
 
 
 def test_hits_tied_at_the_kth_score_across_shards_keep_their_metadata(tmp_path):
-    # Shards searched later are told the k-th best score so far and drop worse hits before
-    # decoding them: a tie at that score must survive (it may win on id), with its metadata.
+    # Hits are decoded only once the shards' hits are merged: a tie at the k-th score must
+    # survive the merge (it may win on id), with its own metadata.
     with pdb.open(tmp_path / "db", shards=4) as db:
         m = db.create_membrane("m", dim=2, metric="ip")
         ids = list(range(40))
@@ -103,6 +103,33 @@ def test_hits_tied_at_the_kth_score_across_shards_keep_their_metadata(tmp_path):
         tied = [i for i in ids if i % 3][:5]
         assert [(h.id, h.score, h.metadata) for h in hits] == [(i, 1.0, {"id": i}) for i in tied]
         assert [h.id for h in m.search_batch(np.array([[1.0, 0.0]]), k=5)[0]] == tied
+
+
+def test_search_decodes_metadata_of_the_final_k_only_and_lets_go_of_its_segments(
+        tmp_path, monkeypatch):
+    from pomaidb_core.segment import SegmentReader
+
+    rng = np.random.default_rng(3)
+    with pdb.open(tmp_path / "db", shards=4) as db:
+        m = db.create_membrane("m", dim=8, metric="cosine")
+        vectors = rng.standard_normal((2_000, 8)).astype(np.float32)
+        m.put_batch(np.arange(2_000), vectors, [{"n": i} for i in range(2_000)],
+                    texts=[f"t{i}" for i in range(2_000)])
+        db.freeze()
+        decoded = []
+        read = SegmentReader.metadata
+        monkeypatch.setattr(SegmentReader, "metadata",
+                            lambda self, rows: decoded.extend(rows) or read(self, rows))
+        for query in rng.standard_normal((20, 8)).astype(np.float32):
+            decoded.clear()
+            hits = m.search(query, k=5)
+            assert len(decoded) == 5  # not every shard's k best
+            assert [(h.metadata, h.text) for h in hits] == [({"n": h.id}, f"t{h.id}") for h in hits]
+            exact = m.search(query, k=5, exact=True)
+            assert [h.id for h in hits] == [h.id for h in exact]
+        segments = [seg for shard in range(4)
+                    for seg in db._shard(shard).shard._read_state(m.meta.membrane_id).segments]
+        assert len(segments) == 4 and all(seg._refs == 1 for seg in segments)  # held by the manifest only
 
 
 @pytest.mark.parametrize("bad_call", [
