@@ -575,6 +575,29 @@ def test_a_large_ingest_streams_in_bounded_batches_with_a_progress_bar(open_stor
     assert store.db.membrane("langchain").count() == 1300
 
 
+def test_a_failed_batch_write_stops_the_ingest_before_any_later_batch(open_store, monkeypatch):
+    # Writes run one batch behind the embedding (batching.WriteAhead): the batch after a
+    # failed one may be embedded already, but it must never be written.
+    store = open_store(HashingEmbeddings(dim=8))
+    store.add_texts(["seed"])
+    write = pdb.Membrane.put_batch
+    calls = []
+
+    def failing_second(self, *args, **kwargs):
+        calls.append(len(args[0]))
+        if len(calls) == 2:
+            raise pdb.StorageError("disk full")
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(pdb.Membrane, "put_batch", failing_second)
+    with pytest.raises(pdb.StorageError, match="disk full"):
+        store.add_texts([f"doc {i}" for i in range(500)], batch_size=100)
+    assert calls == [100, 100]
+    monkeypatch.undo()
+    assert store.db.membrane("langchain").count() == 101
+    assert store.get_by_ids(store.add_texts(["after"])) != []
+
+
 def test_progress_bar_is_off_unless_asked_for(open_store, capsys):
     store = open_store(HashingEmbeddings(dim=8))
     store.add_texts([f"t{i}" for i in range(10)])

@@ -8,9 +8,11 @@ refused before anything of the batch is written.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 import numpy as np
 
@@ -39,3 +41,35 @@ def batches(items: Iterable[Item], size: int) -> Iterator[Batch]:
             items=unique,
             engine_ids=distinct_engine_ids([item.doc_id for item in unique]),
         )
+
+
+class WriteAhead:
+    """Each batch's write runs on one helper thread while the caller embeds the next batch,
+    so a write (WAL, fsync, memtables: the engine's shard threads) overlaps the next batch's
+    embedding instead of following it. Writes stay one at a time and in order: `submit`
+    waits for the previous write first and raises its error, so a batch that fails stops the
+    ingest before any later batch is written. Leaving the `with` block waits for the last
+    write (raising its error unless another one is already on its way out).
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="pomaidb-langchain-write")
+        self._pending: Future | None = None
+
+    def wait(self) -> None:
+        """Block until the write in flight (if any) is done; raise its error."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def submit(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(write, *args, **kwargs)
+
+    def __enter__(self) -> WriteAhead:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self._pool.shutdown(wait=True)
+        if exc_type is None:
+            self.wait()

@@ -244,13 +244,16 @@ class PomaiDBVectorStore(VectorStore):
         show_progress: bool | None = None,
     ) -> list[str]:
         written: list[str] = []
-        for batch in self._batches(items, total, batch_size, show_progress, written):
-            membrane = self._open_membrane()
-            if membrane is not None:
-                records.check_no_collision(batch.items, membrane.get_batch(batch.engine_ids))
-            vectors = _as_matrix(self.embedding.embed_documents(batch.texts))
-            membrane = self._open_membrane(dim=vectors.shape[1], create=True)
-            membrane.put_batch(batch.engine_ids, vectors, _stored(batch), texts=batch.texts)
+        with batching.WriteAhead() as writer:
+            for batch in self._batches(items, total, batch_size, show_progress, written):
+                vectors = _as_matrix(self.embedding.embed_documents(batch.texts))
+                writer.wait()  # the collision check must see the previous batch
+                membrane = self._open_membrane()
+                if membrane is not None:
+                    records.check_no_collision(batch.items, membrane.get_batch(batch.engine_ids))
+                membrane = self._open_membrane(dim=vectors.shape[1], create=True)
+                writer.submit(membrane.put_batch, batch.engine_ids, vectors, _stored(batch),
+                              texts=batch.texts)
         return written
 
     async def _aingest(
@@ -279,7 +282,7 @@ class PomaiDBVectorStore(VectorStore):
         written: list[str],
     ) -> Iterator[batching.Batch]:
         """The write batches of an ingest; a batch counts as `written` (and on the progress
-        bar) once the loop that wrote it asks for the next one."""
+        bar) once the loop that writes it asks for the next one."""
         with self._progress_bar(total, show_progress) as bar:
             for batch in batching.batches(items, self._chosen_batch_size(batch_size)):
                 yield batch
