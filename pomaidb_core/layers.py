@@ -117,6 +117,9 @@ class SearchParams:
     # The request's query matrix in the metric's routing space (wsbr.routing_rows), computed
     # once per request instead of once per segment; None: each segment computes it.
     routing: np.ndarray | None = None
+    # Shards the search visits: ids spread evenly over them, so a shard's rows times this
+    # estimate the rows searched, of which each segment's share sets its WSBR budget.
+    shards: int = 1
 
 
 @dataclass
@@ -283,10 +286,11 @@ class MembraneState:
                 return kernels.topk(vectors, queries, kk, metric, mask=mask)
 
             _collect(rank, table, table.view_ids(), tables[:index], params.k, table.n, per_query)
+        searched = params.shards * (sum(t.n for t in tables) + sum(s.reader.n for s in self.segments))
         for position, seg in enumerate(self.segments):
             seg_mask = self.search_mask(position, params.flt)
-            _collect(_segment_ranker(seg, queries, metric, seg_mask, params), seg, seg.reader.ids,
-                     tables, params.k, seg.reader.n, per_query)
+            ranker = _segment_ranker(seg, queries, metric, seg_mask, params, seg.reader.n / searched)
+            _collect(ranker, seg, seg.reader.ids, tables, params.k, seg.reader.n, per_query)
         for found in per_query:
             found.sort(key=lambda c: (-c[0], c[1]))
             del found[params.k :]
@@ -347,13 +351,15 @@ def layer_vector(layer, row: int) -> np.ndarray:
     return np.array(layer.reader.vectors[row], dtype=np.float32)
 
 
-def _segment_ranker(seg: LiveSegment, queries, metric, mask, params: SearchParams) -> Callable:
+def _segment_ranker(seg: LiveSegment, queries, metric, mask, params: SearchParams,
+                    share: float) -> Callable:
     vectors = seg.reader.vectors
     if params.exact:
         return lambda kk: kernels.topk(vectors, queries, kk, metric, mask=mask)
     return lambda kk: wsbr.search_segment(
         vectors, seg.index, queries, kk, metric, mask=mask, top_blocks=params.top_blocks,
-        widen_blocks=params.widen_blocks, mode=params.mode, routing_queries=params.routing)
+        widen_blocks=params.widen_blocks, mode=params.mode, routing_queries=params.routing,
+        share=share)
 
 
 def _collect(rank: Callable, layer, ids: np.ndarray, newer: list[Memtable], k: int, n_rows: int,

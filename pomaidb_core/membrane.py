@@ -295,7 +295,8 @@ class Membrane:
             widen_blocks=(widen_blocks if widen_blocks is not None
                           else self._params.wsbr_widen_blocks),
             mode=self._params.wsbr_mode,
-            routing=None if matrix is None or exact else wsbr.routing_rows(matrix, self.metric))
+            routing=None if matrix is None or exact else wsbr.routing_rows(matrix, self.metric),
+            shards=self._db.shard_count)
         return _Request(matrix, terms, params, fusion, float(alpha))
 
     def _query_terms(self, texts: Any, matrix: np.ndarray | None) -> list[list[str]]:
