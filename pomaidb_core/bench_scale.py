@@ -14,7 +14,8 @@ one run, on one machine:
                   exact filtered ground truth, and whether k hits always came back
   compaction      db.compact() wall time
   reopen          a new process opens the database read-only: open, first query, first
-                  filtered query (cold: nothing of it is in this process)
+                  filtered query (cold: nothing of it is in this process), then an exact
+                  query, and the anonymous memory all of that added to the new process
   memory          the engine's own anonymous memory (db.stats() memory_bytes), and RSS and
                   anonymous memory of this whole process (which also holds the data and truth)
   hnswlib         M=16, ef_construction=200, ef raised until its recall@10 reaches ours:
@@ -24,7 +25,8 @@ Generated data (`bench_data.synthetic`): unit vectors drawn around rows/100 Gaus
 centres with spread 0.6 (per coordinate, before normalising), so neighbourhoods overlap
 the way sentence embeddings do; queries are drawn the same way. Ground truth is exact
 (numpy, in blocks). The issue's 1M x 384 row: `--sizes 1000000 --dim 384` (about 1.5 GB
-of vectors, and hnswlib's single-threaded build of them takes tens of minutes on 2 cores).
+of vectors; hnswlib's single-threaded build of them takes tens of minutes on 2 cores, which
+`--no-reference` skips).
 This machine is small and noisy: read the ratios, and repeat.
 """
 
@@ -58,6 +60,8 @@ def main(argv: list[str]) -> None:
                         help="generated data sets, comma-separated row counts (0: none)")
     parser.add_argument("--dim", type=int, default=128, help="dimension of generated data")
     parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--no-reference", action="store_true",
+                        help="no hnswlib reference (for sizes whose hnswlib build takes too long)")
     args = parser.parse_args(argv)
     print(machine_line())
     sets = []
@@ -71,7 +75,7 @@ def main(argv: list[str]) -> None:
     for what, base, queries in sets:
         print(f"\n== {what}")
         ours = _measure_pomaidb(base, queries, args.shards)
-        ref = _measure_hnswlib(base, queries, ours["recall"])
+        ref = None if args.no_reference else _measure_hnswlib(base, queries, ours["recall"])
         print(_report(ours, ref))
 
 
@@ -176,7 +180,9 @@ _COLD = """
 import json, sys, time
 import numpy as np
 import pomaidb_core as pdb
+from pomaidb_core.bench_scale import _memory
 query = np.array(json.loads(sys.argv[2]), dtype=np.float32)
+before = _memory()["RssAnon"]
 start = time.perf_counter()
 db = pdb.open(sys.argv[1], read_only=True)
 m = db.membrane("bench")
@@ -185,8 +191,10 @@ m.search(query, k=10)
 first = time.perf_counter()
 m.search(query, k=10, filter={"tag": 3})
 filtered = time.perf_counter()
+m.search(query, k=10, exact=True)
 print(json.dumps({"open_ms": 1e3 * (opened - start), "first_query_ms": 1e3 * (first - opened),
-                  "first_filtered_ms": 1e3 * (filtered - first)}))
+                  "first_filtered_ms": 1e3 * (filtered - first),
+                  "reopened_anon_mib": _memory()["RssAnon"] - before}))
 """
 
 
@@ -239,6 +247,9 @@ def _report(ours: dict, ref: dict | None) -> str:
         ("memory: engine (stats) / process RSS / anonymous / vectors",
          f"{ours['engine_mib']:,.0f} / {ours.get('VmRSS_mib', 0):,.0f} / "
          f"{ours.get('RssAnon_mib', 0):,.0f} / {ours['vector_mib']:,.0f} MiB", ""),
+        ("reopened process: anonymous memory added by open + query + filtered + exact",
+         f"{ours['reopened_anon_mib']:,.0f} MiB "
+         f"({ours['reopened_anon_mib'] / ours['vector_mib']:.1%} of the vectors)", ""),
     ]
     if ref is not None:
         rows.append(("hnswlib M=16: build / p50 / CPU p50", f"{ref['build_vps']:,.0f} vec/s / "

@@ -115,7 +115,7 @@ class Shard:
         self._unconfirmed: list[txn.CrossShardBatch] = []  # committed here, COMMIT not yet everywhere
         self._evidence = txn.Evidence()  # what replay found (txn.committed_keys)
         self._deferred_freezes: list[Future] = []  # freezes asked for while parts wait
-        self._last_write = 0.0  # time.monotonic() of the last write taken (idle freeze)
+        self._last_write = 0.0  # time.monotonic() of the last write or idle freeze attempt
         self._pending: list[Generation] = []
         self._compactions: dict[int, CompactionJob] = {}
         # Readers on other threads traverse _states under its shared side; the shard thread
@@ -343,8 +343,14 @@ class Shard:
         self._maybe_freeze()
 
     def freeze_if_idle(self) -> None:
-        """No write for idle_freeze_seconds: save what a bulk load left in the memtables."""
+        """No write for idle_freeze_seconds: save what a bulk load left in the memtables.
+
+        Tried once per idle period: a freeze can be blocked (a cross-shard batch waits for a
+        peer that is itself held back by backpressure), and retrying at once would spin the
+        shard thread, whose GIL then starves the very builds the peer waits for.
+        """
         if self.idle_wait() == 0:
+            self._last_write = time.monotonic()
             self._maybe_freeze(self._options.idle_freeze_min_records)
 
     # ------------------------------------------------------------------ writes

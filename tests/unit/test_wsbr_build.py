@@ -110,7 +110,7 @@ def test_default_budget_grows_with_k_so_recall_at_100_holds(built):
     """The default top_blocks is calibrated for the top 10; a search for 100 rows scores
     more blocks (wsbr.budget_scale). Measured: recall@100 0.990 (20.6 % of the rows
     scanned); with the top-10 budget it was 0.946."""
-    stored, order, index, queries, _ = built
+    stored, _, index, queries, _ = built
     _, truth = kernels.topk(stored, queries, 100, "cosine")
     _, found = wsbr.search_segment(stored, index, queries, 100, "cosine")
     hits = [len(set(f.tolist()) & set(t.tolist())) for f, t in zip(found, truth)]
