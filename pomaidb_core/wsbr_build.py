@@ -57,37 +57,27 @@ _CHUNK_ROWS = 8192  # rows per BLAS call when assigning: bounds the (rows, k) di
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
     """Each row scaled to unit length (zero rows stay zero): cosine's routing rows."""
-    return rows * _inverse_norms(rows)[:, None]
-
-
-def _inverse_norms(rows: np.ndarray) -> np.ndarray:
     norms = np.sqrt((rows * rows).sum(axis=1))
     inv = np.zeros_like(norms)
     np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
-    return inv
+    return rows * inv[:, None]
 
 
 class UnitRowView:
     """The rows of `vectors` at unit length, computed as they are read (slices and index
     arrays): the functions here read a cosine segment's routing rows through it instead of
-    a normalised copy, which at 1M x 384 costs 1.5 GB and seconds of page faults. The
-    inverse row norms are computed once (4 bytes a row): the build reads the rows a dozen
-    times, and each read then costs one multiplication instead of a norm."""
+    a normalised copy, which at 1M x 384 costs 1.5 GB and seconds of page faults."""
 
     def __init__(self, vectors: np.ndarray) -> None:
         self.vectors = vectors
         self.shape = vectors.shape
         self.dtype = vectors.dtype
-        self._inverse = np.empty(len(vectors), dtype=np.float32)
-        for start in range(0, len(vectors), _CHUNK_ROWS):
-            self._inverse[start : start + _CHUNK_ROWS] = _inverse_norms(
-                vectors[start : start + _CHUNK_ROWS])
 
     def __len__(self) -> int:
         return len(self.vectors)
 
     def __getitem__(self, index) -> np.ndarray:
-        return self.vectors[index] * self._inverse[index][:, None]
+        return unit_rows(self.vectors[index])
 
 
 def sample_rows(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
