@@ -204,7 +204,7 @@ class MembraneState:
             out[i] = True
         return out
 
-    def _find(self, keys: list[int]) -> Iterator[tuple[int, object, int]]:
+    def _find(self, keys: list[int]) -> Iterator[tuple[int, Memtable | LiveSegment, int]]:
         """(position in keys, layer, row) of each key's live version. The newest layer that
         holds a key decides (a tombstone hides it); each segment is probed once for every key
         the newer layers left open (one binary search per key, vectorised)."""
@@ -317,7 +317,7 @@ def found_hits(hits: list[tuple], held: set[LiveSegment]) -> list[tuple]:
     """(score, id, payload) of each (score, id, layer, row) hit: (metadata, text) for a
     memtable row, read now (memtable slots are overwritten in place), a SegmentRow for a
     segment row, whose segment is acquired once into `held`."""
-    out = []
+    out: list[tuple] = []
     for score, key, layer, row in hits:
         if isinstance(layer, Memtable):
             out.append((score, key, (layer_metadata(layer, row), layer_text(layer, row))))
