@@ -190,12 +190,8 @@ class MembraneState:
         """The live record of each key (None where there is none), newest layer first."""
         out: list[Record | None] = [None] * len(keys)
         for i, layer, row in self._find(keys):
-            if isinstance(layer, Memtable):
-                out[i] = Record(keys[i], layer.vectors[row].copy(),
-                                clone_metadata(layer.metadatas[row]), layer.texts[row])
-            else:
-                out[i] = Record(keys[i], np.array(layer.reader.vectors[row], dtype=np.float32),
-                                layer.reader.metadata([row])[0], layer.reader.texts([row])[0])
+            out[i] = Record(keys[i], layer_vector(layer, row), layer_metadata(layer, row),
+                            layer_text(layer, row))
         return out
 
     def is_live(self, keys: list[int]) -> list[bool]:
