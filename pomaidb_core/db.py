@@ -393,7 +393,7 @@ class DB:
         return reply
 
     def _tell_shards(self, cross: txn.CrossShardBatch, kind: str, *args: Any) -> None:
-        """A cross-shard batch's message (txn.py: "decide", "confirmed", "sync_commits"):
+        """A cross-shard batch's message (txn.py: "decide", "settled", "sync_commits"):
         post a `kind` command (one each: each runs it) to every shard of `cross` still open."""
         shards = self._shards
         for index in cross.shards:

@@ -617,8 +617,9 @@ class Shard:
                 "keeps its part in the log (no freeze) until the database is reopened")
         return None
 
-    def _do_confirmed(self) -> None:
-        """A batch this shard committed is now confirmed everywhere: the loop retries freezes."""
+    def _do_settled(self) -> None:
+        """A batch this shard committed is confirmed everywhere, or never will be: the loop's
+        end_drain runs the freezes it held, or fails them."""
 
     def _freeze(self, waiter: Future | None) -> None:
         assert self._wal is not None

@@ -132,8 +132,8 @@ class CrossShardBatch:
         self.confirmed = False  # every shard's COMMIT is written
         self.unconfirmable = False  # a shard failed to write its COMMIT
         self._sync_asked = False
-        # Posts a command to the batch's shards: "decide", "confirmed" (a confirmed batch
-        # no longer holds their freezes), "sync_commits" (write your pending COMMITs now)
+        # Posts a command to the batch's shards: "decide", "settled" (confirmed or
+        # unconfirmable: either way a freeze it held can now go ahead or fail), "sync_commits" (write your pending COMMITs now)
         self._tell = tell
         self._lock = threading.Lock()
 
@@ -160,19 +160,21 @@ class CrossShardBatch:
     def confirm(self, shard: int, written: bool) -> None:
         """Shard `shard` wrote its COMMIT (or failed to)."""
         with self._lock:
+            was_settled = self.confirmed or self.unconfirmable
             if not written:
                 self.unconfirmable = True
             self._unconfirmed.discard(shard)
-            became = written and not self._unconfirmed and not self.unconfirmable
-            self.confirmed = self.confirmed or became
-            wake = became and self._sync_asked
-        if wake:  # a freeze waits for it (one asking later finds it confirmed, see ask_sync)
-            self._tell(self, "confirmed")
+            self.confirmed = self.confirmed or (not self._unconfirmed and not self.unconfirmable)
+            wake = self._sync_asked and not was_settled and (self.confirmed or self.unconfirmable)
+        # A freeze waits for it (one asking later finds it settled, see ask_sync); an idle
+        # shard has nothing else to wake it, and would hold the freeze's caller forever.
+        if wake:
+            self._tell(self, "settled")
 
     def ask_sync(self) -> None:
         """A shard's freeze waits for this batch: have every shard write its COMMIT now (once).
         The asker runs "sync_commits" too, so it looks again even if the batch was confirmed
-        meanwhile without a "confirmed" message."""
+        meanwhile without a "settled" message."""
         with self._lock:
             asked, self._sync_asked = self._sync_asked, True
         if not asked:

@@ -298,3 +298,31 @@ def test_a_full_shard_freezes_after_a_batch_although_its_peer_stays_idle(tmp_pat
     with pdb.open(tmp_path / "db") as db:
         m = db.membrane("m")
         assert all(m.exists(k) for k in keys + on_0)
+
+
+def test_a_freeze_held_by_a_batch_whose_commit_fails_on_the_peer_fails_instead_of_hanging(tmp_path):
+    """Shard 0's freeze waits for its peer's COMMIT of an acknowledged batch; the peer's WAL
+    write fails, so that COMMIT never comes. The freeze must fail (StorageError), not wait for
+    a command that an idle shard never gets; the batch survives the reopen whole."""
+    keys = list(range(100, 140))
+    with pdb.open(tmp_path / "db", shards=2, sync="batch", idle_freeze_seconds=0) as db:
+        m = db.create_membrane("m", dim=DIM, metric="l2")
+        m.put_batch(*_batch(keys))
+        outcome: list[BaseException | None] = []
+
+        def freeze() -> None:
+            try:
+                db.freeze()
+                outcome.append(None)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        with FailingDisk(lambda op, p: op == "write" and "shard_1/" in p and p.endswith(".wal")):
+            waiter = threading.Thread(target=freeze, daemon=True)
+            waiter.start()
+            waiter.join(timeout=20)
+        assert outcome, "db.freeze() hung"
+        assert isinstance(outcome[0], pdb.StorageError), outcome
+    with pdb.open(tmp_path / "db") as db:
+        m = db.membrane("m")
+        assert all(m.exists(k) for k in keys)

@@ -86,7 +86,7 @@ def test_a_batch_is_confirmed_once_every_shard_wrote_its_commit():
     cross.ask_sync()  # once: a waiting freeze asks at every drain
     assert told == ["sync_commits"]
     cross.confirm(1, written=True)
-    assert cross.confirmed and told == ["sync_commits", "confirmed"]
+    assert cross.confirmed and told == ["sync_commits", "settled"]
     quiet = txn.CrossShardBatch([0, 1], lambda c, kind: told.append(kind))
     quiet.confirm(0, written=True)
     quiet.confirm(1, written=True)  # nobody waits for it: no message
@@ -95,3 +95,15 @@ def test_a_batch_is_confirmed_once_every_shard_wrote_its_commit():
     failed.confirm(0, written=False)
     failed.confirm(1, written=True)
     assert not failed.confirmed and failed.unconfirmable and len(told) == 2
+
+
+def test_a_batch_that_becomes_unconfirmable_wakes_the_freezes_waiting_for_it():
+    """A freeze held by the batch must learn that it will never be confirmed (and fail)
+    without waiting for some unrelated command to wake its shard: an idle shard would wait
+    forever (the hang a disk-fault sweep found once the idle freeze stopped spinning)."""
+    told = []
+    cross = txn.CrossShardBatch([0, 1], lambda c, kind: told.append(kind))
+    cross.confirm(0, written=True)
+    cross.ask_sync()
+    cross.confirm(1, written=False)
+    assert cross.unconfirmable and told == ["sync_commits", "settled"]
