@@ -133,7 +133,8 @@ class CrossShardBatch:
         self.unconfirmable = False  # a shard failed to write its COMMIT
         self._sync_asked = False
         # Posts a command to the batch's shards: "decide", "settled" (confirmed or
-        # unconfirmable: either way a freeze it held can now go ahead or fail), "sync_commits" (write your pending COMMITs now)
+        # unconfirmable: either way a freeze it held can now go ahead or fail),
+        # "sync_commits" (write your pending COMMITs now)
         self._tell = tell
         self._lock = threading.Lock()
 
