@@ -183,6 +183,10 @@ def topk_blocks_int8(
     scale: F32Array,
     residual: F32Array,
     norm: F32Array,
+    signs: npt.NDArray[np.uint64] | None = None,
+    query_signs: npt.NDArray[np.uint64] | None = None,
+    sign_sigmas: float = 3.0,
+    keep_min: int = 1,
 ) -> tuple[F32Array, npt.NDArray[np.int64]]:
     """topk_blocks, bit for bit, reading an int8 copy of the rows first.
 
@@ -195,12 +199,19 @@ def topk_blocks_int8(
     float.  The rest are scored exactly, so the result is that of topk_blocks whatever the
     codes, as long as residual and norm are true (an upper bound on residual is fine).
     Queries are scored one by one (no block sharing across a batch): meant for few queries.
+
+    With signs (n, w) and query_signs (q, w) uint64 sign codes (w = ceil(d / 64), see
+    wsbr_build.sign_codes), a sign stage runs first: of the allowed rows of a query's blocks
+    only those within max(floor(min(d, d_k + sign_sigmas * sqrt(d_k * (1 - d_k / d)))), the
+    keep_min-th smallest distance) of its code go on, d_k the k-th smallest Hamming distance
+    (a band of binomial standard deviations), and the result is topk over those rows; if
+    they are more than 40% of the rows, over all of them (streaming beats scattered reads).
     """
     _check_metric(metric)
     _check_k(k)
     top_scores, top_rows = _kernels.topk_blocks_int8(
         vectors, _as_query_matrix(queries), int(k), metric, mask, block_ranges, ptr, blocks,
-        codes, scale, residual, norm
+        codes, scale, residual, norm, signs, query_signs, float(sign_sigmas), int(keep_min)
     )
     return top_scores, top_rows
 

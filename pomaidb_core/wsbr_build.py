@@ -375,3 +375,20 @@ def int8_rows(routing, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
         stats[1, start:stop] = np.nextafter(residual.astype(np.float32), np.float32(np.inf))
         stats[2, start:stop] = np.nextafter(norm.astype(np.float32), np.float32(np.inf))
     return codes, stats[0].copy(), stats[1].copy(), stats[2].copy()
+
+
+def sign_codes(routing, mu: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """(n, ceil(d / 64)) uint64 sign codes of routing[order] (of routing when order is None):
+    bit i of word i // 64 is set iff coordinate i of the row minus `mu` is > 0; padding bits
+    are zero. One float32 subtraction and comparison per coordinate, so a query's code (made
+    by the same function at search time) matches however it is batched."""
+    n, dim = routing.shape[0] if order is None else len(order), routing.shape[1]
+    words = -(-dim // 64)
+    codes = np.zeros((n, words * 8), dtype=np.uint8)
+    mu = np.asarray(mu, dtype=np.float32)
+    for start in range(0, n, _CHUNK_ROWS):
+        stop = min(n, start + _CHUNK_ROWS)
+        rows = routing[start:stop] if order is None else routing[order[start:stop]]
+        bits = np.packbits(np.asarray(rows, dtype=np.float32) - mu > 0, axis=1, bitorder="little")
+        codes[start:stop, : bits.shape[1]] = bits
+    return codes.view("<u8").astype(np.uint64, copy=False)

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "pomaidb/bm25.h"
@@ -284,12 +285,40 @@ Int8Rows require_int8_rows(const py::object& codes_obj, const py::object& scale_
   return {static_cast<const std::int8_t*>(codes.data()), stats[0], stats[1], stats[2]};
 }
 
+// The sign stage's codes (None: no sign stage): (rows, words) and (queries, words) uint64 with
+// words = ceil(d / 64), and how many rows of a query's blocks it keeps.
+std::optional<SignCodes> require_signs(const py::object& signs_obj,
+                                       const py::object& query_signs_obj, double sigmas,
+                                       std::int64_t keep_min, const BlockTopkRequest& request) {
+  if (signs_obj.is_none() && query_signs_obj.is_none()) return std::nullopt;
+  const std::size_t words = (request.vectors.cols + 63) / 64;
+  py::array rows = require_array<std::uint64_t>(signs_obj, "signs", 2, "uint64");
+  py::array queries = require_array<std::uint64_t>(query_signs_obj, "query_signs", 2, "uint64");
+  const auto shape_of = [](const py::array& a) {
+    return std::make_pair(static_cast<std::size_t>(a.shape(0)),
+                          static_cast<std::size_t>(a.shape(1)));
+  };
+  if (shape_of(rows) != std::make_pair(request.vectors.rows, words) ||
+      shape_of(queries) != std::make_pair(request.queries.rows, words)) {
+    invalid("signs and query_signs must be (rows, " + std::to_string(words) + ") and (queries, " +
+            std::to_string(words) + ") uint64 codes");
+  }
+  if (!(sigmas >= 0.0 && sigmas < 1e9) || keep_min < 1) {
+    invalid("sign_sigmas must be a finite number >= 0 and keep_min >= 1");
+  }
+  return SignCodes{static_cast<const std::uint64_t*>(rows.data()),
+                   static_cast<const std::uint64_t*>(queries.data()), words, sigmas,
+                   static_cast<std::size_t>(keep_min)};
+}
+
 py::tuple topk_blocks_int8(const py::object& vectors_obj, const py::object& queries_obj,
                            std::int64_t k, const std::string& metric_name,
                            const py::object& mask_obj, const py::object& ranges_obj,
                            const py::object& ptr_obj, const py::object& blocks_obj,
                            const py::object& codes_obj, const py::object& scale_obj,
-                           const py::object& residual_obj, const py::object& norm_obj) {
+                           const py::object& residual_obj, const py::object& norm_obj,
+                           const py::object& signs_obj, const py::object& query_signs_obj,
+                           double sigmas, std::int64_t keep_min) {
   BlockTopkRequest request{};
   request.vectors = require_vectors(vectors_obj);
   request.queries = require_queries(queries_obj, request.vectors);
@@ -306,13 +335,16 @@ py::tuple topk_blocks_int8(const py::object& vectors_obj, const py::object& quer
       require_query_blocks(ptr_obj, blocks_obj, request.queries.rows, request.blocks.size());
   const Int8Rows rows =
       require_int8_rows(codes_obj, scale_obj, residual_obj, norm_obj, request.vectors);
+  const std::optional<SignCodes> signs =
+      require_signs(signs_obj, query_signs_obj, sigmas, keep_min, request);
   py::array_t<float> out_scores({request.queries.rows, request.k});
   py::array_t<std::int64_t> out_rows({request.queries.rows, request.k});
   float* scores_dst = out_scores.mutable_data();
   std::int64_t* rows_dst = out_rows.mutable_data();
   {
     py::gil_scoped_release nogil;
-    compute_topk_blocks_int8(active_kernels(), request, rows, scores_dst, rows_dst);
+    compute_topk_blocks_int8(active_kernels(), request, rows, signs ? &*signs : nullptr,
+                             scores_dst, rows_dst);
   }
   return py::make_tuple(out_scores, out_rows);
 }
@@ -596,7 +628,9 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("topk_blocks_int8", &topk_blocks_int8, py::arg("vectors"), py::arg("queries"),
         py::arg("k"), py::arg("metric"), py::arg("mask"), py::arg("block_ranges"),
         py::arg("ptr"), py::arg("blocks"), py::arg("codes"), py::arg("scale"),
-        py::arg("residual"), py::arg("norm"));
+        py::arg("residual"), py::arg("norm"), py::arg("signs") = py::none(),
+        py::arg("query_signs") = py::none(), py::arg("sign_sigmas") = 3.0,
+        py::arg("keep_min") = 1);
   m.def("l2_norms", &l2_norms, py::arg("vectors"));
   m.def("dot_int8_rows", &dot_int8_rows, py::arg("matrix"), py::arg("queries"), py::arg("rows"));
   m.def("argtopk", &argtopk, py::arg("values"), py::arg("count"));

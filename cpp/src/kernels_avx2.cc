@@ -185,6 +185,16 @@ void hamming64(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
   }
 }
 
+void hamming_rows(const std::uint64_t* codes, std::size_t words, std::size_t start,
+                  std::size_t end, const std::uint64_t* q, std::uint32_t* out) {
+  for (std::size_t row = start; row < end; ++row) {
+    const std::uint64_t* code = codes + row * words;
+    std::uint64_t acc = 0;
+    for (std::size_t w = 0; w < words; ++w) acc += static_cast<std::uint64_t>(_mm_popcnt_u64(code[w] ^ q[w]));
+    out[row - start] = static_cast<std::uint32_t>(acc);
+  }
+}
+
 std::uint32_t crc32c(std::uint32_t crc, const unsigned char* data, std::size_t len) {
   std::uint64_t state = ~crc;
   for (; len >= 8; len -= 8, data += 8) {

@@ -101,6 +101,16 @@ void hamming64(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
   }
 }
 
+void hamming_rows(const std::uint64_t* codes, std::size_t words, std::size_t start,
+                  std::size_t end, const std::uint64_t* q, std::uint32_t* out) {
+  for (std::size_t row = start; row < end; ++row) {
+    const std::uint64_t* code = codes + row * words;
+    std::uint32_t acc = 0;
+    for (std::size_t w = 0; w < words; ++w) acc += static_cast<std::uint32_t>(std::popcount(code[w] ^ q[w]));
+    out[row - start] = acc;
+  }
+}
+
 std::uint32_t crc32c(std::uint32_t crc, const unsigned char* data, std::size_t len) {
   const auto& t = kCrc.t;
   crc = ~crc;

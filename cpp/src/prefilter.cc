@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace pomai {
@@ -132,65 +133,199 @@ struct Candidate {
   float high;
 };
 
-// The allowed rows of query j's blocks whose interval reaches the k-th best lower end, as
-// sorted disjoint ranges.  Block by block: a row whose upper end is already below the running
-// floor is dropped at once (the final floor is at least as high), so only a short candidate
-// list outlives the pass.
-std::vector<RowRange> survivors(const KernelTable& kernels, const BlockTopkRequest& request,
-                                const Int8Rows& rows, const QuantQuery& q, std::size_t j,
-                                double rel_margin) {
+bool allowed(const BlockTopkRequest& request, std::size_t row) {
+  return request.mask == nullptr || request.mask[row] != 0;
+}
+
+// The allowed rows of `blocks` that the sign stage keeps for query j (see SignCodes), in block
+// order, or nothing when it keeps more than kMaxScatteredShare of them: scattered rows cost
+// about 2.5 times streamed ones, so the blocks are then scanned whole.  Codes are read block
+// by block (contiguous runs), distances kept beside their rows.
+std::optional<std::vector<std::int64_t>> nearest_signs(const KernelTable& kernels,
+                                                       const BlockTopkRequest& request,
+                                                       const SignCodes& signs,
+                                                       const std::vector<std::int64_t>& blocks,
+                                                       std::size_t j) {
+  constexpr double kMaxScatteredShare = 0.4;
+  constexpr std::size_t kAheadBlocks = 4;
+  const std::uint64_t* query = signs.queries + j * signs.words;
+  const auto block = [&](std::size_t i) {
+    return request.blocks[static_cast<std::size_t>(blocks[i])];
+  };
+  const auto prefetch = [&](std::size_t i) {
+    if (i >= blocks.size()) return;
+    const RowRange r = block(i);
+    const auto* first = reinterpret_cast<const std::int8_t*>(signs.rows + r.start * signs.words);
+    const std::size_t bytes = (r.end - r.start) * signs.words * sizeof(std::uint64_t);
+    for (std::size_t b = 0; b < bytes; b += 64) __builtin_prefetch(first + b, 0, 1);
+  };
+  for (std::size_t i = 0; i < kAheadBlocks; ++i) prefetch(i);
+  std::vector<std::int64_t> ids;
+  std::vector<std::uint32_t> distance;
+  std::vector<std::uint32_t> in_block;
+  std::vector<std::size_t> histogram(signs.words * 64 + 1, 0);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    prefetch(i + kAheadBlocks);
+    const RowRange r = block(i);
+    in_block.resize(r.end - r.start);
+    kernels.hamming_rows(signs.rows, signs.words, r.start, r.end, query, in_block.data());
+    for (std::size_t row = r.start; row < r.end; ++row) {
+      if (!allowed(request, row)) continue;
+      ids.push_back(static_cast<std::int64_t>(row));
+      distance.push_back(in_block[row - r.start]);
+      ++histogram[in_block[row - r.start]];
+    }
+  }
+  if (ids.empty()) return ids;
+  // The m-th smallest distance (1 <= m <= ids.size()), from the histogram.
+  const auto nth = [&](std::size_t m) {
+    std::uint32_t distance_m = 0;
+    for (std::size_t seen = histogram[0]; seen < m; seen += histogram[++distance_m]) {
+    }
+    return distance_m;
+  };
+  const double dk = nth(std::min(request.k, ids.size()));
+  const double bits = static_cast<double>(request.queries.cols);
+  const double band = dk + signs.sigmas * std::sqrt(dk * std::max(0.0, 1.0 - dk / bits));
+  const std::uint32_t limit =
+      std::max(static_cast<std::uint32_t>(std::min(band, bits)), nth(std::min(signs.keep_min, ids.size())));
+  std::size_t within = 0;
+  for (std::uint32_t d = 0; d <= limit; ++d) within += histogram[d];
+  if (static_cast<double>(within) > kMaxScatteredShare * static_cast<double>(ids.size())) {
+    return std::nullopt;
+  }
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (distance[i] <= limit) ids[kept++] = ids[i];
+  }
+  ids.resize(kept);
+  return ids;
+}
+
+// Scores rows in int8 and keeps those whose interval can still reach the k best: a row whose
+// upper end is already below the running floor is dropped at once (the final floor is at
+// least as high), so only a short candidate list outlives the pass.
+class Int8Pass {
+ public:
+  Int8Pass(const KernelTable& kernels, const BlockTopkRequest& request, const Int8Rows& rows,
+           const QuantQuery& q, double rel_margin)
+      : kernels_(kernels), request_(request), rows_(rows), q_(q), rel_margin_(rel_margin),
+        lows_(request.k) {}
+
+  void score(const std::vector<std::int64_t>& ids) {
+    dots_.resize(ids.size());
+    kernels_.dot_i8_rows(rows_.codes, request_.queries.cols, ids.data(), ids.size(),
+                         q_.codes.data(), dots_.data());
+    for (std::size_t t = 0; t < ids.size(); ++t) {
+      const auto row = static_cast<std::size_t>(ids[t]);
+      const Interval v = score_interval(q_, dots_[t], row, rows_, request_.metric, rel_margin_);
+      lows_.add(v.low);
+      if (v.high >= lows_.floor()) candidates_.push_back({row, v.high});
+    }
+  }
+
+  // The rows that can still make the k best, as sorted disjoint ranges.
+  std::vector<RowRange> survivors() const {
+    const float floor = lows_.floor();
+    std::vector<std::size_t> kept;
+    for (const Candidate& c : candidates_) {
+      if (c.high >= floor) kept.push_back(c.row);
+    }
+    std::sort(kept.begin(), kept.end());
+    std::vector<RowRange> out;
+    for (const std::size_t row : kept) {
+      if (!out.empty() && out.back().end == row) {
+        out.back().end = row + 1;
+      } else {
+        out.push_back({row, row + 1});
+      }
+    }
+    return out;
+  }
+
+ private:
+  const KernelTable& kernels_;
+  const BlockTopkRequest& request_;
+  const Int8Rows& rows_;
+  const QuantQuery& q_;
+  double rel_margin_;
+  LowerEnds lows_;
+  std::vector<Candidate> candidates_;
+  std::vector<std::int32_t> dots_;
+};
+
+// Every allowed row of query j's blocks, block by block, each block's codes prefetched a few
+// blocks ahead.
+void scan_blocks(const BlockTopkRequest& request, const Int8Rows& rows,
+                 const std::vector<std::int64_t>& blocks, Int8Pass& pass) {
   constexpr std::size_t kAheadBlocks = 2;
   const std::size_t d = request.queries.cols;
-  const std::vector<std::int64_t> blocks = blocks_of_query(request, j);
   const auto block = [&](std::size_t i) {
     return request.blocks[static_cast<std::size_t>(blocks[i])];
   };
   for (std::size_t i = 0; i < std::min(kAheadBlocks, blocks.size()); ++i) {
     prefetch_block(rows.codes, d, block(i));
   }
-  LowerEnds lows(request.k);
-  std::vector<Candidate> candidates;
   std::vector<std::int64_t> ids;
-  std::vector<std::int32_t> dots;
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     if (i + kAheadBlocks < blocks.size()) prefetch_block(rows.codes, d, block(i + kAheadBlocks));
     const RowRange r = block(i);
     ids.clear();
     for (std::size_t row = r.start; row < r.end; ++row) {
-      if (request.mask == nullptr || request.mask[row] != 0) {
-        ids.push_back(static_cast<std::int64_t>(row));
-      }
+      if (allowed(request, row)) ids.push_back(static_cast<std::int64_t>(row));
     }
-    dots.resize(ids.size());
-    kernels.dot_i8_rows(rows.codes, d, ids.data(), ids.size(), q.codes.data(), dots.data());
-    for (std::size_t t = 0; t < ids.size(); ++t) {
-      const auto row = static_cast<std::size_t>(ids[t]);
-      const Interval v = score_interval(q, dots[t], row, rows, request.metric, rel_margin);
-      lows.add(v.low);
-      if (v.high >= lows.floor()) candidates.push_back({row, v.high});
+    pass.score(ids);
+  }
+}
+
+// The rows the sign stage kept, a chunk at a time, the next chunk's codes prefetched (they
+// are scattered rows now, not whole blocks).
+void scan_rows(const BlockTopkRequest& request, const Int8Rows& rows,
+               const std::vector<std::int64_t>& kept, Int8Pass& pass) {
+  constexpr std::size_t kChunk = 8;
+  constexpr std::size_t kAhead = 1;  // chunks
+  const std::size_t d = request.queries.cols;
+  const auto prefetch = [&](std::size_t from) {
+    for (std::size_t i = from; i < std::min(from + kChunk, kept.size()); ++i) {
+      prefetch_block(rows.codes, d, {static_cast<std::size_t>(kept[i]),
+                                     static_cast<std::size_t>(kept[i]) + 1});
     }
+  };
+  for (std::size_t c = 0; c < kAhead; ++c) prefetch(c * kChunk);
+  std::vector<std::int64_t> ids;
+  for (std::size_t start = 0; start < kept.size(); start += kChunk) {
+    prefetch(start + kAhead * kChunk);
+    ids.assign(kept.begin() + static_cast<std::ptrdiff_t>(start),
+               kept.begin() + static_cast<std::ptrdiff_t>(std::min(start + kChunk, kept.size())));
+    pass.score(ids);
   }
-  const float floor = lows.floor();
-  std::vector<std::size_t> kept;
-  for (const Candidate& c : candidates) {
-    if (c.high >= floor) kept.push_back(c.row);
-  }
-  std::sort(kept.begin(), kept.end());
-  std::vector<RowRange> out;
-  for (const std::size_t row : kept) {
-    if (!out.empty() && out.back().end == row) {
-      out.back().end = row + 1;
+}
+
+// The allowed rows of query j's blocks (those the sign stage keeps, with `signs`) whose
+// interval reaches the k-th best lower end, as sorted disjoint ranges.
+std::vector<RowRange> survivors(const KernelTable& kernels, const BlockTopkRequest& request,
+                                const Int8Rows& rows, const SignCodes* signs,
+                                const QuantQuery& q, std::size_t j, double rel_margin) {
+  const std::vector<std::int64_t> blocks = blocks_of_query(request, j);
+  Int8Pass pass(kernels, request, rows, q, rel_margin);
+  if (signs == nullptr) {
+    scan_blocks(request, rows, blocks, pass);
+  } else {
+    const auto kept = nearest_signs(kernels, request, *signs, blocks, j);
+    if (kept) {
+      scan_rows(request, rows, *kept, pass);
     } else {
-      out.push_back({row, row + 1});
+      scan_blocks(request, rows, blocks, pass);
     }
   }
-  return out;
+  return pass.survivors();
 }
 
 }  // namespace
 
 void compute_topk_blocks_int8(const KernelTable& kernels, const BlockTopkRequest& request,
-                              const Int8Rows& rows, float* out_scores, std::int64_t* out_rows) {
+                              const Int8Rows& rows, const SignCodes* signs, float* out_scores,
+                              std::int64_t* out_rows) {
   const std::size_t d = request.queries.cols;
   const double rel_margin = static_cast<double>(d + 16) / (1 << 20);
   for (std::size_t j = 0; j < request.queries.rows; ++j) {
@@ -199,7 +334,7 @@ void compute_topk_blocks_int8(const KernelTable& kernels, const BlockTopkRequest
     // The survivors go through compute_topk, so each (row, query) scores exactly as in
     // compute_topk_blocks (a row's score does not depend on the rows scored beside it).
     TopkRequest exact{request.vectors, Matrix{query, 1, d}, request.metric, request.k, nullptr,
-                      survivors(kernels, request, rows, q, j, rel_margin)};
+                      survivors(kernels, request, rows, signs, q, j, rel_margin)};
     compute_topk(kernels, exact, out_scores + j * request.k, out_rows + j * request.k);
   }
 }

@@ -318,17 +318,53 @@ def _without_row_codes(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
     return old
 
 
-def test_version_1_sidecar_opens_and_searches_like_version_2(data):
-    base, queries = data
+def _without_signs(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
+    """The index as a version 2 sidecar holds it (written before the sign codes)."""
+    old = copy.copy(index)
+    assert old.rows is not None
+    old.rows = old.rows._replace(signs=None)
+    return old
+
+
+@pytest.fixture(scope="module")
+def signed_data():
+    """128-d blobs: enough sign bits for the calibration to choose a sign stage."""
+    return clustered(6000, 128, 60, seed=1), clustered(64, 128, 60, seed=2)
+
+
+@pytest.mark.parametrize(("older", "version"), [(_without_row_codes, 1), (_without_signs, 2)])
+def test_older_sidecars_open_and_search_like_version_2(signed_data, older, version):
+    """Versions 1 and 2 read back as written; both scan the routed blocks whole, alike."""
+    base, queries = signed_data
     vectors, index = build(base, "cosine", wsbr_block_size=16)
-    v1 = _without_row_codes(index).to_bytes(42)
-    assert int.from_bytes(v1[4:6], "little") == 1 and len(v1) < len(index.to_bytes(42))
-    again = wsbr.WsbrIndex.from_bytes(v1, n_rows=len(base), dim=24, segment_checksum=42)
-    assert again.rows is None and again.to_bytes(42) == v1
+    assert int.from_bytes(index.to_bytes(42)[4:6], "little") == 3
+    data_ = older(index).to_bytes(42)
+    assert int.from_bytes(data_[4:6], "little") == version
+    again = wsbr.WsbrIndex.from_bytes(data_, n_rows=len(base), dim=128, segment_checksum=42)
+    assert again.to_bytes(42) == data_
+    assert (again.rows is None) == (version == 1)
+    assert again.rows is None or again.rows.signs is None
+    v2 = _without_signs(index)
     for query in queries[:8]:
         a = wsbr.search_segment(vectors, again, query, 10, "cosine")
-        b = wsbr.search_segment(vectors, index, query, 10, "cosine")
+        b = wsbr.search_segment(vectors, v2, query, 10, "cosine")
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_sign_stage_keeps_recall_and_a_query_answers_alike_in_any_batch(signed_data, metric):
+    """Default budgets on a version 3 index go through the sign stage, for one query or a
+    batch of 64 alike; recall is that of scanning the routed blocks whole, or better."""
+    base, queries = signed_data
+    vectors, index = build(base, metric, wsbr_block_size=16)
+    assert index.rows is not None and index.rows.signs is not None
+    truth = brute_force(vectors, queries, 10, metric)
+    batch = wsbr.search_segment(vectors, index, queries, 10, metric)
+    for i in (0, 7, 63):
+        alone = wsbr.search_segment(vectors, index, queries[i], 10, metric)
+        assert np.array_equal(alone[1][0], batch[1][i]) and np.array_equal(alone[0][0], batch[0][i])
+    whole = wsbr.search_segment(vectors, _without_signs(index), queries, 10, metric)
+    assert recall(batch[1], truth) >= recall(whole[1], truth) - 0.02
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -347,3 +383,13 @@ def test_int8_prefilter_gives_the_float_scan_answer_bit_for_bit(data, metric):
             assert np.array_equal(alone[0][0], floats[0][i])
             assert np.array_equal(alone[1][0], floats[1][i])
         assert np.array_equal(batch[1], floats[1]) and np.array_equal(batch[0], floats[0])
+
+
+
+def test_few_dimensions_or_explicit_knobs_get_no_sign_codes(data, signed_data):
+    """24 sign bits cannot separate rows, and knobs set at build are searched as given:
+    both keep the plain int8 scan (version 2 sidecars)."""
+    for base, params in ((data[0], {}), (signed_data[0], {"wsbr_top_blocks": 30})):
+        _, index = build(base, "cosine", **params)
+        assert index.rows is not None and index.rows.signs is None
+        assert int.from_bytes(index.to_bytes(1)[4:6], "little") == 2

@@ -46,6 +46,11 @@ using DotI8RowsFn = void (*)(const std::int8_t* matrix, std::size_t d, const std
 using Hamming64Fn = void (*)(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
                              std::uint32_t* out);
 
+// out[i] = sum over w < words of popcount(codes[(start + i) * words + w] ^ q[w]), for the rows
+// start <= row < end of a (rows, words) matrix of multi-word bit codes.
+using HammingRowsFn = void (*)(const std::uint64_t* codes, std::size_t words, std::size_t start,
+                               std::size_t end, const std::uint64_t* q, std::uint32_t* out);
+
 // Continues a CRC32C (Castagnoli, reflected polynomial 0x82F63B78) over `len` more bytes.
 // `crc` is a finished checksum (0 for none), so crc32c(b, crc32c(a)) == crc32c(a + b).
 using Crc32cFn = std::uint32_t (*)(std::uint32_t crc, const unsigned char* data, std::size_t len);
@@ -56,6 +61,7 @@ struct KernelTable {
   L2sqTileFn l2sq_tile;
   DotI8RowsFn dot_i8_rows;
   Hamming64Fn hamming64;
+  HammingRowsFn hamming_rows;
   Crc32cFn crc32c;
 };
 
@@ -81,12 +87,16 @@ POMAI_DECLARE_SIMILARITY_KERNELS(avx512)
 namespace scalar {
 void hamming64(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
                std::uint32_t* out);
+void hamming_rows(const std::uint64_t* codes, std::size_t words, std::size_t start,
+                  std::size_t end, const std::uint64_t* q, std::uint32_t* out);
 std::uint32_t crc32c(std::uint32_t crc, const unsigned char* data, std::size_t len);
 }  // namespace scalar
 
 namespace avx2 {
 void hamming64(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
                std::uint32_t* out);
+void hamming_rows(const std::uint64_t* codes, std::size_t words, std::size_t start,
+                  std::size_t end, const std::uint64_t* q, std::uint32_t* out);
 std::uint32_t crc32c(std::uint32_t crc, const unsigned char* data, std::size_t len);
 }  // namespace avx2
 

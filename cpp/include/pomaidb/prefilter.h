@@ -21,11 +21,31 @@ struct Int8Rows {
   const float* norm;         // vectors.rows: |routing row|
 };
 
-// compute_topk_blocks, same outputs bit for bit.  Per query: every allowed row of its blocks
+// The optional sign stage before the int8 pass.  Bit i of a row's code is set iff coordinate i
+// of its routing row minus the segment's centre is > 0 (`words` 64-bit words a row, padding
+// bits zero), and the query's code is made the same way.  Per query, of the allowed rows of
+// its blocks only those whose Hamming distance to the query's code is at most
+//   max(floor(min(D, d_k + sigmas * sqrt(d_k * (1 - d_k / D)))), the keep_min-th smallest)
+// go on, d_k being the k-th smallest distance and D = vectors.cols: a band of `sigmas`
+// binomial standard deviations above the k-th nearest code, so a query whose codes separate
+// its neighbours poorly keeps more rows.  When that is more than 40% of the rows, all are
+// scored (scattered rows cost about 2.5 times streamed ones).  48 bytes a 384-d row instead of
+// 384 lets a query route to more blocks and still read fewer bytes (wsbr.py measures it).
+struct SignCodes {
+  const std::uint64_t* rows;     // vectors.rows x words
+  const std::uint64_t* queries;  // queries.rows x words
+  std::size_t words;
+  double sigmas;         // >= 0
+  std::size_t keep_min;  // >= 1
+};
+
+// compute_topk_blocks, same outputs bit for bit (with `signs`: compute_topk over the rows the
+// sign stage keeps).  Per query: every allowed row of its blocks
 // gets an interval certain to hold its float score (int8 estimate +- a Cauchy-Schwarz bound on
 // both quantisation errors, plus a margin for float rounding); rows whose upper end is below
 // the k-th best lower end cannot make the top k, and only the rest are scored exactly.
 void compute_topk_blocks_int8(const KernelTable& kernels, const BlockTopkRequest& request,
-                              const Int8Rows& rows, float* out_scores, std::int64_t* out_rows);
+                              const Int8Rows& rows, const SignCodes* signs, float* out_scores,
+                              std::int64_t* out_rows);
 
 }  // namespace pomai
