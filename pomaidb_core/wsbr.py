@@ -178,12 +178,23 @@ _INT8_MAX_BATCH = 8
 # directions against pypi-100k, 128-d blobs against other blobs) 40% / 0.968 and 85% / 0.991,
 # where a fixed 5% share kept only 0.62 and 0.59 of them. Scan time on pypi-100k (one segment,
 # 300 real queries): 0.33 ms for T blocks scanned whole (recall 0.957), 0.17 ms for 1.5T
-# blocks and a 5% share (0.969). Segments of fewer than _SIGN_MIN_DIM dimensions have too few
-# bits to separate rows and get no sign codes (a version 2 sidecar); so do segments built
-# with explicit knobs, which are searched as given.
+# blocks and a 5% share (0.969). The stage pays only where the band keeps few rows: scattered
+# rows cost about 2.5x streamed ones, and the codes of 1.5T blocks are read. Paired through
+# the engine, one 100k-row segment (band 6%) went 0.65 -> 0.47 ms, but four 25k-row shards
+# (band 14%) 0.89 -> 1.31 ms. So calibration measures the band's share on 64 of its queries
+# (_sign_share; it tracks real queries': 0.152 vs 0.136 at 25k, 0.067 vs 0.061 at 100k, 0.021
+# vs 0.020 on a 100k x 384 mixture) and keeps the codes only below _SIGN_MAX_SHARE. Segments
+# of fewer than _SIGN_MIN_DIM dimensions (too few bits to separate rows) or _CALIBRATE_MIN_ROWS
+# rows get none (a version 2 sidecar); nor do segments built with explicit knobs, which are
+# searched as given. Filters letting through less than _SIGN_MIN_ALLOWED of the rows skip the
+# stage: it reads the codes of every row, the int8 pass only the allowed ones.
 _SIGN_BLOCKS_FACTOR = 1.5
 _SIGN_SIGMAS = 3.0
 _SIGN_MIN_DIM = 64
+_SIGN_MIN_ALLOWED = 0.5
+_SIGN_MAX_SHARE = 0.08
+# Calibration queries the share is measured on: as many rows as midpoints (see _calibrated).
+_SIGN_CALIBRATE_QUERIES = np.r_[0:32, _CALIBRATE_QUERIES // 2 : _CALIBRATE_QUERIES // 2 + 32]
 _SIGN_KEEP_PER_K = 16
 
 
@@ -478,7 +489,9 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
         widen = _AUTO_WIDEN_FACTOR * top
     sketches = sketch_routing_rows(routing, mu, projection, level, order)
     knobs = params.wsbr_top_blocks is not None or params.wsbr_widen_blocks is not None
-    signs = sign_codes(routing, mu, order) if dim >= _SIGN_MIN_DIM and not knobs else None
+    signs = None
+    if dim >= _SIGN_MIN_DIM and not knobs and n >= _CALIBRATE_MIN_ROWS:
+        signs = sign_codes(routing, mu, order)  # kept if _calibrated finds that they pay
     alpha, beta, centroids = _centroid_table(routing, order, offsets, metric, level)
     index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size,
                       top_blocks=min(top, _U32_MAX), widen_blocks=min(widen, _U32_MAX), seed=SEED,
@@ -532,7 +545,39 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
         low, high = (low, middle) if recall(middle) >= _CALIBRATE_RECALL else (middle, high)
     top = max(_AUTO_MIN_TOP, high)
     widen = _AUTO_WIDEN_FACTOR * top if widen_blocks is None else widen_blocks
-    return index.with_defaults(min(top, _U32_MAX), min(widen, _U32_MAX))
+    index = index.with_defaults(min(top, _U32_MAX), min(widen, _U32_MAX))
+    if index.rows is not None and index.rows.signs is not None:
+        share = _sign_share(index, queries[_SIGN_CALIBRATE_QUERIES])
+        if share > _SIGN_MAX_SHARE:
+            index.rows = index.rows._replace(signs=None)
+    return index
+
+
+_POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint16)
+
+
+def _sign_share(index: WsbrIndex, queries: np.ndarray) -> float:
+    """The share of the rows of their (sign-stage sized) routed blocks that the sign stage
+    would score in int8 for these routing-space queries (kernels.topk_blocks_int8's band,
+    at k = _CALIBRATE_K)."""
+    assert index.rows is not None and index.rows.signs is not None
+    top = math.ceil(index.top_blocks * _SIGN_BLOCKS_FACTOR)
+    widen = max(0, index.top_blocks + index.widen_blocks - top)
+    codes = index.rows.signs.view(np.uint8).reshape(index.n_rows, -1)
+    kept = seen = 0
+    for blocks, query in zip(route(index, queries, _CALIBRATE_K, top_blocks=top, widen_blocks=widen),
+                             sign_codes(queries, index.mu)):
+        rows = np.concatenate([np.arange(index.block_offsets[b], index.block_offsets[b + 1])
+                               for b in blocks])
+        distance = _POPCOUNT[codes[rows] ^ query.view(np.uint8)].sum(axis=1)
+        ordered = np.sort(distance)
+        dk = float(ordered[min(_CALIBRATE_K, len(rows)) - 1])
+        band = dk + _SIGN_SIGMAS * math.sqrt(dk * max(0.0, 1.0 - dk / index.dim))
+        limit = max(math.floor(min(band, index.dim)),
+                    ordered[min(_SIGN_KEEP_PER_K * _CALIBRATE_K, len(rows)) - 1])
+        kept += int((distance <= limit).sum())
+        seen += len(rows)
+    return kept / max(1, seen)
 
 
 def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -600,7 +645,7 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     if routing_queries is None:
         routing_queries = routing_rows(queries, index.metric)
     signed = (index.rows is not None and index.rows.signs is not None and top_blocks is None
-              and widen_blocks is None)
+              and widen_blocks is None and _mostly_allowed(index, mask))
     int8 = index.rows is not None and (signed or len(queries) <= _INT8_MAX_BATCH)
     routed = _route(index, queries, routing_queries, k, mask=mask, top_blocks=top_blocks,
                     widen_blocks=widen_blocks, mode=mode, share=share, signed=signed)
@@ -703,6 +748,12 @@ def _allowed_per_block(index: WsbrIndex, mask: np.ndarray | None) -> np.ndarray:
     counts = np.add.reduceat(mask, index.block_offsets[:-1], dtype=np.int64)
     index.allowed_cache = (weakref.ref(mask), counts)
     return counts
+
+
+def _mostly_allowed(index: WsbrIndex, mask: np.ndarray | None) -> bool:
+    """At least _SIGN_MIN_ALLOWED of the rows pass the mask: the sign stage reads every row's
+    code in its blocks, so below that the int8 pass over the allowed rows alone costs less."""
+    return mask is None or int(_allowed_per_block(index, mask).sum()) >= _SIGN_MIN_ALLOWED * index.n_rows
 
 
 def _scale_for_selectivity(top: int, widen: int, allowed: int, n_rows: int) -> tuple[int, int]:

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from pomaidb_core import fs, kernels, wsbr
+from pomaidb_core import bench_data, fs, kernels, wsbr
 from pomaidb_core.errors import CorruptionError, InvalidArgumentError
 from pomaidb_core.options import IndexParams
 
@@ -328,15 +328,29 @@ def _without_signs(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
 
 @pytest.fixture(scope="module")
 def signed_data():
-    """128-d blobs: enough sign bits for the calibration to choose a sign stage."""
+    """128-d blobs: enough sign bits for a sign stage to work on."""
     return clustered(6000, 128, 60, seed=1), clustered(64, 128, 60, seed=2)
+
+
+def build_signed(vectors: np.ndarray, metric: str) -> tuple[np.ndarray, wsbr.WsbrIndex]:
+    """build() with the sign codes kept whatever their calibrated share: a 6,000-row segment
+    would drop them (test_sign_codes_are_kept_where_the_band_keeps_few_rows), and these tests
+    are about the search that uses them."""
+    key = ("signed", vectors.tobytes(), metric)
+    if key not in _built:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(wsbr, "_SIGN_MAX_SHARE", 1.0)
+            order, index = wsbr.build_index(vectors, metric, IndexParams(wsbr_block_size=16))
+        assert index.rows is not None and index.rows.signs is not None
+        _built[key] = (np.ascontiguousarray(vectors[order]), index)
+    return _built[key]
 
 
 @pytest.mark.parametrize(("older", "version"), [(_without_row_codes, 1), (_without_signs, 2)])
 def test_older_sidecars_open_and_search_like_version_2(signed_data, older, version):
     """Versions 1 and 2 read back as written; both scan the routed blocks whole, alike."""
     base, queries = signed_data
-    vectors, index = build(base, "cosine", wsbr_block_size=16)
+    vectors, index = build_signed(base, "cosine")
     assert int.from_bytes(index.to_bytes(42)[4:6], "little") == 3
     data_ = older(index).to_bytes(42)
     assert int.from_bytes(data_[4:6], "little") == version
@@ -356,8 +370,7 @@ def test_sign_stage_keeps_recall_and_a_query_answers_alike_in_any_batch(signed_d
     """Default budgets on a version 3 index go through the sign stage, for one query or a
     batch of 64 alike; recall is that of scanning the routed blocks whole, or better."""
     base, queries = signed_data
-    vectors, index = build(base, metric, wsbr_block_size=16)
-    assert index.rows is not None and index.rows.signs is not None
+    vectors, index = build_signed(base, metric)
     truth = brute_force(vectors, queries, 10, metric)
     batch = wsbr.search_segment(vectors, index, queries, 10, metric)
     for i in (0, 7, 63):
@@ -393,3 +406,16 @@ def test_few_dimensions_or_explicit_knobs_get_no_sign_codes(data, signed_data):
         _, index = build(base, "cosine", **params)
         assert index.rows is not None and index.rows.signs is None
         assert int.from_bytes(index.to_bytes(1)[4:6], "little") == 2
+
+
+def test_sign_codes_are_kept_where_the_band_keeps_few_rows():
+    """The calibration keeps the codes of a segment whose queries' band keeps few rows (a
+    50k-row 256-d mixture: about 3%) and drops them where it keeps many (20k rows at 128-d:
+    over 8%), where reading scattered rows would cost more than scanning the blocks."""
+    large, queries = bench_data.synthetic(50_000, 256, 32)
+    _, index = wsbr.build_index(large, "cosine", IndexParams())
+    assert index.rows is not None and index.rows.signs is not None
+    assert wsbr._sign_share(index, wsbr.routing_rows(queries, "cosine")) < wsbr._SIGN_MAX_SHARE
+    small, _ = bench_data.synthetic(20_000, 128, 1)
+    _, index = wsbr.build_index(small, "cosine", IndexParams())
+    assert index.rows is not None and index.rows.signs is None
