@@ -190,7 +190,9 @@ void hamming_rows(const std::uint64_t* codes, std::size_t words, std::size_t sta
   for (std::size_t row = start; row < end; ++row) {
     const std::uint64_t* code = codes + row * words;
     std::uint64_t acc = 0;
-    for (std::size_t w = 0; w < words; ++w) acc += static_cast<std::uint64_t>(_mm_popcnt_u64(code[w] ^ q[w]));
+    for (std::size_t w = 0; w < words; ++w) {
+      acc += static_cast<std::uint64_t>(_mm_popcnt_u64(code[w] ^ q[w]));
+    }
     out[row - start] = static_cast<std::uint32_t>(acc);
   }
 }

@@ -187,8 +187,8 @@ std::optional<std::vector<std::int64_t>> nearest_signs(const KernelTable& kernel
   const double dk = nth(std::min(request.k, ids.size()));
   const double bits = static_cast<double>(request.queries.cols);
   const double band = dk + signs.sigmas * std::sqrt(dk * std::max(0.0, 1.0 - dk / bits));
-  const std::uint32_t limit =
-      std::max(static_cast<std::uint32_t>(std::min(band, bits)), nth(std::min(signs.keep_min, ids.size())));
+  const std::uint32_t limit = std::max(static_cast<std::uint32_t>(std::min(band, bits)),
+                                        nth(std::min(signs.keep_min, ids.size())));
   std::size_t within = 0;
   for (std::uint32_t d = 0; d <= limit; ++d) within += histogram[d];
   if (static_cast<double>(within) > kMaxScatteredShare * static_cast<double>(ids.size())) {
