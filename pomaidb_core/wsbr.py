@@ -24,10 +24,11 @@ Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
      kernels.topk_blocks call, which reads each selected block once for every query of the
      batch that selected it.
      With the sidecar's sign codes (version 3) and default budgets, a sign stage comes first:
-     the query routes to more blocks (_SIGN_BLOCKS_FACTOR), and of their rows only the few
-     whose sign codes (one bit a dimension: is the coordinate above the centre mu) are nearest
-     the query's go on to the int8 pass (see _SIGN_KEEP_FRACTION for the measured trade).
-     Explicit top_blocks / widen_blocks scan their blocks whole, as above.
+     the query routes to more blocks (_SIGN_BLOCKS_FACTOR), and of their rows only those
+     whose sign codes (one bit a dimension: is the coordinate above the centre mu) lie in a
+     band near the query's go on to the int8 pass (see the comment above _SIGN_BLOCKS_FACTOR
+     for the band, the measured trade, and which segments keep codes). Explicit top_blocks /
+     widen_blocks scan their blocks whole, as above.
   Steps 1-3 run in one kernels.wsbr_select call per segment and batch (the float steps are
   those of `quantize` and the centroid scores below, one rounding per operation).
   With a mask (tombstones, shadowed rows, a filter) letting through a fraction s < 1 of the
@@ -180,22 +181,23 @@ _INT8_MAX_BATCH = 8
 # 300 real queries): 0.33 ms for T blocks scanned whole (recall 0.957), 0.17 ms for 1.5T
 # blocks and a 5% share (0.969). The stage pays only where the band keeps few rows: scattered
 # rows cost about 2.5x streamed ones, and the codes of 1.5T blocks are read. Paired through
-# the engine, one 100k-row segment (band 6%) went 0.65 -> 0.47 ms, but four 25k-row shards
-# (band 14%) 0.89 -> 1.31 ms. So calibration measures the band's share on 64 of its queries
-# (_sign_share; it tracks real queries': 0.152 vs 0.136 at 25k, 0.067 vs 0.061 at 100k, 0.021
-# vs 0.020 on a 100k x 384 mixture) and keeps the codes only below _SIGN_MAX_SHARE. Segments
-# of fewer than _SIGN_MIN_DIM dimensions (too few bits to separate rows) or _CALIBRATE_MIN_ROWS
-# rows get none (a version 2 sidecar); nor do segments built with explicit knobs, which are
-# searched as given. Filters letting through less than _SIGN_MIN_ALLOWED of the rows skip the
-# stage: it reads the codes of every row, the int8 pass only the allowed ones.
+# the engine in one process, one 100k-row segment (band 6%) went 0.56 -> 0.41 ms (recall 0.964
+# -> 0.976), but four 25k-row shards (band 14%) 0.89 -> 1.31 ms. So calibration measures the
+# band's share on 64 of its queries (_sign_share; it tracks real queries': 0.152 vs 0.136 at
+# 25k, 0.067 vs 0.061 at 100k, 0.021 vs 0.020 on a 100k x 384 mixture) and keeps the codes
+# only below _SIGN_MAX_SHARE. Segments of fewer than _SIGN_MIN_DIM dimensions (too few bits to
+# separate rows) or _CALIBRATE_MIN_ROWS rows get none (a version 2 sidecar); nor do segments
+# built with explicit knobs, which are searched as given. Filters letting through less than
+# _SIGN_MIN_ALLOWED of the rows skip the stage: it reads the codes of every row, the int8 pass
+# only the allowed ones.
 _SIGN_BLOCKS_FACTOR = 1.5
 _SIGN_SIGMAS = 3.0
+_SIGN_KEEP_PER_K = 16
 _SIGN_MIN_DIM = 64
 _SIGN_MIN_ALLOWED = 0.5
 _SIGN_MAX_SHARE = 0.08
 # Calibration queries the share is measured on: as many rows as midpoints (see _calibrated).
 _SIGN_CALIBRATE_QUERIES = np.r_[0:32, _CALIBRATE_QUERIES // 2 : _CALIBRATE_QUERIES // 2 + 32]
-_SIGN_KEEP_PER_K = 16
 
 
 class RowCodes(NamedTuple):
