@@ -185,17 +185,19 @@ _INT8_MAX_BATCH = 8
 # -> 0.976), but four 25k-row shards (band 14%) 0.89 -> 1.31 ms. So calibration measures the
 # band's share on 64 of its queries (_sign_share; it tracks real queries': 0.152 vs 0.136 at
 # 25k, 0.067 vs 0.061 at 100k, 0.021 vs 0.020 on a 100k x 384 mixture) and keeps the codes
-# only below _SIGN_MAX_SHARE. Segments of fewer than _SIGN_MIN_DIM dimensions (too few bits to
-# separate rows) or _CALIBRATE_MIN_ROWS rows get none (a version 2 sidecar); nor do segments
-# built with explicit knobs, which are searched as given. Filters letting through less than
-# _SIGN_MIN_ALLOWED of the rows skip the stage: it reads the codes of every row, the int8 pass
-# only the allowed ones.
+# only below _SIGN_MAX_SHARE, and only if the band keeps _SIGN_MIN_SURVIVAL of the true top
+# 10 found in the routed blocks (the band follows angles; "ip" and "l2" rank by more).
+# Segments of fewer than _SIGN_MIN_DIM dimensions (too few bits to separate rows) or
+# _CALIBRATE_MIN_ROWS rows get none (a version 2 sidecar); nor do segments built with explicit
+# knobs, which are searched as given. Filters letting through less than _SIGN_MIN_ALLOWED of
+# the rows skip the stage: it reads the codes of every row, the int8 pass only the allowed ones.
 _SIGN_BLOCKS_FACTOR = 1.5
 _SIGN_SIGMAS = 3.0
 _SIGN_KEEP_PER_K = 16
 _SIGN_MIN_DIM = 64
 _SIGN_MIN_ALLOWED = 0.5
 _SIGN_MAX_SHARE = 0.08
+_SIGN_MIN_SURVIVAL = 0.99
 # Calibration queries the share is measured on: as many rows as midpoints (see _calibrated).
 _SIGN_CALIBRATE_QUERIES = np.r_[0:32, _CALIBRATE_QUERIES // 2 : _CALIBRATE_QUERIES // 2 + 32]
 
@@ -549,8 +551,9 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
     widen = _AUTO_WIDEN_FACTOR * top if widen_blocks is None else widen_blocks
     index = index.with_defaults(min(top, _U32_MAX), min(widen, _U32_MAX))
     if index.rows is not None and index.rows.signs is not None:
-        share = _sign_share(index, queries[_SIGN_CALIBRATE_QUERIES])
-        if share > _SIGN_MAX_SHARE:
+        picked = _SIGN_CALIBRATE_QUERIES
+        share, survival = _sign_band(index, queries[picked], [truth[i] for i in picked])
+        if share > _SIGN_MAX_SHARE or survival < _SIGN_MIN_SURVIVAL:
             index.rows = index.rows._replace(signs=None)
     return index
 
@@ -558,17 +561,19 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
 _POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint16)
 
 
-def _sign_share(index: WsbrIndex, queries: np.ndarray) -> float:
-    """The share of the rows of their (sign-stage sized) routed blocks that the sign stage
-    would score in int8 for these routing-space queries (kernels.topk_blocks_int8's band,
-    at k = _CALIBRATE_K)."""
+def _sign_band(index: WsbrIndex, queries: np.ndarray,
+               truth: list[np.ndarray]) -> tuple[float, float]:
+    """For routing-space queries and their true top rows (stored positions): the share of the
+    rows of their (sign-stage sized) routed blocks that the sign stage keeps
+    (kernels.topk_blocks_int8's band at k = _CALIBRATE_K), and the share of the true rows found
+    in those blocks that it keeps."""
     assert index.rows is not None and index.rows.signs is not None
     top = math.ceil(index.top_blocks * _SIGN_BLOCKS_FACTOR)
     widen = max(0, index.top_blocks + index.widen_blocks - top)
     codes = index.rows.signs.view(np.uint8).reshape(index.n_rows, -1)
-    kept = seen = 0
-    for blocks, query in zip(route(index, queries, _CALIBRATE_K, top_blocks=top, widen_blocks=widen),
-                             sign_codes(queries, index.mu)):
+    kept = seen = survived = found = 0
+    chosen = route(index, queries, _CALIBRATE_K, top_blocks=top, widen_blocks=widen)
+    for blocks, query, true_rows in zip(chosen, sign_codes(queries, index.mu), truth):
         rows = np.concatenate([np.arange(index.block_offsets[b], index.block_offsets[b + 1])
                                for b in blocks])
         distance = _POPCOUNT[codes[rows] ^ query.view(np.uint8)].sum(axis=1)
@@ -579,7 +584,11 @@ def _sign_share(index: WsbrIndex, queries: np.ndarray) -> float:
                     ordered[min(_SIGN_KEEP_PER_K * _CALIBRATE_K, len(rows)) - 1])
         kept += int((distance <= limit).sum())
         seen += len(rows)
-    return kept / max(1, seen)
+        inside = np.isin(true_rows, rows)
+        true_distance = _POPCOUNT[codes[true_rows[inside]] ^ query.view(np.uint8)].sum(axis=1)
+        survived += int((true_distance <= limit).sum())
+        found += int(inside.sum())
+    return kept / max(1, seen), survived / max(1, found)
 
 
 def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
