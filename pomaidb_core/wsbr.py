@@ -568,8 +568,7 @@ def _sign_band(index: WsbrIndex, queries: np.ndarray,
     (kernels.topk_blocks_int8's band at k = _CALIBRATE_K), and the share of the true rows found
     in those blocks that it keeps."""
     assert index.rows is not None and index.rows.signs is not None
-    top = math.ceil(index.top_blocks * _SIGN_BLOCKS_FACTOR)
-    widen = max(0, index.top_blocks + index.widen_blocks - top)
+    top, widen = _signed_budget(index.top_blocks, index.widen_blocks)
     codes = index.rows.signs.view(np.uint8).reshape(index.n_rows, -1)
     kept = seen = survived = found = 0
     chosen = route(index, queries, _CALIBRATE_K, top_blocks=top, widen_blocks=widen)
@@ -710,9 +709,8 @@ def _route(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k
              else widen_blocks)
     if top < 1 or widen < 0:
         raise InvalidArgumentError(f"need top_blocks >= 1 and widen_blocks >= 0, got {top}, {widen}")
-    if signed:  # more blocks from the same shortlist: the sign stage reads few of their rows
-        shortlist, top = top + widen, math.ceil(top * _SIGN_BLOCKS_FACTOR)
-        widen = max(0, shortlist - top)
+    if signed:
+        top, widen = _signed_budget(top, widen)
     if mode == "literal":
         widen = 0
     allowed = _allowed_per_block(index, mask)
@@ -759,6 +757,13 @@ def _allowed_per_block(index: WsbrIndex, mask: np.ndarray | None) -> np.ndarray:
     counts = np.add.reduceat(mask, index.block_offsets[:-1], dtype=np.int64)
     index.allowed_cache = (weakref.ref(mask), counts)
     return counts
+
+
+def _signed_budget(top: int, widen: int) -> tuple[int, int]:
+    """(top, widen) for the sign stage: more blocks from the same shortlist, since it reads
+    only a few of their rows."""
+    signed_top = math.ceil(top * _SIGN_BLOCKS_FACTOR)
+    return signed_top, max(0, top + widen - signed_top)
 
 
 def _mostly_allowed(index: WsbrIndex, mask: np.ndarray | None) -> bool:
