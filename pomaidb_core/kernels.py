@@ -193,7 +193,7 @@ def topk_blocks_int8(
     codes (n, d) int8 and scale, residual, norm (n,) float32 describe each row in routing
     space (the unit row for "cosine", the row itself otherwise): routing row i is about
     codes[i] * scale[i], exactly |routing row i - codes[i] * scale[i]| = residual[i] away from
-    it, and has norm norm[i] (wsbr_build.int8_rows makes them).  Each query scores its blocks'
+    it, and has norm norm[i] (kernels.row_codes makes them).  Each query scores its blocks'
     rows in int8 first; a row whose score interval (the int8 estimate plus a bound on both
     quantisation errors) lies below the k-th best lower end cannot win and is never read in
     float.  The rest are scored exactly, so the result is that of topk_blocks whatever the
@@ -214,6 +214,31 @@ def topk_blocks_int8(
         codes, scale, residual, norm, signs, query_signs, float(sign_sigmas), int(keep_min)
     )
     return top_scores, top_rows
+
+
+def row_codes(
+    rows: F32Array, mu: F32Array, projection: npt.NDArray[np.int8], level: int,
+    row_blocks: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[Any], ...]:
+    """The per-row data a WSBR build stores, for (m, d) float32 routing-space rows, in one pass.
+
+    Returns (codes (m, d) int8, scale, residual, norm (m,) float32, signs (m, ceil(d / 64))
+    uint64, sketches (m,) uint64, block_sums (s, d) float32):
+      * codes: each row scaled so its largest |component| is 127, rounded half to even, and
+        scale = float32(max |row| / 127) (0 for a zero row), all in float64;
+      * residual >= |row - codes * scale| and norm >= |row|, summed in float64 and rounded up
+        (topk_blocks_int8's error bounds need upper bounds);
+      * signs: bit c of word c // 64 set iff float32(row[c] - mu[c]) > 0, padding bits 0;
+      * sketches: bit j set iff projection[j] . Q(row - mu) > 0, Q the quantisation to
+        integers in [-level, level] (wsbr.quantize), so a row is sketched as a query is.
+      * block_sums: row b the float32 sum, in row order, of the rows whose row_blocks entry is
+        row_blocks[0] + b (s = row_blocks[-1] - row_blocks[0] + 1).
+    mu: (d,) float32; projection: (64, d) int8; level in [1, 127] with d * level**2 <= 2**24;
+    row_blocks: (m,) int64, non-decreasing, spanning at most m blocks.
+    """
+    result: tuple[npt.NDArray[Any], ...] = tuple(
+        _kernels.row_codes(rows, mu, projection, int(level), row_blocks))
+    return result
 
 
 def l2_norms(vectors: F32Array) -> F32Array:

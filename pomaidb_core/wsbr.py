@@ -79,7 +79,7 @@ Sidecar file `<m>-<s>.wsbr` (version 3; versions 1 and 2 still open), little-end
     alpha          f32[n_blocks]
     beta           f32[n_blocks]
     centroids      i8[n_blocks * dim]
-  version 2 only, the int8 row copy (wsbr_build.int8_rows) of the routing rows, row order:
+  version 2 only, the int8 row copy (wsbr_build.row_codes) of the routing rows, row order:
     row_codes      i8[n_rows * dim]         row r ~ row_codes[r] * row_scale[r]
     row_scale      f32[n_rows]
     row_residual   f32[n_rows]              >= |routing row r - row_codes[r] * row_scale[r]|
@@ -116,8 +116,8 @@ from .options import IndexParams
 from .wsbr_build import (
     UnitRowView,
     form_blocks,
-    int8_rows,
     itq_projection,
+    row_codes,
     segment_sums,
     sign_codes,
     unit_rows,
@@ -136,7 +136,6 @@ _HEADER = struct.Struct("<4sHHBBHIQIIIIQQII")
 _FOOTER = struct.Struct("<I4s")
 _EXACT_SUM_LIMIT = 1 << 24  # float32 holds every integer up to here exactly
 _U32_MAX = (1 << 32) - 1
-_SKETCH_CHUNK_ROWS = 4096  # knobs above it are stored as it: more blocks than any segment has
 
 # (largest segment rows, block size): small segments need small blocks to route well (the
 # study: ten 10k segments at B=32 lose 5-8 points against B=16); large ones need larger
@@ -203,7 +202,7 @@ _SIGN_CALIBRATE_QUERIES = np.r_[0:32, _CALIBRATE_QUERIES // 2 : _CALIBRATE_QUERI
 
 
 class RowCodes(NamedTuple):
-    """The sidecar's int8 copy of the routing rows (wsbr_build.int8_rows) and their sign codes
+    """The sidecar's int8 copy of the routing rows (wsbr_build.row_codes) and their sign codes
     (wsbr_build.sign_codes; None in a version 2 sidecar), in row order."""
 
     codes: np.ndarray  # (n_rows, dim) int8
@@ -229,22 +228,6 @@ def quantize(rows: np.ndarray, level: int) -> np.ndarray:
 def routing_rows(vectors: np.ndarray, metric: str) -> np.ndarray:
     """The rows routing works on: unit length for cosine (zero rows stay zero), else as given."""
     return unit_rows(vectors) if metric == "cosine" else vectors
-
-
-def sketch_routing_rows(routing: np.ndarray, mu: np.ndarray, projection: np.ndarray,
-                        level: int, order: np.ndarray | None = None) -> np.ndarray:
-    """(m,) uint64 sketches of routing-space rows (of routing[order] when order is given): bit
-    j set iff projection[j] . Q(row - mu) > 0.
-
-    Exact: both sides of the product are integer-valued (see the module docstring).
-    """
-    n = len(routing) if order is None else len(order)
-    out = np.empty(n, dtype=np.uint64)
-    for start in range(0, n, _SKETCH_CHUNK_ROWS):  # chunks stay in cache
-        stop = min(n, start + _SKETCH_CHUNK_ROWS)
-        part = routing[start:stop] if order is None else routing[order[start:stop]]
-        out[start:stop] = _pack_bits(quantize(part - mu, level) @ projection.T > 0)
-    return out
 
 
 def _pack_bits(bits: np.ndarray) -> np.ndarray:
@@ -491,17 +474,17 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     widen = params.wsbr_widen_blocks
     if widen is None:
         widen = _AUTO_WIDEN_FACTOR * top
-    sketches = sketch_routing_rows(routing, mu, projection, level, order)
+    projection = projection.astype(np.int8)
+    *codes, signs, sketches, sums = row_codes(routing, order, offsets, mu, projection, level)
     knobs = params.wsbr_top_blocks is not None or params.wsbr_widen_blocks is not None
-    signs = None
-    if dim >= _SIGN_MIN_DIM and not knobs and n >= _CALIBRATE_MIN_ROWS:
-        signs = sign_codes(routing, mu, order)  # kept if _calibrated finds that they pay
-    alpha, beta, centroids = _centroid_table(routing, order, offsets, metric, level)
+    if dim < _SIGN_MIN_DIM or knobs or n < _CALIBRATE_MIN_ROWS:
+        signs = None  # else kept if _calibrated finds that they pay
+    alpha, beta, centroids = _centroid_table(sums, routing, order, offsets, metric, level)
     index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size,
                       top_blocks=min(top, _U32_MAX), widen_blocks=min(widen, _U32_MAX), seed=SEED,
-                      mu=mu, projection=projection.astype(np.int8), block_offsets=offsets,
+                      mu=mu, projection=projection, block_offsets=offsets,
                       signatures=_majority(sketches, offsets), alpha=alpha, beta=beta,
-                      centroids=centroids, rows=RowCodes(*int8_rows(routing, order), signs))
+                      centroids=centroids, rows=RowCodes(*codes, signs))
     if params.wsbr_top_blocks is None and n >= _CALIBRATE_MIN_ROWS:
         index = _calibrated(index, vectors, routing, order, rng, params.wsbr_widen_blocks)
     return order, index
@@ -561,6 +544,20 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
 _POPCOUNT = np.array([bin(byte).count("1") for byte in range(256)], dtype=np.uint16)
 
 
+def _hamming(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Hamming distance of each (w,) uint64 code row to `query` (numpy 2's bitwise_count,
+    else a byte table)."""
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(codes ^ query).sum(axis=1, dtype=np.int64)
+    return _POPCOUNT[(codes ^ query).view(np.uint8)].sum(axis=1, dtype=np.int64)
+
+
+def _block_rows(offsets: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    """The rows of the given blocks, block by block (block b: offsets[b]:offsets[b + 1])."""
+    starts, sizes = offsets[blocks], offsets[blocks + 1] - offsets[blocks]
+    return np.repeat(starts - np.cumsum(sizes) + sizes, sizes) + np.arange(int(sizes.sum()))
+
+
 def _sign_band(index: WsbrIndex, queries: np.ndarray,
                truth: list[np.ndarray]) -> tuple[float, float]:
     """For routing-space queries and their true top rows (stored positions): the share of the
@@ -569,22 +566,22 @@ def _sign_band(index: WsbrIndex, queries: np.ndarray,
     in those blocks that it keeps."""
     assert index.rows is not None and index.rows.signs is not None
     top, widen = _signed_budget(index.top_blocks, index.widen_blocks)
-    codes = index.rows.signs.view(np.uint8).reshape(index.n_rows, -1)
+    codes = index.rows.signs
     kept = seen = survived = found = 0
     chosen = route(index, queries, _CALIBRATE_K, top_blocks=top, widen_blocks=widen)
     for blocks, query, true_rows in zip(chosen, sign_codes(queries, index.mu), truth):
-        rows = np.concatenate([np.arange(index.block_offsets[b], index.block_offsets[b + 1])
-                               for b in blocks])
-        distance = _POPCOUNT[codes[rows] ^ query.view(np.uint8)].sum(axis=1)
-        ordered = np.sort(distance)
-        dk = float(ordered[min(_CALIBRATE_K, len(rows)) - 1])
+        rows = _block_rows(index.block_offsets, blocks)
+        distance = _hamming(codes[rows], query)
+        nearest = min(_CALIBRATE_K, len(rows)) - 1
+        floor = min(_SIGN_KEEP_PER_K * _CALIBRATE_K, len(rows)) - 1
+        ordered = np.partition(distance, (nearest, floor))
+        dk = float(ordered[nearest])
         band = dk + _SIGN_SIGMAS * math.sqrt(dk * max(0.0, 1.0 - dk / index.dim))
-        limit = max(math.floor(min(band, index.dim)),
-                    ordered[min(_SIGN_KEEP_PER_K * _CALIBRATE_K, len(rows)) - 1])
+        limit = max(math.floor(min(band, index.dim)), ordered[floor])
         kept += int((distance <= limit).sum())
         seen += len(rows)
         inside = np.isin(true_rows, rows)
-        true_distance = _POPCOUNT[codes[true_rows[inside]] ^ query.view(np.uint8)].sum(axis=1)
+        true_distance = _hamming(codes[true_rows[inside]], query)
         survived += int((true_distance <= limit).sum())
         found += int(inside.sum())
     return kept / max(1, seen), survived / max(1, found)
@@ -599,16 +596,17 @@ def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return _pack_bits(2 * counts > np.diff(offsets)[:, None])
 
 
-def _centroid_table(routing: np.ndarray, order: np.ndarray, offsets: np.ndarray, metric: str,
+def _centroid_table(sums: np.ndarray, routing: np.ndarray, order: np.ndarray,
+                    offsets: np.ndarray, metric: str,
                     level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(alpha, beta, int8 centroids) per block of routing rows; block b holds the rows
-    order[offsets[b]:offsets[b + 1]]."""
+    order[offsets[b]:offsets[b + 1]], which sum to sums[b]."""
     n_blocks = len(offsets) - 1
     dim = routing.shape[1]
     if n_blocks == 0:
         return np.zeros(0, np.float32), np.zeros(0, np.float32), np.zeros((0, dim), np.int8)
     sizes = np.diff(offsets)[:, None]
-    means = segment_sums(routing, offsets, order) / sizes.astype(np.float32)
+    means = sums / sizes.astype(np.float32)
     beta = np.zeros(n_blocks, dtype=np.float32)
     if metric == "l2":
         direction = means

@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from . import kernels
 from .worker import checkpoint
 
 _KMEANS_DIMS = 128  # PCA dimensions k-means is trained and assigned in
@@ -57,27 +58,38 @@ _CHUNK_ROWS = 8192  # rows per BLAS call when assigning: bounds the (rows, k) di
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
     """Each row scaled to unit length (zero rows stay zero): cosine's routing rows."""
-    norms = np.sqrt((rows * rows).sum(axis=1))
+    return rows * _inverse_norms(rows)[:, None]
+
+
+def _inverse_norms(rows: np.ndarray) -> np.ndarray:
+    """1 / |row| of each row, 0 for a zero row."""
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
     inv = np.zeros_like(norms)
     np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
-    return rows * inv[:, None]
+    return inv
 
 
 class UnitRowView:
-    """The rows of `vectors` at unit length, computed as they are read (slices and index
+    """The rows of `vectors` at unit length, scaled as they are read (slices and index
     arrays): the functions here read a cosine segment's routing rows through it instead of
-    a normalised copy, which at 1M x 384 costs 1.5 GB and seconds of page faults."""
+    a normalised copy, which at 1M x 384 costs 1.5 GB and seconds of page faults. The
+    inverse norms (4 bytes a row) are computed once: a build reads the rows a few dozen
+    times, and recomputing each norm on every read was a fifth of a 1M-row build."""
 
     def __init__(self, vectors: np.ndarray) -> None:
         self.vectors = vectors
         self.shape = vectors.shape
         self.dtype = vectors.dtype
+        self._inverse_norms = np.empty(len(vectors), dtype=np.float32)
+        for start in range(0, len(vectors), _CHUNK_ROWS):
+            self._inverse_norms[start : start + _CHUNK_ROWS] = _inverse_norms(
+                vectors[start : start + _CHUNK_ROWS])
 
     def __len__(self) -> int:
         return len(self.vectors)
 
     def __getitem__(self, index) -> np.ndarray:
-        return unit_rows(self.vectors[index])
+        return self.vectors[index] * self._inverse_norms[index][..., None]
 
 
 def sample_rows(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -348,33 +360,33 @@ def split_clusters(routing: np.ndarray, labels: np.ndarray, k: int,
     return blocks
 
 
-_CODE_LEVEL = 127  # row codes span [-127, 127]
-
-
-def int8_rows(routing, order: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(codes, scale, residual, norm) of routing[order], kernels.topk_blocks_int8's row copy.
-
-    codes (n, d) int8: each row scaled so its largest |component| is 127, rounded; scale (n,)
-    float32 undoes that; residual and norm (n,) float32 are |row - codes * scale| and |row|,
-    summed in float64 and rounded up, so the kernel's error bounds hold.  Rows are read in
-    chunks, so a cosine segment's unit rows are never all in memory at once.
-    """
-    n, dim = routing.shape
-    codes = np.empty((n, dim), dtype=np.int8)
-    stats = np.empty((3, n), dtype=np.float32)  # scale, residual, norm
+def row_codes(routing, order: np.ndarray, offsets: np.ndarray, mu: np.ndarray,
+              projection: np.ndarray, level: int) -> tuple[np.ndarray, ...]:
+    """(codes, scale, residual, norm, signs, sketches, block_sums) of routing[order]: the int8
+    row copy kernels.topk_blocks_int8 reads, the sign codes (as sign_codes), each row's
+    64-bit sketch against mu and the int8 projection at quantisation level `level` (the
+    sketch of a query, bit for bit), and per block (rows offsets[b]:offsets[b + 1] of
+    routing[order]) the float32 sum of its rows. One kernel pass per chunk of
+    rows (kernels.row_codes), so the rows are gathered once, and a cosine segment's unit rows
+    are never all in memory."""
+    n, dim = len(order), routing.shape[1]
+    words = -(-dim // 64)
+    out = (np.empty((n, dim), np.int8), np.empty(n, np.float32), np.empty(n, np.float32),
+           np.empty(n, np.float32), np.empty((n, words), np.uint64), np.empty(n, np.uint64))
+    sums = np.zeros((len(offsets) - 1, dim), np.float32)
+    row_blocks = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
+    mu = np.ascontiguousarray(mu, dtype=np.float32)
+    projection = np.ascontiguousarray(projection, dtype=np.int8)
     for start in range(0, n, _CHUNK_ROWS):
-        rows = np.asarray(routing[order[start : start + _CHUNK_ROWS]], dtype=np.float64)
-        amax = np.abs(rows).max(axis=1)
-        scale = np.where(amax > 0, amax / _CODE_LEVEL, 0.0)
-        quantised = np.rint(rows / np.where(scale > 0, scale, 1.0)[:, None])
-        codes[start : start + len(rows)] = quantised.astype(np.int8)
-        stop = start + len(rows)
-        stats[0, start:stop] = scale
-        residual = np.sqrt(((rows - quantised * scale.astype(np.float32)[:, None]) ** 2).sum(axis=1))
-        norm = np.sqrt((rows * rows).sum(axis=1))
-        stats[1, start:stop] = np.nextafter(residual.astype(np.float32), np.float32(np.inf))
-        stats[2, start:stop] = np.nextafter(norm.astype(np.float32), np.float32(np.inf))
-    return codes, stats[0].copy(), stats[1].copy(), stats[2].copy()
+        stop = min(n, start + _CHUNK_ROWS)
+        rows = np.ascontiguousarray(routing[order[start:stop]], dtype=np.float32)
+        *parts, block_sums = kernels.row_codes(rows, mu, projection, level, row_blocks[start:stop])
+        for target, part in zip(out, parts):
+            target[start:stop] = part
+        first = row_blocks[start]
+        sums[first : first + len(block_sums)] += block_sums  # a block cut by the chunk: two parts
+        checkpoint()
+    return (*out, sums)
 
 
 def sign_codes(routing, mu: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:

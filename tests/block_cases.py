@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pomaidb_core import kernels, wsbr_build
+
 
 def random_data(n: int, q: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
@@ -43,3 +45,15 @@ def qualifying_rows(n: int, ranges: np.ndarray, groups: list[list[int]], mask=No
         for b in group:
             covered[j, ranges[b, 0] : ranges[b, 1]] = True
     return covered if mask is None else covered & mask
+
+
+def int8_row_copy(vectors: np.ndarray, metric: str, mu: np.ndarray | None = None) -> dict:
+    """topk_blocks_int8's row arguments for `vectors`, as a build makes them (the routing
+    rows' int8 copy, and their sign codes against mu, zeros when not given)."""
+    routing = wsbr_build.unit_rows(vectors) if metric == "cosine" else vectors
+    dim = vectors.shape[1]
+    mu = np.zeros(dim, np.float32) if mu is None else mu
+    codes, scale, residual, norm, signs, *_ = kernels.row_codes(
+        np.ascontiguousarray(routing, dtype=np.float32), mu, np.zeros((64, dim), np.int8), 1,
+        np.zeros(len(vectors), np.int64))
+    return {"codes": codes, "scale": scale, "residual": residual, "norm": norm, "signs": signs}

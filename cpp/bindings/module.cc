@@ -17,6 +17,7 @@
 #include "pomaidb/prefilter.h"
 #include "pomaidb/rank.h"
 #include "pomaidb/route.h"
+#include "pomaidb/row_codes.h"
 #include "pomaidb/search.h"
 
 namespace py = pybind11;
@@ -513,6 +514,14 @@ void require_rows(const py::array& arr, const char* name, std::size_t rows, std:
   }
 }
 
+// Exact int32 sums, as wsbr.quant_level guarantees: dim * level^2 <= 2^24.
+void require_quant_level(std::int64_t level, std::size_t dim) {
+  if (level < 1 || level > 127 || dim * static_cast<std::size_t>(level * level) > (1u << 24)) {
+    invalid("level must be in [1, 127] with dim * level**2 <= 2**24, got " +
+            std::to_string(level) + " for dim " + std::to_string(dim));
+  }
+}
+
 py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::object& queries_obj,
                                       const py::object& mu_obj, const py::object& projection_obj,
                                       const py::object& signatures_obj,
@@ -536,11 +545,7 @@ py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::o
   require_rows(centroids, "centroids", n_blocks, dim, "one per signature");
   require_rows(alpha, "alpha", n_blocks, 0, "one per signature");
   require_rows(beta, "beta", n_blocks, 0, "one per signature");
-  // Exact int32 sums, as wsbr.quant_level guarantees: dim * level^2 <= 2^24.
-  if (level < 1 || level > 127 || dim * static_cast<std::size_t>(level * level) > (1u << 24)) {
-    invalid("level must be in [1, 127] with dim * level**2 <= 2**24, got " +
-            std::to_string(level) + " for dim " + std::to_string(dim));
-  }
+  require_quant_level(level, dim);
   if (top < 1 || widen < 0) {
     invalid("need top >= 1 and widen >= 0, got " + std::to_string(top) + ", " +
             std::to_string(widen));
@@ -566,6 +571,46 @@ py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::o
                   static_cast<std::size_t>(top), static_cast<std::size_t>(widen), dst);
   }
   return out;
+}
+
+py::tuple row_codes_numpy(const py::object& rows_obj, const py::object& mu_obj,
+                          const py::object& projection_obj, std::int64_t level,
+                          const py::object& row_blocks_obj) {
+  py::array rows = require_array<float>(rows_obj, "rows", 2, "float32");
+  py::array row_blocks = require_array<std::int64_t>(row_blocks_obj, "row_blocks", 1, "int64");
+  py::array mu = require_array<float>(mu_obj, "mu", 1, "float32");
+  py::array projection = require_array<std::int8_t>(projection_obj, "projection", 2, "int8");
+  const auto dim = static_cast<std::size_t>(mu.shape(0));
+  const auto m = static_cast<std::size_t>(rows.shape(0));
+  require_rows(rows, "rows", m, dim, "dim = len(mu)");
+  require_rows(projection, "projection", kSketchBits, dim, "one per sketch bit");
+  require_quant_level(level, dim);
+  require_rows(row_blocks, "row_blocks", m, 0, "one per row");
+  const auto* blocks = static_cast<const std::int64_t*>(row_blocks.data());
+  if (!std::is_sorted(blocks, blocks + m)) invalid("row_blocks must be non-decreasing");
+  const std::size_t spanned = m == 0 ? 0 : static_cast<std::size_t>(blocks[m - 1] - blocks[0]) + 1;
+  if (spanned > m) invalid("row_blocks must span at most one block per row (blocks hold rows)");
+  const std::size_t words = (dim + 63) / 64;
+  py::array_t<std::int8_t> codes({m, dim});
+  py::array_t<float> scale(static_cast<py::ssize_t>(m));
+  py::array_t<float> residual(static_cast<py::ssize_t>(m));
+  py::array_t<float> norm(static_cast<py::ssize_t>(m));
+  py::array_t<std::uint64_t> signs({m, words});
+  py::array_t<std::uint64_t> sketches(static_cast<py::ssize_t>(m));
+  py::array_t<float> block_sums({spanned, dim});
+  std::fill_n(block_sums.mutable_data(), spanned * dim, 0.0f);
+  const RowCodesOut out{codes.mutable_data(),    scale.mutable_data(), residual.mutable_data(),
+                        norm.mutable_data(),     signs.mutable_data(), sketches.mutable_data(),
+                        block_sums.mutable_data()};
+  const SketchBasis basis{static_cast<const float*>(mu.data()),
+                          static_cast<const std::int8_t*>(projection.data()),
+                          static_cast<float>(level)};
+  const auto* src = static_cast<const float*>(rows.data());
+  {
+    py::gil_scoped_release nogil;
+    pomai::row_codes(active_kernels(), src, m, dim, basis, blocks, out);
+  }
+  return py::make_tuple(codes, scale, residual, norm, signs, sketches, block_sums);
 }
 
 // A C-contiguous buffer view, released when it goes out of scope (with the GIL held).
@@ -641,6 +686,8 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("mu"), py::arg("projection"), py::arg("signatures"), py::arg("centroids"),
         py::arg("alpha"), py::arg("beta"), py::arg("level"), py::arg("l2"), py::arg("top"),
         py::arg("widen"));
+  m.def("row_codes", &row_codes_numpy, py::arg("rows"), py::arg("mu"), py::arg("projection"),
+        py::arg("level"), py::arg("row_blocks"));
   m.def("bm25_top_rows", &bm25_top_rows_numpy, py::arg("rows"), py::arg("tf"), py::arg("idf"),
         py::arg("bounds"), py::arg("lengths"), py::arg("allowed"), py::arg("k1"), py::arg("b"),
         py::arg("avg_length"), py::arg("k"));

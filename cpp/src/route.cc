@@ -4,27 +4,13 @@
 #include "pomaidb/route.h"
 
 #include <algorithm>
-#include <array>
-#include <cmath>
-#include <numeric>
 #include <vector>
 
 #include "pomaidb/rank.h"
+#include "pomaidb/sketch.h"
 
 namespace pomai {
 namespace {
-
-// wsbr.quantize of one row: scaled so its largest |component| is `level`, rounded half to
-// even (np.rint); a zero row stays zero.  Returns max |row|.
-float quantize_row(const float* row, std::size_t dim, float level, std::int8_t* out) {
-  float amax = 0.0f;
-  for (std::size_t i = 0; i < dim; ++i) amax = std::max(amax, std::fabs(row[i]));
-  const float scale = amax > 0.0f ? level / amax : 0.0f;
-  for (std::size_t i = 0; i < dim; ++i) {
-    out[i] = static_cast<std::int8_t>(std::nearbyint(row[i] * scale));
-  }
-  return amax;
-}
 
 // Per-query scratch, sized once per call.
 struct Scratch {
@@ -36,27 +22,11 @@ struct Scratch {
   std::vector<std::int64_t> chosen;
 };
 
-std::uint64_t sketch(const KernelTable& kernels, const RoutingTable& t, const float* routing_row,
-                     Scratch& s) {
-  for (std::size_t i = 0; i < t.dim; ++i) s.centred[i] = routing_row[i] - t.mu[i];
-  quantize_row(s.centred.data(), t.dim, t.level, s.q8.data());
-  static constexpr auto kBits = [] {
-    std::array<std::int64_t, kSketchBits> ids{};
-    std::iota(ids.begin(), ids.end(), 0);
-    return ids;
-  }();
-  kernels.dot_i8_rows(t.projection, t.dim, kBits.data(), kSketchBits, s.q8.data(), s.dots.data());
-  std::uint64_t code = 0;
-  for (std::size_t j = 0; j < kSketchBits; ++j) {
-    code |= static_cast<std::uint64_t>(s.dots[j] > 0) << j;
-  }
-  return code;
-}
-
 void select_one(const KernelTable& kernels, const RoutingTable& t, const float* routing_row,
                 const float* query, std::size_t top, std::size_t widen, Scratch& s,
                 std::int64_t* out) {
-  const std::uint64_t code = sketch(kernels, t, routing_row, s);
+  const std::uint64_t code = sketch_row(kernels, routing_row, t.dim, t.mu, t.projection, t.level,
+                                        {s.centred.data(), s.q8.data(), s.dots.data()});
   const bool rerank = widen > 0 && top < t.n_blocks;
   const std::size_t shortlist = rerank ? std::min(top + widen, t.n_blocks) : top;
   rank_by_hamming64(kernels, t.signatures, t.n_blocks, &code, 1, shortlist, s.candidates.data());

@@ -9,7 +9,14 @@ import math
 
 import numpy as np
 import pytest
-from block_cases import block_csr, qualifying_rows, random_data, random_groups, random_partition
+from block_cases import (
+    block_csr,
+    int8_row_copy,
+    qualifying_rows,
+    random_data,
+    random_groups,
+    random_partition,
+)
 
 from pomaidb_core import kernels, wsbr_build
 from pomaidb_core.errors import InvalidArgumentError
@@ -19,12 +26,9 @@ METRICS = ["ip", "cosine", "l2"]
 
 def _inputs(vectors: np.ndarray, queries: np.ndarray, metric: str) -> tuple[dict, np.ndarray]:
     routing = wsbr_build.unit_rows(vectors) if metric == "cosine" else vectors
-    codes, scale, residual, norm = wsbr_build.int8_rows(routing, np.arange(len(vectors)))
     mu = routing.mean(axis=0)
     query_routing = wsbr_build.unit_rows(queries) if metric == "cosine" else queries
-    rows = {"codes": codes, "scale": scale, "residual": residual, "norm": norm,
-            "signs": wsbr_build.sign_codes(routing, mu)}
-    return rows, wsbr_build.sign_codes(query_routing, mu)
+    return int8_row_copy(vectors, metric, mu), wsbr_build.sign_codes(query_routing, mu)
 
 
 def _distances(signs: np.ndarray, query: np.ndarray) -> np.ndarray:

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from block_cases import block_csr, qualifying_rows, random_data, random_groups, random_partition
+from block_cases import (
+    block_csr,
+    int8_row_copy,
+    qualifying_rows,
+    random_data,
+    random_groups,
+    random_partition,
+)
 
 from pomaidb_core import kernels, wsbr_build
 from pomaidb_core.errors import InvalidArgumentError
@@ -14,9 +21,9 @@ METRICS = ["ip", "cosine", "l2"]
 
 
 def _row_codes(vectors: np.ndarray, metric: str):
-    routing = wsbr_build.unit_rows(vectors) if metric == "cosine" else vectors
-    codes, scale, residual, norm = wsbr_build.int8_rows(routing, np.arange(len(vectors)))
-    return {"codes": codes, "scale": scale, "residual": residual, "norm": norm}
+    rows = int8_row_copy(vectors, metric)
+    del rows["signs"]
+    return rows
 
 
 def _both(vectors, queries, k, metric, ranges, groups, mask=None, rows=None):

@@ -7,10 +7,9 @@
 #include <cstdint>
 
 #include "pomaidb/kernels.h"
+#include "pomaidb/sketch.h"
 
 namespace pomai {
-
-inline constexpr std::size_t kSketchBits = 64;
 
 // One segment's routing table, as stored in its WSBR sidecar.
 struct RoutingTable {
