@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import filenames, fs
+from . import filenames, fs, stored_json
 from .errors import CorruptionError, InvalidArgumentError, NotFoundError, StorageError
 from .kernels import crc32c
 from .options import METRICS, IndexParams
@@ -290,16 +290,10 @@ def decode_manifest(data: bytes, where: str) -> Manifest:
     if crc32c(body) != body_crc:
         raise CorruptionError(f"manifest {where} body checksum mismatch")
     try:
-        raw = json.loads(
-            body.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
-        )
+        raw = _DECODER.decode(body.decode("utf-8"))
         return _from_body(raw)
     except (ValueError, RecursionError, _Invalid) as exc:
         raise CorruptionError(f"manifest {where} is malformed: {exc}") from None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -307,6 +301,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(result) != len(pairs):
         raise ValueError("repeated key in an object")
     return result
+
+
+_DECODER = stored_json.strict_decoder(object_pairs_hook=_unique_keys)
 
 
 def read_manifest(path: str) -> Manifest:

@@ -39,14 +39,13 @@ too: replaying it would only fail later, in the freeze that writes it out.
 
 from __future__ import annotations
 
-import json
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from . import stored_json
 from .errors import CorruptionError
 
 PUT_BATCH = 1
@@ -247,16 +246,12 @@ def _decode_blobs(payload: bytes, offset: int, n: int, what: str
 
 def _decode_json(blob: bytes) -> dict:
     try:
-        value = json.loads(blob, parse_constant=_reject_constant)
+        value = stored_json.STRICT.decode(blob.decode("utf-8"))
     except (ValueError, RecursionError):
         raise CorruptionError("PUT_BATCH metadata is not valid JSON") from None
     if not isinstance(value, dict):
         raise CorruptionError("PUT_BATCH metadata is not a JSON object")
     return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (the writer never stores it)")
 
 
 def _decode_delete(payload: bytes) -> DeleteBatch:

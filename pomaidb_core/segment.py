@@ -76,7 +76,7 @@ from typing import Any
 
 import numpy as np
 
-from . import fs, keyword_index
+from . import fs, keyword_index, stored_json
 from .columns import StoredColumns
 from .errors import ClosedError, CorruptionError, InvalidArgumentError, StorageError
 from .filenames import tmp_path
@@ -329,10 +329,6 @@ def _discard(tmp: str) -> None:
 # ---------------------------------------------------------------------------- reading
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (the writer never stores it)")
-
-
 class SegmentReader:
     """A memory-mapped, read-only segment; safe to share between threads.
 
@@ -541,9 +537,7 @@ class SegmentReader:
         if start == end:
             return None
         try:
-            value = json.loads(
-                bytes(blob[start:end]).decode("utf-8"), parse_constant=_reject_constant
-            )
+            value = stored_json.STRICT.decode(bytes(blob[start:end]).decode("utf-8"))
         except (ValueError, RecursionError):
             raise self._corrupt(f"metadata of row {row} is not valid JSON") from None
         if not isinstance(value, dict):
