@@ -25,8 +25,10 @@ for 400k rows) is out. Instead (n rows, k = n / B, d' = `_KMEANS_DIMS`):
 4. clusters larger than block_size are cut at the median of their principal axis, recursively,
    so no block exceeds block_size rows (blocks average about 0.6 block_size).
 
-Every other pass over the rows is linear: sums per cluster or block use `segment_sums`
-(np.add.reduceat costs about a microsecond a row), and projections run in row chunks.
+Every other pass over the rows is linear: sums per cluster use `segment_sums`
+(np.add.reduceat costs about a microsecond a row), projections run in row chunks, and once
+the blocks are formed one kernel pass over their rows (`row_codes`) makes everything a
+sidecar stores per row, and the sums the block centroids are taken from.
 
 Blocks are numbered cluster by cluster, so neighbouring block ids tend to be near each other
 in space and a query's selected blocks coalesce into fewer row ranges.

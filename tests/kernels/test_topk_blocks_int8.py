@@ -5,14 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from block_cases import (
-    block_csr,
-    int8_row_copy,
-    qualifying_rows,
-    random_data,
-    random_groups,
-    random_partition,
-)
+from block_cases import block_csr, int8_row_copy, qualifying_rows, random_data, random_groups, random_partition
 
 from pomaidb_core import kernels, wsbr_build
 from pomaidb_core.errors import InvalidArgumentError
