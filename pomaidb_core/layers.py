@@ -361,24 +361,17 @@ def _segment_ranker(seg: LiveSegment, queries, metric, mask, params: SearchParam
 def _collect(rank: Callable, layer, ids: np.ndarray, newer: list[Memtable], k: int, n_rows: int,
              per_query: list[list[tuple]]) -> None:
     """Add this layer's best k rows per query that no newer memtable overrides."""
-    want = k if not any(t.n for t in newer) else k + 8
+    newer = [t for t in newer if t.n]  # an empty memtable overrides nothing
+    want = k + 8 if newer else k
     while True:
         scores, rows = rank(min(want, max(n_rows, 1)))
         short = False
         kept_all: list[list[tuple]] = []
         for q_scores, q_rows in zip(scores.tolist(), rows.tolist()):
-            kept = []
-            valid = 0
-            for score, row in zip(q_scores, q_rows):
-                if row < 0:
-                    break
-                valid += 1
-                key = int(ids[row])
-                if any(key in t.slot_of for t in newer):
-                    continue
-                kept.append((score, key, layer, row))
-                if len(kept) == k:
-                    break
+            valid = q_rows.index(-1) if q_rows[-1] < 0 else len(q_rows)  # -1 pads the end
+            keys = ids[q_rows[:valid]].tolist()
+            kept = [(score, key, layer, row) for score, key, row in zip(q_scores, keys, q_rows)
+                    if not newer or not any(key in t.slot_of for t in newer)][:k]
             if len(kept) < k and valid == len(q_rows) and want < n_rows:
                 short = True
             kept_all.append(kept)
