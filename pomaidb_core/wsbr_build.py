@@ -289,7 +289,8 @@ def refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
     k = len(parent)
     centroids = cluster_means(x, labels, np.zeros((k, x.shape[1]), dtype=np.float32))
     counts = np.bincount(labels, minlength=k)
-    for _ in range(_REFINE_ROUNDS):
+    for round_ in range(_REFINE_ROUNDS):
+        more = round_ + 1 < _REFINE_ROUNDS  # the last round's new centroids are never used
         near = _neighbour_lists(centroids, parent)
         c_norms = np.where(counts > 0, _sq_norms(centroids), np.inf)  # empty: no centroid
         order = np.argsort(labels, kind="stable")
@@ -302,11 +303,12 @@ def refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
             dist = c_norms[cand][None, :] - 2.0 * (block @ centroids[cand].T)
             best = dist.argmin(axis=1)
             labels[rows] = cand[best]
-            # the new clusters' sums from the rows at hand: no second pass over x
-            sums[cand] += (best[None, :] == np.arange(len(cand))[:, None]).astype(np.float32) @ block
-        counts = np.bincount(labels, minlength=k)
-        filled = counts > 0
-        centroids[filled] = sums[filled] / counts[filled, None].astype(np.float32)
+            if more:  # the new clusters' sums from the rows at hand: no second pass over x
+                sums[cand] += (best[None, :] == np.arange(len(cand))[:, None]).astype(np.float32) @ block
+        if more:
+            counts = np.bincount(labels, minlength=k)
+            filled = counts > 0
+            centroids[filled] = sums[filled] / counts[filled, None].astype(np.float32)
     return labels
 
 
