@@ -440,3 +440,30 @@ def test_sign_codes_follow_the_band_on_real_embeddings():
     rows = rows[:50_000] * np.random.default_rng(6).uniform(0.5, 2.0, size=(50_000, 1)).astype(np.float32)
     _, index = wsbr.build_index(rows, "ip", IndexParams())
     assert index.rows is not None and index.rows.signs is None
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_calibration_recall_equals_routing_each_budget(metric):
+    """_TrueBlockRecall (one Hamming ranking and one prefix of centroid scores for every
+    budget the calibration tries) counts exactly the true blocks route() selects."""
+    rng = np.random.default_rng(11)
+    n, d = 8_000, 96
+    centres = rng.standard_normal((40, d)).astype(np.float32)
+    x = centres[rng.integers(0, 40, n)] + 1.5 * rng.standard_normal((n, d)).astype(np.float32)
+    if metric == "ip":
+        x *= rng.uniform(0.5, 2.0, (n, 1)).astype(np.float32)
+    order, index = wsbr.build_index(x, metric, IndexParams())
+    queries = wsbr.routing_rows(x, metric)[rng.choice(n, 60)]
+    queries += 0.3 * rng.standard_normal(queries.shape).astype(np.float32)
+    _, rows = kernels.topk(x, queries, 10, metric)
+    place = np.empty(n, np.int64)
+    place[order] = np.arange(n)
+    truth = [np.searchsorted(index.block_offsets, place[r], side="right") - 1 for r in rows]
+    fast = wsbr._TrueBlockRecall(index, queries, truth, None)
+    seen = set()
+    for top in (10, 13, 20, 31, 64, index.top_blocks, index.n_blocks - 1, index.n_blocks):
+        chosen = wsbr.route(index, queries, 10, top_blocks=top, widen_blocks=7 * top)
+        want = sum(int(np.isin(b, c).sum()) for b, c in zip(truth, chosen)) / sum(map(len, truth))
+        assert fast.recall(top) == want
+        seen.add(want)
+    assert len(seen) >= 4  # budgets from poor to complete recall, not one easy case
