@@ -11,6 +11,8 @@
 #include <span>
 #include <vector>
 
+#include "pomaidb/round.h"
+
 namespace pomai {
 namespace {
 
@@ -38,7 +40,7 @@ QuantQuery quantize_query(const float* query, std::size_t d, Metric metric) {
   double norm_sq = 0.0;
   for (std::size_t i = 0; i < d; ++i) {
     const double v = query[i] * unit;
-    const double code = q.scale > 0.0 ? std::nearbyint(v / q.scale) : 0.0;
+    const double code = q.scale > 0.0 ? round_half_even(v / q.scale) : 0.0;
     q.codes[i] = static_cast<std::int8_t>(std::clamp(code, -127.0, 127.0));
     const double error = v - q.codes[i] * q.scale;
     residual_sq += error * error;

@@ -8,6 +8,7 @@
 #include <limits>
 #include <vector>
 
+#include "pomaidb/round.h"
 #include "pomaidb/sketch.h"
 
 namespace pomai {

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "pomaidb/round.h"
+
 namespace pomai {
 
 float max_abs(const float* row, std::size_t dim) {

@@ -13,21 +13,6 @@ namespace pomai {
 
 inline constexpr std::size_t kSketchBits = 64;
 
-// x rounded to the nearest integer, ties to even (np.rint), for |x| < 2^22: adding and
-// subtracting 1.5 * 2^23 leaves x rounded by the FPU's default mode.  Inline arithmetic, where
-// std::nearbyint is a libm call on the baseline ISA (no SSE4.1 roundss): this runs once per
-// component of every row a build codes.
-inline float round_half_even(float x) {
-  constexpr float kShift = 12582912.0f;  // 1.5 * 2^23
-  return (x + kShift) - kShift;
-}
-
-// The same for doubles, |x| < 2^51.
-inline double round_half_even(double x) {
-  constexpr double kShift = 6755399441055744.0;  // 1.5 * 2^52
-  return (x + kShift) - kShift;
-}
-
 // max |row[i]| (0 for an empty row), in four independent chains: a maximum is exact in any
 // order, and one chain waits on each comparison in turn.
 float max_abs(const float* row, std::size_t dim);
