@@ -566,8 +566,7 @@ class _TrueBlockRecall:
             place = np.empty(index.n_blocks, np.int64)
             place[order] = np.arange(index.n_blocks)
             self.places.append(place[blocks])
-        self.prefix = np.zeros((len(queries), 0), np.int64)
-        self.scores = np.zeros((len(queries), 0), np.float32)
+        self.scores = np.zeros((len(queries), 0), np.float32)  # of each Hamming order's prefix
 
     def recall(self, top: int) -> float:
         index = self.index
@@ -575,7 +574,7 @@ class _TrueBlockRecall:
         if top >= index.n_blocks:
             return sum(len(b) for b in self.truth_blocks) / total  # every block is scored
         widen = _AUTO_WIDEN_FACTOR * top if self.widen_blocks is None else self.widen_blocks
-        assert top >= _CALIBRATE_K and widen > 0  # no widening for k: the rule's floor is larger
+        assert top >= _CALIBRATE_K  # so route() never widens for k: the rule's floor is larger
         shortlist = min(top + widen, index.n_blocks)
         self._score_prefix(shortlist)
         hits = 0
@@ -591,17 +590,15 @@ class _TrueBlockRecall:
     def _score_prefix(self, length: int) -> None:
         """Centroid scores (the kernels' est) of the first `length` blocks of each query's
         Hamming order."""
-        done = self.prefix.shape[1]
+        done = self.scores.shape[1]
         if length <= done:
             return
         index = self.index
-        prefix = hamming64_rank(index.signatures, self.sketches, length)
-        fresh = np.ascontiguousarray(prefix[:, done:])
+        fresh = np.ascontiguousarray(hamming64_rank(index.signatures, self.sketches, length)[:, done:])
         dots = dot_int8_rows(index.centroids, self.q8, fresh).astype(np.float32)
         scores = index.alpha[fresh] * dots
         if index.metric == "l2":
             scores = scores * self.gain[:, None] + index.beta[fresh]
-        self.prefix = prefix
         self.scores = np.concatenate([self.scores, scores], axis=1)
 
 

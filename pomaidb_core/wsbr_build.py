@@ -290,25 +290,19 @@ def refine(x: np.ndarray, labels: np.ndarray, parent: np.ndarray) -> np.ndarray:
     centroids = cluster_means(x, labels, np.zeros((k, x.shape[1]), dtype=np.float32))
     counts = np.bincount(labels, minlength=k)
     for round_ in range(_REFINE_ROUNDS):
-        more = round_ + 1 < _REFINE_ROUNDS  # the last round's new centroids are never used
+        if round_:  # the means of the moved clusters (none after the last round: never read)
+            centroids = cluster_means(x, labels, centroids)
+            counts = np.bincount(labels, minlength=k)
         near = _neighbour_lists(centroids, parent)
         c_norms = np.where(counts > 0, _sq_norms(centroids), np.inf)  # empty: no centroid
         order = np.argsort(labels, kind="stable")
         bounds = np.concatenate(([0], np.cumsum(counts)))
-        sums = np.zeros_like(centroids)
         for c in np.nonzero(counts)[0]:
             checkpoint()
             rows = order[bounds[c] : bounds[c + 1]]
-            cand, block = near[c], x[rows]
-            dist = c_norms[cand][None, :] - 2.0 * (block @ centroids[cand].T)
-            best = dist.argmin(axis=1)
-            labels[rows] = cand[best]
-            if more:  # the new clusters' sums from the rows at hand: no second pass over x
-                sums[cand] += (best[None, :] == np.arange(len(cand))[:, None]).astype(np.float32) @ block
-        if more:
-            counts = np.bincount(labels, minlength=k)
-            filled = counts > 0
-            centroids[filled] = sums[filled] / counts[filled, None].astype(np.float32)
+            cand = near[c]
+            dist = c_norms[cand][None, :] - 2.0 * (x[rows] @ centroids[cand].T)
+            labels[rows] = cand[dist.argmin(axis=1)]
     return labels
 
 
@@ -393,18 +387,14 @@ def row_codes(routing, order: np.ndarray, offsets: np.ndarray, mu: np.ndarray,
     return (*out, sums)
 
 
-def sign_codes(routing, mu: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
-    """(n, ceil(d / 64)) uint64 sign codes of routing[order] (of routing when order is None):
-    bit i of word i // 64 is set iff coordinate i of the row minus `mu` is > 0; padding bits
-    are zero. One float32 subtraction and comparison per coordinate, so a query's code (made
-    by the same function at search time) matches however it is batched."""
-    n, dim = routing.shape[0] if order is None else len(order), routing.shape[1]
-    words = -(-dim // 64)
-    codes = np.zeros((n, words * 8), dtype=np.uint8)
-    mu = np.asarray(mu, dtype=np.float32)
-    for start in range(0, n, _CHUNK_ROWS):
-        stop = min(n, start + _CHUNK_ROWS)
-        rows = routing[start:stop] if order is None else routing[order[start:stop]]
-        bits = np.packbits(np.asarray(rows, dtype=np.float32) - mu > 0, axis=1, bitorder="little")
-        codes[start:stop, : bits.shape[1]] = bits
+def sign_codes(routing: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """(n, ceil(d / 64)) uint64 sign codes of (n, d) routing-space rows (queries; a segment's
+    rows get theirs from row_codes, bit for bit the same): bit i of word i // 64 is set iff
+    coordinate i of the row minus `mu` is > 0; padding bits are zero. One float32 subtraction
+    and comparison per coordinate, so a query's code matches however it is batched."""
+    n, dim = routing.shape
+    codes = np.zeros((n, -(-dim // 64) * 8), dtype=np.uint8)
+    centred = np.asarray(routing, dtype=np.float32) - np.asarray(mu, dtype=np.float32)
+    bits = np.packbits(centred > 0, axis=1, bitorder="little")
+    codes[:, : bits.shape[1]] = bits
     return codes.view("<u8").astype(np.uint64, copy=False)

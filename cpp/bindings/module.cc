@@ -588,8 +588,12 @@ py::tuple row_codes_numpy(const py::object& rows_obj, const py::object& mu_obj,
   require_rows(row_blocks, "row_blocks", m, 0, "one per row");
   const auto* blocks = static_cast<const std::int64_t*>(row_blocks.data());
   if (!std::is_sorted(blocks, blocks + m)) invalid("row_blocks must be non-decreasing");
-  const std::size_t spanned = m == 0 ? 0 : static_cast<std::size_t>(blocks[m - 1] - blocks[0]) + 1;
-  if (spanned > m) invalid("row_blocks must span at most one block per row (blocks hold rows)");
+  // Unsigned: the ids are sorted, so last - first is the true gap even where int64 overflows.
+  const std::size_t gap = m == 0 ? 0
+                                 : static_cast<std::size_t>(blocks[m - 1]) -
+                                       static_cast<std::size_t>(blocks[0]);
+  if (m > 0 && gap >= m) invalid("row_blocks must span at most one block per row (blocks hold rows)");
+  const std::size_t spanned = m == 0 ? 0 : gap + 1;
   const std::size_t words = (dim + 63) / 64;
   py::array_t<std::int8_t> codes({m, dim});
   py::array_t<float> scale(static_cast<py::ssize_t>(m));

@@ -117,3 +117,13 @@ def test_bad_inputs_raise(case, message):
     args.update(case)
     with pytest.raises(InvalidArgumentError, match=message):
         kernels.row_codes(**args)
+
+
+def test_a_block_span_that_overflows_int64_is_refused():
+    """row_blocks far apart: their difference overflows a signed subtraction; refused before
+    any block sum is written."""
+    args = dict(rows=np.zeros((2, 5), np.float32), mu=np.zeros(5, np.float32),
+                projection=np.zeros((64, 5), np.int8), level=quant_level(5))
+    for blocks in ([-2**63, 2**63 - 1], [0, 2**63 - 1], [-2**63, 0]):
+        with pytest.raises(InvalidArgumentError, match="at most one block per row"):
+            kernels.row_codes(**args, row_blocks=np.array(blocks, np.int64))

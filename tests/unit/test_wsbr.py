@@ -467,3 +467,22 @@ def test_calibration_recall_equals_routing_each_budget(metric):
         assert fast.recall(top) == want
         seen.add(want)
     assert len(seen) >= 4  # budgets from poor to complete recall, not one easy case
+
+
+def test_calibration_with_no_widening_builds_and_counts_like_routing():
+    """wsbr_widen_blocks=0 (literal selection) is a valid knob: a calibrated build succeeds and
+    the calibration's count equals route()'s for it too."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3_000, 32)).astype(np.float32)
+    order, index = wsbr.build_index(x, "l2", IndexParams(wsbr_widen_blocks=0))
+    assert index.widen_blocks == 0
+    queries = x[rng.choice(len(x), 40)] + 0.1 * rng.standard_normal((40, 32)).astype(np.float32)
+    _, rows = kernels.topk(x, queries, 10, "l2")
+    place = np.empty(len(x), np.int64)
+    place[order] = np.arange(len(x))
+    truth = [np.searchsorted(index.block_offsets, place[r], side="right") - 1 for r in rows]
+    fast = wsbr._TrueBlockRecall(index, queries, truth, 0)
+    for top in (10, 17, 40, index.n_blocks):
+        chosen = wsbr.route(index, queries, 10, top_blocks=top, widen_blocks=0)
+        want = sum(int(np.isin(b, c).sum()) for b, c in zip(truth, chosen)) / sum(map(len, truth))
+        assert fast.recall(top) == want
