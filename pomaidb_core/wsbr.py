@@ -218,10 +218,15 @@ def quant_level(dim: int) -> int:
 
 
 def quantize(rows: np.ndarray, level: int) -> np.ndarray:
-    """Each row scaled so its largest |component| is `level`, rounded: integer-valued float32."""
+    """Each row scaled so its largest |component| is `level`, rounded: integer-valued float32.
+
+    A zero row stays zero, and so does a row so small (max |component| below about 4e-37)
+    that level / max overflows float32: it routes like the zero vector."""
     amax = np.abs(rows).max(axis=1)
     scale = np.zeros(len(rows), dtype=np.float32)
-    np.divide(np.float32(level), amax, out=scale, where=amax > 0)
+    with np.errstate(over="ignore"):
+        np.divide(np.float32(level), amax, out=scale, where=amax > 0)
+    scale[np.isinf(scale)] = 0
     return np.rint(rows * scale[:, None])
 
 

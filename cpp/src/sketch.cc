@@ -24,7 +24,8 @@ float max_abs(const float* row, std::size_t dim) {
 
 float quantize_row(const float* row, std::size_t dim, float level, std::int8_t* out) {
   const float amax = max_abs(row, dim);
-  const float scale = amax > 0.0f ? level / amax : 0.0f;
+  float scale = amax > 0.0f ? level / amax : 0.0f;
+  if (std::isinf(scale)) scale = 0.0f;  // max |row| below level / FLT_MAX: a zero row
   for (std::size_t i = 0; i < dim; ++i) {
     out[i] = static_cast<std::int8_t>(round_half_even(row[i] * scale));
   }

@@ -127,3 +127,23 @@ def test_a_block_span_that_overflows_int64_is_refused():
     for blocks in ([-2**63, 2**63 - 1], [0, 2**63 - 1], [-2**63, 0]):
         with pytest.raises(InvalidArgumentError, match="at most one block per row"):
             kernels.row_codes(**args, row_blocks=np.array(blocks, np.int64))
+
+
+@pytest.mark.parametrize("magnitude", [1e-38, 1e-42])
+def test_rows_too_small_to_scale_sketch_like_the_zero_row(isa, magnitude):
+    """level / max |row| overflows float32: the row quantises to zeros (wsbr.quantize and the
+    kernels alike), never through an undefined float-to-int conversion (UBSan runs this)."""
+    rng = np.random.default_rng(8)
+    rows = (rng.standard_normal((4, 96)) * magnitude).astype(np.float32)
+    mu = np.zeros(96, np.float32)
+    level = quant_level(96)
+    projection = rng.integers(-level, level + 1, size=(64, 96), dtype=np.int8)
+    assert not quantize(rows, level).any()
+    sketches = kernels.row_codes(rows, mu, projection, level, np.zeros(4, np.int64))[5]
+    assert not sketches.any()
+    np.testing.assert_array_equal(sketches, _sketch_oracle(rows, mu, projection, level))
+    chosen = kernels.wsbr_select(rows, rows, mu=mu, projection=projection,
+                                 signatures=np.array([1, 0], np.uint64),
+                                 centroids=np.zeros((2, 96), np.int8), alpha=np.ones(2, np.float32),
+                                 beta=np.zeros(2, np.float32), level=level, l2=True, top=1, widen=1)
+    assert chosen.tolist() == [[1]] * 4  # sketch 0 is nearest signature 0 at block 1

@@ -18,7 +18,8 @@ inline constexpr std::size_t kSketchBits = 64;
 float max_abs(const float* row, std::size_t dim);
 
 // wsbr.quantize of one row: scaled so its largest |component| is `level`, rounded half to
-// even (np.rint); a zero row stays zero.  Returns max |row|.
+// even (np.rint); a zero row stays zero, and so does one whose level / max |row| overflows.
+// Returns max |row|.
 float quantize_row(const float* row, std::size_t dim, float level, std::int8_t* out);
 
 // Scratch one sketch needs; size it once with `dim` and reuse it row after row.
