@@ -554,7 +554,13 @@ class _CompiledSearch:
       search `_RECOMPILE_AFTER_SECONDS` later, once every shard answers a plain ping;
     - Ray tears down the graphs left at exit with `kill_actors=True`, which would stop the
       shard actors (detached, shared with other clients): `close()` tears it down first,
-      and so does an exit hook.
+      and so does an exit hook;
+    - a compile or teardown that is still talking to the actors when they are killed
+      (`shutdown()`) or recompiled can abort the whole client process (a failed check in
+      Ray's core worker, seen while compiling): `close()` waits for the compile and
+      teardown threads it started (bounded by the client's timeout), a compile first waits
+      for the teardowns before it, and a graph compiled after `close()` is torn down
+      before its thread ends.
     """
 
     def __init__(self, db: RayDB, actors: list) -> None:
@@ -564,6 +570,7 @@ class _CompiledSearch:
         self._compiling = False  # a compile thread runs, or another client holds the actors
         self._token = uuid.uuid4().hex  # this client's claim on the actors
         self._broken_at = -float("inf")
+        self._threads: list[threading.Thread] = []  # compiles and teardowns started here
         with _compiling_lock:  # a second client in this process on the same actors: plain calls
             self._closed = db._namespace in _compiling_namespaces
             _compiling_namespaces.add(db._namespace)
@@ -594,10 +601,12 @@ class _CompiledSearch:
         with self._lock:
             self._closed = True
             graph, self._graph = self._graph, None
-        if graph is not None:  # waits for every actor: bounded, the rest in the background
-            done = threading.Thread(target=graph.teardown, name="pomaidb-ray-teardown", daemon=True)
-            done.start()
-            done.join(self._db._timeout)
+            if graph is not None:  # waits for every actor: bounded, the rest in the background
+                self._start(graph.teardown, "pomaidb-ray-teardown")
+            threads = list(self._threads)
+        deadline = time.monotonic() + self._db._timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._release_claims()
         with _compiling_lock:
             if self._owner:
@@ -610,12 +619,26 @@ class _CompiledSearch:
                 or time.monotonic() - self._broken_at < _RECOMPILE_AFTER_SECONDS):
             return
         self._compiling = True
-        threading.Thread(target=self._compile, name="pomaidb-ray-compile", daemon=True).start()
+        self._start(self._compile, "pomaidb-ray-compile")
+
+    def _start(self, target: Callable[[], Any], name: str) -> None:
+        """Runs under the lock: a daemon thread that close() waits for."""
+        self._threads = [t for t in self._threads if t.is_alive()]
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
 
     def _compile(self) -> None:
         from ray.dag import InputNode, MultiOutputNode
 
+        with self._lock:
+            teardowns = [t for t in self._threads if t.name == "pomaidb-ray-teardown"]
+        deadline = time.monotonic() + self._db._timeout
+        for thread in teardowns:  # a graph still shutting down on the actors: let it finish
+            thread.join(max(0.0, deadline - time.monotonic()))
         try:
+            if any(t.is_alive() for t in teardowns):
+                raise TimeoutError("a previous graph is still being torn down")
             claims = self._db._broadcast_each("claim_graph", self._token)  # every actor up too
             if not all(claims):  # another client's graph runs there: plain calls for good
                 self._release_claims()
@@ -634,20 +657,20 @@ class _CompiledSearch:
             if not self._closed:
                 self._graph = graph
                 return
-        _tear_down_later(graph)  # closed meanwhile
+        try:  # closed meanwhile: torn down before close(), which waits for this thread, returns
+            graph.teardown()
+        except Exception:  # noqa: S110 - the actors are being stopped or left: nothing to keep
+            pass
 
     def _release_claims(self) -> None:
         for actor in self._actors:  # no answer awaited: a gone actor has no claim left
             actor.release_graph.remote(self._token)
 
     def _discard(self) -> None:
+        """Runs under the lock."""
         graph, self._graph = self._graph, None
         self._broken_at = time.monotonic()
-        _tear_down_later(graph)
-
-
-def _tear_down_later(graph: Any) -> None:
-    threading.Thread(target=graph.teardown, name="pomaidb-ray-teardown", daemon=True).start()
+        self._start(graph.teardown, "pomaidb-ray-teardown")
 
 
 class _Pending:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -128,3 +129,35 @@ def _reopen(db, options):
 def test_ray_compiled_search_must_be_a_bool(ray_path):
     with pytest.raises(pdb.InvalidArgumentError):
         pdb.open(ray_path, backend="ray", ray_compiled_search="yes")
+
+
+
+def test_close_waits_for_a_compile_in_flight_and_tears_its_graph_down(ray_path, monkeypatch):
+    """shutdown() kills the actors right after close(); a compile still registering its
+    channels with them aborted the client process in CI (a failed check in Ray's core worker:
+    RPC "Socket closed"). close() returns only once the compile it started has ended, and a
+    graph compiled after close() is torn down before that."""
+    from ray.dag import MultiOutputNode
+
+    entered, release, torn = threading.Event(), threading.Event(), []
+
+    class Graph:
+        def teardown(self):
+            torn.append(True)
+
+    def slow_compile(self, *args, **kwargs):
+        entered.set()
+        release.wait(60)
+        return Graph()
+
+    monkeypatch.setattr(MultiOutputNode, "experimental_compile", slow_compile)
+    db, m = _filled(ray_path)
+    m.search(np.ones(DIM), 1)  # starts the compile thread
+    assert entered.wait(60)
+    closer = threading.Thread(target=db.close)
+    closer.start()
+    closer.join(1.0)
+    assert closer.is_alive()  # waits for the compile
+    release.set()
+    closer.join(60)
+    assert not closer.is_alive() and torn == [True]
