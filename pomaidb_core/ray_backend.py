@@ -659,7 +659,7 @@ class _CompiledSearch:
                 return
         try:  # closed meanwhile: torn down before close(), which waits for this thread, returns
             graph.teardown()
-        except Exception:  # noqa: S110 - the actors are being stopped or left: nothing to keep
+        except Exception:  # the actors are being stopped or left: nothing to keep
             pass
 
     def _release_claims(self) -> None:

@@ -476,9 +476,7 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     level = quant_level(dim)
     projection = quantize(w, level)
     top = params.wsbr_top_blocks or default_top_blocks(n, block_size)
-    widen = params.wsbr_widen_blocks
-    if widen is None:
-        widen = _AUTO_WIDEN_FACTOR * top
+    widen = _widen_for(top, params.wsbr_widen_blocks)
     projection = projection.astype(np.int8)
     *codes, signs, sketches, sums = row_codes(routing, order, offsets, mu, projection, level)
     knobs = params.wsbr_top_blocks is not None or params.wsbr_widen_blocks is not None
@@ -531,7 +529,7 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
         middle = (low + high) // 2
         low, high = (low, middle) if recall(middle) >= _CALIBRATE_RECALL else (middle, high)
     top = max(_AUTO_MIN_TOP, high)
-    widen = _AUTO_WIDEN_FACTOR * top if widen_blocks is None else widen_blocks
+    widen = _widen_for(top, widen_blocks)
     index = index.with_defaults(min(top, _U32_MAX), min(widen, _U32_MAX))
     if index.rows is not None and index.rows.signs is not None:
         picked = _SIGN_CALIBRATE_QUERIES
@@ -558,7 +556,7 @@ class _TrueBlockRecall:
                  widen_blocks: int | None) -> None:
         self.index = index
         self.widen_blocks = widen_blocks
-        self.truth_blocks = truth_blocks
+        self.true_count = sum(len(b) for b in truth_blocks)
         routing = np.ascontiguousarray(routing_rows(queries, index.metric), dtype=np.float32)
         self.sketches = kernels.row_codes(routing, index.mu, index.projection, index.level,
                                           np.zeros(len(queries), np.int64))[5]
@@ -575,10 +573,10 @@ class _TrueBlockRecall:
 
     def recall(self, top: int) -> float:
         index = self.index
-        total = max(1, sum(len(b) for b in self.truth_blocks))
+        total = max(1, self.true_count)
         if top >= index.n_blocks:
-            return sum(len(b) for b in self.truth_blocks) / total  # every block is scored
-        widen = _AUTO_WIDEN_FACTOR * top if self.widen_blocks is None else self.widen_blocks
+            return self.true_count / total  # every block is scored
+        widen = _widen_for(top, self.widen_blocks)
         assert top >= _CALIBRATE_K  # so route() never widens for k: the rule's floor is larger
         shortlist = min(top + widen, index.n_blocks)
         self._score_prefix(shortlist)
@@ -821,6 +819,12 @@ def _allowed_per_block(index: WsbrIndex, mask: np.ndarray | None) -> np.ndarray:
     counts = np.add.reduceat(mask, index.block_offsets[:-1], dtype=np.int64)
     index.allowed_cache = (weakref.ref(mask), counts)
     return counts
+
+
+def _widen_for(top: int, widen_blocks: int | None) -> int:
+    """A segment's default widen_blocks for a default top_blocks `top`: the given knob, or
+    _AUTO_WIDEN_FACTOR times top."""
+    return _AUTO_WIDEN_FACTOR * top if widen_blocks is None else widen_blocks
 
 
 def _signed_budget(top: int, widen: int) -> tuple[int, int]:
