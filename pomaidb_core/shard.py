@@ -776,6 +776,8 @@ class Shard:
         if running is not None:
             if waiter is not None:
                 running.waiters.append(waiter)
+                # a db.compact() that finds an automatic merge running goes on after it
+                running.forced = running.forced or forced
             return
         run = None
         if state is not None and not self._options.read_only and (forced or self._options.auto_compact):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
 
 import numpy as np
@@ -113,6 +114,38 @@ def test_compaction_merges_runs_in_place_and_never_beyond_the_segment_bound(tmp_
         m = db.membrane("m")
         assert m.get(7) is None and np.array_equal(m.get(60).vector, np.ones(4))
         assert m.count() == 399
+
+
+def test_compact_called_during_a_background_compaction_merges_the_whole_stack(tmp_path,
+                                                                             monkeypatch):
+    """db.compact() that finds an automatic merge running waits for it and then goes on:
+    it used to return as soon as that merge ended, leaving the rest of the stack unmerged."""
+    from pomaidb_core import compaction
+
+    running, release = threading.Event(), threading.Event()
+    real = compaction.merged_rows
+
+    def held(*args, **kwargs):
+        if not running.is_set():  # the automatic merge: held until db.compact() is waiting
+            running.set()
+            assert release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(compaction, "merged_rows", held)
+    with pdb.open(tmp_path / "db", shards=1, compaction_trigger=2, idle_freeze_seconds=0) as db:
+        m = db.create_membrane("m", dim=4)
+        for start, n in ((0, 400), (400, 20), (420, 20)):  # the two small ones form a tier
+            _fill(m, n, 4, seed=start, start=start)
+            db.freeze()
+        assert running.wait(30)
+        compactor = threading.Thread(target=db.compact)
+        compactor.start()
+        time.sleep(0.2)  # db.compact() reaches the shard while the automatic merge runs
+        release.set()
+        compactor.join(30)
+        assert not compactor.is_alive()
+        stats = db.stats()["membranes"]["m"]
+        assert (stats["segments"], stats["segment_rows"], m.count()) == (1, 440, 440)
 
 
 def test_scan_started_before_compaction_finishes_on_its_files(tmp_path):
