@@ -15,7 +15,9 @@ Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
   2. every block ranked by (hamming(query sketch, block signature), block_id), ascending;
   3. "literal" mode: the first T blocks are selected.
      "shortlist" mode: the first T + W blocks are candidates; they are re-ranked by
-     (centroid score descending, hamming, block_id) and the first T are selected;
+     (centroid score descending, hamming, block_id) and the first T are selected. A
+     segment whose calibration found the Hamming order losing true blocks stores
+     W = n_blocks: every centroid is scored, and the Hamming order only breaks ties;
   4. the selected blocks are scored exactly. With the sidecar's int8 row copy (version 2):
      one kernels.topk_blocks_int8 call, which scores the selected rows in int8 first and
      reads in float only the rows whose score interval can still reach the k best (the answer
@@ -154,6 +156,20 @@ _CALIBRATE_MIN_ROWS = 2_000
 _CALIBRATE_QUERIES = 200
 _CALIBRATE_K = 10
 _CALIBRATE_RECALL = 0.965
+# Where the rule's budget misses the target, the 64-bit Hamming shortlist may be what loses
+# the true blocks: on a 1M x 384 mixture of 10k small clusters (bench scale's data), blocks
+# mix two or three clusters, their majority signatures represent none of them, and a true
+# block's Hamming place had p90 4,337 of 13,279 blocks in a 250k-row segment, while its
+# centroid score placed it p90 16th. The calibration then also measures a shortlist of every
+# block (widen_blocks = n_blocks: all centroids scored, the shortlist's Hamming order only
+# breaking ties), and keeps it where it costs less (_route_cost): there the blocks needed
+# for 0.965 fell from about 1,000 to 250-320. A row scanned costs about _ROW_COST centroids
+# scored (measured on one 250k x 384 segment: 46 ns a row in the sign stage and int8 pass,
+# 20 ns a centroid in the re-rank). Through the engine, four such segments (13k blocks each,
+# 20 MB of centroids a query, past the cache) searched in 4.3-4.8 ms p50 at recall@10 0.987
+# with every centroid scored, 4.4 ms at 0.946 with the 7T shortlist; pypi-100k's segments
+# keep the 7T shortlist.
+_ROW_COST = 2
 # A segment's default top_blocks is calibrated for the recall of its own top _CALIBRATE_K.
 # budget_scale() adapts it to a search: times (k / _CALIBRATE_K) ^ _BUDGET_EXPONENT for
 # k > _CALIBRATE_K, and times share ^ _BUDGET_EXPONENT (at least _MIN_BUDGET_SCALE) for a
@@ -501,7 +517,9 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
     more blocks. This measures the segment's own data with sample queries (see below,
     exact truth from the kernels): if the rule's budget misses _CALIBRATE_RECALL, it
     doubles and then bisects until it does. It never lowers the rule's budget, because
-    queries from another distribution than the rows route worse than any sample of them.
+    queries from another distribution than the rows route worse than any sample of them;
+    but where the rule missed, it also measures a shortlist of every block (see _ROW_COST)
+    and keeps the cheaper of the two budgets that reach the target.
 
     vectors and routing are in arrival order; row order[p] is stored at position p.
     """
@@ -519,17 +537,16 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
     truth = [position[r[(r != s) & (r >= 0)][:_CALIBRATE_K]] for r, s in zip(rows, self_row)]
     truth_blocks = [np.searchsorted(index.block_offsets, t, side="right") - 1 for t in truth]
 
-    recall = _TrueBlockRecall(index, queries, truth_blocks, widen_blocks).recall
-    low, high = 0, index.top_blocks  # the sqrt(n) rule is a floor: calibration only raises it
-    while high < index.n_blocks and recall(high) < _CALIBRATE_RECALL:
-        low, high = high, high * 2
-    high = min(high, index.n_blocks)
-    low = max(low, index.top_blocks) if high > index.top_blocks else high
-    while high - low > max(1, high // 16):
-        middle = (low + high) // 2
-        low, high = (low, middle) if recall(middle) >= _CALIBRATE_RECALL else (middle, high)
-    top = max(_AUTO_MIN_TOP, high)
+    recall = _TrueBlockRecall(index, queries, truth_blocks).recall
+    # the sqrt(n) rule is a floor: calibration only raises it
+    top = _smallest_top(lambda t: recall(t, _widen_for(t, widen_blocks)), index.top_blocks,
+                        index.n_blocks)
     widen = _widen_for(top, widen_blocks)
+    if widen_blocks is None and top > index.top_blocks:  # the rule missed: try every block
+        every = index.n_blocks
+        full_top = _smallest_top(lambda t: recall(t, every), _CALIBRATE_K, top)
+        if _route_cost(index, full_top, every) < _route_cost(index, top, widen):
+            top, widen = full_top, every
     index = index.with_defaults(min(top, _U32_MAX), min(widen, _U32_MAX))
     if index.rows is not None and index.rows.signs is not None:
         picked = _SIGN_CALIBRATE_QUERIES
@@ -539,10 +556,31 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
     return index
 
 
+def _smallest_top(recall, low: int, high: int) -> int:
+    """About the smallest top_blocks in [low, n_blocks] whose recall(top) reaches
+    _CALIBRATE_RECALL (within high / 16), searching up from `low` by doublings, then
+    bisecting; `high` caps the search (n_blocks, or a budget known to be enough)."""
+    start, top = 0, low
+    while top < high and recall(top) < _CALIBRATE_RECALL:
+        start, top = top, top * 2
+    top = min(top, high)
+    start = max(start, low) if top > low else top
+    while top - start > max(1, top // 16):
+        middle = (start + top) // 2
+        start, top = (start, middle) if recall(middle) >= _CALIBRATE_RECALL else (middle, top)
+    return max(_AUTO_MIN_TOP, top)
+
+
+def _route_cost(index: WsbrIndex, top: int, widen: int) -> float:
+    """A default search's work, in centroids scored: the shortlist, plus the rows of the
+    selected blocks at _ROW_COST each."""
+    shortlist = min(top + widen, index.n_blocks)
+    return shortlist + _ROW_COST * top * index.n_rows / max(1, index.n_blocks)
+
+
 class _TrueBlockRecall:
     """For _calibrated: the share of the queries' true blocks that a default search with a
-    given top_blocks selects (route() with widen = _AUTO_WIDEN_FACTOR * top, or the given
-    widen_blocks), for many budgets at the cost of about one.
+    given top_blocks and widen_blocks selects, for many budgets at the cost of about one.
 
     Routing each candidate budget anew scored the centroids of its whole shortlist every time
     (a fifth of a 1M-row build). Here the queries' Hamming ranking and the centroid scores
@@ -552,10 +590,9 @@ class _TrueBlockRecall:
     module docstring with the kernels' arithmetic, so the answer is route()'s, bit for bit.
     """
 
-    def __init__(self, index: WsbrIndex, queries: np.ndarray, truth_blocks: list[np.ndarray],
-                 widen_blocks: int | None) -> None:
+    def __init__(self, index: WsbrIndex, queries: np.ndarray,
+                 truth_blocks: list[np.ndarray]) -> None:
         self.index = index
-        self.widen_blocks = widen_blocks
         self.true_count = sum(len(b) for b in truth_blocks)
         routing = np.ascontiguousarray(routing_rows(queries, index.metric), dtype=np.float32)
         self.sketches = kernels.row_codes(routing, index.mu, index.projection, index.level,
@@ -571,12 +608,11 @@ class _TrueBlockRecall:
             self.places.append(place[blocks])
         self.scores = np.zeros((len(queries), 0), np.float32)  # of each Hamming order's prefix
 
-    def recall(self, top: int) -> float:
+    def recall(self, top: int, widen: int) -> float:
         index = self.index
         total = max(1, self.true_count)
         if top >= index.n_blocks:
             return self.true_count / total  # every block is scored
-        widen = _widen_for(top, self.widen_blocks)
         assert top >= _CALIBRATE_K  # so route() never widens for k: the rule's floor is larger
         shortlist = min(top + widen, index.n_blocks)
         self._score_prefix(shortlist)
@@ -767,8 +803,7 @@ def _route(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k
         raise InvalidArgumentError(f"mode must be one of {MODES}, got {mode!r}")
     scale = budget_scale(k, share)
     top = math.ceil(index.default_top_blocks() * scale) if top_blocks is None else top_blocks
-    widen = (math.ceil(index.default_widen_blocks() * scale) if widen_blocks is None
-             else widen_blocks)
+    widen = _scaled_widen(index, scale) if widen_blocks is None else widen_blocks
     if top < 1 or widen < 0:
         raise InvalidArgumentError(f"need top_blocks >= 1 and widen_blocks >= 0, got {top}, {widen}")
     if signed:
@@ -825,6 +860,14 @@ def _widen_for(top: int, widen_blocks: int | None) -> int:
     """A segment's default widen_blocks for a default top_blocks `top`: the given knob, or
     _AUTO_WIDEN_FACTOR times top."""
     return _AUTO_WIDEN_FACTOR * top if widen_blocks is None else widen_blocks
+
+
+def _scaled_widen(index: WsbrIndex, scale: float) -> int:
+    """The default widen_blocks scaled like top_blocks, except that a default shortlist of
+    every block (see _ROW_COST) stays every block: that segment's Hamming order loses true
+    blocks all the way down."""
+    widen = index.default_widen_blocks()
+    return widen if widen >= index.n_blocks else math.ceil(widen * scale)
 
 
 def _signed_budget(top: int, widen: int) -> tuple[int, int]:
