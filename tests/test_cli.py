@@ -237,3 +237,15 @@ def test_an_export_that_fails_midway_leaves_no_file(tmp_path, capsys, monkeypatc
                        "--membrane", "docs")
     assert code == 1 and "CorruptionError: a damaged segment" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["db"]
+
+
+def test_bench_scale_runs_end_to_end_on_a_small_generated_set():
+    """Every row of the table, the cold reopen in a second process included, on 3,000 rows
+    (the table's figures are checked where they are made: recall against exact truth)."""
+    env = {k: v for k, v in os.environ.items() if k != "POMAIDB_BENCH_DATA"}
+    result = _pomaidb("bench", "scale", "--sizes", "3000", "--dim", "16", "--no-reference", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "== generated 3,000 x 16" in result.stdout
+    for row in ("ingest (sync=batch)", "after compaction: search p50 / recall@10",
+                "cold reopen: open / first query / first filtered"):
+        assert row in result.stdout
