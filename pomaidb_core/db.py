@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from . import filenames, fs, marker, txn
+from . import fanout, filenames, fs, marker, txn
 from .errors import (
     AlreadyExistsError,
     ClosedError,
@@ -67,6 +67,7 @@ class DB:
         self._opened = False
         self._closed = False
         self._shards: list[ShardThread] = []
+        self._fanout = fanout.ReadFanout(0)  # an open DB's: spreads each search's shard reads
         self._catalog: dict[int, MembraneMeta] = {}
         self._membranes: dict[str, Membrane] = {}
         self._worker: BackgroundWorker | None = None
@@ -143,6 +144,7 @@ class DB:
                         self._allocate_segment_id, recovery)
             for i in range(manifest.shards)
         ]
+        self._fanout = fanout.ReadFanout(manifest.shards)
         started = [shard.start() for shard in self._shards]
         errors = [f.exception() for f in started]
         for error in sorted((e for e in errors if e is not None),
@@ -185,6 +187,7 @@ class DB:
         for shard in self._shards:
             shard.join()
         self._shards = []
+        self._fanout.close()
         self._catalog.clear()
         if self._worker is not None:
             self._worker.stop()
@@ -449,6 +452,16 @@ class DB:
 
     def _read_all(self, kind: str, *args: Any) -> list:
         return [self._read(i, kind, *args) for i in range(self.shard_count)]
+
+    def _read_spread(self, membrane_id: int, kind: str, *args: Any) -> list[fanout.Outcome]:
+        """Every shard's read command, spread over idle helper threads when the membrane
+        is large enough to gain from it (fanout.py); every read has ended on return."""
+        count = self.shard_count
+        spread = (self._fanout.helpers > 0 and count > 1
+                  and self._fanout.rows(membrane_id, lambda: sum(self._read_all("rows", membrane_id)))
+                  >= fanout.SPREAD_MIN_ROWS)
+        return self._fanout.outcomes(lambda shard: self._read(shard, kind, membrane_id, *args),
+                                     count, spread)
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()

@@ -261,6 +261,10 @@ class MembraneState:
     def count(self) -> int:
         return sum(len(rows) for _, rows in self.live_rows(None))
 
+    def rows(self) -> int:
+        """Rows a search reads (dead ones included): a cheap measure of its cost."""
+        return sum(t.n for t in self.memtables()) + sum(s.reader.n for s in self.segments)
+
     def matching_ids(self, flt: Filter | None) -> np.ndarray:
         parts = [_layer_ids(layer)[rows] for layer, rows in self.live_rows(flt)]
         return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)

@@ -219,18 +219,20 @@ class Membrane:
                                               exact, texts, fusion, alpha, False))
 
     def _vector_hits(self, queries: np.ndarray, params: SearchParams) -> list[list[tuple]]:
-        """Per query: the k best (score, id, metadata, text) of every shard. Each shard is
-        read on this thread; metadata and text are decoded only for the final k."""
+        """Per query: the k best (score, id, metadata, text) of every shard. The shards are
+        read on this thread (and idle helpers, fanout.py); metadata and text are decoded
+        only for the final k."""
+        outcomes = self._db._read_spread(self.meta.membrane_id, "search_found", queries, params)
         held: set = set()
+        for outcome in outcomes:
+            if outcome.error is None:
+                held |= outcome.value[1]
         try:
-            per_shard = []
-            for shard in range(self._db.shard_count):
-                found, segments = self._db._read(shard, "search_found", self.meta.membrane_id,
-                                                 queries, params)
-                held |= segments
-                per_shard.append(found)
+            for outcome in outcomes:
+                if outcome.error is not None:
+                    raise outcome.error
             return [[(score, key, *read_payload(payload)) for score, key, payload in hits]
-                    for hits in _merge(per_shard, params.k)]
+                    for hits in _merge([outcome.value[0] for outcome in outcomes], params.k)]
         finally:
             for segment in held:
                 segment.release()

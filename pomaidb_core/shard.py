@@ -508,6 +508,9 @@ class Shard:
     def _do_count(self, membrane_id: int) -> int:
         return self._read_state(membrane_id).count()
 
+    def _do_rows(self, membrane_id: int) -> int:
+        return self._read_state(membrane_id).rows()
+
     def _do_search(self, membrane_id: int, queries: np.ndarray, params: SearchParams) -> list:
         """Per query: [(score, id, metadata, text)], best first, at most k."""
         found = self._read_state(membrane_id).search(queries, params)
