@@ -141,8 +141,12 @@ _U32_MAX = (1 << 32) - 1
 
 # (largest segment rows, block size): small segments need small blocks to route well (the
 # study: ten 10k segments at B=32 lose 5-8 points against B=16); large ones need larger
-# blocks to keep k-means training, the centroid table and per-block overheads cheap.
-_AUTO_BLOCK_SIZES = ((32_768, 16), (None, 32))
+# blocks to keep k-means training, the centroid table and per-block overheads cheap. Past
+# 131k rows B=64: four 250k-row segments of bench scale's 1M x 384 mixture, which score
+# every centroid (see _ROW_COST), searched in 3.1-3.7 ms p50 at recall@10 0.980 where B=32
+# took 4.4 ms at 0.987 (half the centroids to read); pypi-100k as one segment routes as
+# well at B=64 (0.979 vs 0.975, the same p50).
+_AUTO_BLOCK_SIZES = ((32_768, 16), (131_072, 32), (None, 64))
 # top_blocks = ceil(_AUTO_TOP_SCALE * (16 / block_size)^_AUTO_TOP_EXPONENT * sqrt(n_rows)):
 # the blocks needed for a recall@10 of 0.96 grow like sqrt(n_rows) on pypi-100k (T for 0.95:
 # 101 at 10k rows, ~155 at 25k, ~210 at 50k, ~264 at 100k with B=32), fewer with larger blocks.
