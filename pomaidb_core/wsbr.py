@@ -169,7 +169,7 @@ _CALIBRATE_RECALL = 0.965
 # breaking ties), and keeps it where it costs less (_route_cost): there the blocks needed
 # for 0.965 fell from about 1,000 to 250-320. A row scanned costs about _ROW_COST centroids
 # scored (measured on one 250k x 384 segment: 46 ns a row in the sign stage and int8 pass,
-# 20 ns a centroid in the re-rank). Through the engine, four such segments (13k blocks each,
+# 20 ns a centroid in the re-rank). Through the engine, four such segments (13k blocks each at B=32,
 # 20 MB of centroids a query, past the cache) searched in 4.3-4.8 ms p50 at recall@10 0.987
 # with every centroid scored, 4.4 ms at 0.946 with the 7T shortlist; pypi-100k's segments
 # keep the 7T shortlist.
@@ -561,7 +561,7 @@ def _calibrated(index: WsbrIndex, vectors: np.ndarray, routing: np.ndarray, orde
 
 
 def _smallest_top(recall, low: int, high: int) -> int:
-    """About the smallest top_blocks in [low, n_blocks] whose recall(top) reaches
+    """About the smallest top_blocks in [low, high] whose recall(top) reaches
     _CALIBRATE_RECALL (within high / 16), searching up from `low` by doublings, then
     bisecting; `high` caps the search (n_blocks, or a budget known to be enough)."""
     start, top = 0, low
