@@ -327,8 +327,10 @@ def wsbr_select(
     blocks nearest in (Hamming distance, block id) order, and, when widen > 0 and top < nb,
     the `top` of them with the best centroid score (alpha * (Q(query) . centroid), times
     max|query| / level plus beta when l2), ties by shortlist position.  Returns (q, min(top, nb))
-    int64 block ids, best first: exactly what the numpy composition of those steps gives (one
-    rounding per float operation, exact integer dot products), in one call per batch.
+    int64 block ids, each row the set the numpy composition of those steps selects (one
+    rounding per float operation, exact integer dot products) in no particular order (the
+    search scans them as a set; sorting them cost a tenth of a selection), in one call per
+    batch.
     """
     _check_count(top)
     _check_count(widen)

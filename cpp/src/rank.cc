@@ -61,30 +61,31 @@ std::size_t keys_below_sampled_threshold(const std::uint64_t* keys, std::size_t 
   return kept;
 }
 
-// Moves the `count` smallest of n distinct keys to out[0, count), sorted.  If at least `count`
-// keys pass the sampled threshold, the `count` smallest are among them, so the exact selection
-// runs on those few: the result never depends on the sample, only the speed does.
-void smallest_keys_sorted(const std::uint64_t* keys, std::size_t n, std::size_t count,
-                          std::uint64_t* out) {
+// Moves the `count` smallest of n distinct keys to out[0, count), sorted if asked.  If at
+// least `count` keys pass the sampled threshold, the `count` smallest are among them, so the
+// exact selection runs on those few: the result never depends on the sample, only the speed
+// does.
+void smallest_keys(const std::uint64_t* keys, std::size_t n, std::size_t count, bool sorted,
+                   std::uint64_t* out) {
   std::size_t pool = keys_below_sampled_threshold(keys, n, count, out);
   if (pool < count) {
     std::copy(keys, keys + n, out);
     pool = n;
   }
   std::nth_element(out, out + count, out + pool);
-  std::sort(out, out + count);
+  if (sorted) std::sort(out, out + count);
 }
 
 }  // namespace
 
 void rank_by_value(const float* values, std::size_t nq, std::size_t cols, std::size_t count,
-                   std::int64_t* out) {
+                   std::int64_t* out, bool sorted) {
   std::vector<std::uint64_t> keys(cols);
   std::vector<std::uint64_t> kept(cols);
   for (std::size_t j = 0; j < nq; ++j) {
     const float* row = values + j * cols;
     for (std::size_t c = 0; c < cols; ++c) keys[c] = rank_key(row[c], c);
-    smallest_keys_sorted(keys.data(), cols, count, kept.data());
+    smallest_keys(keys.data(), cols, count, sorted, kept.data());
     for (std::size_t i = 0; i < count; ++i) {
       out[j * count + i] = static_cast<std::int64_t>(kept[i] & 0xFFFFFFFFu);
     }

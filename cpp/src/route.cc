@@ -59,7 +59,7 @@ void select_one(const KernelTable& kernels, const RoutingTable& t, const float* 
     }
     s.est[c] = e;
   }
-  rank_by_value(s.est.data(), 1, shortlist, top, s.chosen.data());
+  rank_by_value(s.est.data(), 1, shortlist, top, s.chosen.data(), /*sorted=*/false);
   for (std::size_t i = 0; i < top; ++i) {
     out[i] = s.candidates[static_cast<std::size_t>(s.chosen[i])];
   }

@@ -19,8 +19,9 @@ void rank_by_hamming64(const KernelTable& kernels, const std::uint64_t* codes, s
 
 // For each of the nq rows of `values` (nq, cols), the columns of its `count` largest values,
 // best first, equal values by column ascending; NaN ranks below every number (-inf included).
-// out is (nq, count), count <= cols < 2^32.
+// out is (nq, count), count <= cols < 2^32. With sorted = false the same columns come in no
+// particular order (a caller that only needs the set skips the sort).
 void rank_by_value(const float* values, std::size_t nq, std::size_t cols, std::size_t count,
-                   std::int64_t* out);
+                   std::int64_t* out, bool sorted = true);
 
 }  // namespace pomai
