@@ -160,10 +160,6 @@ void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* i
     for (std::size_t r = 0; r < 4; ++r) {
       rows[r] = matrix + static_cast<std::size_t>(ids[i + r]) * d;
     }
-    for (std::size_t r = i + 4; r < i + 8 && r < n; ++r) {  // see kernels_avx512.cc
-      const std::int8_t* next = matrix + static_cast<std::size_t>(ids[r]) * d;
-      for (std::size_t k = 0; k < d; k += 64) __builtin_prefetch(next + k);
-    }
     i8_rows_tile<4>(rows, d, q, out + i);
   }
   for (; i < n; ++i) {

@@ -171,12 +171,6 @@ void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* i
     for (std::size_t r = 0; r < 4; ++r) {
       rows[r] = matrix + static_cast<std::size_t>(ids[i + r]) * d;
     }
-    // The rows are scattered (a shortlist in Hamming order, a band's survivors): ask for the
-    // next tile's rows now, so their loads overlap this tile's work instead of stalling it.
-    for (std::size_t r = i + 4; r < i + 8 && r < n; ++r) {
-      const std::int8_t* next = matrix + static_cast<std::size_t>(ids[r]) * d;
-      for (std::size_t k = 0; k < d; k += 64) __builtin_prefetch(next + k);
-    }
     i8_rows_tile<4>(rows, d, q, out + i);
   }
   for (; i < n; ++i) {

