@@ -17,7 +17,7 @@ import errno
 import itertools
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
@@ -453,15 +453,17 @@ class DB:
     def _read_all(self, kind: str, *args: Any) -> list:
         return [self._read(i, kind, *args) for i in range(self.shard_count)]
 
-    def _read_spread(self, membrane_id: int, kind: str, *args: Any) -> list[fanout.Outcome]:
+    def _read_spread(self, membrane_id: int, kind: str, *args: Any,
+                     discard: Callable[[Any], None]) -> list[fanout.Outcome]:
         """Every shard's read command, spread over idle helper threads when the membrane
-        is large enough to gain from it (fanout.py); every read has ended on return."""
+        is large enough to gain from it (fanout.py); every read has ended on return (see
+        ReadFanout.outcomes for `discard`)."""
         count = self.shard_count
         spread = (self._fanout.helpers > 0 and count > 1
                   and self._fanout.rows(membrane_id, lambda: sum(self._read_all("rows", membrane_id)))
                   >= fanout.SPREAD_MIN_ROWS)
         return self._fanout.outcomes(lambda shard: self._read(shard, kind, membrane_id, *args),
-                                     count, spread)
+                                     count, spread, discard)
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()

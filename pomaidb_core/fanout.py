@@ -64,9 +64,12 @@ class ReadFanout:
             cached = self._rows[membrane_id] = (now, count())
         return cached[1]
 
-    def outcomes(self, read: Callable[[int], Any], shards: int, spread: bool) -> list[Outcome]:
+    def outcomes(self, read: Callable[[int], Any], shards: int, spread: bool,
+                 discard: Callable[[Any], None]) -> list[Outcome]:
         """read(shard) for every shard, in shard order; with `spread`, groups of shards run
-        on the helpers idle now. Every read has ended when this returns."""
+        on the helpers idle now. Every read has ended when this returns. If the caller is
+        interrupted while it waits for a helper (KeyboardInterrupt), every value read for
+        it goes to discard (now, or when its helper ends), so what a read holds is let go."""
         with self._lock:
             self._searches += 1
             free_cores = self._cores - self._searches
@@ -82,7 +85,13 @@ class ReadFanout:
                 else:
                     futures.append(future)
             first = _run_group(read, groups[0])
-            return first + [outcome for future in futures for outcome in future.result()]
+            try:
+                return first + [outcome for future in futures for outcome in future.result()]
+            except BaseException:
+                _discard(first, discard)
+                for future in futures:
+                    future.add_done_callback(lambda done: _discard(done.result(), discard))
+                raise
         finally:
             with self._lock:
                 self._searches -= 1
@@ -123,6 +132,12 @@ def _run_group(read: Callable[[int], Any], group: Sequence[int]) -> list[Outcome
         except BaseException as exc:  # reported to the caller once every read has ended
             out.append(Outcome(None, exc))
     return out
+
+
+def _discard(outcomes: list[Outcome], discard: Callable[[Any], None]) -> None:
+    for outcome in outcomes:
+        if outcome.error is None:
+            discard(outcome.value)
 
 
 def _groups(shards: range, count: int) -> list[range]:

@@ -222,7 +222,8 @@ class Membrane:
         """Per query: the k best (score, id, metadata, text) of every shard. The shards are
         read on this thread (and idle helpers, fanout.py); metadata and text are decoded
         only for the final k."""
-        outcomes = self._db._read_spread(self.meta.membrane_id, "search_found", queries, params)
+        outcomes = self._db._read_spread(self.meta.membrane_id, "search_found", queries, params,
+                                         discard=_release_found)
         held: set = set()
         for outcome in outcomes:
             if outcome.error is None:
@@ -419,6 +420,12 @@ class Membrane:
             keyword = list(await asyncio.gather(
                 *(self._akeyword_hits(terms, request) for terms in request.terms)))
         return request.answer(vector, keyword)
+
+
+def _release_found(found: tuple[list, set]) -> None:
+    """Lets go of the segments a search_found read acquired for hits nobody will read."""
+    for segment in found[1]:
+        segment.release()
 
 
 @dataclass(frozen=True)

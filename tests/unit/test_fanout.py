@@ -88,16 +88,51 @@ def test_busy_helpers_are_not_waited_for():
             assert release.wait(30)
         return shard
 
-    other = threading.Thread(target=lambda: spread.outcomes(slow, 2, spread=True))
+    other = threading.Thread(target=lambda: spread.outcomes(slow, 2, True, _keep))
     other.start()
     assert started.wait(30)  # the only helper holds shard 1 of the other search
-    assert spread.outcomes(lambda shard: -shard, 3, spread=True) == [
+    assert spread.outcomes(lambda shard: -shard, 3, True, _keep) == [
         fanout.Outcome(0, None), fanout.Outcome(-1, None), fanout.Outcome(-2, None)]
     release.set()
     other.join(30)
     spread.close()
-    assert spread.outcomes(lambda shard: shard, 2, spread=True) == [
+    assert spread.outcomes(lambda shard: shard, 2, True, _keep) == [
         fanout.Outcome(0, None), fanout.Outcome(1, None)]  # closed: read here
+
+
+def _keep(value) -> None:
+    raise AssertionError(f"nothing is discarded here, got {value!r}")
+
+
+def test_values_read_for_an_interrupted_caller_are_discarded(monkeypatch):
+    """Ctrl-C while the caller waits for a helper: what its shards read (segments held for
+    its hits) is handed to discard, the caller's own at once, the helper's when it ends."""
+    from concurrent.futures import Future
+
+    monkeypatch.setattr(fanout.os, "cpu_count", lambda: 4)
+    spread = fanout.ReadFanout(4)
+    release = threading.Event()
+
+    def read(shard: int) -> str:
+        if shard >= 2:  # the helpers' shards end after the caller gave up
+            assert release.wait(30)
+        return f"held by shard {shard}"
+
+    real, interrupts = Future.result, [KeyboardInterrupt()]
+
+    def interrupted(self, timeout=None):  # the caller's first wait is interrupted
+        if interrupts:
+            raise interrupts.pop()
+        return real(self, timeout)
+
+    discarded: list[str] = []
+    monkeypatch.setattr(Future, "result", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        spread.outcomes(read, 4, True, discarded.append)
+    assert discarded[0] == "held by shard 0" and "held by shard 2" not in discarded
+    release.set()
+    spread.close()  # waits for the helpers
+    assert sorted(discarded) == [f"held by shard {i}" for i in range(4)]
 
 
 def test_groups_cover_the_shards_in_order():
