@@ -458,12 +458,9 @@ class DB:
         """Every shard's read command, spread over idle helper threads when the membrane
         is large enough to gain from it (fanout.py); every read has ended on return (see
         ReadFanout.outcomes for `discard`)."""
-        count = self.shard_count
-        spread = (self._fanout.helpers > 0 and count > 1
-                  and self._fanout.rows(membrane_id, lambda: sum(self._read_all("rows", membrane_id)))
-                  >= fanout.SPREAD_MIN_ROWS)
+        spread = self._fanout.pays(membrane_id, lambda: sum(self._read_all("rows", membrane_id)))
         return self._fanout.outcomes(lambda shard: self._read(shard, kind, membrane_id, *args),
-                                     count, spread, discard)
+                                     self.shard_count, spread, discard)
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()

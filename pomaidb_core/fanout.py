@@ -56,13 +56,17 @@ class ReadFanout:
     def helpers(self) -> int:
         return self._helpers
 
-    def rows(self, membrane_id: int, count: Callable[[], int]) -> int:
-        """The membrane's rows, from count() at most every ROWS_TTL_SECONDS."""
+    def pays(self, membrane_id: int, count: Callable[[], int]) -> bool:
+        """Whether spreading the membrane's searches pays: there are helpers (so more than
+        one shard) and it holds SPREAD_MIN_ROWS rows, by count() at most every
+        ROWS_TTL_SECONDS."""
+        if self._helpers == 0:
+            return False
         now = time.monotonic()
         cached = self._rows.get(membrane_id)
         if cached is None or now - cached[0] > ROWS_TTL_SECONDS:
             cached = self._rows[membrane_id] = (now, count())
-        return cached[1]
+        return cached[1] >= SPREAD_MIN_ROWS
 
     def outcomes(self, read: Callable[[int], Any], shards: int, spread: bool,
                  discard: Callable[[Any], None]) -> list[Outcome]:

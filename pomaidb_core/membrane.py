@@ -225,13 +225,15 @@ class Membrane:
         outcomes = self._db._read_spread(self.meta.membrane_id, "search_found", queries, params,
                                          discard=_release_found)
         held: set = set()
+        errors = []
         for outcome in outcomes:
             if outcome.error is None:
                 held |= outcome.value[1]
+            else:
+                errors.append(outcome.error)
         try:
-            for outcome in outcomes:
-                if outcome.error is not None:
-                    raise outcome.error
+            if errors:
+                raise errors[0]
             return [[(score, key, *read_payload(payload)) for score, key, payload in hits]
                     for hits in _merge([outcome.value[0] for outcome in outcomes], params.k)]
         finally:
