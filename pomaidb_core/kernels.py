@@ -138,6 +138,13 @@ def topk(
     return top_scores, top_rows
 
 
+BlockRanges = _kernels.BlockRanges
+"""A segment's block ranges checked once: `BlockRanges(block_ranges, n_rows)` with
+block_ranges as topk_blocks takes them, rows below n_rows. topk_blocks and topk_blocks_int8
+take one in place of the array (for vectors of n_rows rows), which they would otherwise check
+on every call: a pass over every block per query."""
+
+
 def topk_blocks(
     vectors: F32Array,
     queries: F32Array,
@@ -145,14 +152,14 @@ def topk_blocks(
     metric: Metric,
     mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
     *,
-    block_ranges: npt.NDArray[np.int64],
+    block_ranges: npt.NDArray[np.int64] | BlockRanges,
     ptr: npt.NDArray[np.int64],
     blocks: npt.NDArray[np.int64],
 ) -> tuple[F32Array, npt.NDArray[np.int64]]:
     """topk where each query searches its own blocks of rows (block-routed search).
 
     block_ranges: (nb, 2) int64 [start, end) row ranges, 0 <= start <= end <= n; they may be
-        empty or come in any order but must not overlap.
+        empty or come in any order but must not overlap. Or a BlockRanges made of them.
     ptr: (q + 1,) int64 and blocks: (m,) int64, CSR style: query j considers only the rows of
         blocks blocks[ptr[j]:ptr[j + 1]] (ids in [0, nb), any order, a repeat counts once).
         ptr starts at 0, never decreases and ends at m; a query with no blocks gets padding.
@@ -176,7 +183,7 @@ def topk_blocks_int8(
     metric: Metric,
     mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
     *,
-    block_ranges: npt.NDArray[np.int64],
+    block_ranges: npt.NDArray[np.int64] | BlockRanges,
     ptr: npt.NDArray[np.int64],
     blocks: npt.NDArray[np.int64],
     codes: npt.NDArray[np.int8],

@@ -339,6 +339,11 @@ class WsbrIndex:
         """(n_blocks, 2) int64 [start, end) row range of every block."""
         return np.ascontiguousarray(np.stack((self.block_offsets[:-1], self.block_offsets[1:]), 1))
 
+    @cached_property
+    def block_table(self) -> kernels.BlockRanges:
+        """block_ranges as the kernels take them checked once (a search passes these)."""
+        return kernels.BlockRanges(self.block_ranges, self.n_rows)
+
     # ------------------------------------------------------------------ serialisation
 
     def to_bytes(self, segment_checksum: int) -> bytes:
@@ -767,13 +772,13 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     if int8:
         rows = index.rows
         assert rows is not None
-        return topk_blocks_int8(vectors, queries, k, metric, mask, block_ranges=index.block_ranges,
+        return topk_blocks_int8(vectors, queries, k, metric, mask, block_ranges=index.block_table,
                                 ptr=ptr, blocks=blocks, codes=rows.codes, scale=rows.scale,
                                 residual=rows.residual, norm=rows.norm,
                                 signs=rows.signs if signed else None,
                                 query_signs=sign_codes(routing_queries, index.mu) if signed else None,
                                 sign_sigmas=_SIGN_SIGMAS, keep_min=_SIGN_KEEP_PER_K * k)
-    return topk_blocks(vectors, queries, k, metric, mask, block_ranges=index.block_ranges,
+    return topk_blocks(vectors, queries, k, metric, mask, block_ranges=index.block_table,
                        ptr=ptr, blocks=blocks)
 
 
@@ -815,7 +820,8 @@ def _route(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k
     if mode == "literal":
         widen = 0
     allowed = _allowed_per_block(index, mask)
-    top, widen = _scale_for_selectivity(top, widen, int(allowed.sum()), index.n_rows)
+    allowed_rows = index.n_rows if mask is None else int(allowed.sum())
+    top, widen = _scale_for_selectivity(top, widen, allowed_rows, index.n_rows)
     if top >= index.n_blocks:
         return None
     selected = _select_blocks(index, queries, routing_queries, top, widen)

@@ -23,8 +23,12 @@ def _both(vectors, queries, k, metric, ranges, groups, mask=None, rows=None):
     ptr, blocks = block_csr(groups)
     args = dict(block_ranges=ranges, ptr=ptr, blocks=blocks)
     floats = kernels.topk_blocks(vectors, queries, k, metric, mask, **args)
-    int8 = kernels.topk_blocks_int8(vectors, queries, k, metric, mask, **args,
-                                    **(rows or _row_codes(vectors, metric)))
+    rows = rows or _row_codes(vectors, metric)
+    int8 = kernels.topk_blocks_int8(vectors, queries, k, metric, mask, **args, **rows)
+    # the same ranges checked once (what a segment search passes) give the same answers
+    args["block_ranges"] = kernels.BlockRanges(ranges, len(vectors))
+    _assert_same(kernels.topk_blocks(vectors, queries, k, metric, mask, **args), floats)
+    _assert_same(kernels.topk_blocks_int8(vectors, queries, k, metric, mask, **args, **rows), int8)
     return floats, int8
 
 
@@ -118,3 +122,20 @@ def test_row_copy_of_another_shape_is_refused():
         with pytest.raises(InvalidArgumentError, match=name):
             kernels.topk_blocks_int8(vectors, queries, 3, "ip", block_ranges=ranges, ptr=ptr,
                                      blocks=blocks, **{**rows, name: bad})
+
+
+def test_block_ranges_are_checked_once_and_only_serve_vectors_of_their_rows():
+    vectors, queries = random_data(40, 2, 8, seed=1)
+    ptr, blocks = block_csr([[0, 1], [1]])
+    with pytest.raises(InvalidArgumentError, match="overlap"):
+        kernels.BlockRanges(np.array([[0, 20], [10, 40]], np.int64), 40)
+    with pytest.raises(InvalidArgumentError, match="0 <= start <= end <= 40"):
+        kernels.BlockRanges(np.array([[0, 20], [20, 41]], np.int64), 40)
+    table = kernels.BlockRanges(np.array([[0, 20], [20, 40]], np.int64), 40)
+    assert (table.n_blocks, table.n_rows) == (2, 40)
+    with pytest.raises(InvalidArgumentError, match="made for 40 rows but vectors have 39"):
+        kernels.topk_blocks(vectors[:39], queries, 3, "ip", None, block_ranges=table, ptr=ptr,
+                            blocks=blocks)
+    with pytest.raises(InvalidArgumentError, match="not a block id"):
+        kernels.topk_blocks(vectors, queries, 3, "ip", None, block_ranges=table, ptr=ptr,
+                            blocks=blocks + 1)

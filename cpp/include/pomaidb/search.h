@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "pomaidb/kernels.h"
@@ -56,7 +57,8 @@ struct BlockTopkRequest {
   Metric metric;
   std::size_t k;             // >= 1
   const std::uint8_t* mask;  // null, or vectors.rows flags: rows flagged 0 never qualify
-  std::vector<RowRange> blocks;  // pairwise disjoint (possibly empty) ranges within vectors
+  // Pairwise disjoint (possibly empty) ranges within vectors; the caller keeps them alive.
+  std::span<const RowRange> blocks;
   // Query j considers the rows of blocks[query_blocks[p]] for query_block_ptr[j] <= p <
   // query_block_ptr[j + 1]: queries.rows + 1 non-decreasing offsets starting at 0, and block
   // ids below blocks.size(), in any order, repeats allowed.
