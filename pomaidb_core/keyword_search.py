@@ -18,6 +18,7 @@ from .filters import Filter
 from .layers import LiveSegment, MembraneState
 from .memtable import Memtable
 from .options import IndexParams
+from .results import rank_hits
 
 
 def _keywords(layer, params: IndexParams):
@@ -51,5 +52,5 @@ def search(state: MembraneState, terms: list[str], corpus: bm25.CorpusStats, k: 
         ids = _ids(layer)[hit]
         found.extend((float(scores[pos]), int(ids[pos]), layer, int(hit[pos]))
                      for pos in bm25.top_k(ids, scores, k).tolist())
-    found.sort(key=lambda c: (-c[0], c[1]))
+    rank_hits(found)
     return found[:k]

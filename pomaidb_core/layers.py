@@ -28,7 +28,7 @@ from . import fs, kernels, wsbr
 from .filters import Filter
 from .manifest import MembraneMeta, SegmentMeta
 from .memtable import ABSENT, LIVE, Memtable
-from .results import Record
+from .results import Record, rank_hits
 from .segment import SegmentReader
 
 _FILTER_CACHE_SIZE = 8
@@ -292,7 +292,7 @@ class MembraneState:
             ranker = _segment_ranker(seg, queries, metric, seg_mask, params, seg.reader.n / searched)
             _collect(ranker, seg, seg.reader.ids, tables, params.k, seg.reader.n, per_query)
         for found in per_query:
-            found.sort(key=lambda c: (-c[0], c[1]))
+            rank_hits(found)
             del found[params.k :]
         return per_query
 

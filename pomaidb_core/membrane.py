@@ -23,7 +23,7 @@ from .filters import Filter, compile_filter
 from .layers import SearchParams, read_payload
 from .manifest import MembraneMeta
 from .options import IndexParams
-from .results import Hit, Record
+from .results import Hit, Record, rank_hits
 
 if TYPE_CHECKING:
     from .db import DB
@@ -481,6 +481,6 @@ def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[tuple]]:
     merged = []
     for per_query in zip(*per_shard):
         candidates = [hit for hits in per_query for hit in hits]
-        candidates.sort(key=lambda c: (-c[0], c[1]))
+        rank_hits(candidates)
         merged.append(candidates[:k])
     return merged

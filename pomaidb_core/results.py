@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 
@@ -37,3 +38,12 @@ class Hit:
     score: float
     metadata: dict | None
     text: str | None = None
+
+
+def rank_hits(hits: list[tuple]) -> None:
+    """Sort (score, id, ...) tuples in place: score descending, ties by id ascending.
+
+    Two sorts on C-level keys (sorting with reverse=True keeps ties in their order), where
+    one sort keyed by a Python function called it for every hit of every search."""
+    hits.sort(key=itemgetter(1))
+    hits.sort(key=itemgetter(0), reverse=True)

@@ -20,20 +20,12 @@ class RWLock:
         self._readers = 0
         self._writing = False
         self._writers_waiting = 0
+        self._read_side = _ReadSide(self)
 
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
+    def read(self) -> _ReadSide:
+        """The shared side, as a context manager (a search takes it once per shard: a
+        generator-based one cost more than the lock itself)."""
+        return self._read_side
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -49,3 +41,24 @@ class RWLock:
             with self._cond:
                 self._writing = False
                 self._cond.notify_all()
+
+
+class _ReadSide:
+    """RWLock.read(): holds no state of its own, so every reader shares one."""
+
+    def __init__(self, lock: RWLock) -> None:
+        self._lock = lock
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        with lock._cond:
+            while lock._writing or lock._writers_waiting:
+                lock._cond.wait()
+            lock._readers += 1
+
+    def __exit__(self, *exc: object) -> None:
+        lock = self._lock
+        with lock._cond:
+            lock._readers -= 1
+            if not lock._readers and lock._writers_waiting:  # only a writer waits for readers
+                lock._cond.notify_all()

@@ -54,9 +54,7 @@ def check_vectors(values: Any, dim: int, *, single: bool = False) -> np.ndarray:
         array = np.asarray(values)
     except (ValueError, TypeError) as exc:
         raise InvalidArgumentError(f"vector is not a numeric array: {exc}") from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
-    ) or array.dtype == np.bool_:
+    if array.dtype.kind not in "fiu":  # floats and integers; not bool, complex or objects
         raise InvalidArgumentError(
             f"vectors must be real numbers (float32 preferred), got dtype {array.dtype}"
         )
