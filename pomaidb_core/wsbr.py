@@ -314,9 +314,12 @@ class WsbrIndex:
         self.allowed_cache: tuple[weakref.ref, np.ndarray] | None = None
 
     def memory_bytes(self) -> int:
-        arrays = (self.mu, self.projection, self.block_offsets, self.signatures, self.alpha,
-                  self.beta, self.centroids)
-        return sum(np.asarray(a).nbytes for a in arrays)
+        arrays = [self.mu, self.projection, self.block_offsets, self.signatures, self.alpha,
+                  self.beta, self.centroids]
+        arrays += [self.__dict__[name] for name in ("block_sizes", "block_ranges")
+                   if name in self.__dict__]  # made by the first search, in anonymous memory
+        table = 16 * self.n_blocks if "block_table" in self.__dict__ else 0  # two size_t a block
+        return sum(np.asarray(a).nbytes for a in arrays) + table
 
     def default_top_blocks(self) -> int:
         return self.top_blocks

@@ -107,6 +107,19 @@ void prefetch_block(const std::int8_t* codes, std::size_t d, const RowRange& r) 
   for (std::size_t b = 0; b < bytes; b += kLine) __builtin_prefetch(first + b, 0, 1);
 }
 
+// Asks for the float rows the exact pass will score: the survivors are a few dozen scattered
+// rows (21 a query in a 25k-row pypi-100k segment, in 18 runs), each a run of cache lines
+// that would otherwise wait on memory one row after another.  Measured interleaved through
+// the engine on pypi-100k: p50 2-4% lower.
+void prefetch_rows(const Matrix& vectors, const std::vector<RowRange>& rows) {
+  constexpr std::size_t kLine = 64;
+  for (const RowRange& r : rows) {
+    const auto* first = reinterpret_cast<const char*>(vectors.data + r.start * vectors.cols);
+    const std::size_t bytes = (r.end - r.start) * vectors.cols * sizeof(float);
+    for (std::size_t b = 0; b < bytes; b += kLine) __builtin_prefetch(first + b, 0, 1);
+  }
+}
+
 // The k best lower ends seen so far: the k-th best is a floor no survivor can be below.
 class LowerEnds {
  public:
@@ -335,6 +348,7 @@ void compute_topk_blocks_int8(const KernelTable& kernels, const BlockTopkRequest
     // compute_topk_blocks (a row's score does not depend on the rows scored beside it).
     TopkRequest exact{request.vectors, Matrix{query, 1, d}, request.metric, request.k, nullptr,
                       survivors(kernels, request, rows, signs, q, j, rel_margin)};
+    prefetch_rows(request.vectors, exact.ranges);
     compute_topk(kernels, exact, out_scores + j * request.k, out_rows + j * request.k);
   }
 }
