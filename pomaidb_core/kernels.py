@@ -223,6 +223,39 @@ def topk_blocks_int8(
     return top_scores, top_rows
 
 
+SegmentTables = _kernels.SegmentTables
+"""One segment's search tables checked once, for wsbr_search: `SegmentTables(vectors, metric,
+block_ranges, mu, projection, signatures, centroids, alpha, beta, level, codes, scale, residual,
+norm, signs=None)`, the arguments meaning what they mean in topk_blocks_int8 and wsbr_select
+(l2 is metric == "l2"), with one block range per signature. It keeps the arrays alive."""
+
+
+def wsbr_search(
+    tables: SegmentTables,
+    routing_queries: F32Array,
+    queries: F32Array,
+    k: int,
+    *,
+    top: int,
+    widen: int,
+    query_signs: npt.NDArray[np.uint64] | None = None,
+    sign_sigmas: float = 3.0,
+    keep_min: int = 1,
+) -> tuple[F32Array, npt.NDArray[np.int64]]:
+    """wsbr_select of the queries against the tables' segment, then topk_blocks_int8 over each
+    query's selected blocks with no mask (and, with query_signs, the tables' sign codes), in one
+    call: bit for bit the answer of those two calls. For the few queries of a search, where
+    checking the segment's arrays on every call and the selection's round trip through
+    Python cost about what the selection itself did."""
+    _check_k(k)
+    _check_count(top)
+    _check_count(widen)
+    top_scores, top_rows = _kernels.wsbr_search(
+        tables, routing_queries, _as_query_matrix(queries), query_signs, int(k), int(top),
+        int(widen), float(sign_sigmas), int(keep_min))
+    return top_scores, top_rows
+
+
 def row_codes(
     rows: F32Array, mu: F32Array, projection: npt.NDArray[np.int8], level: int,
     row_blocks: npt.NDArray[np.int64],

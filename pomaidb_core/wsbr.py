@@ -113,7 +113,16 @@ import numpy as np
 
 from . import fs, kernels
 from .errors import CorruptionError, InvalidArgumentError
-from .kernels import crc32c, dot_int8_rows, hamming64_rank, topk, topk_blocks, topk_blocks_int8, wsbr_select
+from .kernels import (
+    crc32c,
+    dot_int8_rows,
+    hamming64_rank,
+    topk,
+    topk_blocks,
+    topk_blocks_int8,
+    wsbr_search,
+    wsbr_select,
+)
 from .options import IndexParams
 from .wsbr_build import (
     UnitRowView,
@@ -312,6 +321,8 @@ class WsbrIndex:
         # cached mask array query after query and never change one in place, so its per-block
         # counts (a pass over every row) are computed once, not per query.
         self.allowed_cache: tuple[weakref.ref, np.ndarray] | None = None
+        # (vectors, rows, their kernels.SegmentTables): see search_tables
+        self._tables: tuple[np.ndarray, RowCodes, kernels.SegmentTables] | None = None
 
     def memory_bytes(self) -> int:
         arrays = [self.mu, self.projection, self.block_offsets, self.signatures, self.alpha,
@@ -341,6 +352,20 @@ class WsbrIndex:
     def block_ranges(self) -> np.ndarray:
         """(n_blocks, 2) int64 [start, end) row range of every block."""
         return np.ascontiguousarray(np.stack((self.block_offsets[:-1], self.block_offsets[1:]), 1))
+
+    def search_tables(self, vectors: np.ndarray) -> kernels.SegmentTables:
+        """The kernels' checked tables of this index over its segment's float `vectors`, made
+        once: a segment passes the same mapped array to every search. Needs the int8 row copy."""
+        cached = self._tables
+        rows = self.rows
+        assert rows is not None
+        if cached is None or cached[0] is not vectors or cached[1] is not rows:
+            tables = kernels.SegmentTables(
+                vectors, self.metric, self.block_ranges, self.mu, self.projection,
+                self.signatures, self.centroids, self.alpha, self.beta, self.level, rows.codes,
+                rows.scale, rows.residual, rows.norm, rows.signs)
+            cached = self._tables = (vectors, rows, tables)
+        return cached[2]
 
     @cached_property
     def block_table(self) -> kernels.BlockRanges:
@@ -767,8 +792,13 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     signed = (index.rows is not None and index.rows.signs is not None and top_blocks is None
               and widen_blocks is None and _mostly_allowed(index, mask))
     int8 = index.rows is not None and (signed or len(queries) <= _INT8_MAX_BATCH)
-    routed = _route(index, queries, routing_queries, k, mask=mask, top_blocks=top_blocks,
-                    widen_blocks=widen_blocks, mode=mode, share=share, signed=signed)
+    query_signs = sign_codes(routing_queries, index.mu) if signed else None
+    top, widen, allowed = _budget(index, k, mask, top_blocks, widen_blocks, mode, share, signed)
+    if int8 and mask is None and k <= top < index.n_blocks:  # k rows in any top blocks
+        return wsbr_search(index.search_tables(vectors), routing_queries, queries, k, top=top,
+                           widen=widen, query_signs=query_signs, sign_sigmas=_SIGN_SIGMAS,
+                           keep_min=_SIGN_KEEP_PER_K * k)
+    routed = _routed(index, queries, routing_queries, k, top, widen, allowed)
     if routed is None:
         return topk(vectors, queries, k, metric, mask=mask)
     ptr, blocks = routed
@@ -778,8 +808,7 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
         return topk_blocks_int8(vectors, queries, k, metric, mask, block_ranges=index.block_table,
                                 ptr=ptr, blocks=blocks, codes=rows.codes, scale=rows.scale,
                                 residual=rows.residual, norm=rows.norm,
-                                signs=rows.signs if signed else None,
-                                query_signs=sign_codes(routing_queries, index.mu) if signed else None,
+                                signs=rows.signs if signed else None, query_signs=query_signs,
                                 sign_sigmas=_SIGN_SIGMAS, keep_min=_SIGN_KEEP_PER_K * k)
     return topk_blocks(vectors, queries, k, metric, mask, block_ranges=index.block_table,
                        ptr=ptr, blocks=blocks)
@@ -793,22 +822,19 @@ def route(index: WsbrIndex, queries: np.ndarray, k: int, *, mask: np.ndarray | N
     Steps 1-3 of the module docstring, with the widening for masks.
     """
     queries = _query_matrix(queries, index.dim)
-    routed = _route(index, queries, routing_rows(queries, index.metric), k, mask=mask,
-                    top_blocks=top_blocks, widen_blocks=widen_blocks, mode=mode)
+    top, widen, allowed = _budget(index, k, mask, top_blocks, widen_blocks, mode)
+    routed = _routed(index, queries, routing_rows(queries, index.metric), k, top, widen, allowed)
     if routed is None:
         return [np.arange(index.n_blocks)] * len(queries)
     ptr, blocks = routed
     return [np.sort(blocks[lo:hi]) for lo, hi in zip(ptr[:-1].tolist(), ptr[1:].tolist())]
 
 
-def _route(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k: int, *,
-           mask: np.ndarray | None,
-           top_blocks: int | None, widen_blocks: int | None,
-           mode: str, share: float = 1.0,
-           signed: bool = False) -> tuple[np.ndarray, np.ndarray] | None:
-    """route() as (ptr, blocks) int64 arrays, kernels.topk_blocks' form: query j's blocks are
-    blocks[ptr[j]:ptr[j + 1]], distinct, in no particular order. None when every query
-    selects every block (an exact search; not spelled out, as that is q * n_blocks ids)."""
+def _budget(index: WsbrIndex, k: int, mask: np.ndarray | None, top_blocks: int | None,
+            widen_blocks: int | None, mode: str, share: float = 1.0,
+            signed: bool = False) -> tuple[int, int, np.ndarray]:
+    """(top, widen) of a search, and the allowed rows of each block: the knobs given, or the
+    segment's defaults scaled for k, its share of the rows, the sign stage and the mask."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgumentError(f"k must be an int >= 1, got {k!r}")
     if mode not in MODES:
@@ -825,6 +851,15 @@ def _route(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k
     allowed = _allowed_per_block(index, mask)
     allowed_rows = index.n_rows if mask is None else int(allowed.sum())
     top, widen = _scale_for_selectivity(top, widen, allowed_rows, index.n_rows)
+    return top, widen, allowed
+
+
+def _routed(index: WsbrIndex, queries: np.ndarray, routing_queries: np.ndarray, k: int,
+            top: int, widen: int, allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """route() for a _budget as (ptr, blocks) int64 arrays, kernels.topk_blocks' form: query
+    j's blocks are blocks[ptr[j]:ptr[j + 1]], distinct, in no particular order. None when
+    every query selects every block (an exact search; not spelled out, as that is q * n_blocks
+    ids)."""
     if top >= index.n_blocks:
         return None
     selected = _select_blocks(index, queries, routing_queries, top, widen)

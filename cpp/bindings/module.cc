@@ -318,13 +318,15 @@ Int8Rows require_int8_rows(const py::object& codes_obj, const py::object& scale_
   return {static_cast<const std::int8_t*>(codes.data()), stats[0], stats[1], stats[2]};
 }
 
+std::size_t sign_words(std::size_t dim) { return (dim + 63) / 64; }
+
 // The sign stage's codes (None: no sign stage): (rows, words) and (queries, words) uint64 with
 // words = ceil(d / 64), and how many rows of a query's blocks it keeps.
 std::optional<SignCodes> require_signs(const py::object& signs_obj,
                                        const py::object& query_signs_obj, double sigmas,
                                        std::int64_t keep_min, const BlockTopkRequest& request) {
   if (signs_obj.is_none() && query_signs_obj.is_none()) return std::nullopt;
-  const std::size_t words = (request.vectors.cols + 63) / 64;
+  const std::size_t words = sign_words(request.vectors.cols);
   py::array rows = require_array<std::uint64_t>(signs_obj, "signs", 2, "uint64");
   py::array queries = require_array<std::uint64_t>(query_signs_obj, "query_signs", 2, "uint64");
   const auto shape_of = [](const py::array& a) {
@@ -555,14 +557,11 @@ void require_quant_level(std::int64_t level, std::size_t dim) {
   }
 }
 
-py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::object& queries_obj,
-                                      const py::object& mu_obj, const py::object& projection_obj,
-                                      const py::object& signatures_obj,
-                                      const py::object& centroids_obj, const py::object& alpha_obj,
-                                      const py::object& beta_obj, std::int64_t level, bool l2,
-                                      std::int64_t top, std::int64_t widen) {
-  py::array routing = require_array<float>(routing_obj, "routing_queries", 2, "float32");
-  py::array queries = require_array<float>(queries_obj, "queries", 2, "float32");
+// One segment's routing table (wsbr_select's arguments), checked.
+RoutingTable require_routing_table(const py::object& mu_obj, const py::object& projection_obj,
+                                   const py::object& signatures_obj,
+                                   const py::object& centroids_obj, const py::object& alpha_obj,
+                                   const py::object& beta_obj, std::int64_t level, bool l2) {
   py::array mu = require_array<float>(mu_obj, "mu", 1, "float32");
   py::array projection = require_array<std::int8_t>(projection_obj, "projection", 2, "int8");
   py::array signatures = require_array<std::uint64_t>(signatures_obj, "signatures", 1, "uint64");
@@ -570,33 +569,61 @@ py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::o
   py::array alpha = require_array<float>(alpha_obj, "alpha", 1, "float32");
   py::array beta = require_array<float>(beta_obj, "beta", 1, "float32");
   const auto dim = static_cast<std::size_t>(mu.shape(0));
-  const auto nq = static_cast<std::size_t>(queries.shape(0));
   const auto n_blocks = static_cast<std::size_t>(signatures.shape(0));
-  require_rows(routing, "routing_queries", nq, dim, "one per query, dim = len(mu)");
-  require_rows(queries, "queries", nq, dim, "dim = len(mu)");
   require_rows(projection, "projection", kSketchBits, dim, "one per sketch bit");
   require_rows(centroids, "centroids", n_blocks, dim, "one per signature");
   require_rows(alpha, "alpha", n_blocks, 0, "one per signature");
   require_rows(beta, "beta", n_blocks, 0, "one per signature");
   require_quant_level(level, dim);
+  return {dim,
+          n_blocks,
+          static_cast<float>(level),
+          l2,
+          static_cast<const float*>(mu.data()),
+          static_cast<const std::int8_t*>(projection.data()),
+          static_cast<const std::uint64_t*>(signatures.data()),
+          static_cast<const std::int8_t*>(centroids.data()),
+          static_cast<const float*>(alpha.data()),
+          static_cast<const float*>(beta.data())};
+}
+
+struct RoutedQueries {
+  const float* routing;
+  const float* queries;
+  std::size_t count;
+};
+
+// (q, dim) float32 queries and their rows in routing space.
+RoutedQueries require_routed_queries(const py::object& routing_obj, const py::object& queries_obj,
+                                     std::size_t dim) {
+  py::array routing = require_array<float>(routing_obj, "routing_queries", 2, "float32");
+  py::array queries = require_array<float>(queries_obj, "queries", 2, "float32");
+  const auto nq = static_cast<std::size_t>(queries.shape(0));
+  require_rows(routing, "routing_queries", nq, dim, "one per query, dim = len(mu)");
+  require_rows(queries, "queries", nq, dim, "dim = len(mu)");
+  return {static_cast<const float*>(routing.data()), static_cast<const float*>(queries.data()), nq};
+}
+
+void require_budget(std::int64_t top, std::int64_t widen) {
   if (top < 1 || widen < 0) {
     invalid("need top >= 1 and widen >= 0, got " + std::to_string(top) + ", " +
             std::to_string(widen));
   }
-  const RoutingTable table{dim,
-                           n_blocks,
-                           static_cast<float>(level),
-                           l2,
-                           static_cast<const float*>(mu.data()),
-                           static_cast<const std::int8_t*>(projection.data()),
-                           static_cast<const std::uint64_t*>(signatures.data()),
-                           static_cast<const std::int8_t*>(centroids.data()),
-                           static_cast<const float*>(alpha.data()),
-                           static_cast<const float*>(beta.data())};
-  const std::size_t kept = std::min(static_cast<std::size_t>(top), n_blocks);
+}
+
+py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::object& queries_obj,
+                                      const py::object& mu_obj, const py::object& projection_obj,
+                                      const py::object& signatures_obj,
+                                      const py::object& centroids_obj, const py::object& alpha_obj,
+                                      const py::object& beta_obj, std::int64_t level, bool l2,
+                                      std::int64_t top, std::int64_t widen) {
+  const RoutingTable table = require_routing_table(mu_obj, projection_obj, signatures_obj,
+                                                   centroids_obj, alpha_obj, beta_obj, level, l2);
+  const auto [routing_rows, query_rows, nq] =
+      require_routed_queries(routing_obj, queries_obj, table.dim);
+  require_budget(top, widen);
+  const std::size_t kept = std::min(static_cast<std::size_t>(top), table.n_blocks);
   py::array_t<std::int64_t> out({nq, kept});
-  const auto* routing_rows = static_cast<const float*>(routing.data());
-  const auto* query_rows = static_cast<const float*>(queries.data());
   std::int64_t* dst = out.mutable_data();
   {
     py::gil_scoped_release nogil;
@@ -604,6 +631,111 @@ py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::o
                   static_cast<std::size_t>(top), static_cast<std::size_t>(widen), dst);
   }
   return out;
+}
+
+// A segment's search tables, checked once (kernels.SegmentTables): its float rows, block
+// ranges, routing table, int8 row copy and sign codes. A search of a few queries then costs
+// one call (wsbr_search), where selecting and scoring took two, each checking some twenty
+// arrays again.
+struct SegmentTables {
+  py::tuple arrays;  // keeps every array below alive
+  Metric metric;
+  Matrix vectors;
+  std::vector<RowRange> blocks;
+  RoutingTable routing;
+  Int8Rows rows;
+  const std::uint64_t* signs;  // null: no sign stage
+};
+
+SegmentTables make_segment_tables(const py::object& vectors_obj, const std::string& metric_name,
+                                  const py::object& ranges_obj, const py::object& mu_obj,
+                                  const py::object& projection_obj,
+                                  const py::object& signatures_obj,
+                                  const py::object& centroids_obj, const py::object& alpha_obj,
+                                  const py::object& beta_obj, std::int64_t level,
+                                  const py::object& codes_obj, const py::object& scale_obj,
+                                  const py::object& residual_obj, const py::object& norm_obj,
+                                  const py::object& signs_obj) {
+  SegmentTables t{py::make_tuple(vectors_obj, ranges_obj, mu_obj, projection_obj, signatures_obj,
+                                 centroids_obj, alpha_obj, beta_obj, codes_obj, scale_obj,
+                                 residual_obj, norm_obj, signs_obj),
+                  parse_metric(metric_name),
+                  require_vectors(vectors_obj),
+                  {},
+                  require_routing_table(mu_obj, projection_obj, signatures_obj, centroids_obj,
+                                        alpha_obj, beta_obj, level, metric_name == "l2"),
+                  {},
+                  nullptr};
+  if (t.vectors.cols != t.routing.dim) {
+    invalid("vectors have " + std::to_string(t.vectors.cols) + " columns but mu has " +
+            std::to_string(t.routing.dim));
+  }
+  if (t.vectors.cols > kMaxExactDim) {
+    invalid("int8 dot products are exact in int32 up to " + std::to_string(kMaxExactDim) +
+            " columns");
+  }
+  t.blocks = require_block_ranges(ranges_obj, t.vectors.rows);
+  if (t.blocks.size() != t.routing.n_blocks) {
+    invalid("block_ranges has " + std::to_string(t.blocks.size()) + " blocks but signatures " +
+            std::to_string(t.routing.n_blocks));
+  }
+  t.rows = require_int8_rows(codes_obj, scale_obj, residual_obj, norm_obj, t.vectors);
+  if (!signs_obj.is_none()) {
+    py::array signs = require_array<std::uint64_t>(signs_obj, "signs", 2, "uint64");
+    require_rows(signs, "signs", t.vectors.rows, sign_words(t.vectors.cols), "ceil(d / 64) words");
+    t.signs = static_cast<const std::uint64_t*>(signs.data());
+  }
+  return t;
+}
+
+// wsbr_select, then topk_blocks_int8 over the selected blocks with no mask (with query_signs:
+// its sign stage), under one release of the GIL: the same answer, bit for bit.
+py::tuple wsbr_search(const SegmentTables& t, const py::object& routing_obj,
+                      const py::object& queries_obj, const py::object& query_signs_obj,
+                      std::int64_t k, std::int64_t top, std::int64_t widen, double sigmas,
+                      std::int64_t keep_min) {
+  const auto [routing_rows, query_rows, nq] =
+      require_routed_queries(routing_obj, queries_obj, t.routing.dim);
+  require_budget(top, widen);
+  if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
+  std::optional<SignCodes> signs;
+  if (!query_signs_obj.is_none()) {
+    if (t.signs == nullptr) invalid("query_signs given, but these tables have no sign codes");
+    if (!(sigmas >= 0.0 && sigmas < 1e9) || keep_min < 1) {
+      invalid("sign_sigmas must be a finite number >= 0 and keep_min >= 1");
+    }
+    py::array query_signs = require_array<std::uint64_t>(query_signs_obj, "query_signs", 2, "uint64");
+    const std::size_t words = sign_words(t.vectors.cols);
+    require_rows(query_signs, "query_signs", nq, words, "one per query, ceil(d / 64) words");
+    signs = SignCodes{t.signs, static_cast<const std::uint64_t*>(query_signs.data()), words,
+                      sigmas, static_cast<std::size_t>(keep_min)};
+  }
+  const std::size_t kept = std::min(static_cast<std::size_t>(top), t.routing.n_blocks);
+  BlockTopkRequest request{};
+  request.vectors = t.vectors;
+  request.queries = Matrix{query_rows, nq, t.vectors.cols};
+  request.metric = t.metric;
+  request.k = static_cast<std::size_t>(k);
+  request.mask = nullptr;
+  request.blocks = t.blocks;
+  py::array_t<float> out_scores({nq, request.k});
+  py::array_t<std::int64_t> out_rows({nq, request.k});
+  float* scores_dst = out_scores.mutable_data();
+  std::int64_t* rows_dst = out_rows.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    const KernelTable& kernels = active_kernels();
+    std::vector<std::int64_t> selected(nq * kept);
+    select_blocks(kernels, t.routing, routing_rows, query_rows, nq,
+                  static_cast<std::size_t>(top), static_cast<std::size_t>(widen), selected.data());
+    std::vector<std::int64_t> ptr(nq + 1);
+    for (std::size_t j = 0; j <= nq; ++j) ptr[j] = static_cast<std::int64_t>(j * kept);
+    request.query_block_ptr = ptr.data();
+    request.query_blocks = selected.data();
+    compute_topk_blocks_int8(kernels, request, t.rows, signs ? &*signs : nullptr, scores_dst,
+                             rows_dst);
+  }
+  return py::make_tuple(out_scores, out_rows);
 }
 
 py::tuple row_codes_numpy(const py::object& rows_obj, const py::object& mu_obj,
@@ -727,6 +859,16 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("mu"), py::arg("projection"), py::arg("signatures"), py::arg("centroids"),
         py::arg("alpha"), py::arg("beta"), py::arg("level"), py::arg("l2"), py::arg("top"),
         py::arg("widen"));
+  py::class_<SegmentTables>(m, "SegmentTables")
+      .def(py::init(&make_segment_tables), py::arg("vectors"), py::arg("metric"),
+           py::arg("block_ranges"), py::arg("mu"), py::arg("projection"), py::arg("signatures"),
+           py::arg("centroids"), py::arg("alpha"), py::arg("beta"), py::arg("level"),
+           py::arg("codes"), py::arg("scale"), py::arg("residual"), py::arg("norm"),
+           py::arg("signs") = py::none())
+      .def_property_readonly("has_signs", [](const SegmentTables& t) { return t.signs != nullptr; });
+  m.def("wsbr_search", &wsbr_search, py::arg("tables"), py::arg("routing_queries"),
+        py::arg("queries"), py::arg("query_signs"), py::arg("k"), py::arg("top"),
+        py::arg("widen"), py::arg("sign_sigmas"), py::arg("keep_min"));
   m.def("row_codes", &row_codes_numpy, py::arg("rows"), py::arg("mu"), py::arg("projection"),
         py::arg("level"), py::arg("row_blocks"));
   m.def("bm25_top_rows", &bm25_top_rows_numpy, py::arg("rows"), py::arg("tf"), py::arg("idf"),

@@ -1,0 +1,101 @@
+"""kernels.wsbr_search (one call: select, then the int8 pass) against the two calls it fuses,
+kernels.wsbr_select then kernels.topk_blocks_int8, bit for bit, on every ISA level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from block_cases import int8_row_copy
+
+from pomaidb_core import kernels, wsbr, wsbr_build
+from pomaidb_core.errors import InvalidArgumentError
+from pomaidb_core.options import IndexParams
+
+METRICS = ["ip", "cosine", "l2"]
+
+
+def _segment(metric: str, n: int = 3000, dim: int = 96, seed: int = 0):
+    """(stored rows, index, row arguments with sign codes) of a built segment."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((30, dim), dtype=np.float32)
+    vectors = centres[rng.integers(0, 30, n)] + 0.5 * rng.standard_normal((n, dim), dtype=np.float32)
+    order, index = wsbr.build_index(vectors, metric, IndexParams(wsbr_block_size=16))
+    stored = np.ascontiguousarray(vectors[order])
+    return stored, index, int8_row_copy(stored, metric, index.mu)
+
+
+def _tables(stored, index, rows, signs=True) -> kernels.SegmentTables:
+    return kernels.SegmentTables(stored, index.metric, index.block_ranges, index.mu,
+                                 index.projection, index.signatures, index.centroids, index.alpha,
+                                 index.beta, index.level, rows["codes"], rows["scale"],
+                                 rows["residual"], rows["norm"], rows["signs"] if signs else None)
+
+
+def _two_calls(stored, index, rows, queries, routing, k, top, widen, query_signs):
+    selected = kernels.wsbr_select(routing, queries, mu=index.mu, projection=index.projection,
+                                   signatures=index.signatures, centroids=index.centroids,
+                                   alpha=index.alpha, beta=index.beta, level=index.level,
+                                   l2=index.metric == "l2", top=top, widen=widen)
+    ptr = np.arange(len(queries) + 1, dtype=np.int64) * selected.shape[1]
+    return kernels.topk_blocks_int8(
+        stored, queries, k, index.metric, None, block_ranges=index.block_ranges, ptr=ptr,
+        blocks=np.ascontiguousarray(selected.reshape(-1)), codes=rows["codes"],
+        scale=rows["scale"], residual=rows["residual"], norm=rows["norm"],
+        signs=None if query_signs is None else rows["signs"], query_signs=query_signs,
+        sign_sigmas=3.0, keep_min=4 * k)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize(("k", "top", "widen"), [(1, 1, 0), (10, 12, 84), (10, 40, 0), (25, 60, 500)])
+def test_one_call_answers_as_select_then_int8_pass(isa, metric, k, top, widen):
+    stored, index, rows = _segment(metric)
+    rng = np.random.default_rng(k + top)
+    queries = stored[rng.integers(0, len(stored), 7)] + rng.standard_normal((7, stored.shape[1]),
+                                                                          dtype=np.float32)
+    routing = np.ascontiguousarray(wsbr.routing_rows(queries, metric), dtype=np.float32)
+    tables = _tables(stored, index, rows)
+    for query_signs in (None, wsbr_build.sign_codes(routing, index.mu)):
+        fused = kernels.wsbr_search(tables, routing, queries, k, top=top, widen=widen,
+                                    query_signs=query_signs, keep_min=4 * k)
+        expected = _two_calls(stored, index, rows, queries, routing, k, top, widen, query_signs)
+        np.testing.assert_array_equal(fused[1], expected[1])
+        np.testing.assert_array_equal(fused[0], expected[0])
+
+
+def test_search_segment_answers_as_before_the_fused_call():
+    # search_segment takes the one call for unmasked few-query searches; the two calls with the
+    # same budget, and an exact re-score, must agree with it.
+    stored, index, _ = _segment("cosine", seed=3)
+    assert index.rows.signs is None  # (with them the sign stage scores a subset of the blocks)
+    queries = stored[:5] + 0.1
+    fused = wsbr.search_segment(stored, index, queries, 10, "cosine")
+    routed = wsbr.route(index, queries, 10)
+    for j, blocks in enumerate(routed):
+        rows = np.concatenate([np.arange(*index.block_ranges[b]) for b in blocks])
+        exact = kernels.topk(stored[rows], queries[j : j + 1], 10, "cosine")
+        np.testing.assert_array_equal(fused[1][j], rows[exact[1][0]])
+        np.testing.assert_array_equal(fused[0][j], exact[0][0])
+
+
+def test_tables_refuse_what_does_not_match_and_signs_they_lack():
+    stored, index, rows = _segment("ip", n=600)
+    routing = np.ascontiguousarray(stored[:2])
+    with pytest.raises(InvalidArgumentError, match="blocks but signatures"):
+        kernels.SegmentTables(stored, "ip", index.block_ranges[:-1], index.mu, index.projection,
+                              index.signatures, index.centroids, index.alpha, index.beta,
+                              index.level, rows["codes"], rows["scale"], rows["residual"],
+                              rows["norm"])
+    with pytest.raises(InvalidArgumentError, match="codes must have the vectors' shape"):
+        kernels.SegmentTables(stored, "ip", index.block_ranges, index.mu, index.projection,
+                              index.signatures, index.centroids, index.alpha, index.beta,
+                              index.level, rows["codes"][:-1], rows["scale"], rows["residual"],
+                              rows["norm"])
+    unsigned = _tables(stored, index, rows, signs=False)
+    assert not unsigned.has_signs and _tables(stored, index, rows).has_signs
+    with pytest.raises(InvalidArgumentError, match="no sign codes"):
+        kernels.wsbr_search(unsigned, routing, routing, 3, top=4, widen=8,
+                            query_signs=wsbr_build.sign_codes(routing, index.mu))
+    with pytest.raises(InvalidArgumentError, match="need top >= 1"):
+        kernels.wsbr_search(unsigned, routing, routing, 3, top=0, widen=8)
+    with pytest.raises(InvalidArgumentError, match="routing_queries must have 2 rows"):
+        kernels.wsbr_search(unsigned, routing[:1], routing, 3, top=4, widen=8)
