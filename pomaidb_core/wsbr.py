@@ -329,8 +329,9 @@ class WsbrIndex:
                   self.beta, self.centroids]
         arrays += [self.__dict__[name] for name in ("block_sizes", "block_ranges")
                    if name in self.__dict__]  # made by the first search, in anonymous memory
-        table = 16 * self.n_blocks if "block_table" in self.__dict__ else 0  # two size_t a block
-        return sum(np.asarray(a).nbytes for a in arrays) + table
+        # the kernels' checked copies of the block ranges (two size_t a block)
+        copies = ("block_table" in self.__dict__) + (self._tables is not None)
+        return sum(np.asarray(a).nbytes for a in arrays) + 16 * self.n_blocks * copies
 
     def default_top_blocks(self) -> int:
         return self.top_blocks
@@ -780,6 +781,7 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     int8 row copy for up to _INT8_MAX_BATCH queries, else kernels.topk_blocks, which reads each
     block once for all the queries that chose it (the same answer either way). With sign codes
     and default budgets, kernels.topk_blocks_int8 and its sign stage for any number of queries.
+    Without a mask the int8 path selects and scores in one call (kernels.wsbr_search).
     """
     if metric != index.metric:
         raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
