@@ -320,6 +320,12 @@ Int8Rows require_int8_rows(const py::object& codes_obj, const py::object& scale_
 
 std::size_t sign_words(std::size_t dim) { return (dim + 63) / 64; }
 
+void require_sign_knobs(double sigmas, std::int64_t keep_min) {
+  if (!(sigmas >= 0.0 && sigmas < 1e9) || keep_min < 1) {
+    invalid("sign_sigmas must be a finite number >= 0 and keep_min >= 1");
+  }
+}
+
 // The sign stage's codes (None: no sign stage): (rows, words) and (queries, words) uint64 with
 // words = ceil(d / 64), and how many rows of a query's blocks it keeps.
 std::optional<SignCodes> require_signs(const py::object& signs_obj,
@@ -338,9 +344,7 @@ std::optional<SignCodes> require_signs(const py::object& signs_obj,
     invalid("signs and query_signs must be (rows, " + std::to_string(words) + ") and (queries, " +
             std::to_string(words) + ") uint64 codes");
   }
-  if (!(sigmas >= 0.0 && sigmas < 1e9) || keep_min < 1) {
-    invalid("sign_sigmas must be a finite number >= 0 and keep_min >= 1");
-  }
+  require_sign_knobs(sigmas, keep_min);
   return SignCodes{static_cast<const std::uint64_t*>(rows.data()),
                    static_cast<const std::uint64_t*>(queries.data()), words, sigmas,
                    static_cast<std::size_t>(keep_min)};
@@ -701,9 +705,7 @@ py::tuple wsbr_search(const SegmentTables& t, const py::object& routing_obj,
   std::optional<SignCodes> signs;
   if (!query_signs_obj.is_none()) {
     if (t.signs == nullptr) invalid("query_signs given, but these tables have no sign codes");
-    if (!(sigmas >= 0.0 && sigmas < 1e9) || keep_min < 1) {
-      invalid("sign_sigmas must be a finite number >= 0 and keep_min >= 1");
-    }
+    require_sign_knobs(sigmas, keep_min);
     py::array query_signs = require_array<std::uint64_t>(query_signs_obj, "query_signs", 2, "uint64");
     const std::size_t words = sign_words(t.vectors.cols);
     require_rows(query_signs, "query_signs", nq, words, "one per query, ceil(d / 64) words");
