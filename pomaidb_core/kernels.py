@@ -241,19 +241,25 @@ def wsbr_search(
     query_signs: npt.NDArray[np.uint64] | None = None,
     sign_sigmas: float = 3.0,
     keep_min: int = 1,
-) -> tuple[F32Array, npt.NDArray[np.int64]]:
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None,
+    allowed: npt.NDArray[np.int64] | None = None,
+) -> tuple[F32Array, npt.NDArray[np.int64]] | None:
     """wsbr_select of the queries against the tables' segment, then topk_blocks_int8 over each
-    query's selected blocks with no mask (and, with query_signs, the tables' sign codes), in one
+    query's selected blocks with `mask` (and, with query_signs, the tables' sign codes), in one
     call: bit for bit the answer of those two calls. For the few queries of a search, where
     checking the segment's arrays on every call and the selection's round trip through
-    Python cost about what the selection itself did."""
+    Python cost about what the selection itself did.
+
+    With a mask, allowed (n_blocks,) int64 counts each block's allowed rows, and the answer is
+    None when some query's selected blocks hold fewer than min(k, allowed.sum()) of them: the
+    caller widens that selection (wsbr.py), which this call does not."""
     _check_k(k)
     _check_count(top)
     _check_count(widen)
-    top_scores, top_rows = _kernels.wsbr_search(
+    found = _kernels.wsbr_search(
         tables, routing_queries, _as_query_matrix(queries), query_signs, int(k), int(top),
-        int(widen), float(sign_sigmas), int(keep_min))
-    return top_scores, top_rows
+        int(widen), float(sign_sigmas), int(keep_min), mask, allowed)
+    return None if found is None else (found[0], found[1])
 
 
 def row_codes(

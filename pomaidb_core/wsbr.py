@@ -781,7 +781,8 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     int8 row copy for up to _INT8_MAX_BATCH queries, else kernels.topk_blocks, which reads each
     block once for all the queries that chose it (the same answer either way). With sign codes
     and default budgets, kernels.topk_blocks_int8 and its sign stage for any number of queries.
-    Without a mask the int8 path selects and scores in one call (kernels.wsbr_search).
+    The int8 path selects and scores in one call (kernels.wsbr_search) unless a mask leaves a
+    query's selected blocks short of k allowed rows.
     """
     if metric != index.metric:
         raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
@@ -796,10 +797,13 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     int8 = index.rows is not None and (signed or len(queries) <= _INT8_MAX_BATCH)
     query_signs = sign_codes(routing_queries, index.mu) if signed else None
     top, widen, allowed = _budget(index, k, mask, top_blocks, widen_blocks, mode, share, signed)
-    if int8 and mask is None and k <= top < index.n_blocks:  # k rows in any top blocks
-        return wsbr_search(index.search_tables(vectors), routing_queries, queries, k, top=top,
-                           widen=widen, query_signs=query_signs, sign_sigmas=_SIGN_SIGMAS,
-                           keep_min=_SIGN_KEEP_PER_K * k)
+    if int8 and k <= top < index.n_blocks:
+        found = wsbr_search(index.search_tables(vectors), routing_queries, queries, k, top=top,
+                            widen=widen, query_signs=query_signs, sign_sigmas=_SIGN_SIGMAS,
+                            keep_min=_SIGN_KEEP_PER_K * k, mask=mask,
+                            allowed=None if mask is None else allowed)
+        if found is not None:  # else a mask left some query short of k rows: widen below
+            return found
     routed = _routed(index, queries, routing_queries, k, top, widen, allowed)
     if routed is None:
         return topk(vectors, queries, k, metric, mask=mask)

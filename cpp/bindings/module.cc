@@ -692,16 +692,43 @@ SegmentTables make_segment_tables(const py::object& vectors_obj, const std::stri
   return t;
 }
 
-// wsbr_select, then topk_blocks_int8 over the selected blocks with no mask (with query_signs:
-// its sign stage), under one release of the GIL: the same answer, bit for bit.
-py::tuple wsbr_search(const SegmentTables& t, const py::object& routing_obj,
-                      const py::object& queries_obj, const py::object& query_signs_obj,
-                      std::int64_t k, std::int64_t top, std::int64_t widen, double sigmas,
-                      std::int64_t keep_min) {
+// Whether every query's selected blocks (nq rows of `kept` ids) hold at least
+// min(k, all allowed rows) allowed rows, `allowed` counting each block's.
+bool selection_holds_k(const std::vector<std::int64_t>& selected, std::size_t kept,
+                       const std::int64_t* allowed, std::size_t n_blocks, std::size_t k) {
+  std::int64_t total = 0;
+  for (std::size_t b = 0; b < n_blocks; ++b) total += allowed[b];
+  const auto need = std::min(total, static_cast<std::int64_t>(k));
+  for (std::size_t start = 0; start < selected.size(); start += kept) {
+    std::int64_t found = 0;
+    for (std::size_t i = start; i < start + kept; ++i) {
+      found += allowed[static_cast<std::size_t>(selected[i])];
+    }
+    if (found < need) return false;
+  }
+  return true;
+}
+
+// wsbr_select, then topk_blocks_int8 over the selected blocks (with query_signs: its sign
+// stage), under one release of the GIL: the same answer, bit for bit. With a mask, `allowed`
+// counts each block's allowed rows, and the answer is None when some query's blocks hold fewer
+// than min(k, all allowed rows): the caller then widens that selection.
+py::object wsbr_search(const SegmentTables& t, const py::object& routing_obj,
+                       const py::object& queries_obj, const py::object& query_signs_obj,
+                       std::int64_t k, std::int64_t top, std::int64_t widen, double sigmas,
+                       std::int64_t keep_min, const py::object& mask_obj,
+                       const py::object& allowed_obj) {
   const auto [routing_rows, query_rows, nq] =
       require_routed_queries(routing_obj, queries_obj, t.routing.dim);
   require_budget(top, widen);
   if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
+  const std::uint8_t* mask = require_mask(mask_obj, t.vectors.rows);
+  const std::int64_t* allowed = nullptr;
+  if (mask != nullptr) {
+    py::array counts = require_array<std::int64_t>(allowed_obj, "allowed", 1, "int64");
+    require_rows(counts, "allowed", t.routing.n_blocks, 0, "one count per block");
+    allowed = static_cast<const std::int64_t*>(counts.data());
+  }
   std::optional<SignCodes> signs;
   if (!query_signs_obj.is_none()) {
     if (t.signs == nullptr) invalid("query_signs given, but these tables have no sign codes");
@@ -718,25 +745,32 @@ py::tuple wsbr_search(const SegmentTables& t, const py::object& routing_obj,
   request.queries = Matrix{query_rows, nq, t.vectors.cols};
   request.metric = t.metric;
   request.k = static_cast<std::size_t>(k);
-  request.mask = nullptr;
+  request.mask = mask;
   request.blocks = t.blocks;
   py::array_t<float> out_scores({nq, request.k});
   py::array_t<std::int64_t> out_rows({nq, request.k});
   float* scores_dst = out_scores.mutable_data();
   std::int64_t* rows_dst = out_rows.mutable_data();
+  bool holds = true;
   {
     py::gil_scoped_release nogil;
     const KernelTable& kernels = active_kernels();
     std::vector<std::int64_t> selected(nq * kept);
     select_blocks(kernels, t.routing, routing_rows, query_rows, nq,
                   static_cast<std::size_t>(top), static_cast<std::size_t>(widen), selected.data());
+    if (allowed != nullptr) {
+      holds = selection_holds_k(selected, kept, allowed, t.routing.n_blocks, request.k);
+    }
     std::vector<std::int64_t> ptr(nq + 1);
     for (std::size_t j = 0; j <= nq; ++j) ptr[j] = static_cast<std::int64_t>(j * kept);
     request.query_block_ptr = ptr.data();
     request.query_blocks = selected.data();
-    compute_topk_blocks_int8(kernels, request, t.rows, signs ? &*signs : nullptr, scores_dst,
-                             rows_dst);
+    if (holds) {
+      compute_topk_blocks_int8(kernels, request, t.rows, signs ? &*signs : nullptr, scores_dst,
+                               rows_dst);
+    }
   }
+  if (!holds) return py::none();
   return py::make_tuple(out_scores, out_rows);
 }
 
@@ -870,7 +904,8 @@ PYBIND11_MODULE(_kernels, m) {
       .def_property_readonly("has_signs", [](const SegmentTables& t) { return t.signs != nullptr; });
   m.def("wsbr_search", &wsbr_search, py::arg("tables"), py::arg("routing_queries"),
         py::arg("queries"), py::arg("query_signs"), py::arg("k"), py::arg("top"),
-        py::arg("widen"), py::arg("sign_sigmas"), py::arg("keep_min"));
+        py::arg("widen"), py::arg("sign_sigmas"), py::arg("keep_min"), py::arg("mask"),
+        py::arg("allowed"));
   m.def("row_codes", &row_codes_numpy, py::arg("rows"), py::arg("mu"), py::arg("projection"),
         py::arg("level"), py::arg("row_blocks"));
   m.def("bm25_top_rows", &bm25_top_rows_numpy, py::arg("rows"), py::arg("tf"), py::arg("idf"),

@@ -31,33 +31,49 @@ def _tables(stored, index, rows, signs=True) -> kernels.SegmentTables:
                                  rows["residual"], rows["norm"], rows["signs"] if signs else None)
 
 
-def _two_calls(stored, index, rows, queries, routing, k, top, widen, query_signs):
+def _two_calls(stored, index, rows, queries, routing, k, top, widen, query_signs, mask=None):
+    """The two calls' answer, or None where wsbr_search must leave a masked query to widen."""
     selected = kernels.wsbr_select(routing, queries, mu=index.mu, projection=index.projection,
                                    signatures=index.signatures, centroids=index.centroids,
                                    alpha=index.alpha, beta=index.beta, level=index.level,
                                    l2=index.metric == "l2", top=top, widen=widen)
+    if mask is not None:
+        allowed = _allowed(index, mask)
+        if (allowed[selected].sum(axis=1) < min(int(allowed.sum()), k)).any():
+            return None
     ptr = np.arange(len(queries) + 1, dtype=np.int64) * selected.shape[1]
     return kernels.topk_blocks_int8(
-        stored, queries, k, index.metric, None, block_ranges=index.block_ranges, ptr=ptr,
+        stored, queries, k, index.metric, mask, block_ranges=index.block_ranges, ptr=ptr,
         blocks=np.ascontiguousarray(selected.reshape(-1)), codes=rows["codes"],
         scale=rows["scale"], residual=rows["residual"], norm=rows["norm"],
         signs=None if query_signs is None else rows["signs"], query_signs=query_signs,
         sign_sigmas=3.0, keep_min=4 * k)
 
 
+def _allowed(index, mask) -> np.ndarray:
+    return np.add.reduceat(mask.astype(np.int64), index.block_offsets[:-1])
+
+
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize(("k", "top", "widen"), [(1, 1, 0), (10, 12, 84), (10, 40, 0), (25, 60, 500)])
-def test_one_call_answers_as_select_then_int8_pass(isa, metric, k, top, widen):
+@pytest.mark.parametrize("allowed_share", [None, 0.5, 0.002])
+def test_one_call_answers_as_select_then_int8_pass(isa, metric, k, top, widen, allowed_share):
     stored, index, rows = _segment(metric)
     rng = np.random.default_rng(k + top)
     queries = stored[rng.integers(0, len(stored), 7)] + rng.standard_normal((7, stored.shape[1]),
                                                                           dtype=np.float32)
     routing = np.ascontiguousarray(wsbr.routing_rows(queries, metric), dtype=np.float32)
+    mask = None if allowed_share is None else rng.random(len(stored)) < allowed_share
     tables = _tables(stored, index, rows)
     for query_signs in (None, wsbr_build.sign_codes(routing, index.mu)):
         fused = kernels.wsbr_search(tables, routing, queries, k, top=top, widen=widen,
-                                    query_signs=query_signs, keep_min=4 * k)
-        expected = _two_calls(stored, index, rows, queries, routing, k, top, widen, query_signs)
+                                    query_signs=query_signs, keep_min=4 * k, mask=mask,
+                                    allowed=None if mask is None else _allowed(index, mask))
+        expected = _two_calls(stored, index, rows, queries, routing, k, top, widen, query_signs,
+                              mask)
+        if expected is None:  # a query's blocks hold too few allowed rows: the caller widens
+            assert fused is None
+            continue
         np.testing.assert_array_equal(fused[1], expected[1])
         np.testing.assert_array_equal(fused[0], expected[0])
 
@@ -75,6 +91,19 @@ def test_search_segment_answers_as_before_the_fused_call():
         exact = kernels.topk(stored[rows], queries[j : j + 1], 10, "cosine")
         np.testing.assert_array_equal(fused[1][j], rows[exact[1][0]])
         np.testing.assert_array_equal(fused[0][j], exact[0][0])
+
+
+def test_a_masked_search_widens_where_the_one_call_falls_short():
+    # Six allowed rows: most selections hold none of them, so search_segment widens (past
+    # wsbr_search's answer of None) until each query has them all, as exact search finds.
+    stored, index, _ = _segment("cosine", seed=5)
+    mask = np.zeros(len(stored), bool)
+    mask[[3, 500, 1200, 1800, 2500, 2999]] = True
+    queries = stored[10:14] + 0.05
+    scores, found = wsbr.search_segment(stored, index, queries, 10, "cosine", mask=mask)
+    exact = kernels.topk(stored, queries, 10, "cosine", mask=mask)
+    np.testing.assert_array_equal(found, exact[1])
+    np.testing.assert_array_equal(scores, exact[0])
 
 
 def test_tables_refuse_what_does_not_match_and_signs_they_lack():
@@ -99,3 +128,12 @@ def test_tables_refuse_what_does_not_match_and_signs_they_lack():
         kernels.wsbr_search(unsigned, routing, routing, 3, top=0, widen=8)
     with pytest.raises(InvalidArgumentError, match="routing_queries must have 2 rows"):
         kernels.wsbr_search(unsigned, routing[:1], routing, 3, top=4, widen=8)
+    mask = np.ones(len(stored), bool)
+    with pytest.raises(InvalidArgumentError, match="allowed must be a numpy array"):
+        kernels.wsbr_search(unsigned, routing, routing, 3, top=4, widen=8, mask=mask)
+    with pytest.raises(InvalidArgumentError, match="allowed must have"):
+        kernels.wsbr_search(unsigned, routing, routing, 3, top=4, widen=8, mask=mask,
+                            allowed=np.zeros(index.n_blocks + 1, np.int64))
+    with pytest.raises(InvalidArgumentError, match="mask has"):
+        kernels.wsbr_search(unsigned, routing, routing, 3, top=4, widen=8, mask=mask[1:],
+                            allowed=_allowed(index, mask))

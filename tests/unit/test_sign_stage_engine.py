@@ -53,13 +53,16 @@ def test_searches_hold_against_exact_search_and_agree_in_a_batch_and_after_reope
                                                                                    monkeypatch):
     path, base, queries, deleted = corpus
     staged = []  # per scan of a segment: did the sign stage run?
-    scan = wsbr.topk_blocks_int8
 
-    def recording(*args, **kwargs):
-        staged.append(kwargs.get("signs") is not None)
-        return scan(*args, **kwargs)
+    def recording(scan, signs_argument):
+        def scanned(*args, **kwargs):
+            staged.append(kwargs.get(signs_argument) is not None)
+            return scan(*args, **kwargs)
+        return scanned
 
-    monkeypatch.setattr(wsbr, "topk_blocks_int8", recording)
+    # a segment is scanned by topk_blocks_int8, or by wsbr_search which selects its blocks too
+    monkeypatch.setattr(wsbr, "topk_blocks_int8", recording(wsbr.topk_blocks_int8, "signs"))
+    monkeypatch.setattr(wsbr, "wsbr_search", recording(wsbr.wsbr_search, "query_signs"))
     live = np.ones(len(base), dtype=bool)
     live[deleted] = False
     with pdb.open(path, read_only=True) as db:
