@@ -227,7 +227,8 @@ SegmentTables = _kernels.SegmentTables
 """One segment's search tables checked once, for wsbr_search: `SegmentTables(vectors, metric,
 block_ranges, mu, projection, signatures, centroids, alpha, beta, level, codes, scale, residual,
 norm, signs=None)`, the arguments meaning what they mean in topk_blocks_int8 and wsbr_select
-(l2 is metric == "l2"), with one block range per signature. It keeps the arrays alive."""
+(l2 is metric == "l2"); block_ranges a BlockRanges, one range per signature, whose checked
+ranges it shares. It keeps the arrays alive."""
 
 
 def wsbr_search(

@@ -329,9 +329,9 @@ class WsbrIndex:
                   self.beta, self.centroids]
         arrays += [self.__dict__[name] for name in ("block_sizes", "block_ranges")
                    if name in self.__dict__]  # made by the first search, in anonymous memory
-        # the kernels' checked copies of the block ranges (two size_t a block)
-        copies = ("block_table" in self.__dict__) + (self._tables is not None)
-        return sum(np.asarray(a).nbytes for a in arrays) + 16 * self.n_blocks * copies
+        # the kernels' checked copy of the block ranges (two size_t a block)
+        table = 16 * self.n_blocks if "block_table" in self.__dict__ else 0
+        return sum(np.asarray(a).nbytes for a in arrays) + table
 
     def default_top_blocks(self) -> int:
         return self.top_blocks
@@ -362,7 +362,7 @@ class WsbrIndex:
         assert rows is not None
         if cached is None or cached[0] is not vectors or cached[1] is not rows:
             tables = kernels.SegmentTables(
-                vectors, self.metric, self.block_ranges, self.mu, self.projection,
+                vectors, self.metric, self.block_table, self.mu, self.projection,
                 self.signatures, self.centroids, self.alpha, self.beta, self.level, rows.codes,
                 rows.scale, rows.residual, rows.norm, rows.signs)
             cached = self._tables = (vectors, rows, tables)

@@ -645,7 +645,7 @@ struct SegmentTables {
   py::tuple arrays;  // keeps every array below alive
   Metric metric;
   Matrix vectors;
-  std::vector<RowRange> blocks;
+  std::span<const RowRange> blocks;  // a BlockRanges' ranges, kept alive by `arrays`
   RoutingTable routing;
   Int8Rows rows;
   const std::uint64_t* signs;  // null: no sign stage
@@ -678,7 +678,11 @@ SegmentTables make_segment_tables(const py::object& vectors_obj, const std::stri
     invalid("int8 dot products are exact in int32 up to " + std::to_string(kMaxExactDim) +
             " columns");
   }
-  t.blocks = require_block_ranges(ranges_obj, t.vectors.rows);
+  if (!py::isinstance<BlockRanges>(ranges_obj)) {
+    invalid("block_ranges must be a kernels.BlockRanges, got " + describe(ranges_obj));
+  }
+  std::vector<RowRange> unused;  // a BlockRanges needs no copy
+  t.blocks = call_block_ranges(ranges_obj, t.vectors.rows, unused);
   if (t.blocks.size() != t.routing.n_blocks) {
     invalid("block_ranges has " + std::to_string(t.blocks.size()) + " blocks but signatures " +
             std::to_string(t.routing.n_blocks));

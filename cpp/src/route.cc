@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "pomaidb/prefetch.h"
 #include "pomaidb/rank.h"
 #include "pomaidb/sketch.h"
 
@@ -43,11 +44,9 @@ struct Scratch {
 void scattered_dots(const KernelTable& kernels, const RoutingTable& t, const std::int64_t* ids,
                     std::size_t n, const std::int8_t* q8, std::int32_t* out) {
   constexpr std::size_t kChunk = 16;
-  constexpr std::size_t kLine = 64;
   const auto prefetch = [&](std::size_t from) {
     for (std::size_t c = from; c < std::min(from + kChunk, n); ++c) {
-      const std::int8_t* row = t.centroids + static_cast<std::size_t>(ids[c]) * t.dim;
-      for (std::size_t b = 0; b < t.dim; b += kLine) __builtin_prefetch(row + b, 0, 1);
+      prefetch_bytes(t.centroids + static_cast<std::size_t>(ids[c]) * t.dim, t.dim);
     }
   };
   prefetch(0);

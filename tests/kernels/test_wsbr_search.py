@@ -25,7 +25,7 @@ def _segment(metric: str, n: int = 3000, dim: int = 96, seed: int = 0):
 
 
 def _tables(stored, index, rows, signs=True) -> kernels.SegmentTables:
-    return kernels.SegmentTables(stored, index.metric, index.block_ranges, index.mu,
+    return kernels.SegmentTables(stored, index.metric, index.block_table, index.mu,
                                  index.projection, index.signatures, index.centroids, index.alpha,
                                  index.beta, index.level, rows["codes"], rows["scale"],
                                  rows["residual"], rows["norm"], rows["signs"] if signs else None)
@@ -110,12 +110,13 @@ def test_tables_refuse_what_does_not_match_and_signs_they_lack():
     stored, index, rows = _segment("ip", n=600)
     routing = np.ascontiguousarray(stored[:2])
     with pytest.raises(InvalidArgumentError, match="blocks but signatures"):
-        kernels.SegmentTables(stored, "ip", index.block_ranges[:-1], index.mu, index.projection,
+        kernels.SegmentTables(stored, "ip", kernels.BlockRanges(index.block_ranges[:-1], len(stored)),
+                              index.mu, index.projection,
                               index.signatures, index.centroids, index.alpha, index.beta,
                               index.level, rows["codes"], rows["scale"], rows["residual"],
                               rows["norm"])
     with pytest.raises(InvalidArgumentError, match="codes must have the vectors' shape"):
-        kernels.SegmentTables(stored, "ip", index.block_ranges, index.mu, index.projection,
+        kernels.SegmentTables(stored, "ip", index.block_table, index.mu, index.projection,
                               index.signatures, index.centroids, index.alpha, index.beta,
                               index.level, rows["codes"][:-1], rows["scale"], rows["residual"],
                               rows["norm"])
