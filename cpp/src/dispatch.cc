@@ -24,6 +24,9 @@ constexpr KernelTable kAvx2{"avx2", avx2::dot_tile, avx2::l2sq_tile, avx2::dot_i
 // Hamming and CRC32C come from the AVX2 level (see kernels.h).
 constexpr KernelTable kAvx512{"avx512", avx512::dot_tile, avx512::l2sq_tile, avx512::dot_i8_rows,
                               avx2::hamming64, avx2::hamming_rows, avx2::crc32c};
+constexpr KernelTable kAvx512Vnni{"avx512vnni", avx512::dot_tile, avx512::l2sq_tile,
+                                  avx512::dot_i8_rows_vnni, avx2::hamming64,
+                                  avx2::hamming_rows, avx2::crc32c};
 
 // XCR0 bits: 1 SSE (XMM), 2 AVX (upper YMM), 5 opmask, 6 upper ZMM0-15, 7 ZMM16-31.
 constexpr std::uint64_t kXcr0Avx = (1u << 1) | (1u << 2);
@@ -40,9 +43,11 @@ std::uint64_t read_xcr0() {
 struct Levels {
   bool avx2 = false;
   bool avx512 = false;
+  bool avx512vnni = false;
 };
 
-// Mirrors the -m flags of kernels_avx2.cc and kernels_avx512.cc in CMakeLists.txt.
+// Mirrors the -m flags of kernels_avx2.cc and kernels_avx512.cc in CMakeLists.txt (and the
+// target attribute of the VNNI kernel there).
 Levels detect_levels() {
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   if (__get_cpuid(1, &eax, &ebx, &ecx, &edx) == 0) return {};
@@ -56,6 +61,7 @@ Levels detect_levels() {
   levels.avx512 = levels.avx2 && (ebx & bit_AVX512F) && (ebx & bit_AVX512DQ) &&
                   (ebx & bit_AVX512BW) && (ebx & bit_AVX512VL) &&
                   (xcr0 & kXcr0Avx512) == kXcr0Avx512;
+  levels.avx512vnni = levels.avx512 && (ecx & bit_AVX512VNNI);
   return levels;
 }
 
@@ -72,6 +78,7 @@ std::vector<const KernelTable*> supported_tables() {
 #if defined(POMAIDB_X86_LEVELS)
   if (machine_levels().avx2) tables.push_back(&kAvx2);
   if (machine_levels().avx512) tables.push_back(&kAvx512);
+  if (machine_levels().avx512vnni) tables.push_back(&kAvx512Vnni);
 #endif
   return tables;
 }

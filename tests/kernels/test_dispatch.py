@@ -12,7 +12,7 @@ import pytest
 from pomaidb_core import kernels
 from pomaidb_core.errors import InvalidArgumentError
 
-LEVELS = ["scalar", "avx2", "avx512"]
+LEVELS = ["scalar", "avx2", "avx512", "avx512vnni"]
 
 
 def _import_with_env(value: str) -> subprocess.CompletedProcess[str]:

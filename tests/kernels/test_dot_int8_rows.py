@@ -13,7 +13,7 @@ def _reference(matrix: np.ndarray, queries: np.ndarray, rows: np.ndarray) -> np.
     return np.einsum("qcd,qd->qc", matrix[rows].astype(np.int64), queries.astype(np.int64))
 
 
-@pytest.mark.parametrize("dim", [1, 3, 15, 16, 17, 31, 33, 97, 384, 1536])
+@pytest.mark.parametrize("dim", [1, 3, 15, 16, 17, 31, 33, 63, 64, 65, 97, 129, 384, 1536])
 def test_dots_are_exact_on_awkward_dims(isa, dim):
     rng = np.random.default_rng(dim)
     matrix = rng.integers(-128, 128, size=(50, dim), dtype=np.int8)

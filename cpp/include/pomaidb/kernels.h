@@ -56,7 +56,7 @@ using HammingRowsFn = void (*)(const std::uint64_t* codes, std::size_t words, st
 using Crc32cFn = std::uint32_t (*)(std::uint32_t crc, const unsigned char* data, std::size_t len);
 
 struct KernelTable {
-  const char* name;  // "scalar" | "avx2" | "avx512", as reported to Python
+  const char* name;  // "scalar" | "avx2" | "avx512" | "avx512vnni", as reported to Python
   DotTileFn dot_tile;
   L2sqTileFn l2sq_tile;
   DotI8RowsFn dot_i8_rows;
@@ -81,6 +81,12 @@ POMAI_DECLARE_SIMILARITY_KERNELS(avx2)
 POMAI_DECLARE_SIMILARITY_KERNELS(avx512)
 
 #undef POMAI_DECLARE_SIMILARITY_KERNELS
+
+// The avx512vnni level: the AVX-512 level with VPDPBUSD int8 dot products.
+namespace avx512 {
+void dot_i8_rows_vnni(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
+                      std::size_t n, const std::int8_t* q, std::int32_t* out);
+}  // namespace avx512
 
 // Hamming and CRC32C need only POPCNT and SSE4.2, which the AVX2 level includes; the AVX-512
 // level reuses them (popcount of one word per cycle already outruns memory).
