@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, cast
+from typing import cast
 
 import numpy as np
 
@@ -301,36 +301,33 @@ def _layer_ids(layer) -> np.ndarray:
     return layer.view_ids() if isinstance(layer, Memtable) else layer.reader.ids
 
 
-class SegmentRow(NamedTuple):
-    """A search hit's metadata and text, not yet read from its (immutable) segment. The
-    caller holds the segment (acquire) until it has called `read` or dropped the hit, so
-    only the hits that make the final k across shards pay for decoding."""
-
-    segment: LiveSegment
-    row: int
-
-    def read(self) -> tuple[dict | None, str | None]:
-        return layer_metadata(self.segment, self.row), layer_text(self.segment, self.row)
-
-
 def found_hits(hits: list[tuple], held: set[LiveSegment]) -> list[tuple]:
-    """(score, id, payload) of each (score, id, layer, row) hit: (metadata, text) for a
-    memtable row, read now (memtable slots are overwritten in place), a SegmentRow for a
-    segment row, whose segment is acquired once into `held`."""
-    out: list[tuple] = []
-    for score, key, layer, row in hits:
+    """`hits` (score, id, layer, row), changed in place so they outlive the read: a memtable
+    row's metadata and text are read now (memtable slots are overwritten in place), as
+    (score, id, None, (metadata, text)); a segment row stays as it is, not yet decoded, its
+    (immutable) segment acquired once into `held`. The caller holds those segments until it
+    has read the hits (read_payloads) or dropped them, so only the hits that make the final
+    k across shards pay for decoding."""
+    for i, (score, key, layer, row) in enumerate(hits):
         if isinstance(layer, Memtable):
-            out.append((score, key, (layer_metadata(layer, row), layer_text(layer, row))))
-            continue
-        if layer not in held:
+            hits[i] = (score, key, None, (layer_metadata(layer, row), layer_text(layer, row)))
+        elif layer not in held:
             held.add(layer.acquire())
-        out.append((score, key, SegmentRow(layer, row)))
-    return out
+    return hits
 
 
-def read_payload(payload: tuple | SegmentRow) -> tuple[dict | None, str | None]:
-    """found_hits' payload as (metadata, text)."""
-    return payload.read() if isinstance(payload, SegmentRow) else payload
+def read_payloads(hits: list[tuple]) -> list[tuple]:
+    """found_hits' hits as (score, id, metadata, text): the rows of each segment are decoded
+    in one call (a search's final k come from a few segments)."""
+    rows_of: dict[LiveSegment, list[int]] = {}
+    for _, _, segment, row in hits:
+        if segment is not None:
+            rows_of.setdefault(segment, []).append(row)
+    # consumed in the order the rows were gathered
+    decoded = {seg: zip(seg.reader.metadata(rows), seg.reader.texts(rows))
+               for seg, rows in rows_of.items()}
+    return [(score, key, *(payload if segment is None else next(decoded[segment])))
+            for score, key, segment, payload in hits]
 
 
 def layer_metadata(layer, row: int) -> dict | None:

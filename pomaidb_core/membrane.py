@@ -20,7 +20,7 @@ from . import bm25, records, routing, txn, validation, wal, wsbr
 from . import fusion as fusion_
 from .errors import InvalidArgumentError
 from .filters import Filter, compile_filter
-from .layers import SearchParams, read_payload
+from .layers import SearchParams, read_payloads
 from .manifest import MembraneMeta
 from .options import IndexParams
 from .results import Hit, Record, rank_hits
@@ -234,7 +234,7 @@ class Membrane:
         try:
             if errors:
                 raise errors[0]
-            return [[(score, key, *read_payload(payload)) for score, key, payload in hits]
+            return [read_payloads(hits)
                     for hits in _merge([outcome.value[0] for outcome in outcomes], params.k)]
         finally:
             for segment in held:

@@ -519,8 +519,8 @@ class Shard:
 
     def _do_search_found(self, membrane_id: int, queries: np.ndarray,
                          params: SearchParams) -> tuple[list, set]:
-        """`search` with segment hits left undecoded (layers.found_hits): (per query
-        [(score, id, payload)], the segments acquired for them, which the caller releases)."""
+        """`search` with segment hits left undecoded (layers.found_hits): (per query its
+        hits, the segments acquired for them, which the caller releases)."""
         found = self._read_state(membrane_id).search(queries, params)
         held: set = set()
         return [found_hits(hits, held) for hits in found], held
