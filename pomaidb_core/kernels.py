@@ -230,7 +230,9 @@ SegmentTables = _kernels.SegmentTables
 block_ranges, mu, projection, signatures, centroids, alpha, beta, level, codes, scale, residual,
 norm, signs=None)`, the arguments meaning what they mean in topk_blocks_int8 and wsbr_select
 (l2 is metric == "l2"); block_ranges a BlockRanges, one range per signature, whose checked
-ranges it shares. It keeps the arrays alive."""
+ranges it shares. It keeps the arrays alive. A centroid table whose values lie in [-8, 7]
+(wsbr.py writes them so) is packed two to a byte once here (`packed_bytes` of anonymous
+memory): every selection then reads half the bytes, for the same integers."""
 
 
 def wsbr_search(
@@ -327,16 +329,19 @@ def hamming64_rank(
 
 
 def dot_int8_rows(
-    matrix: npt.NDArray[np.int8], queries: npt.NDArray[np.int8], rows: npt.NDArray[np.int64]
+    matrix: npt.NDArray[np.int8], queries: npt.NDArray[np.int8], rows: npt.NDArray[np.int64],
+    *, packed: bool = False,
 ) -> npt.NDArray[np.int32]:
     """Exact integer inner products of each query with its own rows of an int8 matrix.
 
     matrix: (n, d) int8.  queries: (q, d) int8.  rows: (q, c) int64 row indices into matrix.
     Returns (q, c) int32: entry [j, i] = <matrix[rows[j, i]], queries[j]>, exact (d is at most
     131071, so no sum can overflow), hence the same on every ISA level.  Reads only the rows
-    named, unlike a full product followed by a gather.
+    named, unlike a full product followed by a gather.  With `packed`, the matrix (values in
+    [-8, 7], else InvalidArgumentError) is scored from its 4-bit packing, as a segment's
+    centroid table is: the same integers.
     """
-    result: npt.NDArray[np.int32] = _kernels.dot_int8_rows(matrix, queries, rows)
+    result: npt.NDArray[np.int32] = _kernels.dot_int8_rows(matrix, queries, rows, bool(packed))
     return result
 
 

@@ -7,8 +7,8 @@ Build (freeze and compaction, `build_index`):
   length for "cosine", the rows as they are for "ip" and "l2". From a seeded sample it fits
   `mu` (the mean) and a 64 x d ITQ projection; a row's 64-bit sketch has bit j set iff
   `P_j . Q(x - mu) > 0`, and a block's signature is the bitwise majority of its rows' sketches
-  (bit set iff set in more than half of them). Each block also gets a centroid record: an
-  int8 direction and two f32 coefficients (see "Centroid scores").
+  (bit set iff set in more than half of them). Each block also gets a centroid record: a
+  4-bit direction and two f32 coefficients (see "Centroid scores").
 
 Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
   1. the query's sketch, computed exactly as a row's (the same mu and projection);
@@ -42,17 +42,18 @@ Search (`search_segment`), per query, with T = top_blocks and W = widen_blocks:
 
 Determinism: the query sketch and the centroid scores use only integer-valued float32
 arithmetic. `Q(v)` rounds v * (L / max|v|) to integers in [-L, L] (L = `quant_level(dim)`, at
-most 127), the projection and the centroid directions are stored as such integers, and
-dim * L^2 <= 2^24, so every partial sum of a dot product is an exactly representable integer
-and the result is the same whatever the BLAS, the summation order or the batch a query
-arrives in (the only rounded steps, the cosine normalisation and Q, work row by row). Ties are
-broken by block id: a query selects the same blocks alone or in any batch.
+most 127), the projection is stored as such integers, the centroid directions as the same at
+level 7 (`Q7`, see _CENTROID_LEVEL), and dim * L^2 <= 2^24, so every partial sum of a dot
+product is an exactly representable integer and the result is the same whatever the BLAS,
+the summation order or the batch a query arrives in (the only rounded steps, the cosine
+normalisation and Q, work row by row). Ties are broken by block id: a query selects the same
+blocks alone or in any batch.
 
 Centroid scores: est_b(q) = alpha_b * (Q(q) . C_b) * g(q) + beta_b, estimating the best score
 of q in block b; c_b is the mean of the block's routing rows:
-  cosine: C_b = Q(c_b / |c_b|), alpha_b = max|c_b / |c_b|| / L, beta_b = 0, g = 1
+  cosine: C_b = Q7(c_b / |c_b|), alpha_b = max|c_b / |c_b|| / 7, beta_b = 0, g = 1
   ip:     as cosine, alpha_b also times the mean row norm of the block, g = 1
-  l2:     C_b = Q(c_b), alpha_b = 2 max|c_b| / L, beta_b = -|c_b|^2, g(q) = max|q| / L
+  l2:     C_b = Q7(c_b), alpha_b = 2 max|c_b| / 7, beta_b = -|c_b|^2, g(q) = max|q| / L
           (-|q - c_b|^2 up to the query's own constant).
 
 Sidecar file `<m>-<s>.wsbr` (version 3; versions 1 and 2 still open), little-endian:
@@ -80,7 +81,8 @@ Sidecar file `<m>-<s>.wsbr` (version 3; versions 1 and 2 still open), little-end
     signatures     u64[n_blocks]
     alpha          f32[n_blocks]
     beta           f32[n_blocks]
-    centroids      i8[n_blocks * dim]
+    centroids      i8[n_blocks * dim]         C_b; values in [-7, 7] (sidecars written before
+                                            the 4-bit table, in [-L, L]: read and scored as such)
   version 2 only, the int8 row copy (wsbr_build.row_codes) of the routing rows, row order:
     row_codes      i8[n_rows * dim]         row r ~ row_codes[r] * row_scale[r]
     row_scale      f32[n_rows]
@@ -163,6 +165,14 @@ _AUTO_TOP_SCALE = 1.2
 _AUTO_TOP_EXPONENT = 0.3
 _AUTO_MIN_TOP = 8
 _AUTO_WIDEN_FACTOR = 7  # shortlist = top_blocks * (1 + factor)
+# Centroid directions are quantised at this level: integers in [-7, 7], which the kernels
+# pack two to a byte (kernels.SegmentTables, cpp/include/pomaidb/int4.h). A default search of
+# a large segment scores every centroid (see _ROW_COST), so this halves what its selection
+# reads. On real queries, a budget's blocks hold the same share of the true top 10 as with
+# 8-bit directions (pypi-100k 25k-row segments: 0.941 and 0.944 against 0.941 and 0.947; the
+# 1M x 384 mixture's 250k-row ones: 0.989 and 0.984 against 0.989 and 0.982); 2-bit ones
+# (level 1) lost 1 to 9 points.
+_CENTROID_LEVEL = 7
 # Default top_blocks of segments with at least _CALIBRATE_MIN_ROWS rows is measured on the
 # segment itself (see _calibrated); smaller ones use the sqrt(n) rule above.
 _CALIBRATE_MIN_ROWS = 2_000
@@ -329,8 +339,11 @@ class WsbrIndex:
                   self.beta, self.centroids]
         arrays += [self.__dict__[name] for name in ("block_sizes", "block_ranges")
                    if name in self.__dict__]  # made by the first search, in anonymous memory
-        # the kernels' checked copy of the block ranges (two size_t a block)
+        # the kernels' checked copy of the block ranges (two size_t a block), and their packed
+        # centroid table
         table = 16 * self.n_blocks if "block_table" in self.__dict__ else 0
+        if self._tables is not None:
+            table += self._tables[2].packed_bytes
         return sum(np.asarray(a).nbytes for a in arrays) + table
 
     def default_top_blocks(self) -> int:
@@ -536,7 +549,7 @@ def build_index(vectors: np.ndarray, metric: str, params: IndexParams) -> tuple[
     knobs = params.wsbr_top_blocks is not None or params.wsbr_widen_blocks is not None
     if dim < _SIGN_MIN_DIM or knobs or n < _CALIBRATE_MIN_ROWS:
         signs = None  # else kept if _calibrated finds that they pay
-    alpha, beta, centroids = _centroid_table(sums, routing, order, offsets, metric, level)
+    alpha, beta, centroids = _centroid_table(sums, routing, order, offsets, metric)
     index = WsbrIndex(metric=metric, dim=dim, n_rows=n, block_size=block_size,
                       top_blocks=min(top, _U32_MAX), widen_blocks=min(widen, _U32_MAX), seed=SEED,
                       mu=mu, projection=projection, block_offsets=offsets,
@@ -735,10 +748,9 @@ def _majority(sketches: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _centroid_table(sums: np.ndarray, routing: np.ndarray, order: np.ndarray,
-                    offsets: np.ndarray, metric: str,
-                    level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(alpha, beta, int8 centroids) per block of routing rows; block b holds the rows
-    order[offsets[b]:offsets[b + 1]], which sum to sums[b]."""
+                    offsets: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alpha, beta, int8 centroids at _CENTROID_LEVEL) per block of routing rows; block b
+    holds the rows order[offsets[b]:offsets[b + 1]], which sum to sums[b]."""
     n_blocks = len(offsets) - 1
     dim = routing.shape[1]
     if n_blocks == 0:
@@ -757,8 +769,8 @@ def _centroid_table(sums: np.ndarray, routing: np.ndarray, order: np.ndarray,
             row_norms = np.sqrt(np.einsum("ij,ij->i", routing, routing, dtype=np.float64))[order]
             gain = (np.add.reduceat(row_norms, offsets[:-1]) / sizes[:, 0]).astype(np.float32)
     amax = np.abs(direction).max(axis=1)
-    alpha = (gain * amax / np.float32(level)).astype(np.float32)
-    return alpha, beta.astype(np.float32), quantize(direction, level).astype(np.int8)
+    alpha = (gain * amax / np.float32(_CENTROID_LEVEL)).astype(np.float32)
+    return alpha, beta.astype(np.float32), quantize(direction, _CENTROID_LEVEL).astype(np.int8)
 
 
 # ---------------------------------------------------------------------------- search

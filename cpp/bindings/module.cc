@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -16,6 +17,7 @@
 
 #include "pomaidb/bm25.h"
 #include "pomaidb/dispatch.h"
+#include "pomaidb/int4.h"
 #include "pomaidb/prefilter.h"
 #include "pomaidb/rank.h"
 #include "pomaidb/route.h"
@@ -436,8 +438,11 @@ py::array_t<std::int64_t> hamming64_rank(const py::object& codes_obj,
   return out;
 }
 
+// With `packed`, the rows are scored from their int4 packing (pomaidb/int4.h), as the
+// centroid re-rank scores a segment's centroid table: the same integers.
 py::array_t<std::int32_t> dot_int8_rows(const py::object& matrix_obj,
-                                        const py::object& queries_obj, const py::object& ids_obj) {
+                                        const py::object& queries_obj, const py::object& ids_obj,
+                                        bool packed) {
   py::array matrix = require_array<std::int8_t>(matrix_obj, "matrix", 2, "int8");
   py::array queries = require_array<std::int8_t>(queries_obj, "queries", 2, "int8");
   py::array ids = require_array<std::int64_t>(ids_obj, "rows", 2, "int64");
@@ -466,11 +471,24 @@ py::array_t<std::int32_t> dot_int8_rows(const py::object& matrix_obj,
   const auto* rows = static_cast<const std::int8_t*>(matrix.data());
   const auto* q = static_cast<const std::int8_t*>(queries.data());
   std::int32_t* dst = out.mutable_data();
+  std::vector<std::uint8_t> nibbles;
+  if (packed) {
+    nibbles.resize(n * i4_row_bytes(d));
+    if (!pack_i4_rows(rows, n, d, nibbles.data())) {
+      invalid("a packed matrix must hold values in [-8, 7]");
+    }
+  }
   {
     py::gil_scoped_release nogil;
     const KernelTable& kernels = active_kernels();
     for (std::size_t j = 0; j < nq; ++j) {
-      kernels.dot_i8_rows(rows, d, id + j * per_query, per_query, q + j * d, dst + j * per_query);
+      const std::int64_t* query_ids = id + j * per_query;
+      if (packed) {
+        kernels.dot_i4_rows(nibbles.data(), d, query_ids, per_query, q + j * d,
+                            dst + j * per_query);
+      } else {
+        kernels.dot_i8_rows(rows, d, query_ids, per_query, q + j * d, dst + j * per_query);
+      }
     }
   }
   return out;
@@ -640,16 +658,30 @@ py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::o
 // A segment's search tables, checked once (kernels.SegmentTables): its float rows, block
 // ranges, routing table, int8 row copy and sign codes. A search of a few queries then costs
 // one call (wsbr_search), where selecting and scoring took two, each checking some twenty
-// arrays again.
+// arrays again. A centroid table whose values fit in 4 bits (wsbr.py writes them so) is
+// packed here once, and every selection reads half the bytes.
 struct SegmentTables {
   py::tuple arrays;  // keeps every array below alive
   Metric metric;
   Matrix vectors;
   std::span<const RowRange> blocks;  // a BlockRanges' ranges, kept alive by `arrays`
-  RoutingTable routing;
+  RoutingTable routing;              // routing.packed_centroids points into `packed`
   Int8Rows rows;
   const std::uint64_t* signs;  // null: no sign stage
+  std::unique_ptr<std::uint8_t[]> packed = nullptr;  // owned, so the tables move but never copy
+  std::size_t packed_bytes = 0;
 };
+
+// Packs t's centroid table when its values fit (see SegmentTables).
+void pack_centroids(SegmentTables& t) {
+  const std::size_t bytes = t.routing.n_blocks * i4_row_bytes(t.routing.dim);
+  auto packed = std::make_unique<std::uint8_t[]>(bytes);
+  if (pack_i4_rows(t.routing.centroids, t.routing.n_blocks, t.routing.dim, packed.get())) {
+    t.packed = std::move(packed);
+    t.packed_bytes = bytes;
+    t.routing.packed_centroids = t.packed.get();
+  }
+}
 
 SegmentTables make_segment_tables(const py::object& vectors_obj, const std::string& metric_name,
                                   const py::object& ranges_obj, const py::object& mu_obj,
@@ -693,6 +725,7 @@ SegmentTables make_segment_tables(const py::object& vectors_obj, const std::stri
     require_rows(signs, "signs", t.vectors.rows, sign_words(t.vectors.cols), "ceil(d / 64) words");
     t.signs = static_cast<const std::uint64_t*>(signs.data());
   }
+  pack_centroids(t);
   return t;
 }
 
@@ -890,7 +923,8 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("query_signs") = py::none(), py::arg("sign_sigmas") = 3.0,
         py::arg("keep_min") = 1);
   m.def("l2_norms", &l2_norms, py::arg("vectors"));
-  m.def("dot_int8_rows", &dot_int8_rows, py::arg("matrix"), py::arg("queries"), py::arg("rows"));
+  m.def("dot_int8_rows", &dot_int8_rows, py::arg("matrix"), py::arg("queries"), py::arg("rows"),
+        py::arg("packed") = false);
   m.def("argtopk", &argtopk, py::arg("values"), py::arg("count"));
   m.def("hamming64", &hamming64, py::arg("codes"), py::arg("query_codes"));
   m.def("hamming64_rank", &hamming64_rank, py::arg("codes"), py::arg("query_codes"),
@@ -905,7 +939,8 @@ PYBIND11_MODULE(_kernels, m) {
            py::arg("centroids"), py::arg("alpha"), py::arg("beta"), py::arg("level"),
            py::arg("codes"), py::arg("scale"), py::arg("residual"), py::arg("norm"),
            py::arg("signs") = py::none())
-      .def_property_readonly("has_signs", [](const SegmentTables& t) { return t.signs != nullptr; });
+      .def_property_readonly("has_signs", [](const SegmentTables& t) { return t.signs != nullptr; })
+      .def_property_readonly("packed_bytes", [](const SegmentTables& t) { return t.packed_bytes; });
   m.def("wsbr_search", &wsbr_search, py::arg("tables"), py::arg("routing_queries"),
         py::arg("queries"), py::arg("query_signs"), py::arg("k"), py::arg("top"),
         py::arg("widen"), py::arg("sign_sigmas"), py::arg("keep_min"), py::arg("mask"),

@@ -14,19 +14,20 @@ namespace pomai {
 namespace {
 
 constexpr KernelTable kScalar{"scalar", scalar::dot_tile, scalar::l2sq_tile, scalar::dot_i8_rows,
-                              scalar::hamming64, scalar::hamming_rows,
+                              scalar::dot_i4_rows, scalar::hamming64, scalar::hamming_rows,
                               scalar::crc32c};
 
 #if defined(POMAIDB_X86_LEVELS)
 
 constexpr KernelTable kAvx2{"avx2", avx2::dot_tile, avx2::l2sq_tile, avx2::dot_i8_rows,
-                            avx2::hamming64, avx2::hamming_rows, avx2::crc32c};
+                            avx2::dot_i4_rows, avx2::hamming64, avx2::hamming_rows, avx2::crc32c};
 // Hamming and CRC32C come from the AVX2 level (see kernels.h).
 constexpr KernelTable kAvx512{"avx512", avx512::dot_tile, avx512::l2sq_tile, avx512::dot_i8_rows,
-                              avx2::hamming64, avx2::hamming_rows, avx2::crc32c};
+                              avx512::dot_i4_rows, avx2::hamming64, avx2::hamming_rows,
+                              avx2::crc32c};
 constexpr KernelTable kAvx512Vnni{"avx512vnni", avx512::dot_tile, avx512::l2sq_tile,
-                                  avx512::dot_i8_rows_vnni, avx2::hamming64,
-                                  avx2::hamming_rows, avx2::crc32c};
+                                  avx512::dot_i8_rows_vnni, avx512::dot_i4_rows_vnni,
+                                  avx2::hamming64, avx2::hamming_rows, avx2::crc32c};
 
 // XCR0 bits: 1 SSE (XMM), 2 AVX (upper YMM), 5 opmask, 6 upper ZMM0-15, 7 ZMM16-31.
 constexpr std::uint64_t kXcr0Avx = (1u << 1) | (1u << 2);

@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "pomaidb/int4.h"
 #include "pomaidb/kernels.h"
 
 namespace pomai::avx2 {
@@ -150,6 +151,35 @@ inline void i8_rows_tile(const std::int8_t* const* rows, std::size_t d, const st
   }
 }
 
+// R gathered int4 rows against one query: each chunk's nibbles (0..15, unsigned) times the
+// query's int8 bytes, pairs summed into int16 (at most 2 * 2 * 15 * 128, no saturation) and
+// then into int32 lanes.
+template <std::size_t R>
+inline void i4_rows_tile(const std::uint8_t* const* rows, const std::int8_t* query,
+                         const I4Query& q, std::int32_t* out) {
+  const __m256i nibble = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i acc[R];
+  for (std::size_t r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+  for (std::size_t c = 0; c < q.chunks; ++c) {
+    const std::int8_t* qc = c < q.full ? query + c * kI4ChunkColumns : q.tail;
+    const __m256i q_low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qc));
+    const __m256i q_high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qc + kI4ChunkBytes));
+    for (std::size_t r = 0; r < R; ++r) {
+      const __m256i x =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + c * kI4ChunkBytes));
+      const __m256i low = _mm256_and_si256(x, nibble);
+      const __m256i high = _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble);
+      const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(low, q_low),
+                                             _mm256_maddubs_epi16(high, q_high));
+      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(pairs, ones));
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    out[r] = static_cast<std::int32_t>(static_cast<std::uint32_t>(hsum_epi32(acc[r])) - q.bias);
+  }
+}
+
 }  // namespace
 
 void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
@@ -165,6 +195,24 @@ void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* i
   for (; i < n; ++i) {
     const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
     i8_rows_tile<1>(&row, d, q, out + i);
+  }
+}
+
+void dot_i4_rows(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
+                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
+  const I4Query query = make_i4_query(q, d);
+  const std::size_t row_bytes = query.chunks * kI4ChunkBytes;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const std::uint8_t* rows[4];
+    for (std::size_t r = 0; r < 4; ++r) {
+      rows[r] = packed + static_cast<std::size_t>(ids[i + r]) * row_bytes;
+    }
+    i4_rows_tile<4>(rows, q, query, out + i);
+  }
+  for (; i < n; ++i) {
+    const std::uint8_t* row = packed + static_cast<std::size_t>(ids[i]) * row_bytes;
+    i4_rows_tile<1>(&row, q, query, out + i);
   }
 }
 

@@ -1,13 +1,16 @@
 // AVX-512 kernels (F, DQ, BW, VL, with FMA).  CMakeLists.txt compiles this file alone with
 // -mavx512f -mavx512dq -mavx512bw -mavx512vl -mavx2 -mfma; dispatch.cc calls it only after CPUID
 // and XGETBV (opmask and ZMM state) confirm all of them.  Hamming and CRC32C come from the AVX2
-// level: one POPCNT or CRC32 per word already outruns memory.
+// level: one POPCNT or CRC32 per word already outruns memory.  The avx512vnni level's int8 and
+// int4 dot products live here too, built for VPDPBUSD by a target attribute; dispatch.cc uses
+// them only where CPUID also reports AVX512_VNNI.
 //
 // Only intrinsics and plain loops here, never a standard-library template or other inline
 // function shared with other files: the linker keeps one copy of such a function for the whole
 // module, and if it kept this file's copy, baseline callers would run AVX-512 code.
 #include <immintrin.h>
 
+#include "pomaidb/int4.h"
 #include "pomaidb/kernels.h"
 
 namespace pomai::avx512 {
@@ -190,6 +193,55 @@ POMAI_VNNI inline void i8_rows_tile_vnni(const std::int8_t* const* rows, std::si
   }
 }
 
+// One 64-column chunk of a packed int4 row (pomaidb/int4.h) as 64 unsigned bytes (0..15): the
+// low nibbles, then the high ones, lined up with the chunk's 64 query bytes.
+// (The 32 bytes in both halves, the upper half shifted right by 4, then the nibble mask; the
+// zero-masking forms for the reason given at hsum().)
+inline __m512i load_i4_chunk(const std::uint8_t* p) {
+  const __m512i shifts = _mm512_set_epi64(4, 4, 4, 4, 0, 0, 0, 0);
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m512i both = _mm512_maskz_broadcast_i64x4(0xFF, x);
+  return _mm512_and_si512(_mm512_maskz_srlv_epi64(0xFF, both, shifts), _mm512_set1_epi8(0x0F));
+}
+
+// R gathered int4 rows against one query: nibbles times query bytes, pairs summed into int16
+// (at most 2 * 15 * 128, no saturation), then into int32 lanes.
+template <std::size_t R>
+inline void i4_rows_tile(const std::uint8_t* const* rows, const std::int8_t* query,
+                         const I4Query& q, std::int32_t* out) {
+  const __m512i ones = _mm512_set1_epi16(1);
+  __m512i acc[R];
+  for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+  for (std::size_t c = 0; c < q.chunks; ++c) {
+    const __m512i qv = _mm512_loadu_si512(c < q.full ? query + c * kI4ChunkColumns : q.tail);
+    for (std::size_t r = 0; r < R; ++r) {
+      const __m512i pairs = _mm512_maddubs_epi16(load_i4_chunk(rows[r] + c * kI4ChunkBytes), qv);
+      acc[r] = _mm512_add_epi32(acc[r], _mm512_madd_epi16(pairs, ones));
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    out[r] = static_cast<std::int32_t>(static_cast<std::uint32_t>(hsum_epi32(acc[r])) - q.bias);
+  }
+}
+
+// i4_rows_tile with VPDPBUSD, which sums the four byte products into each int32 lane at once.
+template <std::size_t R>
+POMAI_VNNI inline void i4_rows_tile_vnni(const std::uint8_t* const* rows,
+                                         const std::int8_t* query, const I4Query& q,
+                                         std::int32_t* out) {
+  __m512i acc[R];
+  for (std::size_t r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
+  for (std::size_t c = 0; c < q.chunks; ++c) {
+    const __m512i qv = _mm512_loadu_si512(c < q.full ? query + c * kI4ChunkColumns : q.tail);
+    for (std::size_t r = 0; r < R; ++r) {
+      acc[r] = _mm512_dpbusd_epi32(acc[r], load_i4_chunk(rows[r] + c * kI4ChunkBytes), qv);
+    }
+  }
+  for (std::size_t r = 0; r < R; ++r) {
+    out[r] = static_cast<std::int32_t>(static_cast<std::uint32_t>(hsum_epi32(acc[r])) - q.bias);
+  }
+}
+
 }  // namespace
 
 void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
@@ -225,6 +277,43 @@ POMAI_VNNI void dot_i8_rows_vnni(const std::int8_t* matrix, std::size_t d,
   for (; i < n; ++i) {
     const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
     i8_rows_tile_vnni<1>(&row, d, q, bias, out + i);
+  }
+}
+
+void dot_i4_rows(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
+                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
+  const I4Query query = make_i4_query(q, d);
+  const std::size_t row_bytes = query.chunks * kI4ChunkBytes;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const std::uint8_t* rows[4];
+    for (std::size_t r = 0; r < 4; ++r) {
+      rows[r] = packed + static_cast<std::size_t>(ids[i + r]) * row_bytes;
+    }
+    i4_rows_tile<4>(rows, q, query, out + i);
+  }
+  for (; i < n; ++i) {
+    const std::uint8_t* row = packed + static_cast<std::size_t>(ids[i]) * row_bytes;
+    i4_rows_tile<1>(&row, q, query, out + i);
+  }
+}
+
+POMAI_VNNI void dot_i4_rows_vnni(const std::uint8_t* packed, std::size_t d,
+                                 const std::int64_t* ids, std::size_t n, const std::int8_t* q,
+                                 std::int32_t* out) {
+  const I4Query query = make_i4_query(q, d);
+  const std::size_t row_bytes = query.chunks * kI4ChunkBytes;
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const std::uint8_t* rows[4];
+    for (std::size_t r = 0; r < 4; ++r) {
+      rows[r] = packed + static_cast<std::size_t>(ids[i + r]) * row_bytes;
+    }
+    i4_rows_tile_vnni<4>(rows, q, query, out + i);
+  }
+  for (; i < n; ++i) {
+    const std::uint8_t* row = packed + static_cast<std::size_t>(ids[i]) * row_bytes;
+    i4_rows_tile_vnni<1>(&row, q, query, out + i);
   }
 }
 

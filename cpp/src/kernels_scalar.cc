@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstring>
 
+#include "pomaidb/int4.h"
 #include "pomaidb/kernels.h"
 
 namespace pomai::scalar {
@@ -90,6 +91,22 @@ void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* i
     const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
     std::int32_t acc = 0;
     for (std::size_t k = 0; k < d; ++k) acc += row[k] * q[k];
+    out[i] = acc;
+  }
+}
+
+void dot_i4_rows(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
+                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
+  const std::size_t row_bytes = (d + kI4ChunkColumns - 1) / kI4ChunkColumns * kI4ChunkBytes;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint8_t* row = packed + static_cast<std::size_t>(ids[i]) * row_bytes;
+    std::int32_t acc = 0;
+    for (std::size_t col = 0; col < d; ++col) {
+      const std::size_t lane = col % kI4ChunkColumns;
+      const unsigned byte = row[col / kI4ChunkColumns * kI4ChunkBytes + lane % kI4ChunkBytes];
+      const unsigned nibble = lane < kI4ChunkBytes ? byte & 0x0Fu : byte >> 4;
+      acc += (static_cast<std::int32_t>(nibble) - kI4Bias) * q[col];
+    }
     out[i] = acc;
   }
 }

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "pomaidb/int4.h"
 #include "pomaidb/prefetch.h"
 #include "pomaidb/rank.h"
 #include "pomaidb/sketch.h"
@@ -38,22 +39,35 @@ struct Scratch {
   std::vector<std::int32_t> block_dots;
 };
 
+// The dots of centroids `ids` with the quantised query, from the packed table when there is one.
+void centroid_dots(const KernelTable& kernels, const RoutingTable& t, const std::int64_t* ids,
+                   std::size_t n, const std::int8_t* q8, std::int32_t* out) {
+  if (t.packed_centroids != nullptr) {
+    kernels.dot_i4_rows(t.packed_centroids, t.dim, ids, n, q8, out);
+  } else {
+    kernels.dot_i8_rows(t.centroids, t.dim, ids, n, q8, out);
+  }
+}
+
 // The dots of the shortlist's centroids, which lie scattered in the table (Hamming order):
 // each chunk's rows are asked for a chunk ahead, so their loads overlap the work before them
 // (a 25k-row pypi segment: 40 -> 35 us a selection).
 void scattered_dots(const KernelTable& kernels, const RoutingTable& t, const std::int64_t* ids,
                     std::size_t n, const std::int8_t* q8, std::int32_t* out) {
   constexpr std::size_t kChunk = 16;
+  const bool packed = t.packed_centroids != nullptr;
+  const std::size_t row_bytes = packed ? i4_row_bytes(t.dim) : t.dim;
+  const void* table = packed ? static_cast<const void*>(t.packed_centroids) : t.centroids;
   const auto prefetch = [&](std::size_t from) {
     for (std::size_t c = from; c < std::min(from + kChunk, n); ++c) {
-      prefetch_bytes(t.centroids + static_cast<std::size_t>(ids[c]) * t.dim, t.dim);
+      prefetch_bytes(static_cast<const char*>(table) + static_cast<std::size_t>(ids[c]) * row_bytes,
+                     row_bytes);
     }
   };
   prefetch(0);
   for (std::size_t start = 0; start < n; start += kChunk) {
     prefetch(start + kChunk);
-    kernels.dot_i8_rows(t.centroids, t.dim, ids + start, std::min(kChunk, n - start), q8,
-                        out + start);
+    centroid_dots(kernels, t, ids + start, std::min(kChunk, n - start), q8, out + start);
   }
 }
 
@@ -73,8 +87,7 @@ void select_one(const KernelTable& kernels, const RoutingTable& t, const float* 
   const bool every = streams(shortlist, t.n_blocks);
   if (every) {
     // Every centroid, in storage order (see kStreamShare): the same exact integers.
-    kernels.dot_i8_rows(t.centroids, t.dim, s.every.data(), t.n_blocks, s.q8.data(),
-                        s.block_dots.data());
+    centroid_dots(kernels, t, s.every.data(), t.n_blocks, s.q8.data(), s.block_dots.data());
   } else {
     scattered_dots(kernels, t, s.candidates.data(), shortlist, s.q8.data(), s.dots.data());
   }

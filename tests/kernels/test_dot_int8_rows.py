@@ -25,6 +25,26 @@ def test_dots_are_exact_on_awkward_dims(isa, dim):
     np.testing.assert_array_equal(got, _reference(matrix, queries, rows))
 
 
+@pytest.mark.parametrize("dim", [1, 31, 32, 33, 63, 64, 65, 97, 384, 1536])
+def test_packed_dots_are_exact_on_awkward_dims(isa, dim):
+    # 4-bit rows (a centroid table) scored from their packing: 64 columns a chunk, the low
+    # nibbles the first 32, a partial last chunk.
+    rng = np.random.default_rng(dim)
+    matrix = rng.integers(-8, 8, size=(50, dim), dtype=np.int8)
+    queries = rng.integers(-128, 128, size=(6, dim), dtype=np.int8)
+    rows = rng.integers(0, 50, size=(6, 7), dtype=np.int64)
+    got = kernels.dot_int8_rows(matrix, queries, rows, packed=True)
+    np.testing.assert_array_equal(got, _reference(matrix, queries, rows))
+
+
+def test_packing_refuses_values_beyond_four_bits():
+    matrix = np.zeros((2, 10), dtype=np.int8)
+    matrix[1, 3] = 8
+    with pytest.raises(InvalidArgumentError, match=r"\[-8, 7\]"):
+        kernels.dot_int8_rows(matrix, np.ones((1, 10), np.int8), np.zeros((1, 1), np.int64),
+                              packed=True)
+
+
 def test_extreme_values_do_not_overflow(isa):
     dim = 4096
     matrix = np.full((2, dim), -128, dtype=np.int8)

@@ -54,17 +54,33 @@ def _allowed(index, mask) -> np.ndarray:
     return np.add.reduceat(mask.astype(np.int64), index.block_offsets[:-1])
 
 
+def _eight_bit(index):
+    """The index with its centroid table as sidecars held it before the 4-bit one: the same
+    directions at 16 times the scale (values beyond [-8, 7], so never packed)."""
+    wide = index.with_defaults(index.top_blocks, index.widen_blocks)
+    wide.centroids = index.centroids * np.int8(16)
+    wide.alpha = index.alpha / np.float32(16)
+    return wide
+
+
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize(("k", "top", "widen"), [(1, 1, 0), (10, 12, 84), (10, 40, 0), (25, 60, 500)])
-@pytest.mark.parametrize("allowed_share", [None, 0.5, 0.002])
-def test_one_call_answers_as_select_then_int8_pass(isa, metric, k, top, widen, allowed_share):
+@pytest.mark.parametrize(("centroid_bits", "allowed_share"),
+                         [(4, None), (4, 0.5), (4, 0.002), (8, None), (8, 0.5)])
+def test_one_call_answers_as_select_then_int8_pass(isa, metric, k, top, widen, allowed_share,
+                                                   centroid_bits):
+    # 4-bit centroid tables are scored from their packing, 8-bit ones as they are; the two
+    # calls score both unpacked.
     stored, index, rows = _segment(metric)
+    if centroid_bits == 8:
+        index = _eight_bit(index)
     rng = np.random.default_rng(k + top)
     queries = stored[rng.integers(0, len(stored), 7)] + rng.standard_normal((7, stored.shape[1]),
                                                                           dtype=np.float32)
     routing = np.ascontiguousarray(wsbr.routing_rows(queries, metric), dtype=np.float32)
     mask = None if allowed_share is None else rng.random(len(stored)) < allowed_share
     tables = _tables(stored, index, rows)
+    assert tables.packed_bytes == (index.n_blocks * 64 if centroid_bits == 4 else 0)  # dim 96
     for query_signs in (None, wsbr_build.sign_codes(routing, index.mu)):
         fused = kernels.wsbr_search(tables, routing, queries, k, top=top, widen=widen,
                                     query_signs=query_signs, keep_min=4 * k, mask=mask,

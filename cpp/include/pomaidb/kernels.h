@@ -42,6 +42,11 @@ using L2sqTileFn = void (*)(const float* x, std::size_t rows, std::size_t d,
 using DotI8RowsFn = void (*)(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
                              std::size_t n, const std::int8_t* q, std::int32_t* out);
 
+// DotI8RowsFn over rows packed by pack_i4_rows (pomaidb/int4.h): out[i] = <unpacked row ids[i],
+// q>, the same exact integers.
+using DotI4RowsFn = void (*)(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
+                             std::size_t n, const std::int8_t* q, std::int32_t* out);
+
 // out[i] = popcount(codes[i] ^ query).
 using Hamming64Fn = void (*)(const std::uint64_t* codes, std::size_t n, std::uint64_t query,
                              std::uint32_t* out);
@@ -60,6 +65,7 @@ struct KernelTable {
   DotTileFn dot_tile;
   L2sqTileFn l2sq_tile;
   DotI8RowsFn dot_i8_rows;
+  DotI4RowsFn dot_i4_rows;
   Hamming64Fn hamming64;
   HammingRowsFn hamming_rows;
   Crc32cFn crc32c;
@@ -74,6 +80,8 @@ struct KernelTable {
                  std::size_t nq, float* out, std::size_t out_stride);                            \
   void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,            \
                    std::size_t n, const std::int8_t* q, std::int32_t* out);                      \
+  void dot_i4_rows(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,           \
+                   std::size_t n, const std::int8_t* q, std::int32_t* out);                      \
   }
 
 POMAI_DECLARE_SIMILARITY_KERNELS(scalar)
@@ -82,9 +90,11 @@ POMAI_DECLARE_SIMILARITY_KERNELS(avx512)
 
 #undef POMAI_DECLARE_SIMILARITY_KERNELS
 
-// The avx512vnni level: the AVX-512 level with VPDPBUSD int8 dot products.
+// The avx512vnni level: the AVX-512 level with VPDPBUSD int8 and int4 dot products.
 namespace avx512 {
 void dot_i8_rows_vnni(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
+                      std::size_t n, const std::int8_t* q, std::int32_t* out);
+void dot_i4_rows_vnni(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
                       std::size_t n, const std::int8_t* q, std::int32_t* out);
 }  // namespace avx512
 

@@ -23,6 +23,9 @@ struct RoutingTable {
   const std::int8_t* centroids;    // n_blocks x dim
   const float* alpha;              // n_blocks
   const float* beta;               // n_blocks
+  // The centroids packed by pack_i4_rows (pomaidb/int4.h), or null: the same integers in half
+  // the bytes, for tables whose values lie in [-8, 7] (kernels.SegmentTables packs them once).
+  const std::uint8_t* packed_centroids = nullptr;
 };
 
 // For each of nq queries, the min(top, n_blocks) blocks WSBR scores, best first:
