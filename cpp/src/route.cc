@@ -1,6 +1,6 @@
 // WSBR block selection (see pomaidb/route.h).  Built for the baseline ISA without FMA, so every
 // float operation rounds once, as numpy's do; the integer dot products come from the active
-// level's dot_i8_rows.
+// level's dot_i8_rows, or its dot_i4_rows for a packed centroid table (the same integers).
 #include "pomaidb/route.h"
 
 #include <algorithm>
