@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "pomaidb/gather.h"
 #include "pomaidb/int4.h"
 #include "pomaidb/kernels.h"
 
@@ -180,40 +181,35 @@ inline void i4_rows_tile(const std::uint8_t* const* rows, const std::int8_t* que
   }
 }
 
+struct I8Tiles {
+  std::size_t d;
+  const std::int8_t* q;
+  template <std::size_t R>
+  void score(const std::int8_t* const* rows, std::int32_t* out) const {
+    i8_rows_tile<R>(rows, d, q, out);
+  }
+};
+
+struct I4Tiles {
+  const std::int8_t* q;
+  const I4Query& query;
+  template <std::size_t R>
+  void score(const std::uint8_t* const* rows, std::int32_t* out) const {
+    i4_rows_tile<R>(rows, q, query, out);
+  }
+};
+
 }  // namespace
 
 void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
                  std::size_t n, const std::int8_t* q, std::int32_t* out) {
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const std::int8_t* rows[4];
-    for (std::size_t r = 0; r < 4; ++r) {
-      rows[r] = matrix + static_cast<std::size_t>(ids[i + r]) * d;
-    }
-    i8_rows_tile<4>(rows, d, q, out + i);
-  }
-  for (; i < n; ++i) {
-    const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
-    i8_rows_tile<1>(&row, d, q, out + i);
-  }
+  score_gathered(matrix, d, ids, n, out, I8Tiles{d, q});
 }
 
 void dot_i4_rows(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
                  std::size_t n, const std::int8_t* q, std::int32_t* out) {
   const I4Query query = make_i4_query(q, d);
-  const std::size_t row_bytes = query.chunks * kI4ChunkBytes;
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const std::uint8_t* rows[4];
-    for (std::size_t r = 0; r < 4; ++r) {
-      rows[r] = packed + static_cast<std::size_t>(ids[i + r]) * row_bytes;
-    }
-    i4_rows_tile<4>(rows, q, query, out + i);
-  }
-  for (; i < n; ++i) {
-    const std::uint8_t* row = packed + static_cast<std::size_t>(ids[i]) * row_bytes;
-    i4_rows_tile<1>(&row, q, query, out + i);
-  }
+  score_gathered(packed, query.chunks * kI4ChunkBytes, ids, n, out, I4Tiles{q, query});
 }
 
 void dot_tile(const float* x, std::size_t rows, std::size_t d, const float* const* q,

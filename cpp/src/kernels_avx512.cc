@@ -10,6 +10,7 @@
 // module, and if it kept this file's copy, baseline callers would run AVX-512 code.
 #include <immintrin.h>
 
+#include "pomaidb/gather.h"
 #include "pomaidb/int4.h"
 #include "pomaidb/kernels.h"
 
@@ -242,22 +243,54 @@ POMAI_VNNI inline void i4_rows_tile_vnni(const std::uint8_t* const* rows,
   }
 }
 
+struct I8Tiles {
+  std::size_t d;
+  const std::int8_t* q;
+  template <std::size_t R>
+  void score(const std::int8_t* const* rows, std::int32_t* out) const {
+    i8_rows_tile<R>(rows, d, q, out);
+  }
+};
+
+struct I4Tiles {
+  const std::int8_t* q;
+  const I4Query& query;
+  template <std::size_t R>
+  void score(const std::uint8_t* const* rows, std::int32_t* out) const {
+    i4_rows_tile<R>(rows, q, query, out);
+  }
+};
+
+struct I8TilesVnni {
+  std::size_t d;
+  const std::int8_t* q;
+  std::uint32_t bias;
+  template <std::size_t R>
+  POMAI_VNNI void score(const std::int8_t* const* rows, std::int32_t* out) const {
+    i8_rows_tile_vnni<R>(rows, d, q, bias, out);
+  }
+};
+
+struct I4TilesVnni {
+  const std::int8_t* q;
+  const I4Query& query;
+  template <std::size_t R>
+  POMAI_VNNI void score(const std::uint8_t* const* rows, std::int32_t* out) const {
+    i4_rows_tile_vnni<R>(rows, q, query, out);
+  }
+};
+
 }  // namespace
 
 void dot_i8_rows(const std::int8_t* matrix, std::size_t d, const std::int64_t* ids,
                  std::size_t n, const std::int8_t* q, std::int32_t* out) {
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const std::int8_t* rows[4];
-    for (std::size_t r = 0; r < 4; ++r) {
-      rows[r] = matrix + static_cast<std::size_t>(ids[i + r]) * d;
-    }
-    i8_rows_tile<4>(rows, d, q, out + i);
-  }
-  for (; i < n; ++i) {
-    const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
-    i8_rows_tile<1>(&row, d, q, out + i);
-  }
+  score_gathered(matrix, d, ids, n, out, I8Tiles{d, q});
+}
+
+void dot_i4_rows(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
+                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
+  const I4Query query = make_i4_query(q, d);
+  score_gathered(packed, query.chunks * kI4ChunkBytes, ids, n, out, I4Tiles{q, query});
 }
 
 POMAI_VNNI void dot_i8_rows_vnni(const std::int8_t* matrix, std::size_t d,
@@ -265,56 +298,14 @@ POMAI_VNNI void dot_i8_rows_vnni(const std::int8_t* matrix, std::size_t d,
                                  std::int32_t* out) {
   std::uint32_t q_sum = 0;
   for (std::size_t k = 0; k < d; ++k) q_sum += static_cast<std::uint32_t>(q[k]);
-  const std::uint32_t bias = q_sum << 7;
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const std::int8_t* rows[4];
-    for (std::size_t r = 0; r < 4; ++r) {
-      rows[r] = matrix + static_cast<std::size_t>(ids[i + r]) * d;
-    }
-    i8_rows_tile_vnni<4>(rows, d, q, bias, out + i);
-  }
-  for (; i < n; ++i) {
-    const std::int8_t* row = matrix + static_cast<std::size_t>(ids[i]) * d;
-    i8_rows_tile_vnni<1>(&row, d, q, bias, out + i);
-  }
-}
-
-void dot_i4_rows(const std::uint8_t* packed, std::size_t d, const std::int64_t* ids,
-                 std::size_t n, const std::int8_t* q, std::int32_t* out) {
-  const I4Query query = make_i4_query(q, d);
-  const std::size_t row_bytes = query.chunks * kI4ChunkBytes;
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const std::uint8_t* rows[4];
-    for (std::size_t r = 0; r < 4; ++r) {
-      rows[r] = packed + static_cast<std::size_t>(ids[i + r]) * row_bytes;
-    }
-    i4_rows_tile<4>(rows, q, query, out + i);
-  }
-  for (; i < n; ++i) {
-    const std::uint8_t* row = packed + static_cast<std::size_t>(ids[i]) * row_bytes;
-    i4_rows_tile<1>(&row, q, query, out + i);
-  }
+  score_gathered(matrix, d, ids, n, out, I8TilesVnni{d, q, q_sum << 7});
 }
 
 POMAI_VNNI void dot_i4_rows_vnni(const std::uint8_t* packed, std::size_t d,
                                  const std::int64_t* ids, std::size_t n, const std::int8_t* q,
                                  std::int32_t* out) {
   const I4Query query = make_i4_query(q, d);
-  const std::size_t row_bytes = query.chunks * kI4ChunkBytes;
-  std::size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    const std::uint8_t* rows[4];
-    for (std::size_t r = 0; r < 4; ++r) {
-      rows[r] = packed + static_cast<std::size_t>(ids[i + r]) * row_bytes;
-    }
-    i4_rows_tile_vnni<4>(rows, q, query, out + i);
-  }
-  for (; i < n; ++i) {
-    const std::uint8_t* row = packed + static_cast<std::size_t>(ids[i]) * row_bytes;
-    i4_rows_tile_vnni<1>(&row, q, query, out + i);
-  }
+  score_gathered(packed, query.chunks * kI4ChunkBytes, ids, n, out, I4TilesVnni{q, query});
 }
 
 #undef POMAI_VNNI
