@@ -411,6 +411,33 @@ def test_forged_metadata_that_is_not_an_object_is_corruption(tmp_path):
             reader.verify()
 
 
+def test_metadata_reads_rows_in_any_order_and_names_a_damaged_row(tmp_path):
+    """Rows are decoded a chunk per JSON call; a damaged row fails the read that asks for it
+    (naming it), while reads that skip it still answer."""
+    rows = make_rows(np.random.default_rng(3), 600, 2)
+    metadatas = rows[3]
+    write(tmp_path / "good.seg", rows, 2)
+    reader = open_reader(tmp_path / "good.seg", 2)
+    wanted = [599, 0, 7, 7, 300, 256, 255, *range(500, 300, -1)]
+    assert reader.metadata(wanted) == [metadatas[row] for row in wanted]
+    with pytest.raises(InvalidArgumentError):
+        reader.metadata([1, 600])
+    reader.close()
+
+    good = (tmp_path / "good.seg").read_bytes()
+    damaged = next(row for row in range(300, 600) if metadatas[row])
+    offsets = np.frombuffer(good, np.uint64, len(metadatas) + 1, _section(good, META_OFFSETS)[0])
+    start = _section(good, META_BLOB)[0] + int(offsets[damaged])
+    data = bytearray(good)
+    data[start] = ord("[")  # '[' where the row's '{' was: no longer JSON
+    (tmp_path / "bad.seg").write_bytes(reseal(data))
+    reader = open_reader(tmp_path / "bad.seg", 2)
+    with pytest.raises(CorruptionError, match=f"row {damaged} "):
+        reader.metadata(range(600))
+    others = [row for row in range(600) if row != damaged]
+    assert reader.metadata(others) == [metadatas[row] for row in others]
+
+
 # ---------------------------------------------------------------------------- format v2 columns
 
 
@@ -425,13 +452,13 @@ def rag_rows(n, dim=2):
 def count_json_decodes(monkeypatch):
     """The rows whose JSON metadata is decoded from now on, in order."""
     rows = []
-    real = SegmentReader._decode
+    real = SegmentReader._decode_chunk
 
-    def counting(reader, row, *args):
-        rows.append(row)
-        return real(reader, row, *args)
+    def counting(reader, chunk):
+        rows.extend(chunk)
+        return real(reader, chunk)
 
-    monkeypatch.setattr(SegmentReader, "_decode", counting)
+    monkeypatch.setattr(SegmentReader, "_decode_chunk", counting)
     return rows
 
 
