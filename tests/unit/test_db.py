@@ -117,8 +117,8 @@ def test_search_decodes_metadata_of_the_final_k_only_and_lets_go_of_its_segments
                     texts=[f"t{i}" for i in range(2_000)])
         db.freeze()
         decoded = []
-        read = SegmentReader.metadata
-        monkeypatch.setattr(SegmentReader, "metadata",
+        read = SegmentReader._metadata_json  # every decoding path reads the JSON here
+        monkeypatch.setattr(SegmentReader, "_metadata_json",
                             lambda self, rows: decoded.extend(rows) or read(self, rows))
         for query in rng.standard_normal((20, 8)).astype(np.float32):
             decoded.clear()

@@ -452,13 +452,13 @@ def rag_rows(n, dim=2):
 def count_json_decodes(monkeypatch):
     """The rows whose JSON metadata is decoded from now on, in order."""
     rows = []
-    real = SegmentReader._decode_chunk
+    real = SegmentReader._metadata_json
 
     def counting(reader, chunk):
         rows.extend(chunk)
         return real(reader, chunk)
 
-    monkeypatch.setattr(SegmentReader, "_decode_chunk", counting)
+    monkeypatch.setattr(SegmentReader, "_metadata_json", counting)
     return rows
 
 
