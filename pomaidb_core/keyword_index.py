@@ -91,7 +91,7 @@ class SegmentKeywords:
     def __init__(self, data: memoryview, n: int, corrupt: Callable[[str], CorruptionError]):
         try:
             self._parse(data, n)
-        except (ValueError, IndexError):
+        except (ValueError, IndexError, OverflowError):  # a forged count past any index
             raise corrupt("keyword index arrays exceed the section") from None
         problem = self._problem(n)
         if problem is not None:

@@ -344,3 +344,16 @@ def test_a_stemmer_that_cannot_load_is_refused_at_creation_and_nothing_is_create
             db.create_membrane("m", dim=8, index=pdb.IndexParams(text_stemmer="english"))
         assert db.membranes() == []
     analyzer.analyzer.cache_clear()
+
+
+@pytest.mark.parametrize("field", [0, 1, 2])
+@pytest.mark.parametrize("count", [2**63, 2**64 - 1, 10**6])
+def test_a_forged_keyword_count_is_corruption_not_a_crash(field, count):
+    """The section's head counts size its arrays; a forged one (past what numpy can index)
+    is CorruptionError, found by the fuzzed readers as an OverflowError."""
+    from pomaidb_core import analyzer, keyword_index
+    texts = ["python library", None, "vector search library"]
+    section = bytearray(keyword_index.encode(texts, analyzer.analyzer()))
+    section[8 * field : 8 * field + 8] = count.to_bytes(8, "little")
+    with pytest.raises(CorruptionError, match="keyword"):
+        keyword_index.SegmentKeywords(memoryview(bytes(section)), len(texts), CorruptionError)
