@@ -20,6 +20,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import cast
 
 import numpy as np
@@ -324,8 +325,7 @@ def read_payloads(hits: list[tuple]) -> list[tuple]:
         if segment is not None:
             rows_of.setdefault(segment, []).append(row)
     # consumed in the order the rows were gathered
-    decoded = {seg: zip(seg.reader.metadata(rows), seg.reader.texts(rows))
-               for seg, rows in rows_of.items()}
+    decoded = {seg: iter(seg.reader.payloads(rows)) for seg, rows in rows_of.items()}
     return [(score, key, *(payload if segment is None else next(decoded[segment])))
             for score, key, segment, payload in hits]
 
@@ -371,8 +371,11 @@ def _collect(rank: Callable, layer, ids: np.ndarray, newer: list[Memtable], k: i
         for q_scores, q_rows in zip(scores.tolist(), rows.tolist()):
             valid = q_rows.index(-1) if q_rows[-1] < 0 else len(q_rows)  # -1 pads the end
             keys = ids[q_rows[:valid]].tolist()
-            kept = [(score, key, layer, row) for score, key, row in zip(q_scores, keys, q_rows)
-                    if not newer or not any(key in t.slot_of for t in newer)][:k]
+            if newer:
+                kept = [(score, key, layer, row) for score, key, row in zip(q_scores, keys, q_rows)
+                        if not any(key in t.slot_of for t in newer)][:k]
+            else:  # want == k rows were asked for
+                kept = list(zip(q_scores, keys, repeat(layer), q_rows))
             if len(kept) < k and valid == len(q_rows) and want < n_rows:
                 short = True
             kept_all.append(kept)

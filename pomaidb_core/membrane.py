@@ -23,7 +23,7 @@ from .filters import Filter, compile_filter
 from .layers import SearchParams, read_payloads
 from .manifest import MembraneMeta
 from .options import IndexParams
-from .results import Hit, Record, rank_hits
+from .results import Hit, Record, make_hit, rank_hits
 
 if TYPE_CHECKING:
     from .db import DB
@@ -452,7 +452,7 @@ class _Request:
         else:
             lists = [fusion_.fuse(v, w, self.params.k, self.fusion, self.alpha)
                      for v, w in zip(vector, keyword)]
-        return [[Hit(key, float(score), meta, text) for score, key, meta, text in hits]
+        return [[make_hit(key, float(score), meta, text) for score, key, meta, text in hits]
                 for hits in lists]
 
 

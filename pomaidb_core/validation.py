@@ -62,8 +62,11 @@ def check_vectors(values: Any, dim: int, *, single: bool = False) -> np.ndarray:
         raise InvalidArgumentError(f"vector must have shape ({dim},), got {array.shape}")
     if not single and (array.ndim != 2 or array.shape[1] != dim):
         raise InvalidArgumentError(f"vectors must have shape (n, {dim}), got {array.shape}")
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = np.ascontiguousarray(array, dtype=np.float32)
+    if array.dtype == np.float32:  # nothing to convert (errstate alone cost 8 us a search)
+        out = np.ascontiguousarray(array)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(out).all():
         raise InvalidArgumentError("vectors must be finite: found NaN or inf (or a float32 overflow)")
     return out

@@ -206,6 +206,7 @@ _MIN_BUDGET_SCALE = 0.7
 # Batches above this size scan float blocks shared across their queries (topk_blocks): the
 # int8 prefilter scores queries one by one, which wins for the few queries of a search() call.
 _INT8_MAX_BATCH = 8
+_BUDGETS_KEPT = 64  # distinct (k, knobs, share) budgets an index remembers
 # The sign stage (version 3 sidecars, default budgets; any batch size, so a query's answer does
 # not depend on its batch): a query routes to _SIGN_BLOCKS_FACTOR times the default top_blocks
 # out of the same shortlist, and of their allowed rows only those whose sign codes lie within
@@ -333,6 +334,8 @@ class WsbrIndex:
         self.allowed_cache: tuple[weakref.ref, np.ndarray] | None = None
         # (vectors, rows, their kernels.SegmentTables): see search_tables
         self._tables: tuple[np.ndarray, RowCodes, kernels.SegmentTables] | None = None
+        # search arguments -> _budget's answer for unmasked searches
+        self.budgets: dict[tuple, tuple[int, int, np.ndarray]] = {}
 
     def memory_bytes(self) -> int:
         arrays = [self.mu, self.projection, self.block_offsets, self.signatures, self.alpha,
@@ -353,6 +356,7 @@ class WsbrIndex:
         """The same index with other default knobs (they are stored in the sidecar)."""
         clone = copy.copy(self)
         clone.top_blocks, clone.widen_blocks = top_blocks, widen_blocks
+        clone.budgets = {}
         return clone
 
     def default_widen_blocks(self) -> int:
@@ -852,11 +856,27 @@ def _budget(index: WsbrIndex, k: int, mask: np.ndarray | None, top_blocks: int |
             widen_blocks: int | None, mode: str, share: float = 1.0,
             signed: bool = False) -> tuple[int, int, np.ndarray]:
     """(top, widen) of a search, and the allowed rows of each block: the knobs given, or the
-    segment's defaults scaled for k, its share of the rows, the sign stage and the mask."""
+    segment's defaults scaled for k, its share of the rows, the sign stage and the mask.
+    Unmasked budgets are kept on the index: every query of a membrane asks for the same."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidArgumentError(f"k must be an int >= 1, got {k!r}")
     if mode not in MODES:
         raise InvalidArgumentError(f"mode must be one of {MODES}, got {mode!r}")
+    if mask is not None:
+        return _budget_of(index, k, mask, top_blocks, widen_blocks, mode, share, signed)
+    key = (k, top_blocks, widen_blocks, mode, share, signed)
+    budget = index.budgets.get(key)
+    if budget is None:
+        budget = _budget_of(index, k, None, top_blocks, widen_blocks, mode, share, signed)
+        if len(index.budgets) >= _BUDGETS_KEPT:
+            index.budgets.clear()
+        index.budgets[key] = budget
+    return budget
+
+
+def _budget_of(index: WsbrIndex, k: int, mask: np.ndarray | None, top_blocks: int | None,
+               widen_blocks: int | None, mode: str, share: float,
+               signed: bool) -> tuple[int, int, np.ndarray]:
     scale = budget_scale(k, share)
     top = math.ceil(index.default_top_blocks() * scale) if top_blocks is None else top_blocks
     widen = _scaled_widen(index, scale) if widen_blocks is None else widen_blocks
@@ -898,6 +918,9 @@ def _csr_of_groups(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _query_matrix(queries: np.ndarray, dim: int) -> np.ndarray:
+    if (isinstance(queries, np.ndarray) and queries.dtype == np.float32 and queries.ndim == 2
+            and queries.shape[1] == dim and queries.flags.c_contiguous):
+        return queries  # the engine's checked matrix (a numpy call costs microseconds here)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     if queries.ndim == 1:
         queries = queries.reshape(1, -1)

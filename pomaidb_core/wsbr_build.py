@@ -66,6 +66,8 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
 def _inverse_norms(rows: np.ndarray) -> np.ndarray:
     """1 / |row| of each row, 0 for a zero row."""
     norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    if norms.all():  # no zero row: one division (each numpy call costs microseconds a query)
+        return np.float32(1.0) / norms
     inv = np.zeros_like(norms)
     np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
     return inv

@@ -312,6 +312,25 @@ def test_bad_arguments_are_rejected(data):
         wsbr.build_index(base, "hamming", IndexParams())
 
 
+def test_remembered_budgets_change_no_answer_and_skip_no_check(data):
+    """Unmasked budgets are kept on the index per (k, knobs, share): a search answers as on a
+    fresh copy of the index, after searches with other arguments, and a bad k is refused even
+    where an equal good one (True == 1) was remembered."""
+    base, queries = data
+    vectors, index = build(base, "cosine")
+    asks = [dict(k=10), dict(k=1), dict(k=10, share=0.25), dict(k=25, share=0.5),
+            dict(k=10, top_blocks=7), dict(k=10, mode="literal")]
+    first = [wsbr.search_segment(vectors, index, queries, metric="cosine", **a) for a in asks]
+    for ask, answer in zip(reversed(asks), reversed(first)):
+        fresh = index.with_defaults(index.top_blocks, index.widen_blocks)
+        assert not fresh.budgets
+        for found in (wsbr.search_segment(vectors, index, queries, metric="cosine", **ask),
+                      wsbr.search_segment(vectors, fresh, queries, metric="cosine", **ask)):
+            assert np.array_equal(found[1], answer[1]) and np.array_equal(found[0], answer[0])
+    with pytest.raises(InvalidArgumentError):
+        wsbr.search_segment(vectors, index, queries, True, "cosine")
+
+
 def _without_row_codes(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
     """The index as a version 1 sidecar holds it (written before the int8 row copy)."""
     old = copy.copy(index)
