@@ -298,6 +298,26 @@ def l2_norms(vectors: F32Array) -> F32Array:
     return result
 
 
+def inverse_norms(rows: Any) -> F32Array:
+    """1 / |row| of each row of a (n, d) array (0 for a zero row), as (n,) float32: the length
+    summed in double in one fixed order on every ISA level (cpp/include/pomaidb/unit_rows.h)."""
+    result: F32Array = _kernels.inverse_norms(_float_rows(rows))
+    return result
+
+
+def unit_rows(rows: Any) -> F32Array:
+    """Each row of a (n, d) array times its inverse_norms entry, as (n, d) float32 (a zero row
+    stays zero): the same bits as rows * inverse_norms(rows)[:, None] in float32."""
+    result: F32Array = _kernels.unit_rows(_float_rows(rows))
+    return result
+
+
+def _float_rows(rows: Any) -> Any:
+    if isinstance(rows, np.ndarray) and rows.dtype == np.float32 and rows.flags.c_contiguous:
+        return rows
+    return np.ascontiguousarray(rows, dtype=np.float32)
+
+
 def hamming64(
     codes: npt.NDArray[np.uint64], query_codes: npt.NDArray[np.uint64] | int | np.uint64
 ) -> npt.NDArray[np.uint32]:

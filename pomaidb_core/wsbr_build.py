@@ -60,17 +60,7 @@ _CHUNK_ROWS = 8192  # rows per BLAS call when assigning: bounds the (rows, k) di
 
 def unit_rows(rows: np.ndarray) -> np.ndarray:
     """Each row scaled to unit length (zero rows stay zero): cosine's routing rows."""
-    return rows * _inverse_norms(rows)[:, None]
-
-
-def _inverse_norms(rows: np.ndarray) -> np.ndarray:
-    """1 / |row| of each row, 0 for a zero row."""
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
-    if norms.all():  # no zero row: one division (each numpy call costs microseconds a query)
-        return np.float32(1.0) / norms
-    inv = np.zeros_like(norms)
-    np.divide(np.float32(1.0), norms, out=inv, where=norms > 0)
-    return inv
+    return kernels.unit_rows(rows)
 
 
 class UnitRowView:
@@ -86,7 +76,7 @@ class UnitRowView:
         self.dtype = vectors.dtype
         self._inverse_norms = np.empty(len(vectors), dtype=np.float32)
         for start in range(0, len(vectors), _CHUNK_ROWS):
-            self._inverse_norms[start : start + _CHUNK_ROWS] = _inverse_norms(
+            self._inverse_norms[start : start + _CHUNK_ROWS] = kernels.inverse_norms(
                 vectors[start : start + _CHUNK_ROWS])
 
     def __len__(self) -> int:

@@ -23,6 +23,7 @@
 #include "pomaidb/route.h"
 #include "pomaidb/row_codes.h"
 #include "pomaidb/search.h"
+#include "pomaidb/unit_rows.h"
 
 namespace py = pybind11;
 
@@ -398,6 +399,28 @@ py::array_t<float> l2_norms(const py::object& vectors_obj) {
   {
     py::gil_scoped_release nogil;
     compute_l2_norms(active_kernels(), vectors, dst);
+  }
+  return out;
+}
+
+py::array_t<float> inverse_norms(const py::object& rows_obj) {
+  const Matrix rows = require_vectors(rows_obj);
+  py::array_t<float> out(static_cast<py::ssize_t>(rows.rows));
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    compute_inverse_norms(rows, dst);
+  }
+  return out;
+}
+
+py::array_t<float> unit_rows(const py::object& rows_obj) {
+  const Matrix rows = require_vectors(rows_obj);
+  py::array_t<float> out({static_cast<py::ssize_t>(rows.rows), static_cast<py::ssize_t>(rows.cols)});
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    compute_unit_rows(rows, dst);
   }
   return out;
 }
@@ -923,6 +946,8 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("query_signs") = py::none(), py::arg("sign_sigmas") = 3.0,
         py::arg("keep_min") = 1);
   m.def("l2_norms", &l2_norms, py::arg("vectors"));
+  m.def("inverse_norms", &inverse_norms, py::arg("rows"));
+  m.def("unit_rows", &unit_rows, py::arg("rows"));
   m.def("dot_int8_rows", &dot_int8_rows, py::arg("matrix"), py::arg("queries"), py::arg("rows"),
         py::arg("packed") = false);
   m.def("argtopk", &argtopk, py::arg("values"), py::arg("count"));
