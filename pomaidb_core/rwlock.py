@@ -16,7 +16,10 @@ from contextlib import contextmanager
 
 class RWLock:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Readers take the mutex itself, not the Condition's Python-level __enter__ and
+        # __exit__: a search takes this lock once per shard.
+        self._mutex = threading.Lock()
+        self._cond = threading.Condition(self._mutex)
         self._readers = 0
         self._writing = False
         self._writers_waiting = 0
@@ -51,14 +54,20 @@ class _ReadSide:
 
     def __enter__(self) -> None:
         lock = self._lock
-        with lock._cond:
+        lock._mutex.acquire()
+        try:
             while lock._writing or lock._writers_waiting:
                 lock._cond.wait()
             lock._readers += 1
+        finally:
+            lock._mutex.release()
 
     def __exit__(self, *exc: object) -> None:
         lock = self._lock
-        with lock._cond:
+        lock._mutex.acquire()
+        try:
             lock._readers -= 1
             if not lock._readers and lock._writers_waiting:  # only a writer waits for readers
                 lock._cond.notify_all()
+        finally:
+            lock._mutex.release()
