@@ -24,6 +24,12 @@ one run, on one machine:
                   anonymous memory of this whole process (which also holds the data and truth)
   hnswlib         M=16, ef_construction=200, ef raised until its recall@10 reaches ours:
                   build vectors/s and p50, and every figure of ours as a ratio to it
+  paired          then both searches again, the compacted database reopened read-only, in
+                  PAIRED_ROUNDS alternating rounds of all the queries (who goes first
+                  alternates too): the median of each one's per-round p50 and of their
+                  per-round ratio. The machine's slow phases last minutes and slow one
+                  workload more than another, so this ratio is the one to compare; the ones
+                  above come from minutes apart
 
 Generated data (`bench_data.synthetic`): unit vectors drawn around rows/100 Gaussian
 centres with spread 0.6 (per coordinate, before normalising), so neighbourhoods overlap
@@ -53,6 +59,7 @@ from .db import open as open_db
 
 K = 10
 QUERIES = 200
+PAIRED_ROUNDS = 7
 BATCH = 10_000
 TAGS = 10
 
@@ -78,8 +85,12 @@ def main(argv: list[str]) -> None:
         sets.append((f"generated {rows:,} x {args.dim}", base, queries))
     for what, base, queries in sets:
         print(f"\n== {what}")
-        ours = _measure_pomaidb(base, queries, args.shards)
-        ref = None if args.no_reference else _measure_hnswlib(base, queries, ours["recall"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "db")
+            ours = _measure_pomaidb(base, queries, args.shards, path)
+            ref = None if args.no_reference else _measure_hnswlib(base, queries, ours["recall"])
+            if ref is not None:
+                ours.update(_paired_with(path, ref.pop("search"), queries))
         print(_report(ours, ref))
 
 
@@ -137,42 +148,60 @@ def _memory() -> dict[str, float]:
     return fields
 
 
-def _measure_pomaidb(base: np.ndarray, queries: np.ndarray, shards: int) -> dict:
+def _paired(ours, reference, queries: np.ndarray, rounds: int = PAIRED_ROUNDS) -> dict:
+    """Both searches' single-query p50 in alternating rounds (see the module docstring)."""
+    ours_p50: list[float] = []
+    ref_p50: list[float] = []
+    for turn in range(rounds):
+        pair = [(ours, ours_p50), (reference, ref_p50)]
+        for search, out in pair if turn % 2 == 0 else pair[::-1]:
+            out.append(float(np.median(_latencies(search, queries)[0])))
+    return {"paired_p50_ms": 1e3 * np.median(ours_p50), "paired_ref_p50_ms": 1e3 * np.median(ref_p50),
+            "paired_ratio": float(np.median(np.array(ours_p50) / np.array(ref_p50)))}
+
+
+def _paired_with(path: str, reference, queries: np.ndarray) -> dict:
+    with open_db(path, read_only=True) as db:
+        m = db.membrane("bench")
+        for query in queries:  # the reference is warm too
+            m.search(query, k=K)
+        return _paired(lambda q: [h.id for h in m.search(q, k=K)], reference, queries)
+
+
+def _measure_pomaidb(base: np.ndarray, queries: np.ndarray, shards: int, path: str) -> dict:
     out: dict = {"rows": len(base), "vector_mib": base.nbytes / 2**20}
     tags = [{"tag": i % TAGS} for i in range(len(base))]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "db")
-        with open_db(path, shards=shards, sync="batch") as db:
-            m = db.create_membrane("bench", dim=base.shape[1], metric="cosine")
-            start = time.perf_counter()
-            for lo in range(0, len(base), BATCH):
-                m.put_batch(np.arange(lo, min(lo + BATCH, len(base))), base[lo : lo + BATCH],
-                            tags[lo : lo + BATCH])
-            out["ingest_vps"] = len(base) / (time.perf_counter() - start)
-            out["settle_s"] = _settle(db)
-            out["build_vps"] = len(base) / out["settle_s"]
-            truth = _ground_truth(base, queries)
-            def search(query: np.ndarray) -> list[int]:
-                return [h.id for h in m.search(query, k=K)]
+    with open_db(path, shards=shards, sync="batch") as db:
+        m = db.create_membrane("bench", dim=base.shape[1], metric="cosine")
+        start = time.perf_counter()
+        for lo in range(0, len(base), BATCH):
+            m.put_batch(np.arange(lo, min(lo + BATCH, len(base))), base[lo : lo + BATCH],
+                        tags[lo : lo + BATCH])
+        out["ingest_vps"] = len(base) / (time.perf_counter() - start)
+        out["settle_s"] = _settle(db)
+        out["build_vps"] = len(base) / out["settle_s"]
+        truth = _ground_truth(base, queries)
+        def search(query: np.ndarray) -> list[int]:
+            return [h.id for h in m.search(query, k=K)]
 
-            times, cpu, found = _latencies(search, queries)
-            out.update(p50_ms=1e3 * np.median(times), p99_ms=1e3 * np.percentile(times, 99),
-                       cpu_p50_ms=1e3 * np.median(cpu), recall=_recall(found, truth))
-            out["qps2"] = _qps(lambda q: m.search(q, k=K), queries)
-            allowed = np.arange(len(base)) % TAGS == 3
-            ftruth = _ground_truth(base, queries, allowed)
-            ftimes, _, ffound = _latencies(lambda q: [h.id for h in m.search(q, k=K, filter={"tag": 3})],
-                                        queries)
-            out.update(filtered_p50_ms=1e3 * np.median(ftimes), filtered_recall=_recall(ffound, ftruth),
-                       filtered_full=all(len(f) == K for f in ffound))
-            out.update({f"{k}_mib": v for k, v in _memory().items()})
-            out["engine_mib"] = db.stats()["membranes"]["bench"]["memory_bytes"] / 2**20
-            start = time.perf_counter()
-            db.compact()
-            out["compact_s"] = time.perf_counter() - start
-            times, _, found = _latencies(search, queries)
-            out.update(compacted_p50_ms=1e3 * np.median(times), compacted_recall=_recall(found, truth))
-        out.update(_cold_reopen(path, queries[0]))
+        times, cpu, found = _latencies(search, queries)
+        out.update(p50_ms=1e3 * np.median(times), p99_ms=1e3 * np.percentile(times, 99),
+                   cpu_p50_ms=1e3 * np.median(cpu), recall=_recall(found, truth))
+        out["qps2"] = _qps(lambda q: m.search(q, k=K), queries)
+        allowed = np.arange(len(base)) % TAGS == 3
+        ftruth = _ground_truth(base, queries, allowed)
+        ftimes, _, ffound = _latencies(
+            lambda q: [h.id for h in m.search(q, k=K, filter={"tag": 3})], queries)
+        out.update(filtered_p50_ms=1e3 * np.median(ftimes), filtered_recall=_recall(ffound, ftruth),
+                   filtered_full=all(len(f) == K for f in ffound))
+        out.update({f"{k}_mib": v for k, v in _memory().items()})
+        out["engine_mib"] = db.stats()["membranes"]["bench"]["memory_bytes"] / 2**20
+        start = time.perf_counter()
+        db.compact()
+        out["compact_s"] = time.perf_counter() - start
+        times, _, found = _latencies(search, queries)
+        out.update(compacted_p50_ms=1e3 * np.median(times), compacted_recall=_recall(found, truth))
+    out.update(_cold_reopen(path, queries[0]))
     return out
 
 
@@ -236,7 +265,8 @@ def _measure_hnswlib(base: np.ndarray, queries: np.ndarray, target_recall: float
         if recall >= target_recall:
             break
     return {"build_vps": len(base) / build, "ef": ef, "p50_ms": 1e3 * np.median(times),
-            "cpu_p50_ms": 1e3 * np.median(cpu), "recall": recall}
+            "cpu_p50_ms": 1e3 * np.median(cpu), "recall": recall,
+            "search": lambda q: index.knn_query(q, k=K)[0][0].tolist()}
 
 
 def _report(ours: dict, ref: dict | None) -> str:
@@ -268,4 +298,7 @@ def _report(ours: dict, ref: dict | None) -> str:
     if ref is not None:
         rows.append(("hnswlib M=16: build / p50 / CPU p50", f"{ref['build_vps']:,.0f} vec/s / "
                      f"{ref['p50_ms']:.3f} / {ref['cpu_p50_ms']:.3f} ms", ""))
+        rows.append((f"paired: search p50, {PAIRED_ROUNDS} rounds alternating with hnswlib",
+                     f"{ours['paired_p50_ms']:.2f} ms (hnswlib {ours['paired_ref_p50_ms']:.3f})",
+                     f"{ours['paired_ratio']:.2f}x hnswlib"))
     return _table(rows, ("measure", "PomaiDB", "vs reference"))

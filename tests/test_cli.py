@@ -249,3 +249,34 @@ def test_bench_scale_runs_end_to_end_on_a_small_generated_set():
     for row in ("ingest (sync=batch)", "after compaction: search p50 / recall@10",
                 "cold reopen: open / first query / first filtered"):
         assert row in result.stdout
+
+
+def test_bench_scale_pairs_rounds_alternately_and_reports_the_median_ratio(monkeypatch):
+    """`paired`: each round runs every query through both searches, the first to go
+    alternating; on a clock where our queries take 2 and then 3 ticks against the
+    reference's 1, the ratio is the median of the per-round ratios."""
+    from types import SimpleNamespace
+
+    from pomaidb_core import bench_scale
+
+    clock = [0.0]
+    monkeypatch.setattr(bench_scale, "time", SimpleNamespace(
+        perf_counter=lambda: clock[0], thread_time=lambda: clock[0]))
+    calls = []
+
+    def timed(name, ticks):
+        def search(query):
+            calls.append(name)
+            clock[0] += ticks(len(calls))
+            return [int(query[0])]
+        return search
+
+    queries = np.arange(6, dtype=np.float32)[:, None]
+    rounds = [2.0, 2.0, 3.0, 2.0, 3.0]  # our per-query time in each round
+    ours = timed("ours", lambda n: rounds[(n - 1) // 12])
+    out = bench_scale._paired(ours, timed("ref", lambda n: 1.0), queries, rounds=5)
+    firsts = [calls[i * 12] for i in range(5)]
+    assert firsts == ["ours", "ref", "ours", "ref", "ours"]
+    assert all(calls[i * 12 : i * 12 + 12].count("ours") == 6 for i in range(5))
+    assert out["paired_ratio"] == 2.0 and out["paired_ref_p50_ms"] == 1e3
+    assert out["paired_p50_ms"] == 2e3
