@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from . import fanout, filenames, fs, marker, txn
+from . import fanout, filenames, fs, marker, read_plan, txn
 from .errors import (
     AlreadyExistsError,
     ClosedError,
@@ -68,6 +68,7 @@ class DB:
         self._closed = False
         self._shards: list[ShardThread] = []
         self._fanout = fanout.ReadFanout(0)  # an open DB's: spreads each search's shard reads
+        self._plans: dict[int, read_plan.ReadPlan] = {}  # membrane id -> its latest read plan
         self._catalog: dict[int, MembraneMeta] = {}
         self._membranes: dict[str, Membrane] = {}
         self._worker: BackgroundWorker | None = None
@@ -187,6 +188,7 @@ class DB:
         for shard in self._shards:
             shard.join()
         self._shards = []
+        self._plans = {}
         self._fanout.close()
         self._catalog.clear()
         if self._worker is not None:
@@ -318,6 +320,7 @@ class DB:
             self._store.commit(edit)
             del self._catalog[mid]
             self._membranes.pop(name, None)
+            self._plans.pop(mid, None)
             self._broadcast("drop", mid, name)
 
     def _membrane_for(self, meta: MembraneMeta) -> Membrane:
@@ -461,6 +464,23 @@ class DB:
         spread = self._fanout.pays(membrane_id, lambda: sum(self._read_all("rows", membrane_id)))
         return self._fanout.outcomes(lambda shard: self._read(shard, kind, membrane_id, *args),
                                      self.shard_count, spread, discard)
+
+    def _search_by_plan(self, meta: MembraneMeta, queries: Any,
+                        params: Any) -> list[list[tuple]] | None:
+        """An unfiltered, routed search through the membrane's read plan (read_plan.py): per
+        query its k best (score, id, metadata, text); None where the shards must answer."""
+        if params.flt is not None or params.exact:
+            return None
+        mid = meta.membrane_id
+        plan = self._plans.get(mid)
+        if plan is None or plan.stale():
+            shards = [self._shard(i).shard for i in range(self.shard_count)]
+            plan = read_plan.build(shards, lambda i: self._read(i, "plan_part", mid, params.shards),
+                                   meta.metric)
+            self._plans[mid] = plan
+        rows = plan.rows
+        spread = plan.parts is not None and self._fanout.pays(mid, lambda: rows)
+        return plan.search(queries, params, self._fanout, spread)
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()

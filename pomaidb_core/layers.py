@@ -287,15 +287,31 @@ class MembraneState:
                 return kernels.topk(vectors, queries, kk, metric, mask=mask)
 
             _collect(rank, table, table.view_ids(), tables[:index], params.k, table.n, per_query)
-        searched = params.shards * (sum(t.n for t in tables) + sum(s.reader.n for s in self.segments))
-        for position, seg in enumerate(self.segments):
+        for position, (seg, share) in enumerate(zip(self.segments, self.shares(params.shards))):
             seg_mask = self.search_mask(position, params.flt)
-            ranker = _segment_ranker(seg, queries, metric, seg_mask, params, seg.reader.n / searched)
-            _collect(ranker, seg, seg.reader.ids, tables, params.k, seg.reader.n, per_query)
+
+            def rank_segment(kk: int, seg=seg, seg_mask=seg_mask, share=share):
+                return search_segment(seg, queries, kk, metric, seg_mask, params, share)
+
+            _collect(rank_segment, seg, seg.reader.ids, tables, params.k, seg.reader.n, per_query)
         for found in per_query:
             rank_hits(found)
             del found[params.k :]
         return per_query
+
+    def shares(self, shards: int) -> list[float]:
+        """Each segment's share of the rows a search of `shards` shards visits: ids spread
+        evenly over the shards, so this shard's rows times `shards` estimate them."""
+        searched = shards * (sum(t.n for t in self.memtables()) + sum(s.reader.n for s in self.segments))
+        return [seg.reader.n / searched for seg in self.segments]
+
+    def plan_part(self, shards: int) -> list[tuple[LiveSegment, np.ndarray | None, float]] | None:
+        """(segment, mask, share) of each segment an unfiltered search visits, as `search`
+        gives them, or None while a memtable holds rows (read_plan.py)."""
+        if any(table.n for table in self.memtables()):
+            return None
+        return [(seg, self.search_mask(position, None), share)
+                for position, (seg, share) in enumerate(zip(self.segments, self.shares(shards)))]
 
 
 def _layer_ids(layer) -> np.ndarray:
@@ -348,15 +364,29 @@ def layer_vector(layer, row: int) -> np.ndarray:
     return np.array(layer.reader.vectors[row], dtype=np.float32)
 
 
-def _segment_ranker(seg: LiveSegment, queries, metric, mask, params: SearchParams,
-                    share: float) -> Callable:
+def search_segment(seg: LiveSegment, queries: np.ndarray, k: int, metric, mask: np.ndarray | None,
+                   params: SearchParams, share: float) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, rows) of the segment's k best allowed rows per query, like kernels.topk:
+    exactly with params.exact, else routed by WSBR with the budget of its `share`."""
     vectors = seg.reader.vectors
     if params.exact:
-        return lambda kk: kernels.topk(vectors, queries, kk, metric, mask=mask)
-    return lambda kk: wsbr.search_segment(
-        vectors, seg.index, queries, kk, metric, mask=mask, top_blocks=params.top_blocks,
+        return kernels.topk(vectors, queries, k, metric, mask=mask)
+    return wsbr.search_segment(
+        vectors, seg.index, queries, k, metric, mask=mask, top_blocks=params.top_blocks,
         widen_blocks=params.widen_blocks, mode=params.mode, routing_queries=params.routing,
         share=share)
+
+
+def layer_hits(scores: np.ndarray, rows: np.ndarray, ids: np.ndarray, layer) -> list[list[tuple]]:
+    """Per query, its (score, id, layer, row) from a kernel's best-first (scores, rows)
+    matrices, whose padding (row -1) ends each list."""
+    keys = ids.take(np.maximum(rows, 0)).tolist()  # one gather: the padding's key is dropped
+    out = []
+    for q_scores, q_keys, q_rows in zip(scores.tolist(), keys, rows.tolist()):
+        if q_rows[-1] < 0:
+            del q_rows[q_rows.index(-1) :]
+        out.append(list(zip(q_scores, q_keys, repeat(layer), q_rows)))
+    return out
 
 
 def _collect(rank: Callable, layer, ids: np.ndarray, newer: list[Memtable], k: int, n_rows: int,
@@ -368,15 +398,11 @@ def _collect(rank: Callable, layer, ids: np.ndarray, newer: list[Memtable], k: i
         scores, rows = rank(min(want, max(n_rows, 1)))
         short = False
         kept_all: list[list[tuple]] = []
-        for q_scores, q_rows in zip(scores.tolist(), rows.tolist()):
-            valid = q_rows.index(-1) if q_rows[-1] < 0 else len(q_rows)  # -1 pads the end
-            keys = ids[q_rows[:valid]].tolist()
+        for hits in layer_hits(scores, rows, ids, layer):
+            kept = hits  # want == k rows were asked for
             if newer:
-                kept = [(score, key, layer, row) for score, key, row in zip(q_scores, keys, q_rows)
-                        if not any(key in t.slot_of for t in newer)][:k]
-            else:  # want == k rows were asked for
-                kept = list(zip(q_scores, keys, repeat(layer), q_rows))
-            if len(kept) < k and valid == len(q_rows) and want < n_rows:
+                kept = [hit for hit in hits if not any(hit[1] in t.slot_of for t in newer)][:k]
+            if len(kept) < k and len(hits) == rows.shape[1] and want < n_rows:
                 short = True
             kept_all.append(kept)
         if not short:

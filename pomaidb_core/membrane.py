@@ -221,7 +221,11 @@ class Membrane:
     def _vector_hits(self, queries: np.ndarray, params: SearchParams) -> list[list[tuple]]:
         """Per query: the k best (score, id, metadata, text) of every shard. The shards are
         read on this thread (and idle helpers, fanout.py); metadata and text are decoded
-        only for the final k."""
+        only for the final k. A read-mostly membrane is searched by its read plan instead
+        (read_plan.py): the same answer, without visiting the shards one by one."""
+        planned = self._db._search_by_plan(self.meta, queries, params)
+        if planned is not None:
+            return planned
         outcomes = self._db._read_spread(self.meta.membrane_id, "search_found", queries, params,
                                          discard=_release_found)
         held: set = set()

@@ -4,7 +4,8 @@ Each shard has one: caller threads read its state under the shared side, and
 the shard thread (its only writer) takes the exclusive side for the short
 moments it changes what readers traverse (applying a group, swapping memtables,
 installing segments). A waiting writer holds back new readers, so a stream of
-searches cannot starve the writes.
+searches cannot starve the writes. `generation` counts the exclusive sections: a reader
+that saw the same value before holds the same state (read_plan.py relies on it).
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ class RWLock:
         self._readers = 0
         self._writing = False
         self._writers_waiting = 0
-        self._read_side = _ReadSide(self)
+        self._read_side = ReadSide(self)
+        # Bumped as each exclusive section begins, so it differs from any value a reader saw
+        # before the section's changes; read without the mutex (an int read is atomic).
+        self.generation = 0
 
-    def read(self) -> _ReadSide:
+    def read(self) -> ReadSide:
         """The shared side, as a context manager (a search takes it once per shard: a
         generator-based one cost more than the lock itself)."""
         return self._read_side
@@ -38,6 +42,7 @@ class RWLock:
                 self._cond.wait()
             self._writers_waiting -= 1
             self._writing = True
+            self.generation += 1
         try:
             yield
         finally:
@@ -46,7 +51,7 @@ class RWLock:
                 self._cond.notify_all()
 
 
-class _ReadSide:
+class ReadSide:
     """RWLock.read(): holds no state of its own, so every reader shares one."""
 
     def __init__(self, lock: RWLock) -> None:

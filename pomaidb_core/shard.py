@@ -47,7 +47,7 @@ from .mailbox import Command, resolve
 from .manifest import Manifest, ManifestStore, MembraneMeta
 from .memtable import Memtable
 from .options import Options
-from .rwlock import RWLock
+from .rwlock import ReadSide, RWLock
 
 _MAX_PENDING_GENERATIONS = 2
 
@@ -254,6 +254,16 @@ class Shard:
             if not self._readable:
                 raise ClosedError("the database was closed; call db.open() to reopen it")
             return getattr(self, "_do_" + kind)(*args)
+
+    @property
+    def generation(self) -> int:
+        """Counts the changes readers can see (RWLock.generation): equal, the same state."""
+        return self._state_lock.generation
+
+    def reading(self) -> ReadSide:
+        """The shared side of the state lock, for readers of several shards at once
+        (read_plan.py); `read` takes it for one command."""
+        return self._state_lock.read()
 
     # ------------------------------------------------------------------ commands, on the shard thread
 
@@ -524,6 +534,10 @@ class Shard:
         found = self._read_state(membrane_id).search(queries, params)
         held: set = set()
         return [found_hits(hits, held) for hits in found], held
+
+    def _do_plan_part(self, membrane_id: int, shards: int) -> tuple[int, list | None]:
+        """(generation, this shard's part of the membrane's read plan or None): read_plan.py."""
+        return self._state_lock.generation, self._read_state(membrane_id).plan_part(shards)
 
     def _do_keyword_stats(self, membrane_id: int, terms: list[str]):
         """This shard's share of the BM25 corpus statistics (keyword_search.py, phase 1)."""
