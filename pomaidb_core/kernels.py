@@ -196,8 +196,10 @@ def topk_blocks_int8(
     query_signs: npt.NDArray[np.uint64] | None = None,
     sign_sigmas: float = 3.0,
     keep_min: int = 1,
+    nibbles: npt.NDArray[np.uint8] | None = None,
 ) -> tuple[F32Array, npt.NDArray[np.int64]]:
-    """topk_blocks, bit for bit, reading an int8 copy of the rows first.
+    """topk_blocks, bit for bit, reading an int8 copy of the rows first (and with `nibbles`, an
+    int4 one before it).
 
     codes (n, d) int8 and scale, residual, norm (n,) float32 describe each row in routing
     space (the unit row for "cosine", the row itself otherwise): routing row i is about
@@ -215,12 +217,20 @@ def topk_blocks_int8(
     keep_min-th smallest distance) of its code go on, d_k the k-th smallest Hamming distance
     (a band of binomial standard deviations), and the result is topk over those rows; if
     they are more than 40% of the rows, over all of them (streaming beats scattered reads).
+
+    With nibbles (n, ceil(d / 64) * 32) uint8, the rows at level 7 packed two to a byte
+    (kernels.row_codes makes them), an int4 pass comes next: where more than 2 * keep rows
+    remain, keep = max(4 * k, 32), only the keep best by their int4 estimate go on, and the
+    result is topk over those. Unlike the int8 pass this one has no bound (a bound at 15
+    levels would discard little), so it trades exactness for half the bytes read: wsbr.py
+    says what it keeps on real data.
     """
     _check_metric(metric)
     _check_k(k)
     top_scores, top_rows = _kernels.topk_blocks_int8(
         vectors, _as_query_matrix(queries), int(k), metric, mask, block_ranges, ptr, blocks,
-        codes, scale, residual, norm, signs, query_signs, float(sign_sigmas), int(keep_min)
+        codes, scale, residual, norm, signs, query_signs, float(sign_sigmas), int(keep_min),
+        nibbles,
     )
     return top_scores, top_rows
 
@@ -228,7 +238,7 @@ def topk_blocks_int8(
 SegmentTables = _kernels.SegmentTables
 """One segment's search tables checked once, for wsbr_search: `SegmentTables(vectors, metric,
 block_ranges, mu, projection, signatures, centroids, alpha, beta, level, codes, scale, residual,
-norm, signs=None)`, the arguments meaning what they mean in topk_blocks_int8 and wsbr_select
+norm, signs=None, nibbles=None)`, the arguments meaning what they mean in topk_blocks_int8 and wsbr_select
 (l2 is metric == "l2"); block_ranges a BlockRanges, one range per signature, whose checked
 ranges it shares. It keeps the arrays alive. A centroid table whose values lie in [-8, 7]
 (wsbr.py writes them so) is packed two to a byte once here (`packed_bytes` of anonymous
@@ -274,12 +284,15 @@ def row_codes(
     """The per-row data a WSBR build stores, for (m, d) float32 routing-space rows, in one pass.
 
     Returns (codes (m, d) int8, scale, residual, norm (m,) float32, signs (m, ceil(d / 64))
-    uint64, sketches (m,) uint64, block_sums (s, d) float32):
+    uint64, nibbles (m, ceil(d / 64) * 32) uint8, sketches (m,) uint64, block_sums (s, d)
+    float32):
       * codes: each row scaled so its largest |component| is 127, rounded half to even, and
         scale = float32(max |row| / 127) (0 for a zero row), all in float64;
       * residual >= |row - codes * scale| and norm >= |row|, summed in float64 and rounded up
         (topk_blocks_int8's error bounds need upper bounds);
       * signs: bit c of word c // 64 set iff float32(row[c] - mu[c]) > 0, padding bits 0;
+      * nibbles: each row scaled so its largest |component| is 7, rounded half to even (in
+        float64), packed two to a byte (topk_blocks_int8's int4 pass reads them);
       * sketches: bit j set iff projection[j] . Q(row - mu) > 0, Q the quantisation to
         integers in [-level, level] (wsbr.quantize), so a row is sketched as a query is.
       * block_sums: row b the float32 sum, in row order, of the rows whose row_blocks entry is

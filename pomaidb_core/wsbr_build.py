@@ -352,17 +352,18 @@ def split_clusters(routing: np.ndarray, labels: np.ndarray, k: int,
 
 def row_codes(routing, order: np.ndarray, offsets: np.ndarray, mu: np.ndarray,
               projection: np.ndarray, level: int) -> tuple[np.ndarray, ...]:
-    """(codes, scale, residual, norm, signs, sketches, block_sums) of routing[order]: the int8
-    row copy kernels.topk_blocks_int8 reads, the sign codes (as sign_codes), each row's
-    64-bit sketch against mu and the int8 projection at quantisation level `level` (the
-    sketch of a query, bit for bit), and per block (rows offsets[b]:offsets[b + 1] of
-    routing[order]) the float32 sum of its rows. One kernel pass per chunk of
-    rows (kernels.row_codes), so the rows are gathered once, and a cosine segment's unit rows
-    are never all in memory."""
+    """(codes, scale, residual, norm, signs, nibbles, sketches, block_sums) of routing[order]:
+    the int8 and int4 row copies kernels.topk_blocks_int8 reads, the sign codes (as
+    sign_codes), each row's 64-bit sketch against mu and the int8 projection at quantisation
+    level `level` (the sketch of a query, bit for bit), and per block (rows
+    offsets[b]:offsets[b + 1] of routing[order]) the float32 sum of its rows. One kernel pass
+    per chunk of rows (kernels.row_codes), so the rows are gathered once, and a cosine
+    segment's unit rows are never all in memory."""
     n, dim = len(order), routing.shape[1]
     words = -(-dim // 64)
     out = (np.empty((n, dim), np.int8), np.empty(n, np.float32), np.empty(n, np.float32),
-           np.empty(n, np.float32), np.empty((n, words), np.uint64), np.empty(n, np.uint64))
+           np.empty(n, np.float32), np.empty((n, words), np.uint64),
+           np.empty((n, words * 32), np.uint8), np.empty(n, np.uint64))
     sums = np.zeros((len(offsets) - 1, dim), np.float32)
     row_blocks = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64), np.diff(offsets))
     mu = np.ascontiguousarray(mu, dtype=np.float32)

@@ -323,6 +323,19 @@ Int8Rows require_int8_rows(const py::object& codes_obj, const py::object& scale_
 
 std::size_t sign_words(std::size_t dim) { return (dim + 63) / 64; }
 
+// The rows' packed level-7 codes (pomaidb/int4.h) for the int4 pass: (rows, i4_row_bytes(d))
+// uint8, or None (null: no int4 pass).
+const std::uint8_t* require_nibbles(const py::object& nibbles_obj, Matrix vectors) {
+  if (nibbles_obj.is_none()) return nullptr;
+  py::array nibbles = require_array<std::uint8_t>(nibbles_obj, "nibbles", 2, "uint8");
+  if (static_cast<std::size_t>(nibbles.shape(0)) != vectors.rows ||
+      static_cast<std::size_t>(nibbles.shape(1)) != i4_row_bytes(vectors.cols)) {
+    invalid("nibbles must be (" + std::to_string(vectors.rows) + ", " +
+            std::to_string(i4_row_bytes(vectors.cols)) + "): ceil(d / 64) * 32 bytes a row");
+  }
+  return static_cast<const std::uint8_t*>(nibbles.data());
+}
+
 void require_sign_knobs(double sigmas, std::int64_t keep_min) {
   if (!(sigmas >= 0.0 && sigmas < 1e9) || keep_min < 1) {
     invalid("sign_sigmas must be a finite number >= 0 and keep_min >= 1");
@@ -360,7 +373,7 @@ py::tuple topk_blocks_int8(const py::object& vectors_obj, const py::object& quer
                            const py::object& codes_obj, const py::object& scale_obj,
                            const py::object& residual_obj, const py::object& norm_obj,
                            const py::object& signs_obj, const py::object& query_signs_obj,
-                           double sigmas, std::int64_t keep_min) {
+                           double sigmas, std::int64_t keep_min, const py::object& nibbles_obj) {
   BlockTopkRequest request{};
   request.vectors = require_vectors(vectors_obj);
   request.queries = require_queries(queries_obj, request.vectors);
@@ -376,8 +389,8 @@ py::tuple topk_blocks_int8(const py::object& vectors_obj, const py::object& quer
   request.blocks = call_block_ranges(ranges_obj, request.vectors.rows, scratch);
   std::tie(request.query_block_ptr, request.query_blocks) =
       require_query_blocks(ptr_obj, blocks_obj, request.queries.rows, request.blocks.size());
-  const Int8Rows rows =
-      require_int8_rows(codes_obj, scale_obj, residual_obj, norm_obj, request.vectors);
+  Int8Rows rows = require_int8_rows(codes_obj, scale_obj, residual_obj, norm_obj, request.vectors);
+  rows.nibbles = require_nibbles(nibbles_obj, request.vectors);
   const std::optional<SignCodes> signs =
       require_signs(signs_obj, query_signs_obj, sigmas, keep_min, request);
   py::array_t<float> out_scores({request.queries.rows, request.k});
@@ -679,7 +692,7 @@ py::array_t<std::int64_t> wsbr_select(const py::object& routing_obj, const py::o
 }
 
 // A segment's search tables, checked once (kernels.SegmentTables): its float rows, block
-// ranges, routing table, int8 row copy and sign codes. A search of a few queries then costs
+// ranges, routing table, int8 row copy, sign codes and nibbles. A search of a few queries then costs
 // one call (wsbr_search), where selecting and scoring took two, each checking some twenty
 // arrays again. A centroid table whose values fit in 4 bits (wsbr.py writes them so) is
 // packed here once, and every selection reads half the bytes.
@@ -714,10 +727,10 @@ SegmentTables make_segment_tables(const py::object& vectors_obj, const std::stri
                                   const py::object& beta_obj, std::int64_t level,
                                   const py::object& codes_obj, const py::object& scale_obj,
                                   const py::object& residual_obj, const py::object& norm_obj,
-                                  const py::object& signs_obj) {
+                                  const py::object& signs_obj, const py::object& nibbles_obj) {
   SegmentTables t{py::make_tuple(vectors_obj, ranges_obj, mu_obj, projection_obj, signatures_obj,
                                  centroids_obj, alpha_obj, beta_obj, codes_obj, scale_obj,
-                                 residual_obj, norm_obj, signs_obj),
+                                 residual_obj, norm_obj, signs_obj, nibbles_obj),
                   parse_metric(metric_name),
                   require_vectors(vectors_obj),
                   {},
@@ -743,6 +756,7 @@ SegmentTables make_segment_tables(const py::object& vectors_obj, const std::stri
             std::to_string(t.routing.n_blocks));
   }
   t.rows = require_int8_rows(codes_obj, scale_obj, residual_obj, norm_obj, t.vectors);
+  t.rows.nibbles = require_nibbles(nibbles_obj, t.vectors);
   if (!signs_obj.is_none()) {
     py::array signs = require_array<std::uint64_t>(signs_obj, "signs", 2, "uint64");
     require_rows(signs, "signs", t.vectors.rows, sign_words(t.vectors.cols), "ceil(d / 64) words");
@@ -861,12 +875,13 @@ py::tuple row_codes_numpy(const py::object& rows_obj, const py::object& mu_obj,
   py::array_t<float> residual(static_cast<py::ssize_t>(m));
   py::array_t<float> norm(static_cast<py::ssize_t>(m));
   py::array_t<std::uint64_t> signs({m, words});
+  py::array_t<std::uint8_t> nibbles({m, i4_row_bytes(dim)});
   py::array_t<std::uint64_t> sketches(static_cast<py::ssize_t>(m));
   py::array_t<float> block_sums({spanned, dim});
   std::fill_n(block_sums.mutable_data(), spanned * dim, 0.0f);
-  const RowCodesOut out{codes.mutable_data(),    scale.mutable_data(), residual.mutable_data(),
-                        norm.mutable_data(),     signs.mutable_data(), sketches.mutable_data(),
-                        block_sums.mutable_data()};
+  const RowCodesOut out{codes.mutable_data(),   scale.mutable_data(),   residual.mutable_data(),
+                        norm.mutable_data(),    signs.mutable_data(),   nibbles.mutable_data(),
+                        sketches.mutable_data(), block_sums.mutable_data()};
   const SketchBasis basis{static_cast<const float*>(mu.data()),
                           static_cast<const std::int8_t*>(projection.data()),
                           static_cast<float>(level)};
@@ -875,7 +890,7 @@ py::tuple row_codes_numpy(const py::object& rows_obj, const py::object& mu_obj,
     py::gil_scoped_release nogil;
     pomai::row_codes(active_kernels(), src, m, dim, basis, blocks, out);
   }
-  return py::make_tuple(codes, scale, residual, norm, signs, sketches, block_sums);
+  return py::make_tuple(codes, scale, residual, norm, signs, nibbles, sketches, block_sums);
 }
 
 // A C-contiguous buffer view, released when it goes out of scope (with the GIL held).
@@ -944,7 +959,7 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("ptr"), py::arg("blocks"), py::arg("codes"), py::arg("scale"),
         py::arg("residual"), py::arg("norm"), py::arg("signs") = py::none(),
         py::arg("query_signs") = py::none(), py::arg("sign_sigmas") = 3.0,
-        py::arg("keep_min") = 1);
+        py::arg("keep_min") = 1, py::arg("nibbles") = py::none());
   m.def("l2_norms", &l2_norms, py::arg("vectors"));
   m.def("inverse_norms", &inverse_norms, py::arg("rows"));
   m.def("unit_rows", &unit_rows, py::arg("rows"));
@@ -963,7 +978,7 @@ PYBIND11_MODULE(_kernels, m) {
            py::arg("block_ranges"), py::arg("mu"), py::arg("projection"), py::arg("signatures"),
            py::arg("centroids"), py::arg("alpha"), py::arg("beta"), py::arg("level"),
            py::arg("codes"), py::arg("scale"), py::arg("residual"), py::arg("norm"),
-           py::arg("signs") = py::none())
+           py::arg("signs") = py::none(), py::arg("nibbles") = py::none())
       .def_property_readonly("has_signs", [](const SegmentTables& t) { return t.signs != nullptr; })
       .def_property_readonly("packed_bytes", [](const SegmentTables& t) { return t.packed_bytes; });
   m.def("wsbr_search", &wsbr_search, py::arg("tables"), py::arg("routing_queries"),

@@ -11,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "pomaidb/int4.h"
 #include "pomaidb/prefetch.h"
 #include "pomaidb/round.h"
 
@@ -310,6 +311,79 @@ void scan_rows(const BlockTopkRequest& request, const Int8Rows& rows,
   }
 }
 
+// Rows the int4 pass keeps for the int8 pass: kI4KeepPerK * k, at least kI4KeepMin.
+constexpr std::size_t kI4KeepPerK = 4;
+constexpr std::size_t kI4KeepMin = 32;
+constexpr double kI4Level = 7.0;
+
+// The best `keep` (estimate, row) offered, by estimate descending then row ascending.
+class BestRows {
+ public:
+  explicit BestRows(std::size_t keep) : keep_(keep) { heap_.reserve(keep); }
+  void offer(float estimate, std::int64_t row) {
+    if (heap_.size() < keep_) {
+      heap_.push_back({estimate, row});
+      std::push_heap(heap_.begin(), heap_.end(), worse_first);
+    } else if (estimate > heap_.front().estimate) {
+      std::pop_heap(heap_.begin(), heap_.end(), worse_first);
+      heap_.back() = {estimate, row};
+      std::push_heap(heap_.begin(), heap_.end(), worse_first);
+    }
+  }
+  std::vector<std::int64_t> rows() const {
+    std::vector<std::int64_t> out;
+    out.reserve(heap_.size());
+    for (const Entry& e : heap_) out.push_back(e.row);
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+ private:
+  struct Entry {
+    float estimate;
+    std::int64_t row;
+  };
+  // Heap order: the front is the worst kept (lowest estimate, then highest row).
+  static bool worse_first(const Entry& a, const Entry& b) {
+    return a.estimate > b.estimate || (a.estimate == b.estimate && a.row < b.row);
+  }
+  std::size_t keep_;
+  std::vector<Entry> heap_;
+};
+
+// The allowed rows of `blocks`, block by block.
+std::vector<std::int64_t> allowed_rows(const BlockTopkRequest& request,
+                                       const std::vector<std::int64_t>& blocks) {
+  std::vector<std::int64_t> ids;
+  for (const std::int64_t b : blocks) {
+    const RowRange r = request.blocks[static_cast<std::size_t>(b)];
+    for (std::size_t row = r.start; row < r.end; ++row) {
+      if (allowed(request, row)) ids.push_back(static_cast<std::int64_t>(row));
+    }
+  }
+  return ids;
+}
+
+// The int4 pass: the best `keep` of `ids` by their nibble estimate, ascending.
+std::vector<std::int64_t> int4_shortlist(const KernelTable& kernels,
+                                         const BlockTopkRequest& request, const Int8Rows& rows,
+                                         const QuantQuery& q, const std::vector<std::int64_t>& ids,
+                                         std::size_t keep) {
+  std::vector<std::int32_t> dots(ids.size());
+  kernels.dot_i4_rows(rows.nibbles, request.queries.cols, ids.data(), ids.size(),
+                      q.codes.data(), dots.data());
+  const bool l2 = request.metric == Metric::kL2;
+  const auto gain = static_cast<float>(q.scale * 127.0 / kI4Level);  // nibble dot -> <q, x>
+  BestRows best(keep);
+  for (std::size_t t = 0; t < ids.size(); ++t) {
+    const auto row = static_cast<std::size_t>(ids[t]);
+    float estimate = static_cast<float>(dots[t]) * rows.scale[row] * gain;
+    if (l2) estimate = 2.0f * estimate - rows.norm[row] * rows.norm[row];
+    best.offer(estimate, ids[t]);
+  }
+  return best.rows();
+}
+
 // The allowed rows of query j's blocks (those the sign stage keeps, with `signs`) whose
 // interval reaches the k-th best lower end, as sorted disjoint ranges.
 std::vector<RowRange> survivors(const KernelTable& kernels, const BlockTopkRequest& request,
@@ -317,15 +391,17 @@ std::vector<RowRange> survivors(const KernelTable& kernels, const BlockTopkReque
                                 const QuantQuery& q, std::size_t j, double rel_margin) {
   const std::vector<std::int64_t> blocks = blocks_of_query(request, j);
   Int8Pass pass(kernels, request, rows, q, rel_margin);
-  if (signs == nullptr) {
-    scan_blocks(request, rows, blocks, pass);
+  std::optional<std::vector<std::int64_t>> kept;
+  if (signs != nullptr) kept = nearest_signs(kernels, request, *signs, blocks, j);
+  const std::size_t keep = std::max(kI4KeepPerK * request.k, kI4KeepMin);
+  if (rows.nibbles != nullptr) {
+    if (!kept) kept = allowed_rows(request, blocks);
+    if (kept->size() > 2 * keep) kept = int4_shortlist(kernels, request, rows, q, *kept, keep);
+  }
+  if (kept) {
+    scan_rows(request, rows, *kept, pass);
   } else {
-    const auto kept = nearest_signs(kernels, request, *signs, blocks, j);
-    if (kept) {
-      scan_rows(request, rows, *kept, pass);
-    } else {
-      scan_blocks(request, rows, blocks, pass);
-    }
+    scan_blocks(request, rows, blocks, pass);
   }
   return pass.survivors();
 }

@@ -1,6 +1,7 @@
 """kernels.row_codes (a WSBR build's per-row pass) against numpy oracles, on every ISA level:
-the int8 row copy and its bounds, the sign codes, and the row sketches, which must equal a
-query's sketch bit for bit (wsbr_select sketches queries with the same float steps)."""
+the int8 row copy and its bounds, the sign codes, the int4 row copy, and the row sketches,
+which must equal a query's sketch bit for bit (wsbr_select sketches queries with the same
+float steps)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,21 @@ def _int8_oracle(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scale = np.where(amax > 0, amax / 127, 0.0)
     codes = np.rint(wide * (1.0 / np.where(scale > 0, scale, 1.0))[:, None]).astype(np.int8)
     return codes, scale.astype(np.float32)
+
+
+def _nibble_oracle(rows: np.ndarray) -> np.ndarray:
+    """The level-7 codes by the definition: float64, times 7 / max |component|, half to even."""
+    wide = rows.astype(np.float64)
+    amax = np.abs(wide).max(axis=1, keepdims=True)
+    return np.rint(wide * np.where(amax > 0, 7.0 / np.where(amax > 0, amax, 1.0), 0.0)).astype(np.int8)
+
+
+def unpack_nibbles(packed: np.ndarray, dim: int) -> np.ndarray:
+    """The values of rows packed as cpp/include/pomaidb/int4.h says: byte j of each 32-byte
+    chunk c holds 8 plus column 64c + j low and 8 plus column 64c + 32 + j high."""
+    chunks = packed.reshape(len(packed), -1, 32)
+    low, high = (chunks & 15).astype(np.int8) - 8, (chunks >> 4).astype(np.int8) - 8
+    return np.concatenate([low, high], axis=2).reshape(len(packed), -1)[:, :dim]
 
 
 def _sketch_oracle(rows: np.ndarray, mu: np.ndarray, projection: np.ndarray, level: int) -> np.ndarray:
@@ -46,7 +62,7 @@ def test_row_codes_match_the_oracles(isa, dim):
     rows, mu, projection, level = _inputs(rng, 50, dim)
     row_blocks = np.sort(rng.integers(0, 20, len(rows))) + 7  # consecutive ids, some repeated
     row_blocks = np.unique(row_blocks, return_inverse=True)[1].astype(np.int64) + 7
-    codes, scale, residual, norm, signs, sketches, sums = kernels.row_codes(
+    codes, scale, residual, norm, signs, nibbles, sketches, sums = kernels.row_codes(
         rows, mu, projection, level, row_blocks)
     want_codes, want_scale = _int8_oracle(rows)
     np.testing.assert_array_equal(codes, want_codes)
@@ -58,6 +74,9 @@ def test_row_codes_match_the_oracles(isa, dim):
     np.testing.assert_allclose(residual, true_residual, rtol=1e-6, atol=1e-30)
     np.testing.assert_allclose(norm, np.linalg.norm(wide, axis=1), rtol=1e-6, atol=1e-30)
     np.testing.assert_array_equal(signs, wsbr_build.sign_codes(rows, mu))
+    assert nibbles.shape == (len(rows), -(-dim // 64) * 32) and nibbles.dtype == np.uint8
+    np.testing.assert_array_equal(unpack_nibbles(nibbles, dim), _nibble_oracle(rows))
+    assert (unpack_nibbles(nibbles, -(-dim // 64) * 64)[:, dim:] == 0).all()  # padding: 0
     np.testing.assert_array_equal(sketches, _sketch_oracle(rows, mu, projection, level))
     want_sums = np.zeros((row_blocks[-1] - 6, dim), np.float32)
     for row, block in zip(rows, row_blocks):  # float32, in row order
@@ -71,7 +90,7 @@ def test_a_row_is_sketched_as_a_query_selecting_blocks_is(isa):
     the row's own sketch."""
     rng = np.random.default_rng(7)
     rows, mu, projection, level = _inputs(rng, 40, 96)
-    sketches = kernels.row_codes(rows, mu, projection, level, np.zeros(len(rows), np.int64))[5]
+    sketches = kernels.row_codes(rows, mu, projection, level, np.zeros(len(rows), np.int64))[6]
     others = sketches ^ np.uint64(0xFFFF_FFFF_FFFF_FFFF)  # 64 bits from every sketch
     for i, row in enumerate(rows):
         signatures = np.array([others[i], sketches[i]], dtype=np.uint64)
@@ -139,7 +158,7 @@ def test_rows_too_small_to_scale_sketch_like_the_zero_row(isa, magnitude):
     level = quant_level(96)
     projection = rng.integers(-level, level + 1, size=(64, 96), dtype=np.int8)
     assert not quantize(rows, level).any()
-    sketches = kernels.row_codes(rows, mu, projection, level, np.zeros(4, np.int64))[5]
+    sketches = kernels.row_codes(rows, mu, projection, level, np.zeros(4, np.int64))[6]
     assert not sketches.any()
     np.testing.assert_array_equal(sketches, _sketch_oracle(rows, mu, projection, level))
     chosen = kernels.wsbr_select(rows, rows, mu=mu, projection=projection,

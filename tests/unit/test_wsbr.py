@@ -339,10 +339,19 @@ def _without_row_codes(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
 
 
 def _without_signs(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
-    """The index as a version 2 sidecar holds it (written before the sign codes)."""
+    """The index as a version 2 sidecar holds it (written before the sign codes and the int4
+    row copy)."""
     old = copy.copy(index)
     assert old.rows is not None
-    old.rows = old.rows._replace(signs=None)
+    old.rows = old.rows._replace(signs=None, nibbles=None)
+    return old
+
+
+def _without_nibbles(index: wsbr.WsbrIndex) -> wsbr.WsbrIndex:
+    """The index as a version 3 sidecar holds it (written before the int4 row copy)."""
+    old = copy.copy(index)
+    assert old.rows is not None and old.rows.nibbles is not None
+    old.rows = old.rows._replace(nibbles=None)
     return old
 
 
@@ -371,7 +380,7 @@ def test_older_sidecars_open_and_search_like_version_2(signed_data, older, versi
     """Versions 1 and 2 read back as written; both scan the routed blocks whole, alike."""
     base, queries = signed_data
     vectors, index = build_signed(base, "cosine")
-    assert int.from_bytes(index.to_bytes(42)[4:6], "little") == 3
+    assert int.from_bytes(index.to_bytes(42)[4:6], "little") == 4
     data_ = older(index).to_bytes(42)
     assert int.from_bytes(data_[4:6], "little") == version
     again = wsbr.WsbrIndex.from_bytes(data_, n_rows=len(base), dim=128, segment_checksum=42)
@@ -383,6 +392,48 @@ def test_older_sidecars_open_and_search_like_version_2(signed_data, older, versi
         a = wsbr.search_segment(vectors, again, query, 10, "cosine")
         b = wsbr.search_segment(vectors, v2, query, 10, "cosine")
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def _rewritten_head(data: bytes, offset: int, value: bytes) -> bytes:
+    """data with header bytes changed and the header checksum made to match again."""
+    forged = bytearray(data)
+    forged[offset : offset + len(value)] = value
+    forged[60:64] = kernels.crc32c(bytes(forged[:60])).to_bytes(4, "little")
+    return bytes(forged)
+
+
+def test_version_3_and_4_sidecars_read_back_as_written(signed_data):
+    """Version 4 holds the int4 row copy (flag bit 1) beside the sign codes (bit 0), mapped
+    like every section; version 3 still opens, without it."""
+    base, _ = signed_data
+    _, index = build_signed(base, "cosine")
+    for source, version, flags in ((index, 4, 3), (_without_nibbles(index), 3, 0)):
+        written = source.to_bytes(42)
+        assert (int.from_bytes(written[4:6], "little"), written[10]) == (version, flags)
+        again = wsbr.WsbrIndex.from_bytes(written, n_rows=len(base), dim=128, segment_checksum=42)
+        assert again.to_bytes(42) == written
+        assert again.rows is not None and again.rows.signs is not None
+        assert (again.rows.nibbles is None) == (version == 3)
+    again = wsbr.WsbrIndex.from_bytes(index.to_bytes(42), n_rows=len(base), dim=128,
+                                      segment_checksum=42)
+    assert np.array_equal(again.rows.nibbles, index.rows.nibbles)
+
+
+def test_unknown_section_flags_are_corruption(signed_data):
+    """Flags are frozen values: a bit no reader knows, a version 4 file without the int4
+    copy, or flags in an older version all fail, however well the header's checksum matches."""
+    base, _ = signed_data
+    _, index = build_signed(base, "cosine")
+    v4, v3 = index.to_bytes(42), _without_nibbles(index).to_bytes(42)
+    for forged in (_rewritten_head(v4, 10, b"\x07"), _rewritten_head(v4, 10, b"\x01"),
+                   _rewritten_head(v4, 11, b"\x01"), _rewritten_head(v3, 10, b"\x02")):
+        with pytest.raises(CorruptionError):
+            wsbr.WsbrIndex.from_bytes(forged, n_rows=len(base), dim=128, segment_checksum=42)
+    layout, _ = wsbr._section_layout(128, index.n_blocks, len(base), signs=True, nibbles=True)
+    damaged = bytearray(v4)
+    damaged[64 + layout["row_nibbles"][0] + 77] ^= 0x10
+    with pytest.raises(CorruptionError, match="payload checksum"):
+        wsbr.WsbrIndex.from_bytes(bytes(damaged), n_rows=len(base), dim=128, segment_checksum=42)
 
 
 @pytest.mark.parametrize("metric", METRICS)
@@ -421,11 +472,14 @@ def test_int8_prefilter_gives_the_float_scan_answer_bit_for_bit(data, metric):
 
 def test_few_dimensions_or_explicit_knobs_get_no_sign_codes(data, signed_data):
     """24 sign bits cannot separate rows, and knobs set at build are searched as given:
-    both keep the plain int8 scan (version 2 sidecars)."""
-    for base, params in ((data[0], {}), (signed_data[0], {"wsbr_top_blocks": 30})):
+    both scan the routed blocks, 24-d rows in int8 alone (a version 2 sidecar), 128-d ones
+    after an int4 pass (version 4 without row_signs)."""
+    for base, params, head in ((data[0], {}, (2, 0)),
+                               (signed_data[0], {"wsbr_top_blocks": 30}, (4, 2))):
         _, index = build(base, "cosine", **params)
         assert index.rows is not None and index.rows.signs is None
-        assert int.from_bytes(index.to_bytes(1)[4:6], "little") == 2
+        written = index.to_bytes(1)
+        assert (int.from_bytes(written[4:6], "little"), written[10]) == head
 
 
 def test_sign_codes_are_kept_where_the_band_keeps_few_rows():

@@ -19,6 +19,10 @@ struct Int8Rows {
   const float* scale;        // vectors.rows
   const float* residual;     // vectors.rows: |routing row - codes * scale|
   const float* norm;         // vectors.rows: |routing row|
+  // Optional (null: none): the routing rows at level 7 with the same max |component|, packed
+  // two to a byte (pomaidb/int4.h), vectors.rows x i4_row_bytes(cols) bytes: an int4 pass
+  // ranks a query's rows by them first (see compute_topk_blocks_int8).
+  const std::uint8_t* nibbles = nullptr;
 };
 
 // The optional sign stage before the int8 pass.  Bit i of a row's code is set iff coordinate i

@@ -1,6 +1,6 @@
 // The per-row data a WSBR build stores beside a segment (wsbr.py's sidecar sections
-// row_codes .. row_norm, row_signs, and the row sketches the block signatures are voted from),
-// and the sums of each block's rows that its centroid is the mean of, for a chunk of
+// row_codes .. row_norm, row_signs and row_nibbles, and the row sketches the block signatures
+// are voted from), and the sums of each block's rows that its centroid is the mean of, for a chunk of
 // routing-space rows in one pass: the build reads its rows once for all of these instead of
 // once each.  Pure C++: callers validate inputs and release the GIL.
 #pragma once
@@ -19,6 +19,9 @@ struct RowCodesOut {
   float* residual;           // m: >= |row - codes * scale|, summed in double, rounded up
   float* norm;               // m: >= |row|, summed in double, rounded up
   std::uint64_t* signs;      // m x words: bit c set iff float32(row[c] - mu[c]) > 0
+  // m x i4_row_bytes(dim) (pomaidb/int4.h): the row scaled so max |component| is 7 (the same
+  // max as codes'), rounded, packed two to a byte
+  std::uint8_t* nibbles;
   std::uint64_t* sketches;   // m: sketch_row of the row (pomaidb/sketch.h)
   // (row_blocks[m - 1] - row_blocks[0] + 1) x dim, zeroed by the caller: row i is added to
   // row row_blocks[i] - row_blocks[0], in float32 and in row order.
