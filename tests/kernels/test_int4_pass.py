@@ -85,3 +85,18 @@ def test_nibbles_of_another_shape_are_refused():
         with pytest.raises(InvalidArgumentError, match="nibbles"):
             _search(vectors, queries, 3, "cosine", _ranges(100, 10), [[0, 1]],
                     {**rows, "nibbles": bad})
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_rows_of_huge_values_are_scored_exactly(isa, metric):
+    """Rows near float32's limit make int4 estimates of inf, or NaN for l2 (inf - inf): the
+    pass keeps such rows and returns exact scores (UBSan runs this)."""
+    vectors, queries = bench_data.synthetic(600, 128, 4, seed=9)
+    vectors[::7] *= np.float32(3e37)
+    rows = _row_copies(vectors, metric)
+    groups = [list(range(60))] * len(queries)
+    got = _search(vectors, queries, 5, metric, _ranges(600, 10), groups, rows)
+    valid = got[1] >= 0
+    exact = kernels.scores(vectors, queries, metric)
+    found = np.take_along_axis(exact, np.where(valid, got[1], 0), axis=1)
+    np.testing.assert_array_equal(got[0][valid], found[valid])

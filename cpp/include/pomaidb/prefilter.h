@@ -1,6 +1,7 @@
 // Block-routed top-k that reads an int8 copy of the rows first and the float rows only for the
-// few rows that can still make the top k (WSBR's scan, pomaidb_core/wsbr.py).  The answer is
-// exactly compute_topk_blocks': the int8 pass only discards rows that provably cannot win.
+// few rows that can still make the top k (WSBR's scan, pomaidb_core/wsbr.py).  The int8 pass
+// only discards rows that provably cannot win; an optional int4 pass before it (Int8Rows'
+// nibbles) keeps a query's best rows by estimate, trading that proof for half the bytes.
 // Pure C++: callers validate inputs and release the GIL.
 #pragma once
 
@@ -44,7 +45,8 @@ struct SignCodes {
 };
 
 // compute_topk_blocks, same outputs bit for bit (with `signs`: compute_topk over the rows the
-// sign stage keeps).  Per query: every allowed row of its blocks
+// sign stage keeps; with nibbles, where a query has more than 2 * max(4k, 32) such rows:
+// over the max(4k, 32) best by their int4 estimate).  Per query: every allowed row of its blocks
 // gets an interval certain to hold its float score (int8 estimate +- a Cauchy-Schwarz bound on
 // both quantisation errors, plus a margin for float rounding); rows whose upper end is below
 // the k-th best lower end cannot make the top k, and only the rest are scored exactly.
