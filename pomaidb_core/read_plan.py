@@ -18,10 +18,15 @@ shard's writer takes only its own lock and waits for nothing else inside it, and
 them in one order. The locks stay held until the hits' payloads are decoded, so no segment
 is retired under a search. If a generation changed, the caller searches through the shards
 (which a filtered or exact search always does) and a later search builds a new plan.
+
+A plan refers to its segments weakly: while it is current the shards hold them, and once a
+compaction or drop retires them, a stale plan that no search replaces must not keep their
+mapped (and unlinked) files, and the disk space under them, alive.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -36,9 +41,10 @@ if TYPE_CHECKING:
 
 
 class PlanPart(NamedTuple):
-    segment: LiveSegment
+    segment: weakref.ref[LiveSegment]
     mask: np.ndarray | None  # rows a search may return (None: every row)
     share: float  # of the rows searched, which sets the segment's WSBR budget
+    rows: int
 
 
 class ReadPlan:
@@ -52,7 +58,7 @@ class ReadPlan:
         self.generations = list(generations)
         self.parts = parts
         self.metric = metric
-        self.rows = sum(part.segment.reader.n for part in parts or [])
+        self.rows = sum(part.rows for part in parts or [])
 
     def stale(self) -> bool:
         return any(shard.generation != seen for shard, seen in zip(self.shards, self.generations))
@@ -73,11 +79,13 @@ class ReadPlan:
                 taken.append(side)
                 if shard.generation != seen:
                     return None
+            segments = [part.segment() for part in parts]  # alive: the shards hold them
+            assert all(segments), "a current plan's segments are the shards' own"
             if spread:  # a helper may outlive an interrupted wait, and so these locks
-                for part in parts:
-                    part.segment.acquire()
-            outcomes = fan.outcomes(self._searcher(queries, params, spread), len(parts), spread,
-                                    discard=_keep)
+                for segment in segments:
+                    segment.acquire()  # type: ignore[union-attr]
+            search = self._searcher(segments, queries, params, spread)
+            outcomes = fan.outcomes(search, len(parts), spread, discard=_keep)
             hits: list[list[tuple]] = [[] for _ in range(len(queries))]
             for outcome in outcomes:
                 if outcome.error is not None:
@@ -92,12 +100,13 @@ class ReadPlan:
             for side in reversed(taken):
                 side.__exit__(None, None, None)
 
-    def _searcher(self, queries: np.ndarray, params: SearchParams,
+    def _searcher(self, segments: list, queries: np.ndarray, params: SearchParams,
                   held: bool) -> Callable[[int], Any]:
         """Part `position`'s hits per query; `held`: its segment was acquired for this search,
         and is released here, each part searched exactly once (fanout.outcomes)."""
         def search(position: int) -> list[list[tuple]]:
-            seg, mask, share = self.parts[position]  # type: ignore[index]
+            seg = segments[position]
+            _, mask, share, _ = self.parts[position]  # type: ignore[index]
             try:
                 scores, rows = search_segment(seg, queries, params.k, self.metric, mask, params,
                                               share)
@@ -121,7 +130,8 @@ def build(shards: Sequence[Shard], read: Callable[[int], tuple[int, list | None]
         if part is None:
             complete = False
             break
-        parts += [PlanPart(*entry) for entry in part]
+        parts += [PlanPart(weakref.ref(seg), mask, share, seg.reader.n)
+                  for seg, mask, share in part]
     generations += [shard.generation for shard in shards[len(generations) :]]
     return ReadPlan(shards, generations, parts if complete else None, metric)
 

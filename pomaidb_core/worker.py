@@ -67,3 +67,6 @@ class BackgroundWorker:
                     return
                 job = self._jobs.popleft()
             job()
+            # Not kept while waiting: a finished job's closure holds its inputs (a
+            # compaction's retired segments, whose maps keep their unlinked files' space).
+            del job

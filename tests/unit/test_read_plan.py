@@ -3,6 +3,7 @@ the shards' own answer, see every acknowledged write, and never keep a retired s
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -110,12 +111,21 @@ def test_a_plan_holds_no_segment_that_compaction_retires(tmp_path):
         query = rng.standard_normal(24).astype(np.float32)
         expected = [h.id for h in m.search(query, k=10, exact=True)]
         m.search(query, k=10)
-        old = [part.segment.paths for part in db._plans[m.meta.membrane_id].parts]
+        stale = db._plans[m.meta.membrane_id]
+        old = [part.segment().paths for part in stale.parts]
         db.compact()
         deadline = time.monotonic() + 30  # the compaction job lets go of its inputs after it
         while any(os.path.exists(path) for paths in old for path in paths):
             assert time.monotonic() < deadline, "a retired segment's files were kept"
             time.sleep(0.01)
+        # nor their objects, whose maps hold the unlinked files' space (the plan refers to
+        # them weakly; another thread may still hold one for a moment)
+        assert stale.stale()
+        for part in stale.parts:
+            segment = part.segment()
+            holders = gc.get_referrers(segment) if segment is not None else []
+            assert not any(isinstance(h, read_plan.PlanPart) or h is stale.parts for h in holders)
+            del segment, holders
         assert [h.id for h in m.search(query, k=10, top_blocks=10**6)] == expected
         assert len(db._plans[m.meta.membrane_id].parts) == 1
 
@@ -133,7 +143,7 @@ def test_a_failing_segment_search_raises_and_lets_everything_go(tmp_path, monkey
         failing = db._plans[m.meta.membrane_id].parts[5]
 
         def search(seg, *args):
-            if seg is failing.segment:
+            if seg is failing.segment():
                 raise pdb.StorageError("this segment could not be read")
             return real(seg, *args)
 

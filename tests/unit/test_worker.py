@@ -62,3 +62,30 @@ def test_close_interrupts_a_running_compaction_and_loses_nothing(tmp_path, monke
         db.compact()  # the interrupted merge runs again, to the end
         assert db.stats()["membranes"]["m"]["segments"] == 1 and m.count() == 4096
         assert m.search(vectors[17], k=1)[0].id == 17
+
+
+def test_a_finished_job_is_not_kept_while_the_worker_waits():
+    """What a job's closure holds (a compaction's retired segments, whose maps keep their
+    unlinked files' space) is let go when the job ends, not when the next one arrives."""
+    import gc
+    import weakref
+
+    from pomaidb_core.worker import BackgroundWorker
+
+    class Held:
+        pass
+
+    held, done = Held(), threading.Event()
+    alive = weakref.ref(held)
+    worker = BackgroundWorker()
+    try:
+        worker.submit(lambda held=held: done.set())
+        del held
+        assert done.wait(30)
+        deadline = time.monotonic() + 30
+        while alive() is not None:  # the worker drops the job right after running it
+            assert time.monotonic() < deadline, "the worker kept its finished job"
+            gc.collect()
+            time.sleep(0.01)
+    finally:
+        worker.stop()
