@@ -258,15 +258,18 @@ def _measure_hnswlib(base: np.ndarray, queries: np.ndarray, target_recall: float
     index.add_items(base, np.arange(len(base)))
     build = time.perf_counter() - start
     truth = _ground_truth(base, queries)
+
+    def search(query: np.ndarray) -> list[int]:
+        return index.knn_query(query, k=K)[0][0].tolist()
+
     for ef in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
         index.set_ef(ef)
-        times, cpu, found = _latencies(lambda q: index.knn_query(q, k=K)[0][0].tolist(), queries)
+        times, cpu, found = _latencies(search, queries)
         recall = _recall(found, truth)
         if recall >= target_recall:
             break
     return {"build_vps": len(base) / build, "ef": ef, "p50_ms": 1e3 * np.median(times),
-            "cpu_p50_ms": 1e3 * np.median(cpu), "recall": recall,
-            "search": lambda q: index.knn_query(q, k=K)[0][0].tolist()}
+            "cpu_p50_ms": 1e3 * np.median(cpu), "recall": recall, "search": search}
 
 
 def _report(ours: dict, ref: dict | None) -> str:
