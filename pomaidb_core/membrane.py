@@ -23,7 +23,7 @@ from .filters import Filter, compile_filter
 from .layers import SearchParams, read_payloads
 from .manifest import MembraneMeta
 from .options import IndexParams
-from .results import Hit, Record, make_hit, rank_hits
+from .results import Hit, Record, make_hit, merge_hits
 
 if TYPE_CHECKING:
     from .db import DB
@@ -239,7 +239,7 @@ class Membrane:
             if errors:
                 raise errors[0]
             return [read_payloads(hits)
-                    for hits in _merge([outcome.value[0] for outcome in outcomes], params.k)]
+                    for hits in merge_hits([outcome.value[0] for outcome in outcomes], params.k)]
         finally:
             for segment in held:
                 segment.release()
@@ -261,7 +261,7 @@ class Membrane:
         corpus = bm25.CorpusStats.total(self._db._read_all("keyword_stats", mid, terms))
         found = self._db._read_all("keyword_search", mid, terms, corpus, request.params.k,
                                    request.params.flt)
-        return _merge([[hits] for hits in found], request.params.k)[0]
+        return merge_hits([[hits] for hits in found], request.params.k)[0]
 
     async def _akeyword_hits(self, terms: list[str], request: _Request) -> list[tuple]:
         if not terms:
@@ -270,7 +270,7 @@ class Membrane:
         corpus = bm25.CorpusStats.total(await self._db._abroadcast("keyword_stats", mid, terms))
         found = await self._db._abroadcast("keyword_search", mid, terms, corpus,
                                            request.params.k, request.params.flt)
-        return _merge([[hits] for hits in found], request.params.k)[0]
+        return merge_hits([[hits] for hits in found], request.params.k)[0]
 
     def _search_request(self, queries: Any, k: Any, filter: Any, top_blocks: Any,
                         widen_blocks: Any, exact: Any, texts: Any, fusion: Any, alpha: Any,
@@ -421,7 +421,7 @@ class Membrane:
         if request.matrix is not None:
             found = await self._db._abroadcast("search", self.meta.membrane_id, request.matrix,
                                                request.params)
-            vector = _merge(found, request.params.k)
+            vector = merge_hits(found, request.params.k)
         if request.terms is not None:
             keyword = list(await asyncio.gather(
                 *(self._akeyword_hits(terms, request) for terms in request.terms)))
@@ -478,13 +478,3 @@ def _encoded(batch: records.PutBatch) -> bytes:
             f"this batch puts {len(payload):,} bytes on one shard; a log record holds at most "
             f"{wal.MAX_RECORD_BYTES:,}: split it into smaller put_batch calls")
     return payload
-
-
-def _merge(per_shard: list[list[list[tuple]]], k: int) -> list[list[tuple]]:
-    """Per query: the k best of every shard's hits, by score descending then id ascending."""
-    merged = []
-    for per_query in zip(*per_shard):
-        candidates = [hit for hits in per_query for hit in hits]
-        rank_hits(candidates)
-        merged.append(candidates[:k])
-    return merged

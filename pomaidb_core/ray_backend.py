@@ -57,9 +57,10 @@ from .errors import (
 )
 from .mailbox import WRITE_KINDS
 from .manifest import MembraneMeta
-from .membrane import Membrane, _merge
+from .membrane import Membrane
 from .options import IndexParams, Options
 from .ray_shard import UNKNOWN, ShardActor, shards_on_disk
+from .results import merge_hits
 
 HOST_RESOURCE = "pomaidb_host:"
 _PIN = 0.001  # of a host's resource: any number of shards fit on a host
@@ -530,7 +531,7 @@ class _RayMembrane(Membrane):
     """
 
     def _vector_hits(self, queries: Any, params: Any) -> list:
-        return _merge(self._db._search_all(self.meta.membrane_id, queries, params), params.k)
+        return merge_hits(self._db._search_all(self.meta.membrane_id, queries, params), params.k)
 
 
 class _CompiledSearch:

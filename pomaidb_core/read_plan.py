@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from .layers import LiveSegment, SearchParams, layer_hits, read_payloads, search_segment
-from .results import rank_hits
+from .results import merge_hits
 
 if TYPE_CHECKING:
     from .fanout import ReadFanout
@@ -86,16 +86,13 @@ class ReadPlan:
                     segment.acquire()  # type: ignore[union-attr]
             search = self._searcher(segments, queries, params, spread)
             outcomes = fan.outcomes(search, len(parts), spread, discard=_keep)
-            hits: list[list[tuple]] = [[] for _ in range(len(queries))]
             for outcome in outcomes:
                 if outcome.error is not None:
                     raise outcome.error
-                for found, more in zip(hits, outcome.value):
-                    found.extend(more)
-            for found in hits:
-                rank_hits(found)
-                del found[params.k :]
-            return [read_payloads(found) for found in hits]
+            if not outcomes:  # no segment in any shard: merge_hits would see no query
+                return [[] for _ in range(len(queries))]
+            merged = merge_hits([outcome.value for outcome in outcomes], params.k)
+            return [read_payloads(found) for found in merged]
         finally:
             for side in reversed(taken):
                 side.__exit__(None, None, None)

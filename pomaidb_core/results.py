@@ -52,6 +52,16 @@ def make_hit(id: int, score: float, metadata: dict | None, text: str | None) -> 
     return hit
 
 
+def merge_hits(per_source: list[list[list[tuple]]], k: int) -> list[list[tuple]]:
+    """Per query: the k best of every source's hits (shards, segments), by rank_hits' order."""
+    merged = []
+    for per_query in zip(*per_source):
+        candidates = [hit for hits in per_query for hit in hits]
+        rank_hits(candidates)
+        merged.append(candidates[:k])
+    return merged
+
+
 def rank_hits(hits: list[tuple]) -> None:
     """Sort (score, id, ...) tuples in place: score descending, ties by id ascending.
 

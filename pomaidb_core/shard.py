@@ -537,7 +537,7 @@ class Shard:
 
     def _do_plan_part(self, membrane_id: int, shards: int) -> tuple[int, list | None]:
         """(generation, this shard's part of the membrane's read plan or None): read_plan.py."""
-        return self._state_lock.generation, self._read_state(membrane_id).plan_part(shards)
+        return self.generation, self._read_state(membrane_id).plan_part(shards)
 
     def _do_keyword_stats(self, membrane_id: int, terms: list[str]):
         """This shard's share of the BM25 corpus statistics (keyword_search.py, phase 1)."""

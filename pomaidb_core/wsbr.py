@@ -447,8 +447,9 @@ class WsbrIndex:
         for section in sections:
             payload += section.tobytes()
             payload += bytes(-len(payload) % 8)
+        flags = flags if version == 4 else 0  # a header field only since version 4
         head = _HEADER.pack(MAGIC, version, _HEADER.size, METRIC_CODES[self.metric], self.level,
-                            flags if version == 4 else 0, self.dim, self.n_rows, self.n_blocks, self.block_size,
+                            flags, self.dim, self.n_rows, self.n_blocks, self.block_size,
                             self.top_blocks, self.widen_blocks, segment_checksum, self.seed,
                             crc32c(payload), 0)[:60]
         return head + struct.pack("<I", crc32c(head)) + bytes(payload) + _FOOTER.pack(

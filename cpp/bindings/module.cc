@@ -293,6 +293,18 @@ py::tuple topk_blocks(const py::object& vectors_obj, const py::object& queries_o
   return py::make_tuple(out_scores, out_rows);
 }
 
+// Checks that `arr` has `rows` rows (and `cols` columns when 2-d); `what` names the source.
+void require_rows(const py::array& arr, const char* name, std::size_t rows, std::size_t cols,
+                  const char* what) {
+  const bool ok = static_cast<std::size_t>(arr.shape(0)) == rows &&
+                  (arr.ndim() == 1 || static_cast<std::size_t>(arr.shape(1)) == cols);
+  if (!ok) {
+    invalid(std::string(name) + " must have " + std::to_string(rows) + " rows" +
+            (arr.ndim() == 2 ? " of " + std::to_string(cols) : std::string()) + " (" + what +
+            "), got shape " + py::str(arr.attr("shape")).cast<std::string>());
+  }
+}
+
 // int8 dot products of this many columns or fewer cannot overflow their int32 sums.
 constexpr std::size_t kMaxExactDim = (std::size_t{1} << 31) / (128 * 128) - 1;
 
@@ -328,11 +340,8 @@ std::size_t sign_words(std::size_t dim) { return (dim + 63) / 64; }
 const std::uint8_t* require_nibbles(const py::object& nibbles_obj, Matrix vectors) {
   if (nibbles_obj.is_none()) return nullptr;
   py::array nibbles = require_array<std::uint8_t>(nibbles_obj, "nibbles", 2, "uint8");
-  if (static_cast<std::size_t>(nibbles.shape(0)) != vectors.rows ||
-      static_cast<std::size_t>(nibbles.shape(1)) != i4_row_bytes(vectors.cols)) {
-    invalid("nibbles must be (" + std::to_string(vectors.rows) + ", " +
-            std::to_string(i4_row_bytes(vectors.cols)) + "): ceil(d / 64) * 32 bytes a row");
-  }
+  require_rows(nibbles, "nibbles", vectors.rows, i4_row_bytes(vectors.cols),
+               "one per row, ceil(d / 64) * 32 bytes");
   return static_cast<const std::uint8_t*>(nibbles.data());
 }
 
@@ -593,18 +602,6 @@ py::tuple bm25_top_rows_numpy(const py::list& rows_list, const py::list& tf_list
     scores_ptr[i] = found[i].score;
   }
   return py::make_tuple(rows_out, scores_out);
-}
-
-// Checks that `arr` has `rows` rows (and `cols` columns when 2-d); `what` names the source.
-void require_rows(const py::array& arr, const char* name, std::size_t rows, std::size_t cols,
-                  const char* what) {
-  const bool ok = static_cast<std::size_t>(arr.shape(0)) == rows &&
-                  (arr.ndim() == 1 || static_cast<std::size_t>(arr.shape(1)) == cols);
-  if (!ok) {
-    invalid(std::string(name) + " must have " + std::to_string(rows) + " rows" +
-            (arr.ndim() == 2 ? " of " + std::to_string(cols) : std::string()) + " (" + what +
-            "), got shape " + py::str(arr.attr("shape")).cast<std::string>());
-  }
 }
 
 // Exact int32 sums, as wsbr.quant_level guarantees: dim * level^2 <= 2^24.
