@@ -478,9 +478,8 @@ class DB:
             plan = read_plan.build(shards, lambda i: self._read(i, "plan_part", mid, params.shards),
                                    meta.metric)
             self._plans[mid] = plan
-        rows = plan.rows
-        spread = plan.parts is not None and self._fanout.pays(mid, lambda: rows)
-        return plan.search(queries, params, self._fanout, spread)
+        with self._fanout.cores(plan.helpers_wanted()) as helpers:
+            return plan.search(queries, params, helpers)
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()

@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 SPREAD_MIN_ROWS = 200_000  # rows a membrane holds before its searches are spread
@@ -68,15 +69,27 @@ class ReadFanout:
             cached = self._rows[membrane_id] = (now, count())
         return cached[1] >= SPREAD_MIN_ROWS
 
+    @contextmanager
+    def cores(self, wanted: int) -> Iterator[int]:
+        """For one search that runs its own helpers (the kernels' pool, read_plan.py): how
+        many of `wanted` helpers it may use, borrowed until it ends, on the same terms as
+        outcomes() borrows them (only cores no other search is using)."""
+        free_cores = self._enter()
+        borrowed = self._borrow(min(wanted, free_cores))
+        try:
+            yield borrowed
+        finally:
+            for _ in range(borrowed):
+                self._idle.release()
+            self._exit()
+
     def outcomes(self, read: Callable[[int], Any], shards: int, spread: bool,
                  discard: Callable[[Any], None]) -> list[Outcome]:
         """read(shard) for every shard, in shard order; with `spread`, groups of shards run
         on the helpers idle now. Every read has ended when this returns. If the caller is
         interrupted while it waits for a helper (KeyboardInterrupt), every value read for
         it goes to discard (now, or when its helper ends), so what a read holds is let go."""
-        with self._lock:
-            self._searches += 1
-            free_cores = self._cores - self._searches
+        free_cores = self._enter()
         try:
             borrowed = self._borrow(min(shards - 1, free_cores)) if spread else 0
             groups = _groups(range(shards), borrowed + 1)
@@ -97,8 +110,7 @@ class ReadFanout:
                     future.add_done_callback(lambda done: _discard(done.result(), discard))
                 raise
         finally:
-            with self._lock:
-                self._searches -= 1
+            self._exit()
 
     def close(self) -> None:
         with self._lock:
@@ -106,6 +118,16 @@ class ReadFanout:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True)
+
+    def _enter(self) -> int:
+        """Counts a search in flight; returns the cores no search is using now."""
+        with self._lock:
+            self._searches += 1
+            return self._cores - self._searches
+
+    def _exit(self) -> None:
+        with self._lock:
+            self._searches -= 1
 
     def _borrow(self, wanted: int) -> int:
         borrowed = 0

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -275,6 +275,47 @@ def wsbr_search(
         tables, routing_queries, _as_query_matrix(queries), query_signs, int(k), int(top),
         int(widen), float(sign_sigmas), int(keep_min), mask, allowed)
     return None if found is None else (found[0], found[1])
+
+
+class WsbrCall(NamedTuple):
+    """One wsbr_search's arguments, for wsbr_search_many."""
+
+    tables: SegmentTables
+    routing_queries: F32Array
+    queries: F32Array
+    k: int
+    top: int
+    widen: int
+    query_signs: npt.NDArray[np.uint64] | None = None
+    sign_sigmas: float = 3.0
+    keep_min: int = 1
+    mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None
+    allowed: npt.NDArray[np.int64] | None = None
+
+
+def wsbr_search_many(
+    calls: Sequence[WsbrCall], helpers: int = 0
+) -> list[tuple[F32Array, npt.NDArray[np.int64]] | None]:
+    """wsbr_search for each call, under one release of the GIL, on this thread and on up to
+    `helpers` threads of the kernels' task pool (pool_helpers() of them: one fewer than the
+    cores), those busy elsewhere not waited for. Each answer is its call's, bit for bit
+    wsbr_search's, whichever thread ran it: a read plan's segments searched at once."""
+    if isinstance(helpers, bool) or not isinstance(helpers, (int, np.integer)) or helpers < 0:
+        raise InvalidArgumentError(f"helpers must be an int >= 0, got {helpers!r}")
+    for call in calls:
+        _check_k(call.k)
+        _check_count(call.top)
+        _check_count(call.widen)
+    found = _kernels.wsbr_search_many(
+        [(c.tables, c.routing_queries, _as_query_matrix(c.queries), c.query_signs, int(c.k),
+          int(c.top), int(c.widen), float(c.sign_sigmas), int(c.keep_min), c.mask, c.allowed)
+         for c in calls], int(helpers))
+    return [None if f is None else (f[0], f[1]) for f in found]
+
+
+def pool_helpers() -> int:
+    """Threads of the kernels' task pool (wsbr_search_many): one fewer than the cores."""
+    return int(_kernels.pool_helpers())
 
 
 def row_codes(

@@ -368,13 +368,21 @@ def search_segment(seg: LiveSegment, queries: np.ndarray, k: int, metric, mask: 
                    params: SearchParams, share: float) -> tuple[np.ndarray, np.ndarray]:
     """(scores, rows) of the segment's k best allowed rows per query, like kernels.topk:
     exactly with params.exact, else routed by WSBR with the budget of its `share`."""
-    vectors = seg.reader.vectors
+    return search_segments([(seg, mask, share)], queries, k, metric, params)[0]
+
+
+def search_segments(parts: list[tuple[LiveSegment, np.ndarray | None, float]],
+                    queries: np.ndarray, k: int, metric, params: SearchParams,
+                    helpers: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """search_segment of each (segment, mask, share) of `parts`; routed ones at once, on this
+    thread and up to `helpers` threads of the kernels' pool (wsbr.search_segments)."""
     if params.exact:
-        return kernels.topk(vectors, queries, k, metric, mask=mask)
-    return wsbr.search_segment(
-        vectors, seg.index, queries, k, metric, mask=mask, top_blocks=params.top_blocks,
-        widen_blocks=params.widen_blocks, mode=params.mode, routing_queries=params.routing,
-        share=share)
+        return [kernels.topk(seg.reader.vectors, queries, k, metric, mask=mask)
+                for seg, mask, _ in parts]
+    return wsbr.search_segments(
+        [(seg.reader.vectors, seg.index, mask, share) for seg, mask, share in parts], queries, k,
+        metric, top_blocks=params.top_blocks, widen_blocks=params.widen_blocks, mode=params.mode,
+        routing_queries=params.routing, helpers=helpers)
 
 
 def layer_hits(scores: np.ndarray, rows: np.ndarray, ids: np.ndarray, layer) -> list[list[tuple]]:

@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from .layers import LiveSegment, SearchParams, layer_hits, read_payloads, search_segment
+from . import kernels
+from .layers import LiveSegment, SearchParams, layer_hits, read_payloads, search_segments
 from .results import merge_hits
 
 if TYPE_CHECKING:
-    from .fanout import ReadFanout
     from .shard import Shard
+
+
+POOL_MIN_ROWS = 20_000  # rows a plan holds before its segments are searched on several threads
 
 
 class PlanPart(NamedTuple):
@@ -60,14 +63,21 @@ class ReadPlan:
         self.metric = metric
         self.rows = sum(part.rows for part in parts or [])
 
+    def helpers_wanted(self) -> int:
+        """Threads of the kernels' pool worth handing this plan's segments to: one segment
+        each, where the plan holds POOL_MIN_ROWS rows."""
+        if not self.parts or self.rows < POOL_MIN_ROWS:
+            return 0
+        return min(len(self.parts) - 1, kernels.pool_helpers())
+
     def stale(self) -> bool:
         return any(shard.generation != seen for shard, seen in zip(self.shards, self.generations))
 
-    def search(self, queries: np.ndarray, params: SearchParams, fan: ReadFanout,
-               spread: bool) -> list[list[tuple]] | None:
+    def search(self, queries: np.ndarray, params: SearchParams,
+               helpers: int) -> list[list[tuple]] | None:
         """Per query the k best (score, id, metadata, text), best first; None when the
-        plan is stale (the caller asks the shards). `spread`: segments are searched on the
-        fan's idle helpers too, as the shards would be."""
+        plan is stale (the caller asks the shards). The segments are searched at once, on
+        this thread and up to `helpers` threads of the kernels' pool."""
         parts = self.parts
         if parts is None:
             return None
@@ -79,40 +89,19 @@ class ReadPlan:
                 taken.append(side)
                 if shard.generation != seen:
                     return None
+            if not parts:  # no segment in any shard: merge_hits would see no query
+                return [[] for _ in range(len(queries))]
             segments = [part.segment() for part in parts]  # alive: the shards hold them
             assert all(segments), "a current plan's segments are the shards' own"
-            if spread:  # a helper may outlive an interrupted wait, and so these locks
-                for segment in segments:
-                    segment.acquire()  # type: ignore[union-attr]
-            search = self._searcher(segments, queries, params, spread)
-            outcomes = fan.outcomes(search, len(parts), spread, discard=_keep)
-            for outcome in outcomes:
-                if outcome.error is not None:
-                    raise outcome.error
-            if not outcomes:  # no segment in any shard: merge_hits would see no query
-                return [[] for _ in range(len(queries))]
-            merged = merge_hits([outcome.value for outcome in outcomes], params.k)
-            return [read_payloads(found) for found in merged]
+            found = search_segments([(seg, part.mask, part.share)
+                                     for seg, part in zip(segments, parts)],
+                                    queries, params.k, self.metric, params, helpers)
+            merged = merge_hits([layer_hits(scores, rows, seg.reader.ids, seg)
+                                 for (scores, rows), seg in zip(found, segments)], params.k)
+            return [read_payloads(hits) for hits in merged]
         finally:
             for side in reversed(taken):
                 side.__exit__(None, None, None)
-
-    def _searcher(self, segments: list, queries: np.ndarray, params: SearchParams,
-                  held: bool) -> Callable[[int], Any]:
-        """Part `position`'s hits per query; `held`: its segment was acquired for this search,
-        and is released here, each part searched exactly once (fanout.outcomes)."""
-        def search(position: int) -> list[list[tuple]]:
-            seg = segments[position]
-            _, mask, share, _ = self.parts[position]  # type: ignore[index]
-            try:
-                scores, rows = search_segment(seg, queries, params.k, self.metric, mask, params,
-                                              share)
-                return layer_hits(scores, rows, seg.reader.ids, seg)
-            finally:
-                if held:
-                    seg.release()
-
-        return search
 
 
 def build(shards: Sequence[Shard], read: Callable[[int], tuple[int, list | None]],
@@ -131,7 +120,3 @@ def build(shards: Sequence[Shard], read: Callable[[int], tuple[int, list | None]
                   for seg, mask, share in part]
     generations += [shard.generation for shard in shards[len(generations) :]]
     return ReadPlan(shards, generations, parts if complete else None, metric)
-
-
-def _keep(_: Any) -> None:
-    """Plan hits hold nothing a discarded read must let go (the caller holds the locks)."""

@@ -134,7 +134,7 @@ from .kernels import (
     topk,
     topk_blocks,
     topk_blocks_int8,
-    wsbr_search,
+    wsbr_search_many,
     wsbr_select,
 )
 from .options import IndexParams
@@ -850,6 +850,52 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     The int8 path selects and scores in one call (kernels.wsbr_search) unless a mask leaves a
     query's selected blocks short of k allowed rows.
     """
+    return search_segments([(vectors, index, mask, share)], queries, k, metric,
+                           top_blocks=top_blocks, widen_blocks=widen_blocks, mode=mode,
+                           routing_queries=routing_queries)[0]
+
+
+def search_segments(segments: list[tuple[np.ndarray, WsbrIndex, np.ndarray | None, float]],
+                    queries: np.ndarray, k: int, metric: str, *, top_blocks: int | None = None,
+                    widen_blocks: int | None = None, mode: str = "shortlist",
+                    routing_queries: np.ndarray | None = None,
+                    helpers: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """search_segment of each (vectors, index, mask, share) of `segments`, in order. Their
+    one-call searches (kernels.wsbr_search) run at once, on this thread and up to `helpers`
+    threads of the kernels' pool (kernels.wsbr_search_many): the same answers."""
+    routes = [_route_segment(vectors, index, queries, k, metric, mask, top_blocks, widen_blocks,
+                             mode, routing_queries, share)
+              for vectors, index, mask, share in segments]
+    answers = iter(wsbr_search_many([r.call for r in routes if r.call is not None], helpers))
+    out = []
+    for route_ in routes:
+        found = next(answers) if route_.call is not None else None
+        out.append(found if found is not None else _search_routed(route_, k, metric))
+    return out
+
+
+class _Route(NamedTuple):
+    """One segment's search up to its one-call kernel search (`call`, None where it takes
+    another path): what the other paths need too."""
+
+    vectors: np.ndarray
+    index: WsbrIndex
+    queries: np.ndarray
+    routing_queries: np.ndarray
+    mask: np.ndarray | None
+    signed: bool
+    int8: bool
+    query_signs: np.ndarray | None
+    top: int
+    widen: int
+    allowed: np.ndarray
+    call: kernels.WsbrCall | None
+
+
+def _route_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k: int,
+                   metric: str, mask: np.ndarray | None, top_blocks: int | None,
+                   widen_blocks: int | None, mode: str, routing_queries: np.ndarray | None,
+                   share: float) -> _Route:
     if metric != index.metric:
         raise InvalidArgumentError(f"segment was indexed for {index.metric!r}, not {metric!r}")
     if vectors.shape != (index.n_rows, index.dim):
@@ -863,27 +909,34 @@ def search_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     int8 = index.rows is not None and (signed or len(queries) <= _INT8_MAX_BATCH)
     query_signs = sign_codes(routing_queries, index.mu) if signed else None
     top, widen, allowed = _budget(index, k, mask, top_blocks, widen_blocks, mode, share, signed)
+    call = None
     if int8 and k <= top < index.n_blocks:
-        found = wsbr_search(index.search_tables(vectors), routing_queries, queries, k, top=top,
-                            widen=widen, query_signs=query_signs, sign_sigmas=_SIGN_SIGMAS,
-                            keep_min=_SIGN_KEEP_PER_K * k, mask=mask,
-                            allowed=None if mask is None else allowed)
-        if found is not None:  # else a mask left some query short of k rows: widen below
-            return found
-    routed = _routed(index, queries, routing_queries, k, top, widen, allowed)
+        call = kernels.WsbrCall(index.search_tables(vectors), routing_queries, queries, k, top,
+                                widen, query_signs, _SIGN_SIGMAS, _SIGN_KEEP_PER_K * k, mask,
+                                None if mask is None else allowed)
+    return _Route(vectors, index, queries, routing_queries, mask, signed, int8, query_signs, top,
+                  widen, allowed, call)
+
+
+def _search_routed(r: _Route, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """A segment's search where its one-call search does not answer: a mask left some query
+    short of k rows (widened here), a batch too large for the int8 pass, or every block
+    selected."""
+    index = r.index
+    routed = _routed(index, r.queries, r.routing_queries, k, r.top, r.widen, r.allowed)
     if routed is None:
-        return topk(vectors, queries, k, metric, mask=mask)
+        return topk(r.vectors, r.queries, k, metric, mask=r.mask)
     ptr, blocks = routed
-    if int8:
+    if r.int8:
         rows = index.rows
         assert rows is not None
-        return topk_blocks_int8(vectors, queries, k, metric, mask, block_ranges=index.block_table,
-                                ptr=ptr, blocks=blocks, codes=rows.codes, scale=rows.scale,
-                                residual=rows.residual, norm=rows.norm,
-                                signs=rows.signs if signed else None, query_signs=query_signs,
-                                sign_sigmas=_SIGN_SIGMAS, keep_min=_SIGN_KEEP_PER_K * k,
-                                nibbles=rows.nibbles)
-    return topk_blocks(vectors, queries, k, metric, mask, block_ranges=index.block_table,
+        return topk_blocks_int8(r.vectors, r.queries, k, metric, r.mask,
+                                block_ranges=index.block_table, ptr=ptr, blocks=blocks,
+                                codes=rows.codes, scale=rows.scale, residual=rows.residual,
+                                norm=rows.norm, signs=rows.signs if r.signed else None,
+                                query_signs=r.query_signs, sign_sigmas=_SIGN_SIGMAS,
+                                keep_min=_SIGN_KEEP_PER_K * k, nibbles=rows.nibbles)
+    return topk_blocks(r.vectors, r.queries, k, metric, r.mask, block_ranges=index.block_table,
                        ptr=ptr, blocks=blocks)
 
 

@@ -23,6 +23,7 @@
 #include "pomaidb/route.h"
 #include "pomaidb/row_codes.h"
 #include "pomaidb/search.h"
+#include "pomaidb/task_pool.h"
 #include "pomaidb/unit_rows.h"
 
 namespace py = pybind11;
@@ -780,69 +781,145 @@ bool selection_holds_k(const std::vector<std::int64_t>& selected, std::size_t ke
   return true;
 }
 
-// wsbr_select, then topk_blocks_int8 over the selected blocks (with query_signs: its sign
-// stage), under one release of the GIL: the same answer, bit for bit. With a mask, `allowed`
-// counts each block's allowed rows, and the answer is None when some query's blocks hold fewer
-// than min(k, all allowed rows): the caller then widens that selection.
+// One wsbr_search call (wsbr_select, then topk_blocks_int8 over the selected blocks, with
+// query_signs its sign stage): checked and its outputs allocated under the GIL, so that run()
+// needs no Python and several calls can run at once (wsbr_search_many).  With a mask,
+// `allowed` counts each block's allowed rows, and the answer is None when some query's blocks
+// hold fewer than min(k, all allowed rows): the caller then widens that selection.
+class WsbrCall {
+ public:
+  WsbrCall(const SegmentTables& t, const py::object& routing_obj, const py::object& queries_obj,
+           const py::object& query_signs_obj, std::int64_t k, std::int64_t top,
+           std::int64_t widen, double sigmas, std::int64_t keep_min, const py::object& mask_obj,
+           const py::object& allowed_obj)
+      : tables_(t), args_(py::make_tuple(routing_obj, queries_obj, query_signs_obj, mask_obj,
+                                         allowed_obj)) {
+    const auto [routing_rows, query_rows, nq] =
+        require_routed_queries(routing_obj, queries_obj, t.routing.dim);
+    require_budget(top, widen);
+    if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
+    const std::uint8_t* mask = require_mask(mask_obj, t.vectors.rows);
+    if (mask != nullptr) {
+      py::array counts = require_array<std::int64_t>(allowed_obj, "allowed", 1, "int64");
+      require_rows(counts, "allowed", t.routing.n_blocks, 0, "one count per block");
+      allowed_ = static_cast<const std::int64_t*>(counts.data());
+    }
+    if (!query_signs_obj.is_none()) {
+      if (t.signs == nullptr) invalid("query_signs given, but these tables have no sign codes");
+      require_sign_knobs(sigmas, keep_min);
+      py::array query_signs =
+          require_array<std::uint64_t>(query_signs_obj, "query_signs", 2, "uint64");
+      const std::size_t words = sign_words(t.vectors.cols);
+      require_rows(query_signs, "query_signs", nq, words, "one per query, ceil(d / 64) words");
+      signs_ = SignCodes{t.signs, static_cast<const std::uint64_t*>(query_signs.data()), words,
+                         sigmas, static_cast<std::size_t>(keep_min)};
+    }
+    routing_rows_ = routing_rows;
+    top_ = static_cast<std::size_t>(top);
+    widen_ = static_cast<std::size_t>(widen);
+    kept_ = std::min(top_, t.routing.n_blocks);
+    request_.vectors = t.vectors;
+    request_.queries = Matrix{query_rows, nq, t.vectors.cols};
+    request_.metric = t.metric;
+    request_.k = static_cast<std::size_t>(k);
+    request_.mask = mask;
+    request_.blocks = t.blocks;
+    scores_ = py::array_t<float>({nq, request_.k});
+    rows_ = py::array_t<std::int64_t>({nq, request_.k});
+    scores_dst_ = scores_.mutable_data();
+    rows_dst_ = rows_.mutable_data();
+  }
+
+  // The search itself, without the GIL.
+  void run(const KernelTable& kernels) {
+    const std::size_t nq = request_.queries.rows;
+    std::vector<std::int64_t> selected(nq * kept_);
+    select_blocks(kernels, tables_.routing, routing_rows_, request_.queries.data, nq, top_,
+                  widen_, selected.data());
+    if (allowed_ != nullptr) {
+      holds_ = selection_holds_k(selected, kept_, allowed_, tables_.routing.n_blocks, request_.k);
+    }
+    std::vector<std::int64_t> ptr(nq + 1);
+    for (std::size_t j = 0; j <= nq; ++j) ptr[j] = static_cast<std::int64_t>(j * kept_);
+    request_.query_block_ptr = ptr.data();
+    request_.query_blocks = selected.data();
+    if (holds_) {
+      compute_topk_blocks_int8(kernels, request_, tables_.rows, signs_ ? &*signs_ : nullptr,
+                               scores_dst_, rows_dst_);
+    }
+    request_.query_block_ptr = nullptr;  // pointed into this call's vectors
+    request_.query_blocks = nullptr;
+  }
+
+  // (scores, rows), or None (see the class comment).  Under the GIL.
+  py::object result() const {
+    if (!holds_) return py::none();
+    return py::make_tuple(scores_, rows_);
+  }
+
+ private:
+  const SegmentTables& tables_;  // kept alive by the caller's arguments
+  py::tuple args_;               // keeps the arrays the pointers below point into
+  const float* routing_rows_ = nullptr;
+  std::size_t top_ = 0;
+  std::size_t widen_ = 0;
+  std::size_t kept_ = 0;
+  const std::int64_t* allowed_ = nullptr;
+  std::optional<SignCodes> signs_;
+  BlockTopkRequest request_{};
+  py::array_t<float> scores_;
+  py::array_t<std::int64_t> rows_;
+  float* scores_dst_ = nullptr;
+  std::int64_t* rows_dst_ = nullptr;
+  bool holds_ = true;
+};
+
 py::object wsbr_search(const SegmentTables& t, const py::object& routing_obj,
                        const py::object& queries_obj, const py::object& query_signs_obj,
                        std::int64_t k, std::int64_t top, std::int64_t widen, double sigmas,
                        std::int64_t keep_min, const py::object& mask_obj,
                        const py::object& allowed_obj) {
-  const auto [routing_rows, query_rows, nq] =
-      require_routed_queries(routing_obj, queries_obj, t.routing.dim);
-  require_budget(top, widen);
-  if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
-  const std::uint8_t* mask = require_mask(mask_obj, t.vectors.rows);
-  const std::int64_t* allowed = nullptr;
-  if (mask != nullptr) {
-    py::array counts = require_array<std::int64_t>(allowed_obj, "allowed", 1, "int64");
-    require_rows(counts, "allowed", t.routing.n_blocks, 0, "one count per block");
-    allowed = static_cast<const std::int64_t*>(counts.data());
+  WsbrCall call(t, routing_obj, queries_obj, query_signs_obj, k, top, widen, sigmas, keep_min,
+                mask_obj, allowed_obj);
+  {
+    py::gil_scoped_release nogil;
+    call.run(active_kernels());
   }
-  std::optional<SignCodes> signs;
-  if (!query_signs_obj.is_none()) {
-    if (t.signs == nullptr) invalid("query_signs given, but these tables have no sign codes");
-    require_sign_knobs(sigmas, keep_min);
-    py::array query_signs = require_array<std::uint64_t>(query_signs_obj, "query_signs", 2, "uint64");
-    const std::size_t words = sign_words(t.vectors.cols);
-    require_rows(query_signs, "query_signs", nq, words, "one per query, ceil(d / 64) words");
-    signs = SignCodes{t.signs, static_cast<const std::uint64_t*>(query_signs.data()), words,
-                      sigmas, static_cast<std::size_t>(keep_min)};
+  return call.result();
+}
+
+// Several wsbr_search calls (each a tuple of its arguments) under one release of the GIL, on
+// this thread and up to `helpers` of the task pool's threads (pomaidb/task_pool.h): a read
+// plan's segments searched at once.  Each answer is that call's alone, whatever ran it.
+py::list wsbr_search_many(const py::sequence& calls_obj, std::int64_t helpers) {
+  if (helpers < 0) invalid("helpers must be >= 0, got " + std::to_string(helpers));
+  std::vector<py::object> held;  // the SegmentTables each call refers to
+  std::vector<std::unique_ptr<WsbrCall>> calls;
+  for (const py::handle item : calls_obj) {
+    if (!py::isinstance<py::tuple>(item) || py::len(item) != 11) {
+      invalid("each call must be a tuple of wsbr_search's 11 arguments, got " + describe(item));
+    }
+    const auto args = py::reinterpret_borrow<py::tuple>(item);
+    if (!py::isinstance<SegmentTables>(args[0])) {
+      invalid("a call's tables must be a kernels.SegmentTables, got " + describe(args[0]));
+    }
+    held.push_back(args[0].cast<py::object>());
+    const auto& tables = args[0].cast<const SegmentTables&>();
+    calls.push_back(std::make_unique<WsbrCall>(
+        tables, args[1].cast<py::object>(), args[2].cast<py::object>(),
+        args[3].cast<py::object>(), args[4].cast<std::int64_t>(), args[5].cast<std::int64_t>(),
+        args[6].cast<std::int64_t>(), args[7].cast<double>(), args[8].cast<std::int64_t>(),
+        args[9].cast<py::object>(), args[10].cast<py::object>()));
   }
-  const std::size_t kept = std::min(static_cast<std::size_t>(top), t.routing.n_blocks);
-  BlockTopkRequest request{};
-  request.vectors = t.vectors;
-  request.queries = Matrix{query_rows, nq, t.vectors.cols};
-  request.metric = t.metric;
-  request.k = static_cast<std::size_t>(k);
-  request.mask = mask;
-  request.blocks = t.blocks;
-  py::array_t<float> out_scores({nq, request.k});
-  py::array_t<std::int64_t> out_rows({nq, request.k});
-  float* scores_dst = out_scores.mutable_data();
-  std::int64_t* rows_dst = out_rows.mutable_data();
-  bool holds = true;
   {
     py::gil_scoped_release nogil;
     const KernelTable& kernels = active_kernels();
-    std::vector<std::int64_t> selected(nq * kept);
-    select_blocks(kernels, t.routing, routing_rows, query_rows, nq,
-                  static_cast<std::size_t>(top), static_cast<std::size_t>(widen), selected.data());
-    if (allowed != nullptr) {
-      holds = selection_holds_k(selected, kept, allowed, t.routing.n_blocks, request.k);
-    }
-    std::vector<std::int64_t> ptr(nq + 1);
-    for (std::size_t j = 0; j <= nq; ++j) ptr[j] = static_cast<std::int64_t>(j * kept);
-    request.query_block_ptr = ptr.data();
-    request.query_blocks = selected.data();
-    if (holds) {
-      compute_topk_blocks_int8(kernels, request, t.rows, signs ? &*signs : nullptr, scores_dst,
-                               rows_dst);
-    }
+    run_tasks(calls.size(), static_cast<std::size_t>(helpers),
+              [&](std::size_t i) { calls[i]->run(kernels); });
   }
-  if (!holds) return py::none();
-  return py::make_tuple(out_scores, out_rows);
+  py::list out;
+  for (const auto& call : calls) out.append(call->result());
+  return out;
 }
 
 py::tuple row_codes_numpy(const py::object& rows_obj, const py::object& mu_obj,
@@ -982,6 +1059,8 @@ PYBIND11_MODULE(_kernels, m) {
         py::arg("queries"), py::arg("query_signs"), py::arg("k"), py::arg("top"),
         py::arg("widen"), py::arg("sign_sigmas"), py::arg("keep_min"), py::arg("mask"),
         py::arg("allowed"));
+  m.def("wsbr_search_many", &wsbr_search_many, py::arg("calls"), py::arg("helpers"));
+  m.def("pool_helpers", &pool_helpers);
   m.def("row_codes", &row_codes_numpy, py::arg("rows"), py::arg("mu"), py::arg("projection"),
         py::arg("level"), py::arg("row_blocks"));
   m.def("bm25_top_rows", &bm25_top_rows_numpy, py::arg("rows"), py::arg("tf"), py::arg("idf"),

@@ -154,3 +154,105 @@ def test_tables_refuse_what_does_not_match_and_signs_they_lack():
     with pytest.raises(InvalidArgumentError, match="mask has"):
         kernels.wsbr_search(unsigned, routing, routing, 3, top=4, widen=8, mask=mask[1:],
                             allowed=_allowed(index, mask))
+
+
+def _many_calls(count: int = 6):
+    """`count` calls over three segments of every metric, with and without masks and signs."""
+    calls = []
+    for i in range(count):
+        metric = METRICS[i % 3]
+        stored, index, rows = _segment(metric, n=1500 + 300 * i, seed=20 + i)
+        rng = np.random.default_rng(i)
+        queries = stored[rng.integers(0, len(stored), 3)] + 0.2
+        routing = np.ascontiguousarray(wsbr.routing_rows(queries, metric), dtype=np.float32)
+        signed = i % 2 == 0
+        mask = rng.random(len(stored)) < 0.7 if i % 3 == 1 else None
+        calls.append(kernels.WsbrCall(
+            _tables(stored, index, rows), routing, queries, 5 + i, 8 + 2 * i, 30,
+            wsbr_build.sign_codes(routing, index.mu) if signed else None, 3.0, 20, mask,
+            None if mask is None else _allowed(index, mask)))
+    return calls
+
+
+def _same(found, expected):
+    assert (found is None) == (expected is None)
+    if expected is not None:
+        np.testing.assert_array_equal(found[0], expected[0])
+        np.testing.assert_array_equal(found[1], expected[1])
+
+
+@pytest.mark.parametrize("helpers", [0, 1, 3, 50])
+def test_many_calls_answer_as_each_call_alone(isa, helpers):
+    calls = _many_calls()
+    alone = [kernels.wsbr_search(c.tables, c.routing_queries, c.queries, c.k, top=c.top,
+                                 widen=c.widen, query_signs=c.query_signs,
+                                 sign_sigmas=c.sign_sigmas, keep_min=c.keep_min, mask=c.mask,
+                                 allowed=c.allowed) for c in calls]
+    for _ in range(20):  # helpers take tasks in whatever order the threads run
+        for found, expected in zip(kernels.wsbr_search_many(calls, helpers), alone):
+            _same(found, expected)
+    assert kernels.wsbr_search_many([], helpers) == []
+
+
+def test_many_callers_share_the_pool():
+    # Callers on several threads offer their tasks to the same helpers: each gets its own
+    # answers, and no caller waits for a helper another caller keeps busy.
+    import threading
+
+    calls = _many_calls(4)
+    expected = kernels.wsbr_search_many(calls, 0)
+    failures = []
+
+    def caller(seed: int) -> None:
+        order = np.random.default_rng(seed).permutation(len(calls))
+        for _ in range(30):
+            found = kernels.wsbr_search_many([calls[i] for i in order], kernels.pool_helpers())
+            try:
+                for f, i in zip(found, order):
+                    _same(f, expected[i])
+            except AssertionError as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+def test_a_forked_child_searches_with_a_pool_of_its_own():
+    # The parent's helpers do not exist in a forked child: the child must start its own
+    # pool (or deadlock offering work to threads that are gone).
+    import os
+    import time
+
+    calls = _many_calls(4)
+    expected = kernels.wsbr_search_many(calls, 1)  # the parent's pool is running
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only for the same answers
+        status = 1
+        try:
+            for f, e in zip(kernels.wsbr_search_many(calls, 1), expected):
+                _same(f, e)
+            status = 0
+        finally:
+            os._exit(status)
+    deadline = time.monotonic() + 60
+    while (ended := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if ended[0] == 0:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert ended[0] == pid and os.waitstatus_to_exitcode(ended[1]) == 0
+
+
+def test_many_calls_refuse_what_one_call_refuses():
+    calls = _many_calls(2)
+    with pytest.raises(InvalidArgumentError, match="helpers must be an int >= 0"):
+        kernels.wsbr_search_many(calls, -1)
+    bad = calls[1]._replace(routing_queries=calls[1].routing_queries[:1])
+    with pytest.raises(InvalidArgumentError, match="routing_queries must have 3 rows"):
+        kernels.wsbr_search_many([calls[0], bad], 1)
+    with pytest.raises(InvalidArgumentError, match="need top >= 1"):
+        kernels.wsbr_search_many([calls[0]._replace(top=0)], 1)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import pomaidb_core as pdb
-from pomaidb_core import fanout, read_plan
+from pomaidb_core import fanout, kernels, read_plan
 from tests.oracle import Oracle
 
 
@@ -45,9 +45,13 @@ def _layered(db, rng, n: int = 3_000, dim: int = 24):
 
 @pytest.mark.parametrize("spread", [False, True])
 def test_a_plan_answers_as_the_shards(tmp_path, monkeypatch, spread):
-    if spread:
+    if spread:  # the segments searched on the kernels' pool too
         monkeypatch.setattr(fanout.os, "cpu_count", lambda: 4)
-        monkeypatch.setattr(fanout, "SPREAD_MIN_ROWS", 0)
+        monkeypatch.setattr(read_plan, "POOL_MIN_ROWS", 0)
+    helpers = []
+    real = read_plan.ReadPlan.search
+    monkeypatch.setattr(read_plan.ReadPlan, "search",
+                        lambda plan, *args: helpers.append(args[-1]) or real(plan, *args))
     rng = np.random.default_rng(11)
     with pdb.open(tmp_path / "db", shards=3, auto_compact=False) as db:
         m = _layered(db, rng)
@@ -60,6 +64,7 @@ def test_a_plan_answers_as_the_shards(tmp_path, monkeypatch, spread):
         plan = db._plans[m.meta.membrane_id]
         assert plan.parts is not None and len(plan.parts) == 9  # three segments a shard
         assert any(part.mask is not None for part in plan.parts)
+        assert set(helpers) == ({min(2, kernels.pool_helpers())} if spread else {0})
         _through_shards(db, monkeypatch)
         assert planned == [_hits(m, queries, **ask) for ask in asks]
         assert single == planned[1]
@@ -131,38 +136,29 @@ def test_a_plan_holds_no_segment_that_compaction_retires(tmp_path):
 
 
 def test_a_failing_segment_search_raises_and_lets_everything_go(tmp_path, monkeypatch):
-    from pomaidb_core.layers import LiveSegment
-
     monkeypatch.setattr(fanout.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(fanout, "SPREAD_MIN_ROWS", 0)
+    monkeypatch.setattr(read_plan, "POOL_MIN_ROWS", 0)
     rng = np.random.default_rng(15)
     with pdb.open(tmp_path / "db", shards=4, auto_compact=False) as db:
         m = _layered(db, rng)
-        real = read_plan.search_segment
+        real = read_plan.search_segments
         m.search(np.ones(24, np.float32), k=1)
-        failing = db._plans[m.meta.membrane_id].parts[5]
+        failing = db._plans[m.meta.membrane_id].parts[5].segment()
+        searched = []
 
-        def search(seg, *args):
-            if seg is failing.segment():
+        def search(parts, *args):
+            searched.append(len(parts))
+            if any(seg is failing for seg, _, _ in parts):
                 raise pdb.StorageError("this segment could not be read")
-            return real(seg, *args)
+            return real(parts, *args)
 
-        monkeypatch.setattr(read_plan, "search_segment", search)
-        acquired, released = [], []
-        monkeypatch.setattr(LiveSegment, "acquire", _counting(LiveSegment.acquire, acquired))
-        monkeypatch.setattr(LiveSegment, "release", _counting(LiveSegment.release, released))
+        monkeypatch.setattr(read_plan, "search_segments", search)
         with pytest.raises(pdb.StorageError, match="could not be read"):
             m.search(np.ones(24, np.float32), k=5)
-        assert len(acquired) == len(released) == 12  # spread: each part held for its search
+        assert searched == [12]  # every part in one call
         m.put(1, np.ones(24, np.float32))  # the shards' locks were let go
         assert m.search(np.ones(24, np.float32), k=1)[0].id == 1
-
-
-def _counting(method, calls):
-    def counted(self, *args):
-        calls.append(self)
-        return method(self, *args)
-    return counted
+        assert db._fanout._searches == 0 and db._fanout._idle._value == db._fanout.helpers
 
 
 def test_closed_and_dropped_membranes_are_not_searched_by_plan(tmp_path):
