@@ -6,7 +6,8 @@ and a machine with idle cores answers one query sooner by reading some shards on
 thread: measured on 2 cores, a 1M x 384 membrane in four 250k-row shards went from 4.3-4.6 ms
 to 2.3-3.1 ms p50 with one helper. Where the shards are small the Python around the kernels
 dominates, and handing work to another thread gained nothing (pypi-100k, four 25k-row
-shards: 0.62-0.66 ms serial, 0.56-0.72 ms spread), hence `SPREAD_MIN_ROWS`.
+shards: 0.62-0.66 ms serial, 0.56-0.72 ms spread), hence `SPREAD_MIN_ROWS`. (Read plans,
+which need no Python per segment, spread over the kernels' own threads instead: `cores`.)
 
 Helpers are only borrowed for cores no other search is using: with as many searches in
 flight as cores (or every helper busy), a search reads its shards itself, so N caller

@@ -57,15 +57,22 @@ def test_searches_hold_against_exact_search_and_agree_in_a_batch_and_after_reope
     path, base, queries, deleted = corpus
     staged = []  # per scan of a segment: did the sign stage run?
 
-    def recording(scan, signs_argument):
+    def recording(scan):
         def scanned(*args, **kwargs):
-            staged.append(kwargs.get(signs_argument) is not None)
+            staged.append(kwargs.get("signs") is not None)
             return scan(*args, **kwargs)
         return scanned
 
-    # a segment is scanned by topk_blocks_int8, or by wsbr_search which selects its blocks too
-    monkeypatch.setattr(wsbr, "topk_blocks_int8", recording(wsbr.topk_blocks_int8, "signs"))
-    monkeypatch.setattr(wsbr, "wsbr_search", recording(wsbr.wsbr_search, "query_signs"))
+    def recording_calls(search):
+        def searched(calls, helpers):
+            staged.extend(call.query_signs is not None for call in calls)
+            return search(calls, helpers)
+        return searched
+
+    # a segment is scanned by topk_blocks_int8, or by wsbr_search (through wsbr_search_many),
+    # which selects its blocks too
+    monkeypatch.setattr(wsbr, "topk_blocks_int8", recording(wsbr.topk_blocks_int8))
+    monkeypatch.setattr(wsbr, "wsbr_search_many", recording_calls(wsbr.wsbr_search_many))
     live = np.ones(len(base), dtype=bool)
     live[deleted] = False
     with pdb.open(path, read_only=True) as db:
