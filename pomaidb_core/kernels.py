@@ -278,15 +278,15 @@ def wsbr_search(
 
 
 class WsbrCall(NamedTuple):
-    """One wsbr_search's arguments, for wsbr_search_many."""
+    """One wsbr_search's arguments, for wsbr_search_many (in the binding's order)."""
 
     tables: SegmentTables
     routing_queries: F32Array
     queries: F32Array
+    query_signs: npt.NDArray[np.uint64] | None
     k: int
     top: int
     widen: int
-    query_signs: npt.NDArray[np.uint64] | None = None
     sign_sigmas: float = 3.0
     keep_min: int = 1
     mask: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None = None
@@ -302,13 +302,10 @@ def wsbr_search_many(
     wsbr_search's, whichever thread ran it: a read plan's segments searched at once."""
     if isinstance(helpers, bool) or not isinstance(helpers, (int, np.integer)) or helpers < 0:
         raise InvalidArgumentError(f"helpers must be an int >= 0, got {helpers!r}")
-    for call in calls:
-        _check_k(call.k)
-        _check_count(call.top)
-        _check_count(call.widen)
+    # The calls go as they are (the binding checks every field); only a 1-d query becomes a
+    # batch of one.
     found = _kernels.wsbr_search_many(
-        [(c.tables, c.routing_queries, _as_query_matrix(c.queries), c.query_signs, int(c.k),
-          int(c.top), int(c.widen), float(c.sign_sigmas), int(c.keep_min), c.mask, c.allowed)
+        [c._replace(queries=_as_query_matrix(c.queries)) if np.ndim(c.queries) == 1 else c
          for c in calls], int(helpers))
     return [None if f is None else (f[0], f[1]) for f in found]
 
@@ -429,6 +426,22 @@ def argtopk(values: F32Array, count: int) -> npt.NDArray[np.int64]:
     _check_count(count)
     result: npt.NDArray[np.int64] = _kernels.argtopk(values, int(count))
     return result
+
+
+def merge_ranked(
+    parts: Sequence[tuple[F32Array, npt.NDArray[np.int64], npt.NDArray[np.uint64]]], k: int
+) -> tuple[F32Array, npt.NDArray[np.uint64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The k best hits per query of several ranked lists (a read plan's segments).
+
+    parts: (scores (q, c) float32, rows (q, c) int64, ids (n,) uint64) each, like topk's
+    answers: each query's best first, padded with row -1; a hit's id is ids[row]. Returns
+    (scores, ids, parts, rows), each (q, k): per query its hits of every part, by score
+    descending, then id ascending, then part (results.merge_hits' order; NaN scores rank below
+    every number), padded with part and row -1.
+    """
+    _check_k(k)
+    scores, ids, sources, rows = _kernels.merge_ranked(list(parts), int(k))
+    return scores, ids, sources, rows
 
 
 def wsbr_select(

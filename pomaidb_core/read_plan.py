@@ -40,8 +40,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from . import kernels
-from .layers import LiveSegment, SearchParams, layer_hits, read_payloads, search_segments
-from .results import merge_hits
+from .layers import LiveSegment, SearchParams, read_payloads, search_segments
 
 if TYPE_CHECKING:
     from .shard import Shard
@@ -107,9 +106,12 @@ class ReadPlan:
             found = search_segments([(seg, part.mask, part.share)
                                      for seg, part in zip(segments, parts)],
                                     queries, params.k, self.metric, params, helpers)
-            merged = merge_hits([layer_hits(scores, rows, seg.reader.ids, seg)
-                                 for (scores, rows), seg in zip(found, segments)], params.k)
-            return [read_payloads(hits) for hits in merged]
+            merged = kernels.merge_ranked([(scores, rows, seg.reader.ids)
+                                           for (scores, rows), seg in zip(found, segments)],
+                                          params.k)
+            return [read_payloads([(score, key, segments[part], row)
+                                   for score, key, part, row in zip(*hits) if part >= 0])
+                    for hits in zip(*(column.tolist() for column in merged))]
         finally:
             for side in reversed(taken):
                 side.__exit__(None, None, None)

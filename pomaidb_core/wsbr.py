@@ -911,9 +911,9 @@ def _route_segment(vectors: np.ndarray, index: WsbrIndex, queries: np.ndarray, k
     top, widen, allowed = _budget(index, k, mask, top_blocks, widen_blocks, mode, share, signed)
     call = None
     if int8 and k <= top < index.n_blocks:
-        call = kernels.WsbrCall(index.search_tables(vectors), routing_queries, queries, k, top,
-                                widen, query_signs, _SIGN_SIGMAS, _SIGN_KEEP_PER_K * k, mask,
-                                None if mask is None else allowed)
+        call = kernels.WsbrCall(index.search_tables(vectors), routing_queries, queries,
+                                query_signs, k, top, widen, _SIGN_SIGMAS, _SIGN_KEEP_PER_K * k,
+                                mask, None if mask is None else allowed)
     return _Route(vectors, index, queries, routing_queries, mask, signed, int8, query_signs, top,
                   widen, allowed, call)
 

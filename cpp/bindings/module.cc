@@ -557,6 +557,59 @@ py::array_t<std::int64_t> argtopk(const py::object& values_obj, std::int64_t cou
   return out;
 }
 
+// The k best hits of several ranked lists per query (merge_ranked): (scores, ids, parts, rows),
+// each (nq, k), padded with part -1 and row -1.
+py::tuple merge_ranked_numpy(const py::list& parts_list, std::int64_t k) {
+  if (k < 1) invalid("k must be >= 1, got " + std::to_string(k));
+  std::vector<RankedPart> parts;
+  std::size_t nq = 0;
+  for (std::size_t p = 0; p < parts_list.size(); ++p) {
+    const py::handle item = parts_list[p];
+    if (!py::isinstance<py::tuple>(item) || py::len(item) != 3) {
+      invalid("each part must be a tuple (scores, rows, ids), got " + describe(item));
+    }
+    const auto part = py::reinterpret_borrow<py::tuple>(item);
+    py::array scores = require_array<float>(part[0], "scores", 2, "float32");
+    py::array rows = require_array<std::int64_t>(part[1], "rows", 2, "int64");
+    py::array ids = require_array<std::uint64_t>(part[2], "ids", 1, "uint64");
+    if (p == 0) nq = static_cast<std::size_t>(scores.shape(0));
+    const auto cols = static_cast<std::size_t>(scores.shape(1));
+    require_rows(scores, "scores", nq, cols, "one row per query in every part");
+    require_rows(rows, "rows", nq, cols, "the shape of its scores");
+    const auto* row_data = static_cast<const std::int64_t*>(rows.data());
+    const auto n_ids = ids.shape(0);
+    for (std::size_t i = 0; i < nq * cols; ++i) {
+      if (row_data[i] >= n_ids || row_data[i] < -1) {
+        invalid("rows must be -1 (padding) or below len(ids) = " + std::to_string(n_ids) +
+                ", got " + std::to_string(row_data[i]));
+      }
+    }
+    parts.push_back({static_cast<const float*>(scores.data()), row_data, cols,
+                     static_cast<const std::uint64_t*>(ids.data())});
+  }
+  const auto kept = static_cast<std::size_t>(k);
+  std::vector<MergedHit> merged(nq * kept);
+  {
+    py::gil_scoped_release nogil;
+    merge_ranked(parts, nq, kept, merged.data());
+  }
+  py::array_t<float> scores({nq, kept});
+  py::array_t<std::uint64_t> ids({nq, kept});
+  py::array_t<std::int64_t> sources({nq, kept});
+  py::array_t<std::int64_t> rows({nq, kept});
+  float* s = scores.mutable_data();
+  std::uint64_t* i = ids.mutable_data();
+  std::int64_t* p = sources.mutable_data();
+  std::int64_t* r = rows.mutable_data();
+  for (std::size_t h = 0; h < merged.size(); ++h) {
+    s[h] = merged[h].score;
+    i[h] = merged[h].id;
+    p[h] = merged[h].part;
+    r[h] = merged[h].row;
+  }
+  return py::make_tuple(scores, ids, sources, rows);
+}
+
 // The postings of query term t are rows_list[t] and tf_list[t] (u32, equal lengths); see
 // kernels.bm25_top_rows for the contract.
 py::tuple bm25_top_rows_numpy(const py::list& rows_list, const py::list& tf_list,
@@ -888,6 +941,14 @@ py::object wsbr_search(const SegmentTables& t, const py::object& routing_obj,
   return call.result();
 }
 
+// An int argument (a Python or numpy integer, not a bool), or InvalidArgumentError.
+std::int64_t int_arg(const py::handle& obj, const char* name) {
+  if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr())) {
+    invalid(std::string(name) + " must be an int, got " + describe(obj));
+  }
+  return obj.cast<std::int64_t>();
+}
+
 // Several wsbr_search calls (each a tuple of its arguments) under one release of the GIL, on
 // this thread and up to `helpers` of the task pool's threads (pomaidb/task_pool.h): a read
 // plan's segments searched at once.  Each answer is that call's alone, whatever ran it.
@@ -907,8 +968,8 @@ py::list wsbr_search_many(const py::sequence& calls_obj, std::int64_t helpers) {
     const auto& tables = args[0].cast<const SegmentTables&>();
     calls.push_back(std::make_unique<WsbrCall>(
         tables, args[1].cast<py::object>(), args[2].cast<py::object>(),
-        args[3].cast<py::object>(), args[4].cast<std::int64_t>(), args[5].cast<std::int64_t>(),
-        args[6].cast<std::int64_t>(), args[7].cast<double>(), args[8].cast<std::int64_t>(),
+        args[3].cast<py::object>(), int_arg(args[4], "k"), int_arg(args[5], "top"),
+        int_arg(args[6], "widen"), args[7].cast<double>(), int_arg(args[8], "keep_min"),
         args[9].cast<py::object>(), args[10].cast<py::object>()));
   }
   {
@@ -1040,6 +1101,7 @@ PYBIND11_MODULE(_kernels, m) {
   m.def("dot_int8_rows", &dot_int8_rows, py::arg("matrix"), py::arg("queries"), py::arg("rows"),
         py::arg("packed") = false);
   m.def("argtopk", &argtopk, py::arg("values"), py::arg("count"));
+  m.def("merge_ranked", &merge_ranked_numpy, py::arg("parts"), py::arg("k"));
   m.def("hamming64", &hamming64, py::arg("codes"), py::arg("query_codes"));
   m.def("hamming64_rank", &hamming64_rank, py::arg("codes"), py::arg("query_codes"),
         py::arg("count"));

@@ -103,4 +103,36 @@ void rank_by_hamming64(const KernelTable& kernels, const std::uint64_t* codes, s
   }
 }
 
+void merge_ranked(const std::vector<RankedPart>& parts, std::size_t nq, std::size_t k,
+                  MergedHit* out) {
+  // Score keys as rank_key's, without its column: ascending key = score descending.
+  const auto ahead = [](const MergedHit& a, const MergedHit& b) {
+    const std::uint64_t ka = rank_key(a.score, 0);
+    const std::uint64_t kb = rank_key(b.score, 0);
+    if (ka != kb) return ka < kb;
+    if (a.id != b.id) return a.id < b.id;
+    return a.part != b.part ? a.part < b.part : a.row < b.row;
+  };
+  std::vector<MergedHit> candidates;
+  for (std::size_t j = 0; j < nq; ++j) {
+    candidates.clear();
+    for (std::size_t p = 0; p < parts.size(); ++p) {
+      const RankedPart& part = parts[p];
+      for (std::size_t c = 0; c < part.cols; ++c) {
+        const std::int64_t row = part.rows[j * part.cols + c];
+        if (row < 0) continue;
+        candidates.push_back({part.scores[j * part.cols + c],
+                              part.ids[static_cast<std::size_t>(row)],
+                              static_cast<std::int64_t>(p), row});
+      }
+    }
+    const std::size_t kept = std::min(k, candidates.size());
+    std::partial_sort(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(kept),
+                      candidates.end(), ahead);
+    MergedHit* dst = out + j * k;
+    std::copy(candidates.begin(), candidates.begin() + static_cast<std::ptrdiff_t>(kept), dst);
+    for (std::size_t i = kept; i < k; ++i) dst[i] = {0.0f, 0, -1, -1};
+  }
+}
+
 }  // namespace pomai

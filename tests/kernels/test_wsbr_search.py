@@ -168,9 +168,9 @@ def _many_calls(count: int = 6):
         signed = i % 2 == 0
         mask = rng.random(len(stored)) < 0.7 if i % 3 == 1 else None
         calls.append(kernels.WsbrCall(
-            _tables(stored, index, rows), routing, queries, 5 + i, 8 + 2 * i, 30,
-            wsbr_build.sign_codes(routing, index.mu) if signed else None, 3.0, 20, mask,
-            None if mask is None else _allowed(index, mask)))
+            _tables(stored, index, rows), routing, queries,
+            wsbr_build.sign_codes(routing, index.mu) if signed else None, 5 + i, 8 + 2 * i, 30,
+            3.0, 20, mask, None if mask is None else _allowed(index, mask)))
     return calls
 
 
@@ -256,3 +256,13 @@ def test_many_calls_refuse_what_one_call_refuses():
         kernels.wsbr_search_many([calls[0], bad], 1)
     with pytest.raises(InvalidArgumentError, match="need top >= 1"):
         kernels.wsbr_search_many([calls[0]._replace(top=0)], 1)
+    with pytest.raises(InvalidArgumentError, match="k must be an int, got float"):
+        kernels.wsbr_search_many([calls[0]._replace(k=10.0)], 1)
+    with pytest.raises(InvalidArgumentError, match="widen must be an int, got bool"):
+        kernels.wsbr_search_many([calls[0]._replace(widen=True)], 1)
+    # a 1-d query is a batch of one
+    one = calls[0]._replace(queries=calls[0].queries[0],
+                            routing_queries=calls[0].routing_queries[:1],
+                            query_signs=calls[0].query_signs[:1])
+    _same(kernels.wsbr_search_many([one], 1)[0],
+          kernels.wsbr_search_many([one._replace(queries=calls[0].queries[:1])], 0)[0])
