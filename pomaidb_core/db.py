@@ -478,8 +478,11 @@ class DB:
             plan = read_plan.build(shards, lambda i: self._read(i, "plan_part", mid, params.shards),
                                    meta.metric)
             self._plans[mid] = plan
-        with self._fanout.cores(plan.helpers_wanted()) as helpers:
+        helpers = self._fanout.borrow(plan.helpers_wanted())
+        try:
             return plan.search(queries, params, helpers)
+        finally:
+            self._fanout.give_back(helpers)
 
     def _call(self, shard: int, kind: str, *args: Any) -> Any:
         return self._submit(shard, kind, *args).result()

@@ -7,7 +7,7 @@ thread: measured on 2 cores, a 1M x 384 membrane in four 250k-row shards went fr
 to 2.3-3.1 ms p50 with one helper. Where the shards are small the Python around the kernels
 dominates, and handing work to another thread gained nothing (pypi-100k, four 25k-row
 shards: 0.62-0.66 ms serial, 0.56-0.72 ms spread), hence `SPREAD_MIN_ROWS`. (Read plans,
-which need no Python per segment, spread over the kernels' own threads instead: `cores`.)
+which need no Python per segment, spread over the kernels' own threads instead: `borrow`.)
 
 Helpers are only borrowed for cores no other search is using: with as many searches in
 flight as cores (or every helper busy), a search reads its shards itself, so N caller
@@ -22,9 +22,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 SPREAD_MIN_ROWS = 200_000  # rows a membrane holds before its searches are spread
@@ -47,7 +46,7 @@ class ReadFanout:
     def __init__(self, shards: int) -> None:
         self._cores = os.cpu_count() or 1
         self._helpers = max(0, min(self._cores, shards) - 1)
-        self._idle = threading.Semaphore(self._helpers)
+        self._idle = self._helpers  # helpers no search has borrowed (under _lock)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -70,19 +69,21 @@ class ReadFanout:
             cached = self._rows[membrane_id] = (now, count())
         return cached[1] >= SPREAD_MIN_ROWS
 
-    @contextmanager
-    def cores(self, wanted: int) -> Iterator[int]:
-        """For one search that runs its own helpers (the kernels' pool, read_plan.py): how
-        many of `wanted` helpers it may use, borrowed until it ends, on the same terms as
-        outcomes() borrows them (only cores no other search is using)."""
-        free_cores = self._enter()
-        borrowed = self._borrow(min(wanted, free_cores))
-        try:
-            yield borrowed
-        finally:
-            for _ in range(borrowed):
-                self._idle.release()
-            self._exit()
+    def borrow(self, wanted: int) -> int:
+        """For one search that runs its own helpers (the kernels' pool, read_plan.py): counts
+        it in flight and returns how many of `wanted` helpers it may use, on the terms
+        outcomes() borrows them (only cores no other search is using). The caller gives them
+        back with give_back() when it ends, whatever happens."""
+        with self._lock:
+            self._searches += 1
+            borrowed = max(0, min(wanted, self._cores - self._searches, self._idle))
+            self._idle -= borrowed
+            return borrowed
+
+    def give_back(self, borrowed: int) -> None:
+        with self._lock:
+            self._idle += borrowed
+            self._searches -= 1
 
     def outcomes(self, read: Callable[[int], Any], shards: int, spread: bool,
                  discard: Callable[[Any], None]) -> list[Outcome]:
@@ -90,15 +91,14 @@ class ReadFanout:
         on the helpers idle now. Every read has ended when this returns. If the caller is
         interrupted while it waits for a helper (KeyboardInterrupt), every value read for
         it goes to discard (now, or when its helper ends), so what a read holds is let go."""
-        free_cores = self._enter()
+        borrowed = self.borrow(shards - 1 if spread else 0)
         try:
-            borrowed = self._borrow(min(shards - 1, free_cores)) if spread else 0
             groups = _groups(range(shards), borrowed + 1)
             futures: list[Future] = []
             for group in groups[1:]:
                 future = self._submit(read, group)
                 if future is None:  # closed meanwhile: read here (and raise ClosedError)
-                    self._idle.release()
+                    self._release()
                     futures.append(_done(_run_group(read, group)))
                 else:
                     futures.append(future)
@@ -111,7 +111,7 @@ class ReadFanout:
                     future.add_done_callback(lambda done: _discard(done.result(), discard))
                 raise
         finally:
-            self._exit()
+            self.give_back(0)  # the helpers' own, each when it ends (_helper)
 
     def close(self) -> None:
         with self._lock:
@@ -120,21 +120,10 @@ class ReadFanout:
         if pool is not None:
             pool.shutdown(wait=True)
 
-    def _enter(self) -> int:
-        """Counts a search in flight; returns the cores no search is using now."""
+    def _release(self) -> None:
+        """One borrowed helper is idle again."""
         with self._lock:
-            self._searches += 1
-            return self._cores - self._searches
-
-    def _exit(self) -> None:
-        with self._lock:
-            self._searches -= 1
-
-    def _borrow(self, wanted: int) -> int:
-        borrowed = 0
-        while borrowed < wanted and self._idle.acquire(blocking=False):
-            borrowed += 1
-        return borrowed
+            self._idle += 1
 
     def _submit(self, read: Callable[[int], Any], group: Sequence[int]) -> Future | None:
         with self._lock:
@@ -148,7 +137,7 @@ class ReadFanout:
         try:
             return _run_group(read, group)
         finally:
-            self._idle.release()
+            self._release()
 
 
 def _run_group(read: Callable[[int], Any], group: Sequence[int]) -> list[Outcome]:

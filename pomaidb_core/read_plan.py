@@ -21,7 +21,7 @@ is retired under a search. If a generation changed, the caller searches through 
 
 The segments' kernel calls run in one call into the kernels (kernels.wsbr_search_many), on
 the calling thread and, where the plan holds POOL_MIN_ROWS rows and the read fan-out finds
-cores no other search is using (ReadFanout.cores), on that many threads of the kernels' task
+cores no other search is using (ReadFanout.borrow), on that many threads of the kernels' task
 pool. Handing segments to Python threads did not pay at these sizes (fanout.py); the pool's
 helpers poll for work between searches, and a query of pypi-100k's four 25k-row segments went
 from 0.37 to 0.18 ms of kernels with one helper (2 cores, the same answers).

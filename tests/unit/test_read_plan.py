@@ -158,7 +158,7 @@ def test_a_failing_segment_search_raises_and_lets_everything_go(tmp_path, monkey
         assert searched == [12]  # every part in one call
         m.put(1, np.ones(24, np.float32))  # the shards' locks were let go
         assert m.search(np.ones(24, np.float32), k=1)[0].id == 1
-        assert db._fanout._searches == 0 and db._fanout._idle._value == db._fanout.helpers
+        assert db._fanout._searches == 0 and db._fanout._idle == db._fanout.helpers
 
 
 def test_closed_and_dropped_membranes_are_not_searched_by_plan(tmp_path):
