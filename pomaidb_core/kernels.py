@@ -43,6 +43,7 @@ from .errors import InvalidArgumentError
 Metric = Literal["ip", "cosine", "l2"]
 METRICS: tuple[str, ...] = ("ip", "cosine", "l2")
 ISA_ENV_VAR = "POMAIDB_ISA"
+HELPERS_ENV_VAR = "POMAIDB_SEARCH_HELPERS"
 
 F32Array = npt.NDArray[np.float32]
 
@@ -311,8 +312,14 @@ def wsbr_search_many(
 
 
 def pool_helpers() -> int:
-    """Threads of the kernels' task pool (wsbr_search_many): one fewer than the cores."""
-    return int(_kernels.pool_helpers())
+    """Threads of the kernels' task pool one search may use (wsbr_search_many): one fewer than
+    the cores, or as few as POMAIDB_SEARCH_HELPERS says. 0 keeps every search on its calling
+    thread: a helper polls for work for 0.3 ms after each task (so that back-to-back searches
+    find it awake), which a machine shared with other CPU work may not want to pay."""
+    if _HELPERS_LIMIT == 0:
+        return 0  # and the pool's threads are never started
+    threads = int(_kernels.pool_helpers())
+    return threads if _HELPERS_LIMIT is None else min(threads, _HELPERS_LIMIT)
 
 
 def row_codes(
@@ -543,4 +550,18 @@ def _apply_isa_env() -> None:
     set_isa(requested)
 
 
+def helpers_limit(value: str) -> int | None:
+    """POMAIDB_SEARCH_HELPERS's limit on pool_helpers(): an int >= 0, or None (no limit) for
+    an empty value; anything else warns and sets no limit, as a wrong POMAIDB_ISA does."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return int(value)
+    warnings.warn(f"{HELPERS_ENV_VAR}={value!r} is not an int >= 0; searches use up to "
+                  "one thread a core", RuntimeWarning, stacklevel=2)
+    return None
+
+
 _apply_isa_env()
+_HELPERS_LIMIT = helpers_limit(os.environ.get(HELPERS_ENV_VAR, ""))

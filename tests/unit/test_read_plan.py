@@ -224,3 +224,25 @@ def test_searches_by_plan_beside_writes_freezes_and_compactions(tmp_path):
             stop.set()
             writer.join(60)
         assert not errors and not writer.is_alive()
+
+
+def test_search_helpers_can_be_limited_and_turned_off(tmp_path, monkeypatch):
+    # POMAIDB_SEARCH_HELPERS: a plan search then uses at most that many pool threads (0: none).
+    assert kernels.helpers_limit("") is None and kernels.helpers_limit(" 0 ") == 0
+    assert kernels.helpers_limit("3") == 3
+    with pytest.warns(RuntimeWarning, match="POMAIDB_SEARCH_HELPERS='-1' is not an int"):
+        assert kernels.helpers_limit("-1") is None
+    monkeypatch.setattr(fanout.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(read_plan, "POOL_MIN_ROWS", 0)
+    helpers = []
+    real = read_plan.ReadPlan.search
+    monkeypatch.setattr(read_plan.ReadPlan, "search",
+                        lambda plan, *args: helpers.append(args[-1]) or real(plan, *args))
+    rng = np.random.default_rng(17)
+    with pdb.open(tmp_path / "db", shards=3, auto_compact=False) as db:
+        m = _layered(db, rng)
+        query = rng.standard_normal(24).astype(np.float32)
+        expected = [h.id for h in m.search(query, k=10)]
+        monkeypatch.setattr(kernels, "_HELPERS_LIMIT", 0)
+        assert [h.id for h in m.search(query, k=10)] == expected
+    assert helpers == [min(2, kernels._kernels.pool_helpers()), 0]
