@@ -11,6 +11,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace pomai {
@@ -57,12 +58,22 @@ class Pool {
  public:
   explicit Pool(pid_t pid) : pid_(pid) {}
   pid_t pid() const { return pid_; }
-  std::size_t helpers() const { return threads_; }
+  std::size_t helpers() const { return threads_.load(); }
 
+  // Starts the helpers, counting each once it runs (other threads may already ask how many
+  // there are). A machine that refuses more threads gets fewer helpers, not an error: a
+  // caller runs whatever no helper takes.
   void start() {
     const std::size_t cores = std::max(1u, std::thread::hardware_concurrency());
-    threads_ = std::min(cores - 1, kMaxHelpers);
-    for (std::size_t i = 0; i < threads_; ++i) std::thread([this] { serve(); }).detach();
+    const std::size_t wanted = std::min(cores - 1, kMaxHelpers);
+    for (std::size_t i = 0; i < wanted; ++i) {
+      try {
+        std::thread([this] { serve(); }).detach();
+      } catch (const std::system_error&) {
+        return;
+      }
+      threads_.fetch_add(1);
+    }
   }
 
   // Offers the job to `count` helpers: each idle one takes an offer.
@@ -97,7 +108,7 @@ class Pool {
   }
 
   pid_t pid_;
-  std::size_t threads_ = 0;
+  std::atomic<std::size_t> threads_{0};
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::shared_ptr<Job>> offers_;
