@@ -261,7 +261,7 @@ def test_bench_scale_pairs_rounds_alternately_and_reports_the_median_ratio(monke
 
     clock = [0.0]
     monkeypatch.setattr(bench_scale, "time", SimpleNamespace(
-        perf_counter=lambda: clock[0], thread_time=lambda: clock[0]))
+        perf_counter=lambda: clock[0], process_time=lambda: clock[0]))
     calls = []
 
     def timed(name, ticks):
