@@ -43,15 +43,23 @@ def _layered(db, rng, n: int = 3_000, dim: int = 24):
     return m
 
 
-@pytest.mark.parametrize("spread", [False, True])
-def test_a_plan_answers_as_the_shards(tmp_path, monkeypatch, spread):
-    if spread:  # the segments searched on the kernels' pool too
+def _pool_helpers_seen(monkeypatch, spread: bool) -> list[int]:
+    """The helpers each plan search is given, recorded; with `spread` a plan of any size
+    hands its segments to the kernels' pool (four cores, as the fan-out sees them), else
+    none does."""
+    if spread:
         monkeypatch.setattr(fanout.os, "cpu_count", lambda: 4)
     monkeypatch.setattr(read_plan, "POOL_MIN_ROWS", 0 if spread else 10**12)
-    helpers = []
+    helpers: list[int] = []
     real = read_plan.ReadPlan.search
     monkeypatch.setattr(read_plan.ReadPlan, "search",
                         lambda plan, *args: helpers.append(args[-1]) or real(plan, *args))
+    return helpers
+
+
+@pytest.mark.parametrize("spread", [False, True])
+def test_a_plan_answers_as_the_shards(tmp_path, monkeypatch, spread):
+    helpers = _pool_helpers_seen(monkeypatch, spread)
     rng = np.random.default_rng(11)
     with pdb.open(tmp_path / "db", shards=3, auto_compact=False) as db:
         m = _layered(db, rng)
@@ -232,12 +240,7 @@ def test_search_helpers_can_be_limited_and_turned_off(tmp_path, monkeypatch):
     assert kernels.helpers_limit("3") == 3
     with pytest.warns(RuntimeWarning, match="POMAIDB_SEARCH_HELPERS='-1' is not an int"):
         assert kernels.helpers_limit("-1") is None
-    monkeypatch.setattr(fanout.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(read_plan, "POOL_MIN_ROWS", 0)
-    helpers = []
-    real = read_plan.ReadPlan.search
-    monkeypatch.setattr(read_plan.ReadPlan, "search",
-                        lambda plan, *args: helpers.append(args[-1]) or real(plan, *args))
+    helpers = _pool_helpers_seen(monkeypatch, True)
     rng = np.random.default_rng(17)
     with pdb.open(tmp_path / "db", shards=3, auto_compact=False) as db:
         m = _layered(db, rng)
