@@ -99,7 +99,7 @@ class ReadPlan:
                 taken.append(side)
                 if shard.generation != seen:
                     return None
-            if not parts:  # no segment in any shard: merge_hits would see no query
+            if not parts:  # no segment in any shard: merge_ranked would see no query
                 return [[] for _ in range(len(queries))]
             segments = [part.segment() for part in parts]  # alive: the shards hold them
             assert all(segments), "a current plan's segments are the shards' own"
